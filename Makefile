@@ -1,0 +1,138 @@
+# ventral: build the engine library, the tools in bin/ and the tests.
+#
+#   make                 CPU build (OpenBLAS + OpenMP), tools and tests in bin/
+#   make test            build and run ./bin/tests
+#   make sanitize        build and run the tests under ASan + UBSan (in build-san/)
+#   make fuzz            build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
+#   make CUDA=1          also build the CUDA backend (kernels/cuda, nvcc)
+#   make NO_OMP=1        no OpenMP;  CUDA_ARCH=sm_90 to pick the GPU arch;  DEBUG=1 for -O0 -g
+#
+# The Makefile probes for its dependencies and says what it found. They come from Debian
+# packages installed by third_party/install-deps.sh.
+
+CXX      ?= g++
+BUILD    ?= build
+BIN      ?= bin
+CXXFLAGS ?= -O3 -march=native -g
+CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-unused-parameter -I. -MMD -MP
+LDLIBS   += -lz -lm -lpthread
+
+ifeq ($(DEBUG),1)
+  CXXFLAGS := $(filter-out -O3,$(CXXFLAGS)) -O0
+endif
+
+# ---- probes ---------------------------------------------------------------------------
+OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+OPENBLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null)
+ifeq ($(OPENBLAS_LIBS),)
+  ifneq ($(wildcard /usr/include/x86_64-linux-gnu/cblas.h /usr/include/cblas.h),)
+    OPENBLAS_LIBS := -lopenblas
+  else
+    $(error OpenBLAS not found: run third_party/install-deps.sh (installs libopenblas-dev))
+  endif
+endif
+$(info ventral: found OpenBLAS ($(strip $(OPENBLAS_LIBS))))
+CXXFLAGS += $(OPENBLAS_CFLAGS)
+LDLIBS   += $(OPENBLAS_LIBS)
+
+ifeq ($(wildcard /usr/include/stb/stb_image.h),)
+  $(error stb_image not found: run third_party/install-deps.sh (installs libstb-dev))
+endif
+$(info ventral: found stb_image (libstb))
+LDLIBS += -lstb
+
+ifeq ($(NO_OMP),1)
+  $(info ventral: OpenMP disabled (NO_OMP=1))
+else
+  OMP_OK := $(shell echo 'int main(){}' | $(CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo yes)
+  ifeq ($(OMP_OK),yes)
+    $(info ventral: found OpenMP)
+    CXXFLAGS += -fopenmp
+    LDFLAGS  += -fopenmp
+  else
+    $(info ventral: OpenMP not found, building single-threaded kernels)
+  endif
+endif
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifeq ($(CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but nvcc was not found (expected /usr/local/cuda/bin/nvcc))
+  endif
+  $(info ventral: building the CUDA backend with $(NVCC))
+  CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  CUDA_ARCH  ?= sm_90
+  CXXFLAGS   += -DVT_CUDA -I$(CUDA_HOME)/include
+  LDLIBS     += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
+else ifneq ($(NVCC),)
+  $(info ventral: nvcc found at $(NVCC); CPU build (use `make CUDA=1` for the CUDA backend))
+else
+  $(info ventral: nvcc not found, skipping CUDA)
+endif
+
+# ---- sources --------------------------------------------------------------------------
+LIB_SRC   := $(wildcard engine/*.cpp kernels/cpu/*.cpp models/*.cpp)
+TOOL_SRC  := $(wildcard tools/*.cpp)
+TEST_SRC  := $(wildcard tests/*.cpp)
+CUDA_SRC  := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
+
+LIB_OBJ   := $(LIB_SRC:%.cpp=$(BUILD)/%.o) $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
+TOOLS     := $(TOOL_SRC:tools/%.cpp=$(BIN)/%)
+TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
+LIB       := $(BUILD)/libventral.a
+
+.PHONY: all test sanitize fuzz clean
+all: $(TOOLS) $(BIN)/tests
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+# Tests find their fixtures (tests/fixtures/) and ../shared/data from the source root.
+$(BUILD)/tests/%.o: tests/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -DVT_ROOT='"$(CURDIR)"' -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 -I. -arch=$(CUDA_ARCH) -Xcompiler -Wall -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+$(BIN)/%: $(BUILD)/tools/%.o $(LIB)
+	@mkdir -p $(BIN)
+	$(CXX) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BIN)/tests: $(TEST_OBJ) $(LIB)
+	@mkdir -p $(BIN)
+	$(CXX) $(LDFLAGS) $(TEST_OBJ) $(LIB) $(LDLIBS) -o $@
+
+test: $(BIN)/tests
+	./$(BIN)/tests
+
+# ASan + UBSan: a separate build tree, so the fast build stays as it is.
+sanitize:
+	$(MAKE) BUILD=build-san BIN=build-san/bin \
+	  CXXFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" NO_OMP=1 build-san/bin/tests
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build-san/bin/tests
+
+# libFuzzer targets (clang): fuzz/<name>.cpp -> build-fuzz/<name>; corpora in fuzz/corpus/<name>.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(wildcard fuzz/*.cpp)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.cpp=build-fuzz/%)
+FUZZ_LIB_SRC := engine/common.cpp engine/npy.cpp engine/image.cpp
+build-fuzz/%: fuzz/%.cpp $(FUZZ_LIB_SRC)
+	@mkdir -p build-fuzz
+	clang++ -std=c++17 -O1 -g -I. $(OPENBLAS_CFLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIB_SRC) -lz -lstb -o $@
+fuzz: $(FUZZ_BIN)
+	@for t in $(FUZZ_BIN); do n=$$(basename $$t); mkdir -p fuzz/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 fuzz/corpus/$$n || exit 1; done
+
+clean:
+	rm -rf $(BUILD) $(BIN) build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TOOL_SRC:tools/%.cpp=$(BUILD)/tools/%.d)

@@ -1,0 +1,97 @@
+// gradcheck.cpp: finite-difference gradient checking (see gradcheck.h).
+#include "engine/gradcheck.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "engine/autograd.h"
+#include "engine/backend.h"
+
+namespace vt {
+
+static double dot_g(const Tensor& out, const std::vector<float>& g) {
+    std::vector<float> y = out.to_vector();
+    double s = 0;
+    for (size_t i = 0; i < y.size(); i++) s += (double)y[i] * g[i];
+    return s;
+}
+
+GradCheckResult grad_check(const std::function<Tensor()>& f, const std::vector<Tensor>& wrt,
+                           const GradCheckOptions& opt) {
+    GradCheckResult res;
+    Rng rng(opt.seed);
+    for (const Tensor& w : wrt)
+        CHECK(w.requires_grad() && w.device() == Device::CPU, "grad_check: %s must be a CPU tensor requiring a gradient",
+              w.desc().c_str());
+
+    // Analytic: seed each gradient, NaN-fill intermediates, backward, subtract the seed.
+    Tape tape;
+    Tensor out;
+    {
+        TapeScope scope(tape);
+        out = f();
+    }
+    std::vector<float> g((size_t)out.numel());
+    for (auto& v : g) v = rng.normal();
+    std::vector<std::vector<float>> seeds;
+    for (const Tensor& w : wrt) {
+        std::vector<float> s((size_t)w.numel());
+        for (auto& v : s) v = rng.normal();
+        backend_copy_from_host(w.device(), w.grad(), s.data(), w.numel());
+        seeds.push_back(std::move(s));
+    }
+    tape.fill_grad(NAN);
+    tape.backward(out, tensor_from(out.shape, g));
+    std::vector<std::vector<float>> analytic;
+    for (size_t k = 0; k < wrt.size(); k++) {
+        std::vector<float> a((size_t)wrt[k].numel());
+        backend_copy_to_host(Device::CPU, a.data(), wrt[k].grad(), wrt[k].numel());
+        for (size_t i = 0; i < a.size(); i++) a[i] -= seeds[k][i];
+        analytic.push_back(std::move(a));
+    }
+
+    // Numeric, at sampled elements.
+    NoGradScope nograd;
+    for (size_t k = 0; k < wrt.size(); k++) {
+        const Tensor& w = wrt[k];
+        int64_t n = w.numel();
+        std::vector<int64_t> idx;
+        if (n <= opt.max_samples) {
+            idx.resize((size_t)n);
+            std::iota(idx.begin(), idx.end(), 0);
+        } else {
+            idx = {0, n - 1};
+            while ((int)idx.size() < opt.max_samples) idx.push_back(rng.randint(n));
+        }
+        std::vector<double> num(idx.size());
+        double scale = 0;
+        for (size_t j = 0; j < idx.size(); j++) {
+            float& x = w.data()[idx[j]];
+            float orig = x;
+            x = (float)(orig + opt.eps);
+            double up = (double)x - orig, lp = dot_g(f(), g);
+            x = (float)(orig - opt.eps);
+            double dn = orig - (double)x, lm = dot_g(f(), g);
+            x = orig;
+            num[j] = (lp - lm) / (up + dn);
+            scale = std::max(scale, std::fabs(num[j]));
+        }
+        for (size_t j = 0; j < idx.size(); j++) {
+            double a = analytic[k][idx[j]], nm = num[j];
+            double denom = std::max({std::fabs(a), std::fabs(nm), opt.floor * scale, 1e-12});
+            double err = std::isfinite(a) ? std::fabs(a - nm) / denom : INFINITY;
+            res.checked++;
+            if (err > res.max_err || !std::isfinite(err)) {
+                res.max_err = err;
+                res.worst = strfmt("%s[%lld]: analytic %.6g numeric %.6g", w.name.empty() ? "wrt" : w.name.c_str(),
+                                   (long long)idx[j], a, nm);
+                if (w.name.empty()) res.worst = strfmt("wrt#%zu", k) + res.worst.substr(3);
+            }
+        }
+    }
+    res.ok = res.max_err < opt.tol;
+    return res;
+}
+
+}  // namespace vt

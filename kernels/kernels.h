@@ -1,0 +1,105 @@
+// kernels.h: the raw-pointer compute kernels, one table per device.
+//
+// Kernels know nothing of tensors or autodiff: they take float pointers and sizes. Every
+// forward has its backward beside it. Conventions (llm.c): outputs first, then inputs, then
+// sizes; gradients carry a `d` prefix; backward kernels ACCUMULATE (+=) into every gradient
+// they write, so contributions from several uses of a tensor (time steps, feedback paths)
+// add up. The engine picks a table with kernels_for(device); kernels/cpu/ is the reference,
+// kernels/cuda/ (built with CUDA=1) is tested against it.
+//
+// Size names: N batch, C channels, H/W height/width, OC output channels, K kernel size,
+// OH/OW output height/width, P = OH*OW.
+#pragma once
+#include <cstdint>
+
+namespace vt {
+
+struct ConvDims {
+    int N, C, H, W;      // input (N, C, H, W)
+    int OC, KH, KW;      // weight (OC, C, KH, KW)
+    int SH, SW, PH, PW;  // stride, zero padding
+    int OH, OW;          // output (N, OC, OH, OW)
+    int64_t cols_size() const { return is_pointwise() ? 0 : (int64_t)C * KH * KW * N * OH * OW; }
+    int64_t scratch_size() const { return (int64_t)OC * N * OH * OW + (int64_t)C * KH * KW * N * OH * OW; }
+    bool is_pointwise() const { return KH == 1 && KW == 1 && SH == 1 && SW == 1 && PH == 0 && PW == 0; }
+};
+ConvDims conv_dims(int N, int C, int H, int W, int OC, int KH, int KW, int SH, int SW, int PH, int PW);
+
+struct PoolDims {
+    int N, C, H, W;      // input
+    int K, S, P;         // square window, stride, padding (padded cells never win)
+    int OH, OW;
+};
+PoolDims pool_dims(int N, int C, int H, int W, int K, int S, int P);
+
+enum class Act { ELU, ReLU, Sigmoid, Tanh };
+
+struct KernelTable {
+    const char* name;
+
+    // ---- memory and elementwise -------------------------------------------------------
+    void (*fill)(float* p, int64_t n, float v);
+    void (*axpy)(float* y, const float* x, int64_t n, float a);                 // y += a*x
+    void (*add)(float* out, const float* a, const float* b, int64_t n, float alpha, float beta);  // out = alpha*a + beta*b
+    void (*mul)(float* out, const float* a, const float* b, int64_t n);
+    void (*mul_backward)(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n);  // either grad may be null
+    void (*affine)(float* out, const float* a, int64_t n, float scale, float shift);  // out = scale*a + shift
+
+    // ---- activations: backward reads the forward OUTPUT (elu: alpha = 1) --------------
+    void (*act_forward)(Act act, float* out, const float* inp, int64_t n);
+    void (*act_backward)(Act act, float* dinp, const float* dout, const float* out, int64_t n);
+
+    // ---- dense algebra ----------------------------------------------------------------
+    // C (M, N) = alpha * op(A) op(B) + beta * C, row-major; op = transpose if ta/tb.
+    void (*gemm)(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                 const float* B, int ldb, float beta, float* C, int ldc);
+    void (*bias_add_rows)(float* out, const float* bias, int rows, int cols);  // out[r, c] += bias[c]
+    void (*sum_rows)(float* dbias, const float* dout, int rows, int cols);     // dbias[c] += sum_r dout[r, c]
+
+    // ---- convolution (im2col + GEMM) --------------------------------------------------
+    // cols (C*KH*KW, N*OH*OW) is filled by forward and kept for backward. For a pointwise
+    // conv (is_pointwise) there is no im2col: pass the input itself as cols.
+    // scratch: d.scratch_size() floats of workspace, contents undefined on return.
+    void (*conv2d_forward)(float* out, float* cols, const float* inp, const float* weight,
+                           const float* bias, float* scratch, const ConvDims& d);
+    // dinp/dweight/dbias may be null (not wanted).
+    void (*conv2d_backward)(float* dinp, float* dweight, float* dbias, const float* dout,
+                            const float* cols, const float* weight, float* scratch, const ConvDims& d);
+
+    // ---- max-pool: argmax (flat index into the input plane) kept for backward ---------
+    void (*maxpool_forward)(float* out, int32_t* argmax, const float* inp, const PoolDims& d);
+    void (*maxpool_backward)(float* dinp, const float* dout, const int32_t* argmax, const PoolDims& d);
+
+    // ---- channel blocks: dst[n, c0 + c, :] (=/+=) src[n, c, :]; src (N, SC, HW), dst (N, DC, HW)
+    void (*chan_copy)(float* dst, int DC, int dc0, const float* src, int SC, int sc0, int C, int N,
+                      int64_t HW, bool accumulate);
+
+    // ---- bilinear resize, align_corners = true ----------------------------------------
+    void (*resize_forward)(float* out, const float* inp, int NC, int H, int W, int OH, int OW);
+    void (*resize_backward)(float* dinp, const float* dout, int NC, int H, int W, int OH, int OW);
+
+    // ---- reductions and losses (scalars are 1-element device buffers) -----------------
+    void (*sum)(float* out, const float* inp, int64_t n, float scale);           // out[0] = scale*sum
+    void (*sum_backward)(float* dinp, const float* dout, int64_t n, float scale); // dinp += scale*dout[0]
+    void (*mse_forward)(float* out, const float* a, const float* b, int64_t n);  // mean (a-b)^2
+    void (*mse_backward)(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n);
+    // logits (N, K), labels (N,) class indices stored as floats; probs kept for backward;
+    // out[0] = mean loss.
+    void (*xent_forward)(float* out, float* probs, const float* logits, const float* labels, int N, int K);
+    void (*xent_backward)(float* dlogits, const float* dout, const float* probs, const float* labels, int N, int K);
+
+    // ---- dropout: mask (n) holds 0 or 1/(1-p), drawn by the engine ---------------------
+    // (forward and backward are `mul` and `mul_backward` with the mask)
+
+    // ---- optimiser updates over a flat parameter arena ---------------------------------
+    void (*sgd_update)(float* p, const float* g, float* mom, int64_t n, float lr, float momentum, float wd);
+    void (*adam_update)(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1,
+                        float b2, float eps, float wd, int step);
+};
+
+const KernelTable& cpu_kernels();
+#ifdef VT_CUDA
+const KernelTable& cuda_kernels();
+#endif
+
+}  // namespace vt

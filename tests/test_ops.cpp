@@ -1,0 +1,298 @@
+// test_ops.cpp: every op against the gradient checker, conv2d against a direct convolution,
+// and the tape's contracts (accumulation, frozen parameters, replay, inference).
+#include <cmath>
+
+#include "engine/gradcheck.h"
+#include "engine/ops.h"
+#include "engine/params.h"
+#include "tests/testutil.h"
+
+using namespace vt;
+
+namespace {
+
+Tensor randn(const Shape& s, uint64_t seed, float std = 1.f, bool grad = true) {
+    Tensor t = tensor_empty(s, Device::CPU, grad);
+    Rng r(seed);
+    tensor_randn(t, r, std);
+    return t;
+}
+
+// Values bounded away from zero (|x| in [0.2, 1.2]): no ReLU/ELU kink within eps.
+Tensor away_from_zero(const Shape& s, uint64_t seed) {
+    Tensor t = tensor_empty(s, Device::CPU, true);
+    Rng r(seed);
+    for (int64_t i = 0; i < t.numel(); i++) t.data()[i] = (r.uniform() < 0.5f ? -1.f : 1.f) * (0.2f + r.uniform());
+    return t;
+}
+
+// Distinct values spaced >= 0.05 apart (a shuffled ramp): no max-pool ties within eps.
+Tensor distinct(const Shape& s, uint64_t seed) {
+    Tensor t = tensor_empty(s, Device::CPU, true);
+    int64_t n = t.numel();
+    std::vector<int64_t> perm((size_t)n);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    Rng r(seed);
+    for (int64_t i = n - 1; i > 0; i--) std::swap(perm[i], perm[r.randint(i + 1)]);
+    for (int64_t i = 0; i < n; i++) t.data()[i] = 0.05f * (float)(perm[i] - n / 2);
+    return t;
+}
+
+void expect_ok(const GradCheckResult& r) {
+    INFO("worst: " << r.worst << "  max_err " << r.max_err << "  checked " << r.checked);
+    CHECK(r.checked > 0);
+    CHECK(r.ok);
+}
+
+// Direct 7-loop convolution in double, the independent reference for conv2d.
+std::vector<double> conv_naive(const Tensor& x, const Tensor& w, const Tensor& b, int s, int p) {
+    int N = (int)x.dim(0), C = (int)x.dim(1), H = (int)x.dim(2), W = (int)x.dim(3);
+    int OC = (int)w.dim(0), KH = (int)w.dim(2), KW = (int)w.dim(3);
+    int OH = (H + 2 * p - KH) / s + 1, OW = (W + 2 * p - KW) / s + 1;
+    std::vector<double> y((size_t)N * OC * OH * OW);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    double acc = b.defined() ? b.data()[o] : 0.0;
+                    for (int c = 0; c < C; c++)
+                        for (int kh = 0; kh < KH; kh++)
+                            for (int kw = 0; kw < KW; kw++) {
+                                int ih = oh * s - p + kh, iw = ow * s - p + kw;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                acc += (double)x.data()[((n * C + c) * H + ih) * W + iw] *
+                                       w.data()[((o * C + c) * KH + kh) * KW + kw];
+                            }
+                    y[(((size_t)n * OC + o) * OH + oh) * OW + ow] = acc;
+                }
+    return y;
+}
+
+}  // namespace
+
+TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides and paddings") {
+    struct Case { int N, C, H, W, OC, K, s, p; };
+    for (Case c : {Case{2, 3, 9, 7, 4, 3, 1, 1}, Case{1, 2, 11, 11, 3, 7, 2, 3}, Case{2, 4, 6, 5, 5, 1, 1, 0},
+                   Case{1, 3, 8, 8, 2, 5, 3, 0}, Case{3, 2, 4, 4, 2, 1, 2, 0}, Case{1, 1, 5, 6, 1, 2, 1, 1}}) {
+        CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p);
+        Tensor x = randn({c.N, c.C, c.H, c.W}, 1, 1.f, false), w = randn({c.OC, c.C, c.K, c.K}, 2, 0.5f, false);
+        Tensor b = randn({c.OC}, 3, 1.f, false);
+        Tensor y = conv2d(x, w, b, c.s, c.p);
+        std::vector<double> ref = conv_naive(x, w, b, c.s, c.p);
+        REQUIRE(y.numel() == (int64_t)ref.size());
+        double worst = 0;
+        for (size_t i = 0; i < ref.size(); i++) worst = std::max(worst, std::fabs(y.data()[i] - ref[i]));
+        CHECK(worst < 1e-4);
+    }
+}
+
+TEST_CASE("ops: gradient checks of conv2d (general, strided, pointwise) and linear") {
+    Tensor x = randn({2, 3, 7, 6}, 4), w = randn({4, 3, 3, 3}, 5, 0.3f), b = randn({4}, 6);
+    x.name = "x"; w.name = "w"; b.name = "b";
+    expect_ok(grad_check([&] { return conv2d(x, w, b, 1, 1); }, {x, w, b}));
+    expect_ok(grad_check([&] { return conv2d(x, w, b, 2, 0); }, {x, w, b}));
+    Tensor w7 = randn({2, 3, 7, 7}, 7, 0.2f);
+    expect_ok(grad_check([&] { return conv2d(x, w7, Tensor(), 2, 3); }, {x, w7}));
+    Tensor w1 = randn({5, 3, 1, 1}, 8, 0.5f), b1 = randn({5}, 9);
+    expect_ok(grad_check([&] { return conv2d(x, w1, b1, 1, 0); }, {x, w1, b1}));
+    Tensor xl = randn({5, 7}, 10), wl = randn({3, 7}, 11), bl = randn({3}, 12);
+    expect_ok(grad_check([&] { return linear(xl, wl, bl); }, {xl, wl, bl}));
+}
+
+TEST_CASE("ops: gradient checks of activations, away from kinks") {
+    Tensor x = away_from_zero({3, 4, 5}, 13);
+    x.name = "x";
+    expect_ok(grad_check([&] { return elu(x); }, {x}));
+    expect_ok(grad_check([&] { return relu(x); }, {x}));
+    expect_ok(grad_check([&] { return sigmoid(x); }, {x}));
+    expect_ok(grad_check([&] { return vt::tanh(x); }, {x}));
+}
+
+TEST_CASE("ops: gradient checks of max-pool (with padding) and bilinear resize") {
+    Tensor x = distinct({2, 3, 7, 8}, 14);
+    expect_ok(grad_check([&] { return maxpool2d(x, 3, 2, 1); }, {x}));
+    expect_ok(grad_check([&] { return maxpool2d(x, 2, 2, 0); }, {x}));
+    Tensor r = randn({2, 2, 4, 5}, 15);
+    expect_ok(grad_check([&] { return resize_bilinear(r, 7, 9); }, {r}));   // up
+    expect_ok(grad_check([&] { return resize_bilinear(r, 3, 2); }, {r}));   // down
+    expect_ok(grad_check([&] { return resize_bilinear(r, 1, 1); }, {r}));   // to a point
+}
+
+TEST_CASE("ops: gradient checks of elementwise, channel and reduction ops") {
+    Tensor a = randn({2, 3, 4, 2}, 16), b = randn({2, 3, 4, 2}, 17), c = randn({2, 5, 4, 2}, 18);
+    expect_ok(grad_check([&] { return add(a, b); }, {a, b}));
+    expect_ok(grad_check([&] { return sub(a, b); }, {a, b}));
+    expect_ok(grad_check([&] { return mul(a, b); }, {a, b}));
+    expect_ok(grad_check([&] { return add_scalar(a, 0.7f); }, {a}));
+    expect_ok(grad_check([&] { return mul_scalar(a, -1.3f); }, {a}));
+    expect_ok(grad_check([&] { return concat_channels({a, c, b}); }, {a, b, c}));
+    expect_ok(grad_check([&] { return split_channels(c, {2, 3})[1]; }, {c}));
+    expect_ok(grad_check([&] { return sum(mul(a, a)); }, {a}));
+    expect_ok(grad_check([&] { return mean(a); }, {a}));
+    expect_ok(grad_check([&] { return mse_loss(a, b); }, {a, b}));
+    // a tensor used twice: both paths' gradients must add up
+    expect_ok(grad_check([&] { return add(mul(a, b), a); }, {a, b}));
+    expect_ok(grad_check([&] { return a.reshape({6, -1}); }, {a}));
+}
+
+TEST_CASE("ops: softmax cross-entropy value and gradient") {
+    Tensor logits = randn({4, 5}, 19);
+    Tensor labels = tensor_from({4}, {0, 4, 2, 2});
+    expect_ok(grad_check([&] { return softmax_cross_entropy(logits, labels); }, {logits}));
+    // value against a direct computation
+    double ref = 0;
+    for (int n = 0; n < 4; n++) {
+        double z = 0;
+        for (int k = 0; k < 5; k++) z += std::exp(logits.data()[n * 5 + k]);
+        ref += -(logits.data()[n * 5 + (int)labels.data()[n]] - std::log(z));
+    }
+    CHECK(softmax_cross_entropy(logits, labels).data()[0] == doctest::Approx(ref / 4).epsilon(1e-5));
+    CHECK_THROWS_WITH_AS(softmax_cross_entropy(logits, tensor_from({4}, {0, 5, 1, 1})),
+                         doctest::Contains("not a class index"), vt::Error);
+}
+
+TEST_CASE("ops: dropout drops about p, rescales the rest, and passes gradient through the mask") {
+    Tensor x = randn({4, 8, 8, 8}, 20);
+    Tensor y = dropout(x, 0.25f, 99);
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < x.numel(); i++) {
+        if (y.data()[i] == 0.f) zeros++;
+        else CHECK(y.data()[i] == doctest::Approx(x.data()[i] / 0.75f));
+    }
+    double frac = (double)zeros / x.numel();
+    CHECK(frac > 0.22);
+    CHECK(frac < 0.28);
+    CHECK(dropout(x, 0.25f, 99, false).data() == x.data());  // identity when not training
+    Tensor s = randn({3, 10}, 21);
+    expect_ok(grad_check([&] { return dropout(s, 0.5f, 7); }, {s}));
+}
+
+TEST_CASE("tape: backward accumulates into leaves; zero_grad clears them") {
+    Tensor a = randn({3, 4}, 22);
+    Tensor g1, g2;
+    for (int rep = 0; rep < 2; rep++) {
+        Tape tape;
+        TapeScope scope(tape);
+        Tensor loss = sum(mul(a, a));
+        tape.backward(loss);
+    }
+    for (int64_t i = 0; i < a.numel(); i++) CHECK(a.grad()[i] == doctest::Approx(4 * a.data()[i]));  // 2 * 2a
+    grad_zero(a);
+    for (int64_t i = 0; i < a.numel(); i++) CHECK(a.grad()[i] == 0.f);
+}
+
+TEST_CASE("tape: frozen parameters get no gradient but pass it to their inputs") {
+    ParamArena p({{"w", {4, 3, 3, 3}}, {"b", {4}, Init::Zeros}}, 1);
+    p.set_trainable("w", false);
+    Tensor x = randn({1, 3, 5, 5}, 23);
+    Tape tape;
+    {
+        TapeScope scope(tape);
+        tape.backward(sum(conv2d(x, p["w"], p["b"], 1, 1)));
+    }
+    for (int64_t i = 0; i < p["w"].numel(); i++) CHECK(p["w"].grad()[i] == 0.f);
+    CHECK(p["b"].grad()[0] == doctest::Approx(25.f));  // sum over 5x5 outputs
+    double s = 0;
+    for (int64_t i = 0; i < x.numel(); i++) s += std::fabs(x.grad()[i]);
+    CHECK(s > 0);
+}
+
+TEST_CASE("tape: replaying forward on new input data equals a fresh graph") {
+    ParamArena p({{"w", {4, 2, 3, 3}}, {"b", {4}, Init::Uniform, 0.5f}, {"fc", {3, 4 * 2 * 2}}}, 2);
+    Tensor x = randn({2, 2, 8, 8}, 24, 1.f, false);
+    auto build = [&](const Tensor& in) { return maxpool2d(elu(conv2d(in, p["w"], p["b"], 1, 1)), 3, 2, 1); };
+    Tape tape;
+    Tensor out;
+    {
+        TapeScope scope(tape);
+        Tensor h = build(x);
+        CHECK(h.shape == Shape{2, 4, 4, 4});
+        out = sum(mul(h, h));
+    }
+    Tensor x2 = randn({2, 2, 8, 8}, 25, 1.f, false);
+    tensor_copy(x, x2);
+    tape.forward();
+    p.zero_grad();
+    tape.backward(out);
+    std::vector<float> replay_grad(p.grad.data(), p.grad.data() + p.numel());
+    float replay_loss = out.data()[0];
+
+    p.zero_grad();
+    Tape fresh;
+    TapeScope scope(fresh);
+    Tensor h2 = build(x2);
+    Tensor out2 = sum(mul(h2, h2));
+    fresh.backward(out2);
+    CHECK(replay_loss == doctest::Approx(out2.data()[0]).epsilon(1e-6));
+    for (int64_t i = 0; i < p.numel(); i++) CHECK(replay_grad[i] == doctest::Approx(p.grad.data()[i]).epsilon(1e-5));
+}
+
+TEST_CASE("tape: inference records nothing and allocates no gradients") {
+    ParamArena p({{"w", {2, 2, 3, 3}}}, 3);
+    Tensor x = randn({1, 2, 4, 4}, 26, 1.f, false);
+    Tensor y = conv2d(x, p["w"], Tensor(), 1, 1);
+    CHECK(!y.requires_grad());
+    CHECK(y.grad() == nullptr);
+    Tape tape;
+    TapeScope scope(tape);
+    Tensor z = conv2d(x, p["w"], Tensor(), 1, 1);
+    CHECK(z.requires_grad());
+    CHECK(tape.size() == 1);
+    {
+        NoGradScope ng;
+        conv2d(x, p["w"], Tensor(), 1, 1);
+    }
+    CHECK(tape.size() == 1);
+}
+
+TEST_CASE("ops: shape errors say what was expected and what was found") {
+    Tensor x = randn({1, 3, 5, 5}, 27, 1.f, false), w = randn({4, 2, 3, 3}, 28, 1.f, false);
+    CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor()), doctest::Contains("has 3 channels but weight"), vt::Error);
+    CHECK_THROWS_WITH_AS(add(x, randn({1, 3, 5, 4}, 1)), doctest::Contains("(1, 3, 5, 5) vs (1, 3, 5, 4)"), vt::Error);
+    CHECK_THROWS_WITH_AS(linear(randn({2, 3}, 1), randn({4, 5}, 2), Tensor()), doctest::Contains("expects 5"),
+                         vt::Error);
+    CHECK_THROWS_AS(split_channels(x, {1, 1}), vt::Error);
+    CHECK_THROWS_AS(maxpool2d(x, 7, 1, 0), vt::Error);
+    CHECK_THROWS_WITH_AS(x.reshape({7, -1}), doctest::Contains("element counts differ"), vt::Error);
+}
+
+TEST_CASE("gradcheck: catches a wrong gradient") {
+    // A hand-made op with a deliberately wrong backward (factor 1.5) must fail the checker.
+    Tensor a = randn({4}, 29);
+    auto bad = [&] {
+        Tensor out = op_output(a.shape, {&a});
+        return op_record(
+            "bad", out, [=] { for (int i = 0; i < 4; i++) out.data()[i] = a.data()[i] * a.data()[i]; },
+            [=] { for (int i = 0; i < 4; i++) a.grad()[i] += 3.f * a.data()[i] * out.grad()[i]; });
+    };
+    CHECK(!grad_check(bad, {a}).ok);
+    // ... and one that overwrites instead of accumulating.
+    auto overwrite = [&] {
+        Tensor out = op_output(a.shape, {&a});
+        return op_record(
+            "overwrite", out, [=] { for (int i = 0; i < 4; i++) out.data()[i] = 2.f * a.data()[i]; },
+            [=] { for (int i = 0; i < 4; i++) a.grad()[i] = 2.f * out.grad()[i]; });
+    };
+    CHECK(!grad_check(overwrite, {a}).ok);
+}
+
+TEST_CASE("optim: SGD and Adam minimise a quadratic and skip frozen parameters") {
+    for (int which = 0; which < 2; which++) {
+        ParamArena p({{"x", {5}, Init::Const, 3.f}, {"frozen", {2}, Init::Const, 1.f}}, 4);
+        p.set_trainable("frozen", false);
+        SGD sgd;
+        sgd.lr = 0.1f;
+        sgd.momentum = 0.5f;
+        Adam adam;
+        adam.lr = 0.1f;
+        for (int it = 0; it < 300; it++) {
+            p.zero_grad();
+            Tape tape;
+            TapeScope scope(tape);
+            tape.backward(add(sum(mul(p["x"], p["x"])), sum(p["frozen"])));
+            which ? adam.step(p) : sgd.step(p);
+        }
+        for (int i = 0; i < 5; i++) CHECK(std::fabs(p["x"].data()[i]) < 1e-2);
+        CHECK(p["frozen"].data()[0] == 1.f);
+    }
+}
