@@ -1,12 +1,19 @@
 // backend.cpp: device dispatch for memory and kernels (see backend.h).
 #include "engine/backend.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 #include <cblas.h>
+
+extern "C" char* openblas_get_corename(void);
 
 namespace vt {
 
@@ -98,6 +105,59 @@ void backend_set_threads(int n) {
 int backend_threads() {
     if (g_threads == 0) backend_set_threads(0);
     return g_threads;
+}
+
+}  // namespace vt
+
+namespace vt {
+
+const char* blas_core_name() { return openblas_get_corename(); }
+
+static void reexec(char** argv) {
+    execv("/proc/self/exe", argv);
+    std::fprintf(stderr, "warning: could not re-execute %s to select OpenBLAS kernels (%s)\n", argv[0],
+                 std::strerror(errno));
+}
+
+static bool generic_blas_core(const char* core) {
+    for (const char* c : {"Prescott", "Core2", "Katmai", "Unknown", "Nehalem", "Atom"})
+        if (!std::strcmp(core, c)) return true;
+    return false;
+}
+
+void runtime_init(char** argv, RuntimeOptions opt) {
+    if (std::getenv("VT_RUNTIME_INIT")) return;  // once per process tree
+    setenv("VT_RUNTIME_INIT", "1", 1);
+    bool changed = false;
+    if (!std::getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        changed = true;
+    }
+    bool dropped = false;
+    if (opt.drop_blas_overrides && (std::getenv("OPENBLAS_CORETYPE") || std::getenv("OPENBLAS_L2_SIZE"))) {
+        unsetenv("OPENBLAS_CORETYPE");
+        unsetenv("OPENBLAS_L2_SIZE");
+        changed = dropped = true;
+    }
+    // After dropping the overrides, the core loaded now is not what will load: decide after
+    // the re-exec (VT_RUNTIME_INIT is then set, so bench checks it itself, see below).
+    if (opt.native_blas && !dropped && !std::getenv("OPENBLAS_CORETYPE") && generic_blas_core(openblas_get_corename())) {
+        __builtin_cpu_init();
+        const char* want = nullptr;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+            want = "SkylakeX";
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            want = "Haswell";
+        if (want) {
+            setenv("OPENBLAS_CORETYPE", want, 1);
+            changed = true;
+        }
+    }
+    if (dropped) unsetenv("VT_RUNTIME_INIT");  // one more pass picks the kernels
+    if (!changed) return;
+    execv("/proc/self/exe", argv);
+    std::fprintf(stderr, "warning: could not re-execute %s to set up threads and BLAS kernels (%s)\n", argv[0],
+                 std::strerror(errno));
 }
 
 }  // namespace vt

@@ -1,3 +1,13 @@
 // main.cpp: the doctest runner behind ./bin/tests (every tests/*.cpp links into it).
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+// The OpenBLAS kernel choice is left as the environment has it (tests check results, not speed).
+#define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
+
+#include "engine/backend.h"
+
+int main(int argc, char** argv) {
+    vt::RuntimeOptions rt;
+    rt.native_blas = false;
+    vt::runtime_init(argv, rt);
+    return doctest::Context(argc, argv).run();
+}

@@ -1,0 +1,180 @@
+// bench.cpp: ./bin/bench, the performance benchmarks (JSON lines on stdout).
+//
+//   ./bin/bench                      every workload
+//   ./bin/bench --workload conv      one (see --list)
+//   ./bin/bench --reps 9             repetitions per measurement (the median is reported)
+//
+// Performance is only comparable within one run on a shared machine, so every workload
+// reports its rate next to the OpenBLAS sgemm rate measured in the same run. OpenBLAS is
+// benchmarked with its native kernels: if OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set
+// (some machines set them for old builds), bench re-executes itself without them, and
+// names the CPU's kernel family where OpenBLAS cannot identify the CPU (see backend.h).
+#include <cblas.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/ops.h"
+
+using namespace vt;
+
+namespace {
+
+struct Opts {
+    std::vector<std::string> workloads;
+    int reps = 5;
+    int threads = 0;
+};
+
+double now_ms() {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Median wall time of fn over reps runs, after one warm-up run.
+double median_ms(int reps, const std::function<void()>& fn) {
+    fn();
+    std::vector<double> t;
+    for (int i = 0; i < reps; i++) {
+        double t0 = now_ms();
+        fn();
+        t.push_back(now_ms() - t0);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+double peak_rss_mb() {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+std::string common_fields() {
+    return strfmt("\"openblas_core\": \"%s\", \"threads\": %d", blas_core_name(), backend_threads());
+}
+
+// The same-run reference: a large square sgemm.
+double sgemm_gflops(int reps) {
+    const int n = 2048;
+    std::vector<float> a((size_t)n * n, 0.5f), b((size_t)n * n, 0.25f), c((size_t)n * n);
+    double ms = median_ms(reps, [&] {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+    });
+    return 2.0 * n * n * n / (ms * 1e6);
+}
+
+// ---- workload: conv ------------------------------------------------------------------------
+// conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (SCIENCE.md section 1),
+// batch 16. FLOPs: forward 2*N*OC*OH*OW*C*K*K, backward twice that (weights and input).
+struct ConvLayer { const char* arch; const char* layer; int C, H, OC, K, S, P; };
+
+void bench_conv(const Opts& o) {
+    const ConvLayer layers[] = {
+        {"hcnn5-s", "conv1", 3, 64, 32, 7, 2, 3},   {"hcnn5-s", "conv2", 32, 16, 64, 3, 1, 1},
+        {"hcnn5-s", "conv3", 64, 8, 128, 3, 1, 1},  {"hcnn5-s", "conv4", 128, 4, 128, 3, 1, 1},
+        {"hcnn5-s", "conv5", 128, 2, 256, 3, 1, 1}, {"hcnn5", "conv1", 3, 128, 64, 7, 2, 3},
+        {"hcnn5", "conv2", 64, 32, 128, 3, 1, 1},   {"hcnn5", "conv3", 128, 16, 256, 3, 1, 1},
+        {"hcnn5", "conv4", 256, 8, 256, 3, 1, 1},   {"hcnn5", "conv5", 256, 4, 512, 3, 1, 1},
+    };
+    const int N = 16;
+    double peak = sgemm_gflops(o.reps);
+    Rng rng(1);
+    for (const ConvLayer& l : layers) {
+        Tensor x = tensor_empty({N, l.C, l.H, l.H}, Device::CPU, true);
+        Tensor w = tensor_empty({l.OC, l.C, l.K, l.K}, Device::CPU, true);
+        Tensor b = tensor_zeros({l.OC}, Device::CPU, true);
+        tensor_randn(x, rng);
+        tensor_randn(w, rng, 0.05f);
+        Tape tape;
+        Tensor y;
+        {
+            TapeScope scope(tape);
+            y = conv2d(x, w, b, l.S, l.P);
+        }
+        Tensor dy = tensor_full(y.shape, 0.01f);
+        double fwd = median_ms(o.reps, [&] { tape.forward(); });
+        double bwd = median_ms(o.reps, [&] { tape.backward(y, dy); });
+        double flops = 2.0 * N * l.OC * y.dim(2) * y.dim(3) * l.C * l.K * l.K;
+        double gf = 3 * flops / ((fwd + bwd) * 1e6);
+        std::printf("{\"workload\": \"conv\", \"arch\": \"%s\", \"layer\": \"%s\", \"input\": \"%s\", \"weight\": \"%s\", "
+                    "\"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f, \"gflops\": %.1f, "
+                    "\"sgemm_gflops\": %.1f, \"fraction_of_sgemm\": %.3f, %s}\n",
+                    l.arch, l.layer, shape_str(x.shape).c_str(), shape_str(w.shape).c_str(), fwd, bwd,
+                    flops / (fwd * 1e6), 2 * flops / (bwd * 1e6), gf, peak, gf / peak, common_fields().c_str());
+        std::fflush(stdout);
+    }
+}
+
+struct Workload {
+    const char* name;
+    const char* what;
+    void (*run)(const Opts&);
+};
+
+const Workload WORKLOADS[] = {
+    {"conv", "conv2d forward+backward on hcnn5-s and hcnn5 layers, batch 16, vs same-run sgemm", bench_conv},
+};
+
+void usage() {
+    std::printf("usage: bench [--workload NAME[,NAME...]] [--reps N] [--threads N] [--list]\n\n"
+                "Benchmarks, one JSON line per measurement; the median of --reps runs (default 5).\n"
+                "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed for the run (native kernels).\n\nworkloads:\n");
+    for (const Workload& w : WORKLOADS) std::printf("  %-8s %s\n", w.name, w.what);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    RuntimeOptions rt;
+    rt.drop_blas_overrides = true;
+    runtime_init(argv, rt);
+    return run_main([&] {
+        Opts o;
+        for (int i = 1; i < argc; i++) {
+            std::string a = argv[i];
+            auto value = [&]() -> std::string {
+                if (i + 1 >= argc) fail("%s needs a value (see --help)", a.c_str());
+                return argv[++i];
+            };
+            if (a == "--help" || a == "-h") { usage(); return 0; }
+            if (a == "--list") { for (const Workload& w : WORKLOADS) std::printf("%s\n", w.name); return 0; }
+            if (a == "--workload") {
+                std::string v = value();
+                for (size_t s = 0, e; s <= v.size(); s = e + 1) {
+                    e = v.find(',', s);
+                    if (e == std::string::npos) e = v.size();
+                    o.workloads.push_back(v.substr(s, e - s));
+                }
+            } else if (a == "--reps") {
+                std::string v = value();
+                o.reps = std::atoi(v.c_str());
+                if (o.reps < 1) fail("--reps: expected a positive integer, got '%s'", v.c_str());
+            } else if (a == "--threads") {
+                o.threads = std::atoi(value().c_str());
+            } else {
+                fail("unknown flag '%s' (see --help)", a.c_str());
+            }
+        }
+        backend_set_threads(o.threads);
+        for (const std::string& name : o.workloads) {
+            bool found = false;
+            for (const Workload& w : WORKLOADS) found = found || name == w.name;
+            if (!found) fail("--workload: unknown workload '%s' (see --list)", name.c_str());
+        }
+        for (const Workload& w : WORKLOADS)
+            if (o.workloads.empty() || std::find(o.workloads.begin(), o.workloads.end(), w.name) != o.workloads.end())
+                w.run(o);
+        std::fprintf(stderr, "bench: peak RSS %.0f MB\n", peak_rss_mb());
+        return 0;
+    });
+}
