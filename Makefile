@@ -5,7 +5,8 @@
 #   make sanitize        build and run the tests under ASan + UBSan (in build-san/)
 #   make fuzz            build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 #   make CUDA=1          also build the CUDA backend (kernels/cuda, nvcc)
-#   make NO_OMP=1        no OpenMP;  CUDA_ARCH=sm_90 to pick the GPU arch;  DEBUG=1 for -O0 -g
+#   make CUDNN=1         CUDA=1 plus the cuDNN convolution path (picked at run time: VT_CONV=cudnn)
+#   make NO_OMP=1        no OpenMP;  CUDA_ARCH="80 90" to pick GPU archs (default 90);  DEBUG=1 for -O0 -g
 #
 # The Makefile probes for its dependencies and says what it found. They come from Debian
 # packages installed by third_party/install-deps.sh.
@@ -13,12 +14,13 @@
 CXX      ?= g++
 BUILD    ?= build
 BIN      ?= bin
-CXXFLAGS ?= -O3 -march=native -g
-CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-unused-parameter -I. -MMD -MP
+OPT      ?= -O3 -march=native -g
+CXXFLAGS += $(OPT) -std=c++17 -Wall -Wextra -Wno-unused-parameter -I. -MMD -MP
+LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   += -lz -lm -lpthread
 
 ifeq ($(DEBUG),1)
-  CXXFLAGS := $(filter-out -O3,$(CXXFLAGS)) -O0
+  OPT := -O0 -g
 endif
 
 # ---- probes ---------------------------------------------------------------------------
@@ -69,15 +71,33 @@ else
 endif
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifeq ($(CUDNN),1)
+  CUDA := 1
+endif
 ifeq ($(CUDA),1)
   ifeq ($(NVCC),)
     $(error CUDA=1 but nvcc was not found (expected /usr/local/cuda/bin/nvcc))
   endif
   $(info ventral: building the CUDA backend with $(NVCC))
   CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-  CUDA_ARCH  ?= sm_90
+  # Machine code for each listed arch (90, sm_90 or 90a), plus PTX of the last for newer GPUs.
+  CUDA_ARCH  ?= 90
+  CUDA_SMS   := $(patsubst sm_%,%,$(patsubst compute_%,%,$(CUDA_ARCH)))
+  NVCC_ARCH  := $(foreach a,$(CUDA_SMS),-gencode arch=compute_$(a),code=sm_$(a)) \
+                -gencode arch=compute_$(lastword $(CUDA_SMS)),code=compute_$(lastword $(CUDA_SMS))
+  NVCCFLAGS  ?= -O3
+  NVCCFLAGS  += -std=c++17 -I. -DVT_CUDA $(NVCC_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
   CXXFLAGS   += -DVT_CUDA -I$(CUDA_HOME)/include
   LDLIBS     += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
+  ifeq ($(CUDNN),1)
+    ifeq ($(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h /usr/include/$(shell gcc -print-multiarch 2>/dev/null)/cudnn.h),)
+      $(error CUDNN=1 but cudnn.h was not found (looked in $(CUDA_HOME)/include and /usr/include))
+    endif
+    $(info ventral: with the cuDNN convolution path (VT_CONV=cudnn at run time))
+    NVCCFLAGS += -DVT_CUDNN
+    CXXFLAGS  += -DVT_CUDNN
+    LDLIBS    += -lcudnn
+  endif
 else ifneq ($(NVCC),)
   $(info ventral: nvcc found at $(NVCC); CPU build (use `make CUDA=1` for the CUDA backend))
 else
@@ -109,7 +129,7 @@ $(BUILD)/tests/%.o: tests/%.cpp
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 -I. -arch=$(CUDA_ARCH) -Xcompiler -Wall -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -129,11 +149,12 @@ test: $(BIN)/tests
 # ASan + UBSan: a separate build tree, so the fast build stays as it is.
 sanitize:
 	$(MAKE) BUILD=build-san BIN=build-san/bin \
-	  CXXFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" NO_OMP=1 build-san/bin/tests
+	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" NO_OMP=1 build-san/bin/tests
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build-san/bin/tests
 
-# libFuzzer targets (clang): fuzz/<name>.cpp -> build-fuzz/<name>; corpora in fuzz/corpus/<name>.
+# libFuzzer targets (clang): fuzz/<name>.cpp -> build-fuzz/<name>. Seeds in fuzz/corpus/<name>
+# (read only); what the fuzzer finds goes to build-fuzz/corpus-<name>.
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard fuzz/*.cpp)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.cpp=build-fuzz/%)
@@ -142,9 +163,10 @@ build-fuzz/%: fuzz/%.cpp $(FUZZ_LIB_SRC)
 	@mkdir -p build-fuzz
 	clang++ -std=c++17 -O1 -g -I. $(OPENBLAS_CFLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIB_SRC) -lz -lstb -o $@
 fuzz: $(FUZZ_BIN)
-	@for t in $(FUZZ_BIN); do n=$$(basename $$t); mkdir -p fuzz/corpus/$$n; \
+	@for t in $(FUZZ_BIN); do n=$$(basename $$t); mkdir -p build-fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-	  $$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 fuzz/corpus/$$n || exit 1; done
+	  $$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=build-fuzz/ \
+	    build-fuzz/corpus-$$n fuzz/corpus/$$n || exit 1; done
 
 clean:
 	rm -rf $(BUILD) $(BIN) build-san build-fuzz

@@ -14,6 +14,11 @@ TapeScope::~TapeScope() { g_tape = prev; }
 NoGradScope::NoGradScope() : prev(g_tape) { g_tape = nullptr; }
 NoGradScope::~NoGradScope() { g_tape = prev; }
 
+static thread_local bool g_frozen = false;
+bool choices_frozen() { return g_frozen; }
+FrozenChoices::FrozenChoices() : prev(g_frozen) { g_frozen = true; }
+FrozenChoices::~FrozenChoices() { g_frozen = prev; }
+
 Tensor op_output(const Shape& s, const std::vector<const Tensor*>& inputs) {
     CHECK(!inputs.empty(), "op_output without inputs");
     Device dev = inputs[0]->device();

@@ -55,9 +55,21 @@ struct NoGradScope {
     ~NoGradScope();
 };
 
+// While a FrozenChoices scope is active, replayed forwards keep the discrete choices of
+// their last run: max-pool winners and dropout masks. The function then stays on one smooth
+// piece, the one whose derivative backward computes (the gradient checker uses this).
+bool choices_frozen();
+struct FrozenChoices {
+    bool prev;
+    FrozenChoices();
+    ~FrozenChoices();
+};
+
 // For op implementations: an output tensor that requires a gradient when a tape is active
 // and any input does; then run forward once and, if a tape is active, record the node.
 Tensor op_output(const Shape& s, const std::vector<const Tensor*>& inputs);
+// The gradient a backward should accumulate into, or nullptr if t does not want one.
+inline float* grad_or_null(const Tensor& t) { return t.defined() && t.requires_grad() ? t.grad() : nullptr; }
 Tensor op_record(const char* op, const Tensor& out, std::function<void()> forward, std::function<void()> backward);
 
 }  // namespace vt

@@ -113,12 +113,6 @@ namespace vt {
 
 const char* blas_core_name() { return openblas_get_corename(); }
 
-static void reexec(char** argv) {
-    execv("/proc/self/exe", argv);
-    std::fprintf(stderr, "warning: could not re-execute %s to select OpenBLAS kernels (%s)\n", argv[0],
-                 std::strerror(errno));
-}
-
 static bool generic_blas_core(const char* core) {
     for (const char* c : {"Prescott", "Core2", "Katmai", "Unknown", "Nehalem", "Atom"})
         if (!std::strcmp(core, c)) return true;

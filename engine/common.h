@@ -34,10 +34,14 @@ int run_main(F&& body);
 
 }  // namespace vt
 
-#define CHECK(cond, ...)                                                         \
+#define VT_CHECK(cond, ...)                                                      \
     do {                                                                         \
         if (!(cond)) ::vt::fail_check(__FILE__, __LINE__, #cond, __VA_ARGS__);   \
     } while (0)
+// Tests use doctest's CHECK; the engine's is VT_CHECK under any name clash.
+#ifndef DOCTEST_LIBRARY_INCLUDED
+#define CHECK VT_CHECK
+#endif
 
 // ---------------------------------------------------------------------------------------
 #include <cstdio>

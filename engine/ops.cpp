@@ -14,7 +14,6 @@
 
 namespace vt {
 
-static float* grad_if(const Tensor& t) { return t.defined() && t.requires_grad() ? t.grad() : nullptr; }
 
 float* workspace(Device dev, int64_t n) {
     struct Ws {
@@ -49,7 +48,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int
     };
     auto bwd = [=, &K] {
         const float* c = d.is_pointwise() ? x.data() : cols.data();
-        K.conv2d_backward(grad_if(x), grad_if(w), grad_if(b), out.grad(), c, w.data(),
+        K.conv2d_backward(grad_or_null(x), grad_or_null(w), grad_or_null(b), out.grad(), c, w.data(),
                           workspace(x.device(), d.scratch_size()), d);
     };
     return op_record("conv2d", out, fwd, bwd);
@@ -64,7 +63,10 @@ Tensor maxpool2d(const Tensor& x, int k, int s, int p) {
     Tensor argmax = tensor_empty({out.numel()}, x.device());  // int32 indices in float-sized slots
     static_assert(sizeof(int32_t) == sizeof(float), "argmax shares float storage");
     const KernelTable& K = kernels_for(x.device());
-    auto fwd = [=, &K] { K.maxpool_forward(out.data(), (int32_t*)argmax.data(), x.data(), d); };
+    auto fwd = [=, &K] {
+        if (choices_frozen()) K.maxpool_gather(out.data(), (const int32_t*)argmax.data(), x.data(), d);
+        else K.maxpool_forward(out.data(), (int32_t*)argmax.data(), x.data(), d);
+    };
     auto bwd = [=, &K] {
         if (x.requires_grad()) K.maxpool_backward(x.grad(), out.grad(), (const int32_t*)argmax.data(), d);
     };
@@ -128,7 +130,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
     const KernelTable& K = kernels_for(a.device());
     int64_t n = a.numel();
     auto fwd = [=, &K] { K.mul(out.data(), a.data(), b.data(), n); };
-    auto bwd = [=, &K] { K.mul_backward(grad_if(a), grad_if(b), out.grad(), a.data(), b.data(), n); };
+    auto bwd = [=, &K] { K.mul_backward(grad_or_null(a), grad_or_null(b), out.grad(), a.data(), b.data(), n); };
     return op_record("mul", out, fwd, bwd);
 }
 
@@ -147,6 +149,18 @@ Tensor add_scalar(const Tensor& a, float s) { return affine("add_scalar", a, 1.f
 Tensor mul_scalar(const Tensor& a, float s) { return affine("mul_scalar", a, s, 0.f); }
 
 // ---- channels ----------------------------------------------------------------------------------
+
+Tensor scale_channels(const Tensor& x, const Tensor& a) {
+    CHECK(x.ndim() >= 2, "scale_channels: %s has no channel dimension", x.desc().c_str());
+    check_shape(a, {x.dim(1)}, "scale_channels scale");
+    Tensor out = op_output(x.shape, {&x, &a});
+    const KernelTable& K = kernels_for(x.device());
+    int N = (int)x.dim(0), C = (int)x.dim(1);
+    int64_t P = x.numel() / ((int64_t)N * C);
+    auto fwd = [=, &K] { K.chan_scale_forward(out.data(), x.data(), a.data(), N, C, P); };
+    auto bwd = [=, &K] { K.chan_scale_backward(grad_or_null(x), grad_or_null(a), out.grad(), x.data(), a.data(), N, C, P); };
+    return op_record("scale_channels", out, fwd, bwd);
+}
 
 static int64_t plane(const Tensor& x) { return x.numel() / (x.dim(0) * x.dim(1)); }
 
@@ -267,7 +281,7 @@ Tensor mse_loss(const Tensor& pred, const Tensor& target) {
     const KernelTable& K = kernels_for(pred.device());
     int64_t n = pred.numel();
     auto fwd = [=, &K] { K.mse_forward(out.data(), pred.data(), target.data(), n); };
-    auto bwd = [=, &K] { K.mse_backward(grad_if(pred), grad_if(target), out.grad(), pred.data(), target.data(), n); };
+    auto bwd = [=, &K] { K.mse_backward(grad_or_null(pred), grad_or_null(target), out.grad(), pred.data(), target.data(), n); };
     return op_record("mse_loss", out, fwd, bwd);
 }
 
@@ -302,10 +316,12 @@ Tensor dropout(const Tensor& x, float p, uint64_t seed, bool training) {
     const KernelTable& K = kernels_for(x.device());
     int64_t n = x.numel();
     auto fwd = [=, &K] {
-        std::vector<float> m((size_t)n);
-        float keep = 1.f / (1.f - p);
-        for (auto& v : m) v = rng->uniform() < p ? 0.f : keep;
-        backend_copy_from_host(mask.device(), mask.data(), m.data(), n);
+        if (!choices_frozen()) {  // a new mask at every forward, replays included
+            std::vector<float> m((size_t)n);
+            float keep = 1.f / (1.f - p);
+            for (auto& v : m) v = rng->uniform() < p ? 0.f : keep;
+            backend_copy_from_host(mask.device(), mask.data(), m.data(), n);
+        }
         K.mul(out.data(), x.data(), mask.data(), n);
     };
     auto bwd = [=, &K] {

@@ -31,6 +31,7 @@ Tensor add_scalar(const Tensor& a, float s);
 Tensor mul_scalar(const Tensor& a, float s);
 
 // ---- channels ----------------------------------------------------------------------------------
+Tensor scale_channels(const Tensor& x, const Tensor& a);           // x (N, C, ...) * a (C)
 Tensor concat_channels(const std::vector<Tensor>& xs);             // along dim 1
 Tensor slice_channels(const Tensor& x, int c0, int C);             // x[:, c0:c0+C]
 std::vector<Tensor> split_channels(const Tensor& x, const std::vector<int>& sizes);

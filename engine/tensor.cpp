@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 
 #include "engine/backend.h"
@@ -77,6 +78,15 @@ Tensor Tensor::reshape(Shape s) const {
     return v;
 }
 
+Tensor Tensor::view_at(int64_t off, Shape s) const {
+    CHECK(off >= 0 && off + shape_numel(s) <= numel(), "view_at(%lld, %s) out of range of %s", (long long)off,
+          shape_str(s).c_str(), desc().c_str());
+    Tensor v = *this;
+    v.offset += off;
+    v.shape = s;
+    return v;
+}
+
 Tensor Tensor::flatten() const {
     CHECK(ndim() >= 1, "flatten of a scalar %s", desc().c_str());
     return reshape({shape[0], -1});
@@ -103,8 +113,45 @@ std::string Tensor::desc() const { return (name.empty() ? std::string("tensor") 
 
 // ---- constructors ---------------------------------------------------------------------
 
+// ---- arenas ---------------------------------------------------------------------------
+
+static thread_local MemoryArena* g_arena = nullptr;
+
+ArenaScope::ArenaScope(MemoryArena& a) : prev(g_arena) { g_arena = &a; }
+ArenaScope::~ArenaScope() { g_arena = prev; }
+
+int64_t MemoryArena::total_floats() const {
+    int64_t n = 0;
+    for (const auto& c : chunks) n += c->size;
+    return n;
+}
+
+float* MemoryArena::alloc(int64_t n) {
+    n = (n + 15) / 16 * 16;  // keep 64-byte alignment
+    if (chunks.empty() || used + n > chunks.back()->size) {
+        auto b = std::make_shared<Buffer>();
+        b->size = std::max(n, chunk_floats);
+        b->device = device;
+        b->data = buffer_alloc(b->size, device);
+        chunks.push_back(b);
+        used = 0;
+    }
+    float* p = chunks.back()->data + used;
+    used += n;
+    return p;
+}
+
 Tensor tensor_empty(const Shape& s, Device dev, bool requires_grad) {
     for (int64_t d : s) CHECK(d >= 0, "negative dimension in shape %s", shape_str(s).c_str());
+    if (g_arena && g_arena->device == dev) {
+        // data and gradient in one piece, so both sit in the chunk the tensor keeps alive
+        int64_t n = (shape_numel(s) + 15) / 16 * 16;
+        float* data = g_arena->alloc(requires_grad ? 2 * n : n);
+        Tensor t = tensor_borrow(s, data, requires_grad ? data + n : nullptr, g_arena->chunks.back(), dev);
+        t.buf->requires_grad = requires_grad;
+        if (requires_grad) backend_fill(dev, t.grad(), n, 0.f);
+        return t;
+    }
     Tensor t;
     t.buf = std::make_shared<Buffer>();
     t.buf->size = shape_numel(s);

@@ -60,6 +60,9 @@ struct Tensor {
     // A view with another shape of the same numel (-1 in one place is inferred).
     Tensor reshape(Shape s) const;
     Tensor flatten() const;      // (N, ...) -> (N, prod(...))
+    // A view of numel(s) elements starting `offset` elements into this tensor (a sub-block,
+    // e.g. one half of a cell's (2, N, C, H, W) state); shares data and gradient.
+    Tensor view_at(int64_t offset, Shape s) const;
 
     // Host-side element access (CPU tensors only), mainly for tests and tools.
     float& at(int64_t i) const;
@@ -75,6 +78,24 @@ Tensor tensor_from(const Shape& s, const std::vector<float>& v, bool requires_gr
 // A tensor over memory it does not own (an arena slice); `keep` keeps the owner alive.
 Tensor tensor_borrow(const Shape& s, float* data, float* grad, std::shared_ptr<void> keep,
                      Device dev = Device::CPU);
+
+// An arena for the activations of a whole recorded graph (e.g. all T steps of an unrolled
+// model): while an ArenaScope is active, tensor_empty takes data and gradient from large
+// chunks of the arena instead of one allocation each; the chunks live as long as any tensor
+// in them. The graph is planned once and its buffers reused by every replay.
+struct MemoryArena {
+    Device device = Device::CPU;
+    std::vector<std::shared_ptr<Buffer>> chunks;   // each a plain Buffer of >= chunk_floats
+    int64_t used = 0;                              // floats used in the last chunk
+    int64_t chunk_floats = int64_t(1) << 24;       // 64 MiB
+    int64_t total_floats() const;                  // all chunks together
+    float* alloc(int64_t n);                       // 64-byte aligned
+};
+struct ArenaScope {
+    MemoryArena* prev;
+    explicit ArenaScope(MemoryArena& a);
+    ~ArenaScope();
+};
 
 void tensor_fill(const Tensor& t, float v);
 void tensor_copy(const Tensor& dst, const Tensor& src);   // same numel

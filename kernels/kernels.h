@@ -69,6 +69,8 @@ struct KernelTable {
     // ---- max-pool: argmax (flat index into the input plane) kept for backward ---------
     void (*maxpool_forward)(float* out, int32_t* argmax, const float* inp, const PoolDims& d);
     void (*maxpool_backward)(float* dinp, const float* dout, const int32_t* argmax, const PoolDims& d);
+    // out = inp at the given argmax (the pool with its winners held fixed: gradient checks)
+    void (*maxpool_gather)(float* out, const int32_t* argmax, const float* inp, const PoolDims& d);
 
     // ---- channel blocks: dst[n, c0 + c, :] (=/+=) src[n, c, :]; src (N, SC, HW), dst (N, DC, HW)
     void (*chan_copy)(float* dst, int DC, int dc0, const float* src, int SC, int sc0, int C, int N,
@@ -90,6 +92,42 @@ struct KernelTable {
 
     // ---- dropout: mask (n) holds 0 or 1/(1-p), drawn by the engine ---------------------
     // (forward and backward are `mul` and `mul_backward` with the mask)
+
+    // ---- per-channel scale: out[n, c, p] = x[n, c, p] * a[c]; x (N, C, P), a (C) ---------
+    void (*chan_scale_forward)(float* out, const float* x, const float* a, int N, int C, int64_t P);
+    void (*chan_scale_backward)(float* dx, float* da, const float* dout, const float* x, const float* a, int N, int C,
+                                int64_t P);
+
+    // ---- fused recurrent cells (SCIENCE.md section 2) ----------------------------------
+    // One pass computes every gate nonlinearity and the state update from the gate
+    // pre-activations G, laid out as the conv that made them: G (N, k*C, P), gate g of
+    // channel c at G[n, g*C + c, p]. States are (N, C, P). A null previous state means zero;
+    // a null gradient means not wanted. s = sigmoid; the +1 offsets bias gates to remember.
+    // lstm: G = [i, j, f, o]; c = c_prev*s(f+1) + s(i)*tanh(j); h = tanh(c)*s(o).
+    void (*lstm_forward)(float* c, float* h, const float* G, const float* c_prev, int N, int C, int64_t P);
+    void (*lstm_backward)(float* dG, float* dc_prev, const float* dc, const float* dh, const float* G,
+                          const float* c_prev, const float* c, int N, int C, int64_t P);
+    // gru, in two fused passes around the candidate conv:
+    //   gates:  G1 = [r, u]; rh = s(r+1) * h_prev                      (input of the candidate conv)
+    //   update: h = s(u+1)*h_prev + (1 - s(u+1))*tanh(Gc)              (Gc: candidate pre-activation)
+    void (*gru_gates_forward)(float* rh, const float* G1, const float* h_prev, int N, int C, int64_t P);
+    void (*gru_gates_backward)(float* dG1, float* dh_prev, const float* drh, const float* G1, const float* h_prev,
+                               int N, int C, int64_t P);
+    void (*gru_update_forward)(float* h, const float* G1, const float* Gc, const float* h_prev, int N, int C, int64_t P);
+    void (*gru_update_backward)(float* dG1, float* dGc, float* dh_prev, const float* dh, const float* G1,
+                                const float* Gc, const float* h_prev, int N, int C, int64_t P);
+    // ugrnn: G = [g, m]; h = s(g+1)*h_prev + (1 - s(g+1))*tanh(m).
+    void (*ugrnn_forward)(float* h, const float* G, const float* h_prev, int N, int C, int64_t P);
+    void (*ugrnn_backward)(float* dG, float* dh_prev, const float* dh, const float* G, const float* h_prev, int N,
+                           int C, int64_t P);
+    // rgc (reciprocal gated cell): A = conv(c_prev) = [tc, gh], B = conv(h_prev) = [gc, th],
+    // Xc = conv(x); c = elu((1 - s(tc))*c_prev + (1 - s(gc))*Xc), h = elu((1 - s(th))*h_prev + (1 - s(gh))*x).
+    void (*rgc_forward)(float* c, float* h, const float* A, const float* B, const float* Xc, const float* x,
+                        const float* c_prev, const float* h_prev, int N, int C, int64_t P);
+    void (*rgc_backward)(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dc,
+                         const float* dh, const float* A, const float* B, const float* Xc, const float* x,
+                         const float* c_prev, const float* h_prev, const float* c, const float* h, int N, int C,
+                         int64_t P);
 
     // ---- optimiser updates over a flat parameter arena ---------------------------------
     void (*sgd_update)(float* p, const float* g, float* mom, int64_t n, float lr, float momentum, float wd);

@@ -1,9 +1,10 @@
 // main.cpp: the doctest runner behind ./bin/tests (every tests/*.cpp links into it).
 // The OpenBLAS kernel choice is left as the environment has it (tests check results, not speed).
+#include "engine/backend.h"
+
+#undef CHECK
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
-
-#include "engine/backend.h"
 
 int main(int argc, char** argv) {
     vt::RuntimeOptions rt;

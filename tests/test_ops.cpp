@@ -126,6 +126,8 @@ TEST_CASE("ops: gradient checks of elementwise, channel and reduction ops") {
     expect_ok(grad_check([&] { return add_scalar(a, 0.7f); }, {a}));
     expect_ok(grad_check([&] { return mul_scalar(a, -1.3f); }, {a}));
     expect_ok(grad_check([&] { return concat_channels({a, c, b}); }, {a, b, c}));
+    Tensor sc = randn({3}, 30);
+    expect_ok(grad_check([&] { return scale_channels(a, sc); }, {a, sc}));
     expect_ok(grad_check([&] { return split_channels(c, {2, 3})[1]; }, {c}));
     expect_ok(grad_check([&] { return sum(mul(a, a)); }, {a}));
     expect_ok(grad_check([&] { return mean(a); }, {a}));

@@ -1,5 +1,6 @@
 // testutil.h: helpers shared by the tests: fixture paths, temporary folders, tolerances.
 #pragma once
+#undef CHECK  // the engine's CHECK (engine/common.h) gives way to doctest's
 #include <doctest/doctest.h>
 
 #include <cmath>

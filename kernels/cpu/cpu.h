@@ -39,9 +39,32 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // spatial.cpp
 void maxpool_forward(float* out, int32_t* argmax, const float* inp, const PoolDims& d);
 void maxpool_backward(float* dinp, const float* dout, const int32_t* argmax, const PoolDims& d);
+void maxpool_gather(float* out, const int32_t* argmax, const float* inp, const PoolDims& d);
 void chan_copy(float* dst, int DC, int dc0, const float* src, int SC, int sc0, int C, int N, int64_t HW,
                bool accumulate);
 void resize_forward(float* out, const float* inp, int NC, int H, int W, int OH, int OW);
 void resize_backward(float* dinp, const float* dout, int NC, int H, int W, int OH, int OW);
+
+// cells.cpp
+void chan_scale_forward(float* out, const float* x, const float* a, int N, int C, int64_t P);
+void chan_scale_backward(float* dx, float* da, const float* dout, const float* x, const float* a, int N, int C,
+                         int64_t P);
+void lstm_forward(float* c, float* h, const float* G, const float* c_prev, int N, int C, int64_t P);
+void lstm_backward(float* dG, float* dc_prev, const float* dc, const float* dh, const float* G, const float* c_prev,
+                   const float* c, int N, int C, int64_t P);
+void gru_gates_forward(float* rh, const float* G1, const float* h_prev, int N, int C, int64_t P);
+void gru_gates_backward(float* dG1, float* dh_prev, const float* drh, const float* G1, const float* h_prev, int N,
+                        int C, int64_t P);
+void gru_update_forward(float* h, const float* G1, const float* Gc, const float* h_prev, int N, int C, int64_t P);
+void gru_update_backward(float* dG1, float* dGc, float* dh_prev, const float* dh, const float* G1, const float* Gc,
+                         const float* h_prev, int N, int C, int64_t P);
+void ugrnn_forward(float* h, const float* G, const float* h_prev, int N, int C, int64_t P);
+void ugrnn_backward(float* dG, float* dh_prev, const float* dh, const float* G, const float* h_prev, int N, int C,
+                    int64_t P);
+void rgc_forward(float* c, float* h, const float* A, const float* B, const float* Xc, const float* x,
+                 const float* c_prev, const float* h_prev, int N, int C, int64_t P);
+void rgc_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dc,
+                  const float* dh, const float* A, const float* B, const float* Xc, const float* x, const float* c_prev,
+                  const float* h_prev, const float* c, const float* h, int N, int C, int64_t P);
 
 }  // namespace vt::cpu

@@ -47,6 +47,13 @@ void maxpool_backward(float* dinp, const float* dout, const int32_t* argmax, con
     }
 }
 
+void maxpool_gather(float* out, const int32_t* argmax, const float* inp, const PoolDims& d) {
+    const int64_t planes = (int64_t)d.N * d.C, OP = (int64_t)d.OH * d.OW;
+#pragma omp parallel for if (planes > 1)
+    for (int64_t pl = 0; pl < planes; pl++)
+        for (int64_t o = 0; o < OP; o++) out[pl * OP + o] = inp[pl * d.H * d.W + argmax[pl * OP + o]];
+}
+
 void chan_copy(float* dst, int DC, int dc0, const float* src, int SC, int sc0, int C, int N, int64_t HW,
                bool accumulate) {
 #pragma omp parallel for collapse(2) if ((int64_t)N * C * HW > (1 << 15))

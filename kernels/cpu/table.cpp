@@ -28,10 +28,15 @@ const KernelTable& cpu_kernels() {
         cpu::act_forward, cpu::act_backward,
         cpu::gemm, cpu::bias_add_rows, cpu::sum_rows,
         cpu::conv2d_forward, cpu::conv2d_backward,
-        cpu::maxpool_forward, cpu::maxpool_backward,
+        cpu::maxpool_forward, cpu::maxpool_backward, cpu::maxpool_gather,
         cpu::chan_copy,
         cpu::resize_forward, cpu::resize_backward,
         cpu::sum, cpu::sum_backward, cpu::mse_forward, cpu::mse_backward, cpu::xent_forward, cpu::xent_backward,
+        cpu::chan_scale_forward, cpu::chan_scale_backward,
+        cpu::lstm_forward, cpu::lstm_backward,
+        cpu::gru_gates_forward, cpu::gru_gates_backward, cpu::gru_update_forward, cpu::gru_update_backward,
+        cpu::ugrnn_forward, cpu::ugrnn_backward,
+        cpu::rgc_forward, cpu::rgc_backward,
         cpu::sgd_update, cpu::adam_update,
     };
     return t;

@@ -1,0 +1,300 @@
+// linalg.cpp: SIMPLS partial least squares (see linalg.h).
+//
+// de Jong (1993), "SIMPLS: an alternative approach to partial least squares regression",
+// Chemometrics and Intelligent Laboratory Systems 18:251-263. With X0, Y0 the centred data
+// and S = X0^T Y0 (P, Q), component a is
+//   r  = S_a c, c the top eigenvector of S_a^T S_a  (r = top eigenvector of S_a S_a^T if P < Q)
+//   t  = X0 r;  r /= |t|, t /= |t|                  (unit-norm scores)
+//   pl = X0^T t                                     (X loadings)
+//   v  = pl orthogonalised against v_1..v_{a-1}, normalised
+//   S_{a+1} = (I - v v^T) S_a                       (SIMPLS deflates X^T Y, never X)
+// and at the end Yloadings = Y0^T T, coef = R Yloadings^T.
+//
+// Cost: S once (sgemm, N*P*Q flops), then one pass over X per component: t = X0 r and
+// pl = X0^T t are fused over row blocks that stay in cache (fused_pass). They are
+// matrix-vector products because each component depends on the previous one. The rest
+// works on (P, Q) or smaller, in double. S_a is never formed: S_a = (I - V V^T) S with
+// V = [v_1..v_{a-1}] orthonormal, so S_a c = S c - V (V^T S c); and the Gram matrix
+// M = S_a^T S_a (Q, Q) is downdated by M -= w w^T with w = S_a^T v = S^T v, so a component
+// costs one small eigenproblem instead of a P*Q*Q product.
+//
+// Memory: X (N, P) can be large (images x time bins by features), so it is never copied
+// whole or modified. It is centred a block of rows at a time into a small buffer
+// (kBlockRows x P) just before each BLAS call that reads it, which keeps the float32
+// products as accurate as on pre-centred data at no extra pass over memory.
+#include "engine/linalg.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+
+#include "engine/common.h"
+
+// LAPACK (in libopenblas): selected eigenpairs of a symmetric matrix (column-major).
+extern "C" void dsyevr_(const char* jobz, const char* range, const char* uplo, const int* n,
+                        double* a, const int* lda, const double* vl, const double* vu,
+                        const int* il, const int* iu, const double* abstol, int* m, double* w,
+                        double* z, const int* ldz, int* isuppz, double* work, const int* lwork,
+                        int* iwork, const int* liwork, int* info, size_t, size_t, size_t);
+
+namespace vt {
+namespace {
+
+// Early stop: a component is fitted only while the residual cross-covariance keeps a top
+// singular value above kStopRel times the first one, and while its score t = X0 r is not
+// in X's null space to float precision (|t| > kStopRel |X0|_F |r|). Below that level the
+// float32 cross-product S carries only rounding noise.
+constexpr double kStopRel = 1e-6;
+
+// Rows of X centred per BLAS call: enough depth for sgemm, 8 MiB of buffer at P = 8192.
+constexpr int kBlockRows = 256;
+
+[[noreturn]] void fail_nonfinite(const float* A, int64_t n, int c, const char* name) {
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < c; j++)
+            if (!std::isfinite(A[i * c + j]))
+                fail("pls_fit: %s has a non-finite value (%g) at row %lld, column %d; "
+                     "remove or impute it before fitting", name, (double)A[i * c + j], (long long)i, j);
+    fail("pls_fit: %s has values whose sum is not finite", name);
+}
+
+// Column means of A (N, C) in double. With ss, also |A - mean|_F^2. A sum of finite floats
+// in double cannot overflow, so a non-finite column sum means a NaN/Inf in that column.
+std::vector<double> column_means(const float* A, int64_t n, int c, const char* name, double* ss) {
+    const int kCols = 256;  // columns per task: each row contributes one contiguous 1 KiB run
+    std::vector<double> sum(c, 0.0), sq(ss ? c : 0, 0.0);
+    const int nblk = (c + kCols - 1) / kCols;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < nblk; b++) {
+        const int j0 = b * kCols, j1 = std::min(c, j0 + kCols);
+        for (int64_t i = 0; i < n; i++) {
+            const float* row = A + i * c;
+            for (int j = j0; j < j1; j++) sum[j] += row[j];
+            if (ss)
+                for (int j = j0; j < j1; j++) sq[j] += (double)row[j] * row[j];
+        }
+    }
+    for (int j = 0; j < c; j++) {
+        if (!std::isfinite(sum[j])) fail_nonfinite(A, n, c, name);
+        sum[j] /= (double)n;
+    }
+    if (ss) {
+        *ss = 0.0;
+        for (int j = 0; j < c; j++) *ss += std::max(0.0, sq[j] - (double)n * sum[j] * sum[j]);
+    }
+    return sum;
+}
+
+// buf (M, P) = rows [i0, i0 + M) of X (N, P) minus x_mean (P).
+void centre_rows(float* buf, const float* X, int64_t i0, int m, int p, const float* x_mean) {
+    #pragma omp parallel for schedule(static) if ((int64_t)m * p >= (1 << 16))
+    for (int i = 0; i < m; i++) {
+        const float* x = X + (i0 + i) * p;
+        float* b = buf + (int64_t)i * p;
+        for (int j = 0; j < p; j++) b[j] = x[j] - x_mean[j];
+    }
+}
+
+// One pass over X for t = X0 r (N) and pl = X0^T t (P). buf holds `rows` centred rows,
+// few enough (about 1 MiB) to stay in L2 between the two matrix-vector products, so each
+// row of X comes from memory once.
+void fused_pass(float* t, float* pl, float* buf, const float* X, int64_t n, int p,
+                const float* x_mean, const float* r) {
+    const int rows = (int)std::clamp<int64_t>((1 << 18) / p, 8, kBlockRows);
+    std::fill(pl, pl + p, 0.f);
+    for (int64_t i0 = 0; i0 < n; i0 += rows) {
+        const int m = (int)std::min<int64_t>(rows, n - i0);
+        centre_rows(buf, X, i0, m, p, x_mean);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, m, p, 1.f, buf, p, r, 1, 0.f, t + i0, 1);
+        cblas_sgemv(CblasRowMajor, CblasTrans, m, p, 1.f, buf, p, t + i0, 1, 1.f, pl, 1);
+    }
+}
+
+// Largest eigenvalue of the symmetric (K, K) matrix M (upper triangle, row-major) and its
+// unit eigenvector in vec (K). M is left as it was.
+double top_eigen(double* vec, const std::vector<double>& M, int k) {
+    std::vector<double> a = M;  // dsyevr overwrites its input
+    // Row-major upper triangle == column-major lower triangle.
+    const char jobz = 'V', range = 'I', uplo = 'L';
+    const int il = k, iu = k;
+    const double vl = 0, vu = 0, abstol = 0;
+    int found = 0, info = 0, isuppz[2], lwork = -1, liwork = -1, iwq = 0;
+    double wq = 0;
+    std::vector<double> w(k);
+    dsyevr_(&jobz, &range, &uplo, &k, a.data(), &k, &vl, &vu, &il, &iu, &abstol, &found, w.data(),
+            vec, &k, isuppz, &wq, &lwork, &iwq, &liwork, &info, 1, 1, 1);
+    CHECK(info == 0, "dsyevr workspace query failed (info=%d)", info);
+    lwork = (int)wq;
+    liwork = iwq;
+    std::vector<double> work(lwork);
+    std::vector<int> iwork(liwork);
+    dsyevr_(&jobz, &range, &uplo, &k, a.data(), &k, &vl, &vu, &il, &iu, &abstol, &found, w.data(),
+            vec, &k, isuppz, work.data(), &lwork, iwork.data(), &liwork, &info, 1, 1, 1);
+    CHECK(info == 0 && found == 1, "dsyevr failed (info=%d, found %d eigenvalues)", info, found);
+    return w[0];
+}
+
+// out (N, K) = (X - x_mean) W + base (K, or null for 0), with X (N, P) and W (P, K),
+// centring kBlockRows rows of X at a time.
+void affine_apply(float* out, const float* X, int64_t n, int p, const std::vector<float>& W, int k,
+                  const std::vector<float>& x_mean, const float* base) {
+    if (n == 0 || k == 0) return;
+    CHECK(n <= INT_MAX, "pls: N=%lld rows exceed the BLAS int range", (long long)n);
+    std::vector<float> buf((size_t)std::min<int64_t>(n, kBlockRows) * p);  // (rows, P)
+    for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
+        const int m = (int)std::min<int64_t>(kBlockRows, n - i0);
+        centre_rows(buf.data(), X, i0, m, p, x_mean.data());
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, p, 1.f, buf.data(), p, W.data(), k,
+                    0.f, out + i0 * k, k);
+    }
+    if (base) {
+        #pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            for (int j = 0; j < k; j++) out[i * k + j] += base[j];
+    }
+}
+
+}  // namespace
+
+PlsModel pls_fit(const float* X, const float* Y, int64_t n, int p, int q, int ncomp) {
+    CHECK(X && Y, "pls_fit: X and Y must not be null");
+    CHECK(p >= 1 && q >= 1, "pls_fit: need P >= 1 and Q >= 1, got P=%d Q=%d", p, q);
+    CHECK(n <= INT_MAX, "pls_fit: N=%lld rows exceed the BLAS int range", (long long)n);
+    if (n < 2) fail("pls_fit: need at least 2 samples to centre and fit, got N=%lld", (long long)n);
+    if (ncomp < 1) fail("pls_fit: need at least 1 component, got %d", ncomp);
+
+    PlsModel m;
+    m.p = p;
+    m.q = q;
+    m.ncomp_requested = ncomp;
+    const int amax = (int)std::min<int64_t>({(int64_t)ncomp, n - 1, (int64_t)p});
+
+    double xss = 0;  // |X0|_F^2
+    const std::vector<double> xm = column_means(X, n, p, "X", &xss);   // (P)
+    const std::vector<double> ym = column_means(Y, n, q, "Y", nullptr);  // (Q)
+    m.x_mean.assign(xm.begin(), xm.end());
+    m.y_mean.assign(ym.begin(), ym.end());
+
+    // Y0 = Y - y_mean (N, Q): the one whole copy of data the fit makes.
+    std::vector<float> Y0((size_t)n * q);
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < q; j++) Y0[i * q + j] = (float)(Y[i * q + j] - ym[j]);
+
+    // S = X0^T Y0 (P, Q), summed over blocks of centred rows, then kept in double.
+    std::vector<float> buf((size_t)std::min<int64_t>(n, kBlockRows) * p);  // (rows, P) centred X
+    std::vector<double> S((size_t)p * q);
+    {
+        std::vector<float> Sf((size_t)p * q);
+        for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
+            const int rows = (int)std::min<int64_t>(kBlockRows, n - i0);
+            centre_rows(buf.data(), X, i0, rows, p, m.x_mean.data());
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p, q, rows, 1.f, buf.data(), p,
+                        Y0.data() + i0 * q, q, i0 == 0 ? 0.f : 1.f, Sf.data(), q);
+        }
+        std::copy(Sf.begin(), Sf.end(), S.begin());
+    }
+
+    // M = S^T S (Q, Q) when Q <= P, else S S^T (P, P); upper triangle, row-major.
+    const bool gram_q = q <= p;
+    const int k = gram_q ? q : p;
+    std::vector<double> M((size_t)k * k, 0.0);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, gram_q ? CblasTrans : CblasNoTrans, k, gram_q ? p : q,
+                1.0, S.data(), q, 0.0, M.data(), k);
+
+    std::vector<double> R((size_t)amax * p);  // (A, P) weights, one row per component
+    std::vector<double> V((size_t)amax * p);  // (A, P) orthonormal basis of the X loadings
+    std::vector<float> T((size_t)amax * n);   // (A, N) unit-norm scores
+    std::vector<double> c(k), r(p), v(p), h(std::max(amax, 1)), w(q);
+    std::vector<float> rf(p), plf(p), t(n);
+    const double xnorm = std::sqrt(xss);
+    double lambda1 = 0;
+    int a = 0;
+    for (; a < amax; a++) {
+        const double lambda = top_eigen(c.data(), M, k);
+        if (a == 0) lambda1 = lambda;
+        if (!(lambda > 0) || !(lambda > kStopRel * kStopRel * lambda1)) break;
+
+        // r = S_a c = S c - V (V^T S c); with P < Q, M is already S_a S_a^T and r = c.
+        if (gram_q) {
+            cblas_dgemv(CblasRowMajor, CblasNoTrans, p, q, 1.0, S.data(), q, c.data(), 1, 0.0, r.data(), 1);
+            if (a > 0) {
+                cblas_dgemv(CblasRowMajor, CblasNoTrans, a, p, 1.0, V.data(), p, r.data(), 1, 0.0, h.data(), 1);
+                cblas_dgemv(CblasRowMajor, CblasTrans, a, p, -1.0, V.data(), p, h.data(), 1, 1.0, r.data(), 1);
+            }
+        } else {
+            r = c;
+        }
+
+        // t = X0 r and pl = X0^T t in one pass; t is re-centred (rounding) and it and r are
+        // scaled by 1/|t|. pl's scale does not matter: only its direction enters v.
+        std::copy(r.begin(), r.end(), rf.begin());
+        fused_pass(t.data(), plf.data(), buf.data(), X, n, p, m.x_mean.data(), rf.data());
+        double tsum = 0, tss = 0;
+        for (int64_t i = 0; i < n; i++) tsum += t[i];
+        const double tmean = tsum / (double)n;
+        for (int64_t i = 0; i < n; i++) tss += (t[i] - tmean) * (t[i] - tmean);
+        const double tnorm = std::sqrt(tss), rnorm = cblas_dnrm2(p, r.data(), 1);
+        if (!(tnorm > kStopRel * xnorm * rnorm)) break;  // r is in X's null space
+        float* ta = T.data() + (size_t)a * n;
+        for (int64_t i = 0; i < n; i++) ta[i] = (float)((t[i] - tmean) / tnorm);
+        cblas_dscal(p, 1.0 / tnorm, r.data(), 1);
+        std::copy(plf.begin(), plf.end(), v.begin());
+
+        // v = pl minus its projection on the earlier v's (twice: one Gram-Schmidt pass loses
+        // orthogonality), normalised.
+        for (int pass = 0; a > 0 && pass < 2; pass++) {
+            cblas_dgemv(CblasRowMajor, CblasNoTrans, a, p, 1.0, V.data(), p, v.data(), 1, 0.0, h.data(), 1);
+            cblas_dgemv(CblasRowMajor, CblasTrans, a, p, -1.0, V.data(), p, h.data(), 1, 1.0, v.data(), 1);
+        }
+        const double vnorm = cblas_dnrm2(p, v.data(), 1);
+        if (!(vnorm > 0)) break;
+        cblas_dscal(p, 1.0 / vnorm, v.data(), 1);
+
+        // Downdate M for S_{a+1} = (I - v v^T) S_a: S^T S -= w w^T with w = S_a^T v = S^T v;
+        // for S S^T the two-sided (I - v v^T) M (I - v v^T) = M - v y^T - y v^T with
+        // y = M v - (v^T M v / 2) v.
+        if (gram_q) {
+            cblas_dgemv(CblasRowMajor, CblasTrans, p, q, 1.0, S.data(), q, v.data(), 1, 0.0, w.data(), 1);
+            cblas_dsyr(CblasRowMajor, CblasUpper, q, -1.0, w.data(), 1, M.data(), q);
+        } else {
+            double* y = c.data();  // (P) reuses c, free until the next eigenproblem
+            cblas_dsymv(CblasRowMajor, CblasUpper, p, 1.0, M.data(), p, v.data(), 1, 0.0, y, 1);
+            const double alpha = cblas_ddot(p, v.data(), 1, y, 1);
+            cblas_daxpy(p, -0.5 * alpha, v.data(), 1, y, 1);
+            cblas_dsyr2(CblasRowMajor, CblasUpper, p, -1.0, v.data(), 1, y, 1, M.data(), p);
+        }
+        std::copy(r.begin(), r.end(), R.begin() + (size_t)a * p);
+        std::copy(v.begin(), v.end(), V.begin() + (size_t)a * p);
+    }
+    const int A = m.ncomp = a;
+
+    m.x_weights.assign((size_t)p * A, 0.f);  // (P, A)
+    for (int comp = 0; comp < A; comp++)
+        for (int j = 0; j < p; j++) m.x_weights[(size_t)j * A + comp] = (float)R[(size_t)comp * p + j];
+    m.y_loadings.assign((size_t)q * A, 0.f);  // (Q, A) = Y0^T T^T
+    m.coef.assign((size_t)p * q, 0.f);        // (P, Q) = R Yloadings^T
+    if (A > 0) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, q, A, (int)n, 1.f, Y0.data(), q, T.data(),
+                    (int)n, 0.f, m.y_loadings.data(), A);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p, q, A, 1.f, m.x_weights.data(), A,
+                    m.y_loadings.data(), A, 0.f, m.coef.data(), q);
+    }
+    return m;
+}
+
+void pls_predict(float* Yhat, const PlsModel& m, const float* X, int64_t n) {
+    CHECK(m.p > 0 && m.q > 0 && (int64_t)m.coef.size() == (int64_t)m.p * m.q,
+          "pls_predict: the model is not fitted");
+    affine_apply(Yhat, X, n, m.p, m.coef, m.q, m.x_mean, m.y_mean.data());
+}
+
+void pls_transform(float* T, const PlsModel& m, const float* X, int64_t n) {
+    CHECK(m.p > 0 && (int64_t)m.x_weights.size() == (int64_t)m.p * m.ncomp,
+          "pls_transform: the model is not fitted");
+    affine_apply(T, X, n, m.p, m.x_weights, m.ncomp, m.x_mean, nullptr);
+}
+
+}  // namespace vt

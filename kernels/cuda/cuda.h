@@ -1,0 +1,44 @@
+// cuda.h: the host-side interface of the CUDA backend (built with `make CUDA=1`).
+//
+// Plain C++ (no CUDA headers), so the engine and the tests can include it. The engine
+// reaches the backend through engine/backend.cpp only; the extra controls below (memory
+// statistics, the convolution path, synchronisation) are for tools and tests.
+//
+// Execution model: one device (device 0), one non-blocking stream. Every kernel, cuBLAS
+// and cuDNN call and every copy runs on that stream, in order, so a buffer freed on the
+// host can be handed out again at once (the next user is queued behind the last one).
+// Host<->device copies return once the data has arrived (they synchronise the stream).
+#pragma once
+#include <cstdint>
+
+namespace vt {
+
+// ---- the hooks engine/backend.cpp calls ----------------------------------------------------
+bool cuda_device_present();                     // a usable device; false (and silent) without one
+float* cuda_cached_alloc(int64_t n);            // n floats from the caching allocator
+void cuda_cached_free(float* p);                // back to its size class (no cudaFree)
+void cuda_memcpy(float* dst, const float* src,  // n floats; kind 0 host->device,
+                 int64_t n, int kind);          //   1 device->host, 2 device->device
+
+// ---- controls --------------------------------------------------------------------------------
+void cuda_synchronize();                        // wait for the stream; reports async errors
+const char* cuda_device_name();                 // "NVIDIA H200" (the device must be present)
+
+struct CudaMemStats {
+    int64_t live_bytes;     // handed out and not yet freed
+    int64_t cached_bytes;   // held in the free lists
+    int64_t peak_bytes;     // max of live_bytes so far
+    int64_t mallocs;        // cudaMalloc calls so far (flat in a steady training loop)
+};
+CudaMemStats cuda_mem_stats();
+void cuda_empty_cache();                        // cudaFree every cached (free) block
+
+// Convolution on the GPU: the project's im2col + cuBLAS path, or cuDNN (CUDNN=1 builds).
+// The default comes from VT_CONV=im2col|cudnn (im2col when unset); the setter is for tests
+// and the bench. Asking for cuDNN in a build without it fails with a message.
+enum class ConvPath { Im2col, Cudnn };
+void cuda_set_conv_path(ConvPath p);
+ConvPath cuda_conv_path();
+bool cuda_has_cudnn();                          // built with CUDNN=1
+
+}  // namespace vt

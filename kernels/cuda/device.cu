@@ -1,0 +1,279 @@
+// device.cu: the CUDA backend's runtime: device detection, the stream and cuBLAS handle,
+// the caching allocator, host/device copies, the convolution-path switch and the kernel
+// table (see cuda.h for the execution model).
+//
+// Caching allocator: requests are rounded up to a size class (512 B steps up to 1 MiB, then
+// 8 classes per power of two, so at most 12.5% is wasted) and freed blocks go to a free
+// list per class. A training loop asks for the same sizes every iteration, so after the
+// first one every request is served from a free list: no cudaMalloc (which synchronises the
+// device) in steady state. Nothing is returned to the driver except on an out-of-memory
+// retry or cuda_empty_cache(). The allocator and the handles are never destroyed: static
+// destructors run after the CUDA runtime may have shut down, and the driver reclaims
+// everything at exit.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/cuda/internal.cuh"
+
+namespace vt {
+
+// ---- device detection ------------------------------------------------------------------------
+
+bool cuda_device_present() {
+    static bool present = [] {
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);  // no driver or no device: an error, not a crash
+        cudaGetLastError();                      // leave no error behind for later checks
+        return e == cudaSuccess && n > 0;
+    }();
+    return present;
+}
+
+namespace cuda {
+
+// ---- stream and library handles ------------------------------------------------------------
+
+namespace {
+struct Context {
+    cudaStream_t stream = nullptr;
+    cublasHandle_t cublas = nullptr;
+};
+
+Context& context() {
+    static Context* ctx = [] {
+        CHECK(cuda_device_present(), "the CUDA backend was used without a CUDA device");
+        auto* c = new Context;
+        CUDA_CHECK(cudaSetDevice(0));
+        CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+        CUBLAS_CHECK(cublasCreate(&c->cublas));
+        CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
+        // Plain FP32 GEMMs (no TF32): the CPU twin is the reference. cuBLAS's default already
+        // is, unless NVIDIA_TF32_OVERRIDE says otherwise; say it explicitly.
+        CUBLAS_CHECK(cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH));
+        return c;
+    }();
+    return *ctx;
+}
+}  // namespace
+
+cudaStream_t stream() { return context().stream; }
+cublasHandle_t cublas() { return context().cublas; }
+
+void launch_check(const char* file, int line) {
+    static const bool sync_each = [] {
+        const char* s = std::getenv("VT_CUDA_SYNC");
+        return s && std::strcmp(s, "0") != 0;
+    }();
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess && sync_each) e = cudaStreamSynchronize(stream());
+    if (e != cudaSuccess)
+        fail_check(file, line, "kernel launch", "CUDA error %s: %s", cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+// ---- caching allocator -----------------------------------------------------------------------
+
+namespace {
+struct Allocator {
+    std::mutex mu;
+    std::unordered_map<size_t, std::vector<void*>> free_lists;  // size class -> free blocks
+    std::unordered_map<void*, size_t> live;                     // block -> its size class
+    CudaMemStats stats{0, 0, 0, 0};
+
+    static size_t size_class(size_t bytes) {
+        if (bytes == 0) bytes = 1;
+        size_t step = 512;
+        if (bytes > ((size_t)1 << 20)) {
+            int msb = 63 - __builtin_clzll((unsigned long long)bytes);
+            step = (size_t)1 << (msb - 3);
+        }
+        return (bytes + step - 1) / step * step;
+    }
+
+    // Gives every cached block back to the driver (mu held).
+    void release_cached() {
+        for (auto& kv : free_lists)
+            for (void* p : kv.second) CUDA_CHECK(cudaFree(p));
+        free_lists.clear();
+        stats.cached_bytes = 0;
+    }
+
+    void* alloc(size_t bytes) {
+        std::lock_guard<std::mutex> lock(mu);
+        size_t cls = size_class(bytes);
+        void* p = nullptr;
+        auto it = free_lists.find(cls);
+        if (it != free_lists.end() && !it->second.empty()) {
+            p = it->second.back();
+            it->second.pop_back();
+            stats.cached_bytes -= (int64_t)cls;
+        } else {
+            cudaError_t e = cudaMalloc(&p, cls);
+            if (e == cudaErrorMemoryAllocation) {  // give the cache back and try once more
+                cudaGetLastError();
+                release_cached();
+                e = cudaMalloc(&p, cls);
+            }
+            if (e != cudaSuccess) {
+                cudaGetLastError();
+                size_t free_b = 0, total_b = 0;
+                cudaMemGetInfo(&free_b, &total_b);
+                cudaGetLastError();
+                fail("CUDA out of memory: asked for %.1f MiB with %.1f MiB in use by tensors; the device has "
+                     "%.1f MiB free of %.1f MiB (%s); use a smaller batch or fewer time steps",
+                     cls / 1048576.0, stats.live_bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0,
+                     cudaGetErrorString(e));
+            }
+            stats.mallocs++;
+        }
+        live[p] = cls;
+        stats.live_bytes += (int64_t)cls;
+        if (stats.live_bytes > stats.peak_bytes) stats.peak_bytes = stats.live_bytes;
+        return p;
+    }
+
+    void free(void* p) {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = live.find(p);
+        if (it == live.end()) {  // a programming error; called from destructors, so no throw
+            std::fprintf(stderr, "cuda_cached_free: %p was not allocated by cuda_cached_alloc\n", p);
+            std::abort();
+        }
+        size_t cls = it->second;
+        live.erase(it);
+        free_lists[cls].push_back(p);
+        stats.live_bytes -= (int64_t)cls;
+        stats.cached_bytes += (int64_t)cls;
+    }
+};
+
+Allocator& allocator() {
+    static Allocator* a = new Allocator;  // never destroyed (see the file comment)
+    return *a;
+}
+}  // namespace
+
+double* reduce_scratch() {
+    static double* p = (double*)allocator().alloc(REDUCE_BLOCKS * sizeof(double));
+    return p;
+}
+
+}  // namespace cuda
+
+float* cuda_cached_alloc(int64_t n) {
+    cuda::context();  // the device is set before the first cudaMalloc
+    return (float*)cuda::allocator().alloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+}
+
+void cuda_cached_free(float* p) {
+    if (p) cuda::allocator().free(p);
+}
+
+CudaMemStats cuda_mem_stats() {
+    cuda::Allocator& a = cuda::allocator();
+    std::lock_guard<std::mutex> lock(a.mu);
+    return a.stats;
+}
+
+void cuda_empty_cache() {
+    cuda_synchronize();
+    cuda::Allocator& a = cuda::allocator();
+    std::lock_guard<std::mutex> lock(a.mu);
+    a.release_cached();
+}
+
+// ---- copies and synchronisation --------------------------------------------------------------
+
+void cuda_memcpy(float* dst, const float* src, int64_t n, int kind) {
+    if (n <= 0 || dst == src) return;
+    static const cudaMemcpyKind kinds[3] = {cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost,
+                                            cudaMemcpyDeviceToDevice};
+    CHECK(kind >= 0 && kind <= 2, "cuda_memcpy: kind %d is not 0 (h2d), 1 (d2h) or 2 (d2d)", kind);
+    cudaStream_t s = cuda::stream();
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float), kinds[kind], s));
+    // Host memory may be reused or freed as soon as we return: wait for copies that touch it.
+    if (kind != 2) CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void cuda_synchronize() { CUDA_CHECK(cudaStreamSynchronize(cuda::stream())); }
+
+const char* cuda_device_name() {
+    static std::string name = [] {
+        cuda::context();
+        cudaDeviceProp prop;
+        CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+        return std::string(prop.name);
+    }();
+    return name.c_str();
+}
+
+// ---- convolution path ------------------------------------------------------------------------
+
+bool cuda_has_cudnn() {
+#ifdef VT_CUDNN
+    return true;
+#else
+    return false;
+#endif
+}
+
+static ConvPath& conv_path_ref() {
+    static ConvPath p = [] {
+        const char* s = std::getenv("VT_CONV");
+        if (!s || !*s || !std::strcmp(s, "im2col")) return ConvPath::Im2col;
+        if (std::strcmp(s, "cudnn") != 0) fail("VT_CONV=%s: expected `im2col` or `cudnn`", s);
+        if (!cuda_has_cudnn()) fail("VT_CONV=cudnn: this build has no cuDNN (rebuild with `make CUDA=1 CUDNN=1`)");
+        return ConvPath::Cudnn;
+    }();
+    return p;
+}
+
+void cuda_set_conv_path(ConvPath p) {
+    if (p == ConvPath::Cudnn && !cuda_has_cudnn())
+        fail("cuDNN convolution asked for, but this build has no cuDNN (rebuild with `make CUDA=1 CUDNN=1`)");
+    conv_path_ref() = p;
+}
+
+ConvPath cuda_conv_path() { return conv_path_ref(); }
+
+// ---- the kernel table ------------------------------------------------------------------------
+
+// Filled by name, so that a kernel added to KernelTable cannot shift the others; the size
+// check fails the build until the new kernel has its CUDA twin here.
+static constexpr int CUDA_KERNELS = 39;
+static_assert(sizeof(KernelTable) == sizeof(const char*) + CUDA_KERNELS * sizeof(void (*)()),
+              "KernelTable changed: give the new kernel its CUDA twin in cuda_kernels() and update CUDA_KERNELS");
+
+const KernelTable& cuda_kernels() {
+    static const KernelTable t = [] {
+        KernelTable k{};
+        k.name = "cuda";
+        k.fill = cuda::fill; k.axpy = cuda::axpy; k.add = cuda::add; k.mul = cuda::mul;
+        k.mul_backward = cuda::mul_backward; k.affine = cuda::affine;
+        k.act_forward = cuda::act_forward; k.act_backward = cuda::act_backward;
+        k.gemm = cuda::gemm; k.bias_add_rows = cuda::bias_add_rows; k.sum_rows = cuda::sum_rows;
+        k.conv2d_forward = cuda::conv2d_forward; k.conv2d_backward = cuda::conv2d_backward;
+        k.maxpool_forward = cuda::maxpool_forward; k.maxpool_backward = cuda::maxpool_backward;
+        k.maxpool_gather = cuda::maxpool_gather;
+        k.chan_copy = cuda::chan_copy;
+        k.resize_forward = cuda::resize_forward; k.resize_backward = cuda::resize_backward;
+        k.sum = cuda::sum; k.sum_backward = cuda::sum_backward;
+        k.mse_forward = cuda::mse_forward; k.mse_backward = cuda::mse_backward;
+        k.xent_forward = cuda::xent_forward; k.xent_backward = cuda::xent_backward;
+        k.chan_scale_forward = cuda::chan_scale_forward; k.chan_scale_backward = cuda::chan_scale_backward;
+        k.lstm_forward = cuda::lstm_forward; k.lstm_backward = cuda::lstm_backward;
+        k.gru_gates_forward = cuda::gru_gates_forward; k.gru_gates_backward = cuda::gru_gates_backward;
+        k.gru_update_forward = cuda::gru_update_forward; k.gru_update_backward = cuda::gru_update_backward;
+        k.ugrnn_forward = cuda::ugrnn_forward; k.ugrnn_backward = cuda::ugrnn_backward;
+        k.rgc_forward = cuda::rgc_forward; k.rgc_backward = cuda::rgc_backward;
+        k.sgd_update = cuda::sgd_update; k.adam_update = cuda::adam_update;
+        return k;
+    }();
+    return t;
+}
+
+}  // namespace vt

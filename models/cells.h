@@ -1,0 +1,46 @@
+// cells.h: the local recurrent cells (SCIENCE.md section 2), one step at a time.
+//
+// A cell turns a layer's pre-memory x (N, C, H, W) and its state into the layer's memory
+// output h (N, C, H, W). Convolutions are 3x3 'same', stride 1, state depth C. Gated cells
+// run their gate nonlinearities and state update as one fused kernel (kernels.h), recorded
+// as one op. Parameters are named "<layer>.cell.*".
+//   none       h = x
+//   timedecay  h = a*h_prev + x, a = sigmoid(tau) per channel, tau trainable
+//   rnn        h = elu(conv([x, h_prev]))
+//   rnn-large  rnn with D > C state channels (rnn_large_depth): the first C are the output,
+//              the rest recur only; D makes the parameter count match lstm within 5%
+//   gru        [r,u] = s(conv([x,h_prev]) + 1); cand = tanh(conv([x, r*h_prev]));
+//              h = u*h_prev + (1-u)*cand
+//   lstm       [i,j,f,o] = conv([x,h_prev]); c = c_prev*s(f+1) + s(i)*tanh(j); h = tanh(c)*s(o)
+//   ugrnn      [g,m] = conv([x,h_prev]); g = s(g+1); h = g*h_prev + (1-g)*tanh(m)
+//   rgc        c = elu((1 - s(W_tc*c_prev))*c_prev + (1 - s(W_gc*h_prev))*(W_xc*x)),
+//              h = elu((1 - s(W_th*h_prev))*h_prev + (1 - s(W_gh*c_prev))*x)
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/params.h"
+
+namespace vt {
+
+enum class Motif { None, TimeDecay, RNN, RNNLarge, GRU, LSTM, UGRNN, RGC };
+
+Motif motif_parse(const std::string& s);  // fails listing the motifs
+const char* motif_name(Motif m);
+std::vector<std::string> motif_names();
+int rnn_large_depth(int C);               // D = round(C (sqrt(33) - 1) / 2): 9D(C+D) ~ 72 C^2
+
+void cell_param_specs(std::vector<ParamSpec>& specs,  // appended to
+                      Motif m,                        // the cell
+                      const std::string& layer,       // "conv3": parameters "conv3.cell.*"
+                      int C);                         // layer depth
+
+struct CellState {
+    Tensor c;  // memory (lstm, rgc), (N, C, H, W); undefined = zero
+    Tensor h;  // hidden state, (N, C or D, H, W); undefined = zero
+};
+
+// One step: returns h (N, C, H, W) and replaces st with the new state.
+Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const Tensor& x, CellState& st);
+
+}  // namespace vt

@@ -1,0 +1,171 @@
+// convrnn.cpp: the model's parameters, the feedforward pass and the time unrolling
+// (see convrnn.h).
+#include "models/convrnn.h"
+
+#include <map>
+#include <memory>
+
+#include "engine/backend.h"
+#include "engine/ops.h"
+
+namespace vt {
+
+// ---- feedback edges --------------------------------------------------------------------
+
+std::vector<FeedbackEdge> feedback_parse(const std::string& s, const BackboneSpec& b) {
+    std::vector<FeedbackEdge> edges;
+    if (s.empty() || s == "none") return edges;
+    size_t pos = 0;
+    while (pos <= s.size()) {
+        size_t end = s.find(',', pos);
+        if (end == std::string::npos) end = s.size();
+        std::string e = s.substr(pos, end - pos);
+        size_t colon = e.find(':');
+        if (colon == std::string::npos)
+            fail("--feedback: '%s' is not of the form src:dst (e.g. conv5:conv2)", e.c_str());
+        int src = b.layer_index(e.substr(0, colon)), dst = b.layer_index(e.substr(colon + 1));
+        if (src <= dst)
+            fail("--feedback: '%s' goes from an earlier to a later layer; feedback must go from a later layer "
+                 "to an earlier one (e.g. %s:%s)",
+                 e.c_str(), b.layers[std::max(src, dst)].name.c_str(), b.layers[std::min(src, dst)].name.c_str());
+        for (const FeedbackEdge& f : edges)
+            if (f.src == src && f.dst == dst) fail("--feedback: edge '%s' given twice", e.c_str());
+        edges.push_back({src, dst});
+        pos = end + 1;
+    }
+    return edges;
+}
+
+std::string feedback_str(const std::vector<FeedbackEdge>& fb, const BackboneSpec& b) {
+    std::string s;
+    for (const FeedbackEdge& e : fb) s += (s.empty() ? "" : ",") + b.layers[e.src].name + ":" + b.layers[e.dst].name;
+    return s.empty() ? "none" : s;
+}
+
+// ---- the model -------------------------------------------------------------------------
+
+static std::string fb_weight_name(const BackboneSpec& b, const FeedbackEdge& e) {
+    return b.layers[e.dst].name + ".fb." + b.layers[e.src].name + ".weight";
+}
+
+static std::vector<ParamSpec> model_param_specs(const ModelConfig& cfg, const BackboneSpec& b) {
+    std::vector<ParamSpec> specs;
+    backbone_param_specs(specs, b, cfg.num_classes);
+    if (!cfg.motifs.empty() && cfg.motifs.size() != b.layers.size())
+        fail("%zu motifs given for %zu layers", cfg.motifs.size(), b.layers.size());
+    for (size_t l = 0; l < b.layers.size(); l++)
+        cell_param_specs(specs, cfg.motifs.empty() ? Motif::None : cfg.motifs[l], b.layers[l].name, b.layers[l].out_ch);
+    for (const FeedbackEdge& e : cfg.feedback) {
+        const LayerSpec &d = b.layers[e.dst], &s = b.layers[e.src];
+        specs.push_back({fb_weight_name(b, e), {d.out_ch, s.out_ch, d.kernel, d.kernel}, Init::Zeros});
+    }
+    return specs;
+}
+
+Model::Model(const ModelConfig& c, uint64_t seed, Device dev)
+    : cfg(c), spec(backbone_spec(c.arch)), params(model_param_specs(c, spec), seed, dev) {}
+
+void Model::freeze_backbone() {
+    for (const LayerSpec& l : spec.layers) {
+        params.set_trainable(l.name + ".weight", false);
+        params.set_trainable(l.name + ".bias", false);
+    }
+    params.set_trainable("fc", false);
+}
+
+// conv -> (cell) -> act -> pool for layer l, given its pre-memory input.
+static Tensor post_memory(const LayerSpec& l, const Tensor& h) {
+    Tensor a = l.act == Act::ELU ? elu(h) : relu(h);
+    return l.pool_k ? maxpool2d(a, l.pool_k, l.pool_s, l.pool_p) : a;
+}
+
+std::vector<Tensor> backbone_forward(const Model& m, const Tensor& x) {
+    std::vector<Tensor> outs;
+    Tensor h = x;
+    for (const LayerSpec& l : m.spec.layers) {
+        h = post_memory(l, conv2d(h, m.params[l.name + ".weight"], m.params[l.name + ".bias"], l.stride, l.pad));
+        outs.push_back(h);
+    }
+    return outs;
+}
+
+Tensor classifier_forward(const Model& m, const Tensor& features, bool training, uint64_t seed) {
+    CHECK(m.cfg.num_classes > 0, "classifier_forward on a model without a classifier head");
+    Tensor h = features.flatten();
+    size_t nfc = m.spec.head.size() + 1;
+    for (size_t i = 0; i < nfc; i++) {
+        std::string name = "fc" + std::to_string(i + 1);
+        if (m.spec.dropout > 0.f) h = dropout(h, m.spec.dropout, seed + i, training);
+        h = linear(h, m.params[name + ".weight"], m.params[name + ".bias"]);
+        if (i + 1 < nfc) h = relu(h);
+    }
+    return h;
+}
+
+// ---- the unroll --------------------------------------------------------------------------
+
+void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool record, const Tensor& image) {
+    CHECK(cfg.steps >= 1 && cfg.image_steps >= 0 && cfg.batch >= 1, "unroll: bad steps %d / image_steps %d / batch %d",
+          cfg.steps, cfg.image_steps, cfg.batch);
+    const BackboneSpec& b = m.spec;
+    const int L = (int)b.layers.size(), S = b.in_size, N = cfg.batch;
+    u.cfg = cfg;
+    u.tape.clear();
+    u.arena = MemoryArena();
+    u.arena.device = m.params.device;
+    u.out.assign(cfg.steps, std::vector<Tensor>(L));
+    if (image.defined()) check_shape(image, {N, 3, S, S}, "unroll stimulus");
+    u.image = image.defined() ? image : tensor_zeros({N, 3, S, S}, m.params.device);
+    Tensor grey = tensor_empty({N, 3, S, S}, m.params.device);
+    for (int c = 0; c < 3; c++) {  // the mean-grey frame, 0.5 before normalisation
+        Tensor plane = tensor_full({S * S}, (0.5f - m.norm.mean[c]) / m.norm.std[c]);
+        for (int n = 0; n < N; n++) tensor_copy(grey.view_at(((int64_t)n * 3 + c) * S * S, {S * S}), plane);
+    }
+
+    std::unique_ptr<TapeScope> rec;
+    if (record) rec = std::make_unique<TapeScope>(u.tape);
+    ArenaScope arena(u.arena);  // every activation of the T steps in one arena
+
+    // The weight of each layer's pre-memory conv over [ff_in, fb_1, ...]: the backbone's
+    // weight concatenated with the feedback weights of the sources active at that step
+    // (keyed by a bitmask of active sources; built once per unroll, replayed per iteration).
+    std::vector<std::map<unsigned, Tensor>> weights(L);
+    auto premem_weight = [&](int l, const std::vector<int>& fb_edges, unsigned mask) {
+        auto it = weights[l].find(mask);
+        if (it != weights[l].end()) return it->second;
+        std::vector<Tensor> parts = {m.params[b.layers[l].name + ".weight"]};
+        for (size_t k = 0; k < fb_edges.size(); k++)
+            if (mask >> k & 1) parts.push_back(m.params[fb_weight_name(b, m.cfg.feedback[fb_edges[k]])]);
+        Tensor w = parts.size() == 1 ? parts[0] : concat_channels(parts);
+        weights[l][mask] = w;
+        return w;
+    };
+
+    std::vector<CellState> state(L);
+    for (int t = 1; t < cfg.steps; t++) {
+        const Tensor& frame = (t - 1) < cfg.image_steps ? u.image : grey;
+        for (int l = 0; l < L; l++) {
+            const LayerSpec& ls = b.layers[l];
+            Tensor ff = l == 0 ? frame : u.out[t - 1][l - 1];
+            if (!ff.defined()) continue;  // silent: nothing has reached this layer yet
+            std::vector<int> fb_edges;
+            for (size_t e = 0; e < m.cfg.feedback.size(); e++)
+                if (m.cfg.feedback[e].dst == l) fb_edges.push_back((int)e);
+            std::vector<Tensor> inputs = {ff};
+            unsigned mask = 0;
+            for (size_t k = 0; k < fb_edges.size(); k++) {
+                const Tensor& src = u.out[t - 1][m.cfg.feedback[fb_edges[k]].src];
+                if (!src.defined()) continue;  // a silent source contributes zero
+                mask |= 1u << k;
+                bool same = src.dim(2) == ff.dim(2) && src.dim(3) == ff.dim(3);
+                inputs.push_back(same ? src : resize_bilinear(src, (int)ff.dim(2), (int)ff.dim(3)));
+            }
+            Tensor in = inputs.size() == 1 ? ff : concat_channels(inputs);
+            Tensor x = conv2d(in, premem_weight(l, fb_edges, mask), m.params[ls.name + ".bias"], ls.stride, ls.pad);
+            Tensor h = cell_step(m.motif(l), m.params, ls.name, x, state[l]);
+            u.out[t][l] = post_memory(ls, h);
+        }
+    }
+}
+
+}  // namespace vt

@@ -1,0 +1,81 @@
+// convrnn.h: the convolutional recurrent model and its time unrolling (SCIENCE.md section 2).
+//
+// Layer l at step t (every edge takes one step, "biological" unrolling):
+//   harbor       inputs: the feedforward source's output and every feedback source's output,
+//                all from step t-1; a feedback source is resized (bilinear, align_corners)
+//                to the spatial size of the layer's feedforward input
+//   pre-memory   x = conv_ff(ff_in) + sum_k conv_fb_k(fb_k) + b, computed as one conv over
+//                the channel concatenation; feedback convs have the layer's kernel and stride
+//                and start at zero (a new edge changes nothing until trained)
+//   memory       h = cell(x, state)                                     (cells.h)
+//   post-memory  output = maxpool(act(h))
+// At t = 0 every output and state is zero. The stimulus: the image for image_steps steps,
+// then the mean-grey frame (0.5 before normalisation); conv1 at step t sees the frame of
+// step t-1, so conv k first sees the image at step k.
+// A layer whose feedforward input has not yet carried anything (conv k before step k) is
+// silent: its output and state are exactly zero and it is not computed (a convention: a
+// computed layer would show a constant, image-independent bias response instead).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/params.h"
+#include "models/backbone.h"
+#include "models/cells.h"
+
+namespace vt {
+
+struct FeedbackEdge {
+    int src, dst;  // layer indices, src > dst
+};
+// "conv5:conv2,conv4:conv3" (or "" / "none"); fails on unknown layers or earlier-to-later edges.
+std::vector<FeedbackEdge> feedback_parse(const std::string& s, const BackboneSpec& b);
+std::string feedback_str(const std::vector<FeedbackEdge>& fb, const BackboneSpec& b);
+
+struct ModelConfig {
+    std::string arch = "hcnn5-s";
+    std::vector<Motif> motifs;           // one per layer; empty = `none` everywhere
+    std::vector<FeedbackEdge> feedback;
+    int num_classes = 0;                 // > 0: a classifier head (pretraining)
+};
+
+struct Model {
+    ModelConfig cfg;
+    BackboneSpec spec;
+    ParamArena params;
+    Normalisation norm;
+
+    Model(const ModelConfig& cfg, uint64_t seed, Device dev = Device::CPU);
+    Motif motif(int layer) const { return cfg.motifs.empty() ? Motif::None : cfg.motifs[layer]; }
+    // Freezes the backbone (conv weights and biases, classifier): cells, feedback stay trainable.
+    void freeze_backbone();
+};
+
+// Feedforward pass of the backbone (no time, no cells): outputs of conv1..conv5.
+std::vector<Tensor> backbone_forward(const Model& m, const Tensor& x);
+// Classifier logits from the last backbone output (dropout when training).
+Tensor classifier_forward(const Model& m, const Tensor& features, bool training, uint64_t seed);
+
+struct UnrollConfig {
+    int steps = 16;        // T: model steps 0..T-1 (step 0 is all zero)
+    int image_steps = 10;  // steps the image is shown before the grey frame
+    int batch = 16;        // N
+};
+
+// A recorded unrolled graph: copy a batch into `image`, then tape.forward() (and
+// tape.backward(...)) replay all T steps on the same, planned buffers.
+struct Unrolled {
+    UnrollConfig cfg;
+    MemoryArena arena;                    // every activation of all T steps
+    Tape tape;
+    Tensor image;                         // (N, 3, S, S), normalised
+    std::vector<std::vector<Tensor>> out; // [t][layer] outputs; undefined = exactly zero (silent)
+};
+
+// Records the unroll of `m` into u.tape. With record = false the ops go to whatever tape is
+// active (a caller's, e.g. the gradient checker's, or none: inference). `image`, if given
+// (N, 3, S, S), is used as the stimulus tensor instead of a fresh u.image.
+void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool record = true, const Tensor& image = {});
+
+}  // namespace vt

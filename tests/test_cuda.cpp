@@ -1,0 +1,668 @@
+// test_cuda.cpp: every CUDA kernel against its CPU twin (kernels/cpu/, the reference), and a
+// small conv -> elu -> maxpool -> linear -> mse graph on the GPU against the same graph on
+// the CPU. Every test skips where no CUDA device is present (and in builds without
+// CUDA=1, where cuda_available() is false); then only the no-device message is checked.
+//
+// Method (llm.c dev/cuda; the device tool's METHOD.md): fresh random inputs, the same bytes
+// on both sides; outputs poisoned with NaN first, so an unwritten element fails; gradients
+// seeded with random non-zero values, so a kernel that overwrites instead of accumulating
+// fails. Each result must pass, per element, |gpu - cpu| <= atol + rtol * |cpu| and, over
+// the tensor, ||gpu - cpu|| / ||cpu|| <= rel_l2; NaN never passes. Tolerances, all FP32
+// (no TF32 anywhere: cuBLAS in its default math mode, cuDNN in FMA math):
+//   ELEMENTWISE  atol 1e-6, rtol 1e-5, rel_l2 1e-6: one rounding per operation, CUDA's
+//                expf/tanhf/expm1f within 2 ulp of the C library's (~2.4e-7 relative);
+//   REDUCTION    atol 1e-4, rtol 1e-4, rel_l2 1e-5: sums over up to ~600 terms of size ~1
+//                in another order (GEMM, convolution, bias gradients); METHOD.md expects
+//                FP32 arithmetic "far under 1e-3" relative, and an indexing bug gives O(1);
+//   SCALAR       atol 1e-6, rtol 1e-5: losses and sums, accumulated in double on both sides.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/ops.h"
+#include "tests/testutil.h"
+#ifdef VT_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
+
+using namespace vt;
+
+namespace {
+
+struct Tol {
+    double atol, rtol, rel_l2;
+};
+constexpr Tol ELEMENTWISE{1e-6, 1e-5, 1e-6};
+constexpr Tol REDUCTION{1e-4, 1e-4, 1e-5};
+constexpr Tol SCALAR{1e-6, 1e-5, 1e-5};
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& ref, Tol tol, const std::string& what) {
+    REQUIRE(got.size() == ref.size());
+    int64_t bad = 0, worst = -1;
+    double worst_excess = 0, d2 = 0, r2 = 0;
+    for (size_t i = 0; i < ref.size(); i++) {
+        double g = got[i], r = ref[i], e = std::fabs(g - r), lim = tol.atol + tol.rtol * std::fabs(r);
+        if (!(e <= lim)) {  // NaN lands here too
+            bad++;
+            if (worst < 0 || !(e - lim <= worst_excess)) {
+                worst = (int64_t)i;
+                worst_excess = std::isfinite(e) ? e - lim : INFINITY;
+            }
+        }
+        d2 += (g - r) * (g - r);
+        r2 += r * r;
+    }
+    double rel = r2 > 0 ? std::sqrt(d2 / r2) : std::sqrt(d2);
+    INFO(what << ": " << bad << " of " << ref.size() << " elements outside atol + rtol*|ref|"
+              << (worst >= 0 ? "; worst at " + std::to_string(worst) + ": gpu " + std::to_string(got[worst]) +
+                                   " cpu " + std::to_string(ref[worst])
+                             : std::string())
+              << "; relative L2 error " << rel);
+    CHECK(bad == 0);
+    CHECK(rel <= tol.rel_l2);
+}
+
+std::vector<float> randv(int64_t n, Rng& r, float std = 1.f) {
+    std::vector<float> v((size_t)n);
+    for (auto& x : v) x = r.normal() * std;
+    return v;
+}
+
+std::vector<float> nanv(int64_t n) { return std::vector<float>((size_t)n, NAN); }
+
+Tensor to_gpu(const std::vector<float>& v) {
+    Tensor t = tensor_empty({(int64_t)v.size()}, Device::CUDA);
+    backend_copy_from_host(Device::CUDA, t.data(), v.data(), (int64_t)v.size());
+    return t;
+}
+
+// Named buffers holding the same values on the CPU (vectors) and on the GPU (tensors).
+// p(name) gives the side's pointer, or nullptr for a name never added (a null argument).
+struct Twin {
+    std::map<std::string, std::vector<float>> cpu;
+    std::map<std::string, Tensor> gpu;
+
+    void add(const std::string& k, std::vector<float> v) {
+        gpu[k] = to_gpu(v);
+        cpu[k] = std::move(v);
+    }
+    float* c(const std::string& k) { return cpu.count(k) ? cpu[k].data() : nullptr; }
+    float* g(const std::string& k) { return gpu.count(k) ? gpu[k].data() : nullptr; }
+    std::vector<float> gpu_values(const std::string& k) { return gpu.at(k).to_vector(); }
+    void expect(const std::string& k, Tol tol, const std::string& what) {
+        expect_close(gpu_values(k), cpu.at(k), tol, what + ": " + k);
+    }
+    // the argmax buffers hold int32 in float-sized slots; compare them exactly
+    void expect_ints(const std::string& k, const std::string& what) {
+        std::vector<float> gv = gpu_values(k);
+        const std::vector<float>& cv = cpu.at(k);
+        REQUIRE(gv.size() == cv.size());
+        int64_t bad = 0, first = -1;
+        for (size_t i = 0; i < cv.size(); i++)
+            if (std::memcmp(&gv[i], &cv[i], sizeof(float))) {
+                bad++;
+                if (first < 0) first = (int64_t)i;
+            }
+        INFO(what << ": " << bad << " of " << cv.size() << " differ; first at " << first);
+        CHECK(bad == 0);
+    }
+};
+
+// Runs f once with the CPU table and the CPU buffers, once with the CUDA ones. f takes the
+// table and a name -> float* accessor.
+using Ptr = std::function<float*(const std::string&)>;
+void on_both(Twin& t, const std::function<void(const KernelTable&, const Ptr&)>& f) {
+    f(cpu_kernels(), [&](const std::string& k) { return t.c(k); });
+    f(kernels_for(Device::CUDA), [&](const std::string& k) { return t.g(k); });
+}
+
+}  // namespace
+
+// ---- without a device ----------------------------------------------------------------------------
+
+TEST_CASE("cuda: without a device, asking for it fails with a clear message") {
+    if (vt::cuda_available()) {
+        MESSAGE("a CUDA device is present: this test is for machines without one");
+        return;
+    }
+    CHECK_THROWS_AS(tensor_empty({4}, Device::CUDA), vt::Error);
+    try {
+        kernels_for(Device::CUDA);
+        FAIL("kernels_for(CUDA) did not fail");
+    } catch (const vt::Error& e) {
+        std::string m = e.what();
+        INFO(m);
+        CHECK(m.find("--device cuda") != std::string::npos);
+    }
+}
+
+// ---- memory and elementwise ----------------------------------------------------------------------
+
+TEST_CASE("cuda: fill, axpy, add, mul and affine match the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(11);
+    for (int64_t n : {1, 1000, 300001}) {
+        CAPTURE(n);
+        Twin t;
+        t.add("a", randv(n, r));
+        t.add("b", randv(n, r));
+        t.add("y", randv(n, r));
+        for (const char* k : {"fill", "add", "mul", "affine"}) t.add(k, nanv(n));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) {
+            K.fill(p("fill"), n, -2.5f);
+            K.axpy(p("y"), p("a"), n, 0.3f);
+            K.add(p("add"), p("a"), p("b"), n, 0.7f, -1.3f);
+            K.mul(p("mul"), p("a"), p("b"), n);
+            K.affine(p("affine"), p("a"), n, 1.5f, -0.25f);
+        });
+        for (const char* k : {"fill", "y", "add", "mul", "affine"}) t.expect(k, ELEMENTWISE, "elementwise");
+    }
+}
+
+TEST_CASE("cuda: mul_backward accumulates like the CPU, either gradient may be null") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(12);
+    const int64_t n = 5003;
+    for (int mask : {1, 2, 3}) {
+        CAPTURE(mask);
+        Twin t;
+        t.add("a", randv(n, r));
+        t.add("b", randv(n, r));
+        t.add("dout", randv(n, r));
+        if (mask & 1) t.add("da", randv(n, r));
+        if (mask & 2) t.add("db", randv(n, r));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) {
+            K.mul_backward(p("da"), p("db"), p("dout"), p("a"), p("b"), n);
+        });
+        if (mask & 1) t.expect("da", ELEMENTWISE, "mul_backward");
+        if (mask & 2) t.expect("db", ELEMENTWISE, "mul_backward");
+    }
+}
+
+TEST_CASE("cuda: activations forward and backward match the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(13);
+    const int64_t n = 70001;
+    for (Act act : {Act::ELU, Act::ReLU, Act::Sigmoid, Act::Tanh}) {
+        CAPTURE((int)act);
+        Twin t;
+        t.add("x", randv(n, r, 2.f));
+        t.add("out", nanv(n));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) { K.act_forward(act, p("out"), p("x"), n); });
+        t.expect("out", ELEMENTWISE, "act_forward");
+        // backward on the same forward output (the CPU's) on both sides
+        t.add("y", t.cpu["out"]);
+        t.add("dout", randv(n, r));
+        t.add("dinp", randv(n, r));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) { K.act_backward(act, p("dinp"), p("dout"), p("y"), n); });
+        t.expect("dinp", ELEMENTWISE, "act_backward");
+    }
+}
+
+// ---- dense algebra -------------------------------------------------------------------------------
+
+TEST_CASE("cuda: gemm matches cblas for every transpose, padded leading dimensions, alpha and beta") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(14);
+    const int M = 37, N = 29, K = 53;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            CAPTURE(ta);
+            CAPTURE(tb);
+            // row-major storage: op(A) (M, K), op(B) (K, N), C (M, N), each row padded
+            int a_rows = ta ? K : M, a_cols = ta ? M : K, lda = a_cols + 3;
+            int b_rows = tb ? N : K, b_cols = tb ? K : N, ldb = b_cols + 2;
+            int ldc = N + 5;
+            Twin t;
+            t.add("A", randv((int64_t)a_rows * lda, r));
+            t.add("B", randv((int64_t)b_rows * ldb, r));
+            t.add("C", randv((int64_t)M * ldc, r));  // beta != 0: C is read too
+            on_both(t, [&](const KernelTable& Kt, const Ptr& p) {
+                Kt.gemm(ta, tb, M, N, K, 0.75f, p("A"), lda, p("B"), ldb, -0.5f, p("C"), ldc);
+            });
+            t.expect("C", REDUCTION, "gemm");
+        }
+}
+
+TEST_CASE("cuda: bias_add_rows and sum_rows match the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(15);
+    const int rows = 67, cols = 301;
+    Twin t;
+    t.add("out", randv((int64_t)rows * cols, r));
+    t.add("bias", randv(cols, r));
+    t.add("dout", randv((int64_t)rows * cols, r));
+    t.add("dbias", randv(cols, r));
+    on_both(t, [&](const KernelTable& K, const Ptr& p) {
+        K.bias_add_rows(p("out"), p("bias"), rows, cols);
+        K.sum_rows(p("dbias"), p("dout"), rows, cols);
+    });
+    t.expect("out", ELEMENTWISE, "bias_add_rows");
+    t.expect("dbias", REDUCTION, "sum_rows");
+}
+
+// ---- convolution ---------------------------------------------------------------------------------
+
+namespace {
+
+struct ConvCase {
+    int N, C, H, W, OC, KH, KW, SH, SW, PH, PW;
+};
+
+const ConvCase CONV_CASES[] = {
+    {2, 3, 9, 7, 4, 3, 3, 1, 1, 1, 1},     // 3x3, same padding
+    {1, 2, 11, 11, 3, 7, 7, 2, 2, 3, 3},   // 7x7 stride 2 (the backbones' stem)
+    {2, 4, 6, 5, 5, 1, 1, 1, 1, 0, 0},     // pointwise: cols is the input
+    {1, 3, 8, 8, 2, 5, 5, 3, 3, 0, 0},     // stride 3, no padding
+    {3, 2, 4, 4, 2, 1, 1, 2, 2, 0, 0},     // 1x1 stride 2: not pointwise, cols smaller than the input
+    {1, 1, 5, 6, 1, 2, 2, 1, 1, 1, 1},     // even kernel
+    {2, 3, 10, 8, 4, 3, 5, 2, 1, 1, 2},    // non-square kernel, stride and padding
+    {2, 16, 16, 16, 24, 3, 3, 1, 1, 1, 1}, // CKK = 144, N*P = 512
+};
+
+#ifdef VT_CUDA
+// Selects a convolution path for its lifetime (VT_CONV may have picked another).
+struct ConvPathScope {
+    ConvPath prev = cuda_conv_path();
+    explicit ConvPathScope(ConvPath p) { cuda_set_conv_path(p); }
+    ~ConvPathScope() { cuda_set_conv_path(prev); }
+};
+#endif
+
+// Forward and backward of one convolution on both sides. Backward runs twice: every
+// gradient wanted, then dinp alone (dweight and dbias null).
+void check_conv(const ConvCase& c, uint64_t seed, bool compare_cols) {
+    ConvDims d = conv_dims(c.N, c.C, c.H, c.W, c.OC, c.KH, c.KW, c.SH, c.SW, c.PH, c.PW);
+    const int64_t in_n = (int64_t)d.N * d.C * d.H * d.W, out_n = (int64_t)d.N * d.OC * d.OH * d.OW;
+    const int64_t w_n = (int64_t)d.OC * d.C * d.KH * d.KW;
+    Rng r(seed);
+    Twin t;
+    t.add("x", randv(in_n, r));
+    t.add("w", randv(w_n, r, 0.5f));
+    t.add("b", randv(d.OC, r));
+    t.add("out", nanv(out_n));
+    t.add("cols", nanv(d.cols_size()));
+    t.add("scratch", nanv(d.scratch_size()));
+    auto cols = [&](const Ptr& p) { return d.is_pointwise() ? p("x") : p("cols"); };
+    on_both(t, [&](const KernelTable& K, const Ptr& p) {
+        K.conv2d_forward(p("out"), cols(p), p("x"), p("w"), p("b"), p("scratch"), d);
+    });
+    t.expect("out", REDUCTION, "conv2d_forward");
+    if (compare_cols && !d.is_pointwise()) t.expect("cols", ELEMENTWISE, "conv2d_forward (im2col)");
+
+    t.add("dout", randv(out_n, r));
+    t.add("dx", randv(in_n, r));
+    t.add("dw", randv(w_n, r));
+    t.add("db", randv(d.OC, r));
+    on_both(t, [&](const KernelTable& K, const Ptr& p) {
+        K.conv2d_backward(p("dx"), p("dw"), p("db"), p("dout"), cols(p), p("w"), p("scratch"), d);
+        K.conv2d_backward(p("dx"), nullptr, nullptr, p("dout"), cols(p), p("w"), p("scratch"), d);
+    });
+    for (const char* k : {"dx", "dw", "db"}) t.expect(k, REDUCTION, "conv2d_backward");
+}
+
+}  // namespace
+
+TEST_CASE("cuda: conv2d forward and backward (im2col + cuBLAS) match the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+#ifdef VT_CUDA
+    ConvPathScope path(ConvPath::Im2col);
+#endif
+    uint64_t seed = 100;
+    for (const ConvCase& c : CONV_CASES) {
+        CAPTURE(c.KH); CAPTURE(c.KW); CAPTURE(c.SH); CAPTURE(c.PH); CAPTURE(c.C); CAPTURE(c.OC);
+        check_conv(c, seed++, true);
+    }
+}
+
+TEST_CASE("cuda: conv2d through cuDNN matches the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+#ifdef VT_CUDA
+    if (!cuda_has_cudnn()) { MESSAGE("built without CUDNN=1: skipped"); return; }
+    ConvPathScope path(ConvPath::Cudnn);
+    uint64_t seed = 200;
+    for (const ConvCase& c : CONV_CASES) {
+        CAPTURE(c.KH); CAPTURE(c.KW); CAPTURE(c.SH); CAPTURE(c.PH); CAPTURE(c.C); CAPTURE(c.OC);
+        check_conv(c, seed++, false);  // cols holds the input on this path, not im2col
+    }
+#endif
+}
+
+TEST_CASE("cuda: asking for cuDNN in a build without it fails with a message") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+#ifdef VT_CUDA
+    if (cuda_has_cudnn()) { MESSAGE("built with CUDNN=1: skipped"); return; }
+    CHECK_THROWS_AS(cuda_set_conv_path(ConvPath::Cudnn), vt::Error);
+    CHECK(cuda_conv_path() == ConvPath::Im2col);
+#endif
+}
+
+// ---- max-pool, channel copies, resize ------------------------------------------------------------
+
+TEST_CASE("cuda: maxpool forward (ties, padding), backward and gather match the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    struct Case { int N, C, H, W, K, S, P; };
+    Rng r(16);
+    for (Case c : {Case{2, 3, 9, 9, 3, 2, 1}, Case{1, 2, 8, 8, 2, 2, 0}, Case{2, 2, 7, 5, 3, 1, 1},
+                   Case{1, 1, 6, 6, 3, 3, 0}, Case{2, 4, 13, 11, 5, 2, 2}}) {
+        for (bool ties : {false, true}) {
+            CAPTURE(c.K); CAPTURE(c.S); CAPTURE(c.P); CAPTURE(ties);
+            PoolDims d = pool_dims(c.N, c.C, c.H, c.W, c.K, c.S, c.P);
+            const int64_t in_n = (int64_t)d.N * d.C * d.H * d.W, out_n = (int64_t)d.N * d.C * d.OH * d.OW;
+            std::vector<float> x = randv(in_n, r);
+            if (ties)  // few distinct values, negative ones too: many ties, and padding must not win
+                for (auto& v : x) v = std::floor(v * 1.5f);
+            Twin t;
+            t.add("x", x);
+            t.add("out", nanv(out_n));
+            t.add("argmax", nanv(out_n));
+            on_both(t, [&](const KernelTable& K, const Ptr& p) {
+                K.maxpool_forward(p("out"), (int32_t*)p("argmax"), p("x"), d);
+            });
+            t.expect("out", ELEMENTWISE, "maxpool_forward");
+            t.expect_ints("argmax", "maxpool_forward argmax");
+
+            t.add("am", t.cpu["argmax"]);  // the same argmax on both sides
+            t.add("dout", randv(out_n, r));
+            t.add("dx", randv(in_n, r));
+            t.add("gathered", nanv(out_n));
+            on_both(t, [&](const KernelTable& K, const Ptr& p) {
+                K.maxpool_backward(p("dx"), p("dout"), (const int32_t*)p("am"), d);
+                K.maxpool_gather(p("gathered"), (const int32_t*)p("am"), p("x"), d);
+            });
+            t.expect("dx", ELEMENTWISE, "maxpool_backward");
+            t.expect("gathered", ELEMENTWISE, "maxpool_gather");
+        }
+    }
+}
+
+TEST_CASE("cuda: chan_copy copies and accumulates channel blocks like the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(17);
+    const int N = 3, SC = 7, DC = 9, C = 4, sc0 = 2, dc0 = 3;
+    const int64_t HW = 37;
+    for (bool acc : {false, true}) {
+        CAPTURE(acc);
+        Twin t;
+        t.add("src", randv(N * SC * HW, r));
+        t.add("dst", randv(N * DC * HW, r));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) {
+            K.chan_copy(p("dst"), DC, dc0, p("src"), SC, sc0, C, N, HW, acc);
+        });
+        t.expect("dst", ELEMENTWISE, "chan_copy");
+    }
+}
+
+TEST_CASE("cuda: bilinear resize forward and backward, up and down, match the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    struct Case { int NC, H, W, OH, OW; };
+    Rng r(18);
+    for (Case c : {Case{3, 5, 7, 9, 13}, Case{2, 9, 13, 4, 5}, Case{2, 1, 6, 3, 4}, Case{1, 4, 4, 1, 1},
+                   Case{2, 6, 6, 6, 6}, Case{1, 16, 16, 64, 64}, Case{1, 64, 48, 7, 5}, Case{2, 7, 3, 29, 2}}) {
+        CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.OH); CAPTURE(c.OW);
+        const int64_t in_n = (int64_t)c.NC * c.H * c.W, out_n = (int64_t)c.NC * c.OH * c.OW;
+        Twin t;
+        t.add("x", randv(in_n, r));
+        t.add("out", nanv(out_n));
+        t.add("dout", randv(out_n, r));
+        t.add("dx", randv(in_n, r));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) {
+            K.resize_forward(p("out"), p("x"), c.NC, c.H, c.W, c.OH, c.OW);
+            K.resize_backward(p("dx"), p("dout"), c.NC, c.H, c.W, c.OH, c.OW);
+        });
+        t.expect("out", ELEMENTWISE, "resize_forward");
+        t.expect("dx", ELEMENTWISE, "resize_backward");
+    }
+}
+
+// ---- reductions and losses -----------------------------------------------------------------------
+
+TEST_CASE("cuda: sum and mse forward (device scalars) and backward match the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(19);
+    for (int64_t n : {1, 1000, 3000001}) {
+        CAPTURE(n);
+        Twin t;
+        t.add("a", randv(n, r));
+        t.add("b", randv(n, r));
+        t.add("sum", nanv(1));
+        t.add("mse", nanv(1));
+        t.add("dout", {1.7f});
+        t.add("da_sum", randv(n, r));
+        t.add("da", randv(n, r));
+        t.add("db", randv(n, r));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) {
+            K.sum(p("sum"), p("a"), n, 0.37f);
+            K.mse_forward(p("mse"), p("a"), p("b"), n);
+            K.sum_backward(p("da_sum"), p("dout"), n, 0.37f);
+            K.mse_backward(p("da"), p("db"), p("dout"), p("a"), p("b"), n);
+            K.mse_backward(p("da"), nullptr, p("dout"), p("a"), p("b"), n);
+        });
+        t.expect("sum", SCALAR, "sum");
+        t.expect("mse", SCALAR, "mse_forward");
+        t.expect("da_sum", ELEMENTWISE, "sum_backward");
+        t.expect("da", ELEMENTWISE, "mse_backward");
+        t.expect("db", ELEMENTWISE, "mse_backward");
+    }
+}
+
+TEST_CASE("cuda: softmax cross-entropy forward and backward match the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(20);
+    for (int N : {1, 7, 300})
+        for (int K : {1, 5, 1000}) {
+            CAPTURE(N); CAPTURE(K);
+            std::vector<float> labels((size_t)N);
+            for (auto& y : labels) y = (float)r.randint(K);
+            Twin t;
+            t.add("logits", randv((int64_t)N * K, r, 3.f));
+            t.add("labels", labels);
+            t.add("probs", nanv((int64_t)N * K));
+            t.add("loss", nanv(1));
+            t.add("dout", {0.8f});
+            t.add("dlogits", randv((int64_t)N * K, r));
+            on_both(t, [&](const KernelTable& Kt, const Ptr& p) {
+                Kt.xent_forward(p("loss"), p("probs"), p("logits"), p("labels"), N, K);
+            });
+            t.expect("loss", SCALAR, "xent_forward");
+            t.expect("probs", ELEMENTWISE, "xent_forward");
+            t.add("p", t.cpu["probs"]);  // the same probabilities on both sides
+            on_both(t, [&](const KernelTable& Kt, const Ptr& p) {
+                Kt.xent_backward(p("dlogits"), p("dout"), p("p"), p("labels"), N, K);
+            });
+            t.expect("dlogits", ELEMENTWISE, "xent_backward");
+        }
+}
+
+// ---- optimisers ----------------------------------------------------------------------------------
+
+TEST_CASE("cuda: sgd and adam updates match the CPU over several steps") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(21);
+    const int64_t n = 10007;
+    Twin t;
+    t.add("p_sgd", randv(n, r));
+    t.add("mom", randv(n, r, 0.1f));
+    t.add("p_adam", randv(n, r));
+    t.add("m", randv(n, r, 0.1f));
+    t.add("v", std::vector<float>((size_t)n, 0.01f));
+    for (int step = 1; step <= 3; step++) {
+        t.add("g", randv(n, r));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) {
+            K.sgd_update(p("p_sgd"), p("g"), p("mom"), n, 0.05f, 0.9f, 1e-3f);
+            K.adam_update(p("p_adam"), p("g"), p("m"), p("v"), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, step);
+        });
+    }
+    for (const char* k : {"p_sgd", "mom", "p_adam", "m", "v"}) t.expect(k, ELEMENTWISE, "optimiser");
+}
+
+// ---- per-channel scale and fused cells -----------------------------------------------------------
+
+TEST_CASE("cuda: chan_scale forward and backward match the CPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(22);
+    const int N = 3, C = 5;
+    const int64_t P = 41, n = N * C * P;
+    Twin t;
+    t.add("x", randv(n, r));
+    t.add("a", randv(C, r));
+    t.add("out", nanv(n));
+    t.add("dout", randv(n, r));
+    t.add("dx", randv(n, r));
+    t.add("da", randv(C, r));
+    on_both(t, [&](const KernelTable& K, const Ptr& p) {
+        K.chan_scale_forward(p("out"), p("x"), p("a"), N, C, P);
+        K.chan_scale_backward(p("dx"), p("da"), p("dout"), p("x"), p("a"), N, C, P);
+    });
+    t.expect("out", ELEMENTWISE, "chan_scale_forward");
+    t.expect("dx", ELEMENTWISE, "chan_scale_backward");
+    t.expect("da", REDUCTION, "chan_scale_backward");
+}
+
+TEST_CASE("cuda: fused lstm, gru, ugrnn and rgc cells match the CPU, with and without previous state") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(23);
+    const int N = 2, C = 3;
+    const int64_t P = 29, n = N * C * P;
+    for (bool prev : {true, false}) {
+        CAPTURE(prev);
+        Twin t;
+        t.add("G4", randv(4 * n, r, 1.5f));
+        t.add("G2", randv(2 * n, r, 1.5f));
+        t.add("B2", randv(2 * n, r, 1.5f));
+        t.add("Gc", randv(n, r, 1.5f));
+        t.add("X", randv(n, r));
+        t.add("x", randv(n, r));
+        if (prev) {
+            t.add("c_prev", randv(n, r));
+            t.add("h_prev", randv(n, r));
+        }
+        for (const char* k : {"c", "h", "rh", "h_gru", "h_ug", "c_rgc", "h_rgc"}) t.add(k, nanv(n));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) {
+            K.lstm_forward(p("c"), p("h"), p("G4"), p("c_prev"), N, C, P);
+            K.gru_gates_forward(p("rh"), p("G2"), p("h_prev"), N, C, P);
+            K.gru_update_forward(p("h_gru"), p("G2"), p("Gc"), p("h_prev"), N, C, P);
+            K.ugrnn_forward(p("h_ug"), p("G2"), p("h_prev"), N, C, P);
+            K.rgc_forward(p("c_rgc"), p("h_rgc"), p("G2"), p("B2"), p("X"), p("x"), p("c_prev"), p("h_prev"), N, C, P);
+        });
+        for (const char* k : {"c", "h", "rh", "h_gru", "h_ug", "c_rgc", "h_rgc"})
+            t.expect(k, ELEMENTWISE, "cell forward");
+
+        // backward from the CPU's forward states, with seeded gradients
+        for (const char* k : {"c", "h", "c_rgc", "h_rgc"}) t.add(std::string("s_") + k, t.cpu[k]);
+        for (const char* k : {"dc", "dh", "drh"}) t.add(k, randv(n, r));
+        t.add("dG4", randv(4 * n, r));
+        for (const char* k : {"dG1_gates", "dG1_upd", "dG_ug", "dA", "dB"}) t.add(k, randv(2 * n, r));
+        for (const char* k : {"dGc", "dXc", "dx"}) t.add(k, randv(n, r));
+        if (prev)
+            for (const char* k : {"dc_prev", "dh_gates", "dh_upd", "dh_ug", "dc_rgc", "dh_rgc"}) t.add(k, randv(n, r));
+        on_both(t, [&](const KernelTable& K, const Ptr& p) {
+            K.lstm_backward(p("dG4"), p("dc_prev"), p("dc"), p("dh"), p("G4"), p("c_prev"), p("s_c"), N, C, P);
+            K.gru_gates_backward(p("dG1_gates"), p("dh_gates"), p("drh"), p("G2"), p("h_prev"), N, C, P);
+            K.gru_update_backward(p("dG1_upd"), p("dGc"), p("dh_upd"), p("dh"), p("G2"), p("Gc"), p("h_prev"), N, C, P);
+            K.ugrnn_backward(p("dG_ug"), p("dh_ug"), p("dh"), p("G2"), p("h_prev"), N, C, P);
+            K.rgc_backward(p("dA"), p("dB"), p("dXc"), p("dx"), p("dc_rgc"), p("dh_rgc"), p("dc"), p("dh"), p("G2"),
+                           p("B2"), p("X"), p("x"), p("c_prev"), p("h_prev"), p("s_c_rgc"), p("s_h_rgc"), N, C, P);
+            // a null gradient is skipped: only dc_prev wanted
+            K.lstm_backward(nullptr, p("dc_prev"), p("dc"), p("dh"), p("G4"), p("c_prev"), p("s_c"), N, C, P);
+        });
+        for (const char* k : {"dG4", "dG1_gates", "dG1_upd", "dGc", "dG_ug", "dA", "dB", "dXc", "dx"})
+            t.expect(k, ELEMENTWISE, "cell backward");
+        if (prev)
+            for (const char* k : {"dc_prev", "dh_gates", "dh_upd", "dh_ug", "dc_rgc", "dh_rgc"})
+                t.expect(k, ELEMENTWISE, "cell backward");
+    }
+}
+
+// ---- a whole graph through the engine --------------------------------------------------------------
+
+namespace {
+
+struct Graph {
+    Tensor x, w1, b1, w2, b2, target, loss;
+    Tape tape;
+};
+
+Tensor make(const Shape& s, const std::vector<float>& v, Device dev, bool grad) {
+    Tensor t = tensor_empty(s, dev, grad);
+    backend_copy_from_host(dev, t.data(), v.data(), t.numel());
+    return t;
+}
+
+std::vector<float> grad_host(const Tensor& t) {
+    std::vector<float> v((size_t)t.numel());
+    backend_copy_to_host(t.device(), v.data(), t.grad(), t.numel());
+    return v;
+}
+
+// conv 3x3 (pad 1) -> elu -> maxpool 3/2 (pad 1) -> flatten -> linear -> mse, on `dev`, from
+// the same host values on every device.
+void build(Graph& g, Device dev, uint64_t seed) {
+    Rng r(seed);
+    g.x = make({2, 3, 12, 12}, randv(2 * 3 * 12 * 12, r), dev, true);
+    g.w1 = make({4, 3, 3, 3}, randv(4 * 3 * 3 * 3, r, 0.4f), dev, true);
+    g.b1 = make({4}, randv(4, r, 0.1f), dev, true);
+    g.w2 = make({5, 4 * 6 * 6}, randv(5 * 144, r, 0.1f), dev, true);
+    g.b2 = make({5}, randv(5, r, 0.1f), dev, true);
+    g.target = make({2, 5}, randv(10, r), dev, false);
+    TapeScope scope(g.tape);
+    Tensor h = maxpool2d(elu(conv2d(g.x, g.w1, g.b1, 1, 1)), 3, 2, 1);
+    g.loss = mse_loss(linear(h.flatten(), g.w2, g.b2), g.target);
+}
+
+void expect_same_grads(Graph& gpu, Graph& cpu, const std::string& when) {
+    expect_close(gpu.loss.to_vector(), cpu.loss.to_vector(), SCALAR, when + ": loss");
+    const char* names[] = {"x", "w1", "b1", "w2", "b2"};
+    Tensor Graph::*fields[] = {&Graph::x, &Graph::w1, &Graph::b1, &Graph::w2, &Graph::b2};
+    for (int i = 0; i < 5; i++)
+        expect_close(grad_host(gpu.*fields[i]), grad_host(cpu.*fields[i]), REDUCTION, when + ": d" + names[i]);
+}
+
+}  // namespace
+
+TEST_CASE("cuda: a conv-elu-maxpool-linear-mse graph on the GPU gives the CPU's loss and gradients") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Graph cpu, gpu;
+    build(cpu, Device::CPU, 31);
+    build(gpu, Device::CUDA, 31);
+    REQUIRE(gpu.loss.device() == Device::CUDA);
+    cpu.tape.backward(cpu.loss);
+    gpu.tape.backward(gpu.loss);
+    expect_same_grads(gpu, cpu, "first pass");
+
+    // Replay: forward again on the same buffers, backward again; leaf gradients accumulate.
+    // In steady state the caching allocator serves every request from its free lists.
+#ifdef VT_CUDA
+    int64_t mallocs = cuda_mem_stats().mallocs;
+#endif
+    for (Graph* g : {&cpu, &gpu}) {
+        g->tape.forward();
+        g->tape.backward(g->loss);
+    }
+    expect_same_grads(gpu, cpu, "replayed, accumulated");
+#ifdef VT_CUDA
+    CHECK(cuda_mem_stats().mallocs == mallocs);
+#endif
+}
+
+#ifdef VT_CUDA
+TEST_CASE("cuda: the caching allocator reuses freed blocks of the same size class") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    float* a = cuda_cached_alloc(1000);
+    cuda_cached_free(a);
+    int64_t mallocs = cuda_mem_stats().mallocs;
+    float* b = cuda_cached_alloc(990);  // same 512-byte class as 1000 floats
+    CHECK(b == a);
+    CHECK(cuda_mem_stats().mallocs == mallocs);
+    CudaMemStats s = cuda_mem_stats();
+    CHECK(s.live_bytes >= 990 * 4);
+    cuda_cached_free(b);
+    CHECK(cuda_mem_stats().live_bytes == s.live_bytes - 4096);
+}
+#endif

@@ -1,0 +1,318 @@
+// test_models.cpp: backbones, cells (against their equations written with plain ops, and
+// the gradient checker), feedback, the unrolling schedule and whole-model gradient checks.
+#include <cmath>
+
+#include "engine/gradcheck.h"
+#include "engine/ops.h"
+#include "models/convrnn.h"
+#include "tests/testutil.h"
+
+using namespace vt;
+
+namespace {
+
+Tensor randn(const Shape& s, uint64_t seed, float std = 1.f, bool grad = false) {
+    Tensor t = tensor_empty(s, Device::CPU, grad);
+    Rng r(seed);
+    tensor_randn(t, r, std);
+    return t;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+    REQUIRE(a.numel() == b.numel());
+    double m = 0;
+    for (int64_t i = 0; i < a.numel(); i++) m = std::max(m, (double)std::fabs(a.data()[i] - b.data()[i]));
+    return m;
+}
+
+// Randomise every parameter (feedback included) so that tests see non-trivial values:
+// weights N(0, (gain^2 / fan_in)), keeping activations O(1) over the steps; vectors N(0, 0.3^2).
+void randomise(Model& m, uint64_t seed, float gain = 1.f) {
+    Rng r(seed);
+    for (auto& e : m.params.entries) {
+        int64_t fan_in = e.shape.size() > 1 ? shape_numel(e.shape) / e.shape[0] : 0;
+        tensor_randn(e.view, r, fan_in ? gain / std::sqrt((float)fan_in) : 0.3f);
+    }
+}
+
+Model make_model(const std::string& arch, const std::string& motif, const std::string& fb, uint64_t seed = 1) {
+    ModelConfig cfg;
+    cfg.arch = arch;
+    BackboneSpec b = backbone_spec(arch);
+    cfg.motifs.assign(b.layers.size(), motif_parse(motif));
+    cfg.feedback = feedback_parse(fb, b);
+    return Model(cfg, seed);
+}
+
+// All outputs of all steps, flattened into one (N, D) tensor.
+Tensor all_outputs(const Unrolled& u) {
+    std::vector<Tensor> parts;
+    for (const auto& step : u.out)
+        for (const Tensor& o : step)
+            if (o.defined()) parts.push_back(o.flatten());
+    return concat_channels(parts);
+}
+
+// Cells and whole models: see engine/gradcheck.h for why these differ from the ops' 1e-2.
+GradCheckOptions model_check_options() {
+    GradCheckOptions opt;
+    opt.tol = 5e-2;
+    return opt;
+}
+
+}  // namespace
+
+TEST_CASE("models: backbone shapes follow SCIENCE.md") {
+    BackboneSpec s = backbone_spec("hcnn5-s");
+    REQUIRE(s.layers.size() == 5);
+    CHECK(s.in_size == 64);
+    int ch[5] = {32, 64, 128, 128, 256}, conv[5] = {32, 16, 8, 4, 2}, out[5] = {16, 8, 4, 2, 1};
+    for (int i = 0; i < 5; i++) {
+        CHECK(s.layers[i].out_ch == ch[i]);
+        CHECK(s.layers[i].conv_size == conv[i]);
+        CHECK(s.layers[i].out_size == out[i]);
+    }
+    BackboneSpec p = backbone_spec("hcnn5");
+    CHECK(p.in_size == 128);
+    CHECK(p.layers[0].kernel == 7);
+    CHECK(p.layers[0].stride == 2);
+    CHECK(p.layers[4].out_ch == 512);
+    CHECK(p.layers[4].out_size == 2);
+    BackboneSpec a = backbone_spec("alexnet");
+    CHECK(a.layers[0].conv_size == 55);
+    CHECK(a.layers[4].out_size == 6);
+    CHECK(a.feature_dim() == 9216);
+    // the feedforward pass produces those shapes
+    ModelConfig cfg;
+    Model m(cfg, 1);
+    std::vector<Tensor> o = backbone_forward(m, randn({2, 3, 64, 64}, 2));
+    CHECK(o[0].shape == Shape{2, 32, 16, 16});
+    CHECK(o[4].shape == Shape{2, 256, 1, 1});
+}
+
+TEST_CASE("models: rnn-large matches lstm's parameter count within 5%") {
+    for (const char* arch : {"hcnn5-s", "hcnn5"}) {
+        Model l = make_model(arch, "lstm", ""), r = make_model(arch, "rnn-large", ""), n = make_model(arch, "none", "");
+        double cells_l = (double)(l.params.numel() - n.params.numel()), cells_r = (double)(r.params.numel() - n.params.numel());
+        CAPTURE(arch);
+        CHECK(std::fabs(cells_r / cells_l - 1) < 0.05);
+    }
+}
+
+TEST_CASE("cells: each fused cell equals its equations written with plain ops") {
+    const int N = 2, C = 3, H = 4, W = 5;
+    for (const char* name : {"timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"}) {
+        INFO("cell " << std::string(name));
+        Motif mo = motif_parse(name);
+        std::vector<ParamSpec> specs;
+        cell_param_specs(specs, mo, "L", C);
+        ParamArena p(specs, 3);
+        Rng r(4);
+        for (auto& e : p.entries) tensor_randn(e.view, r, 0.4f);
+        CellState st;
+        Tensor h_ref, c_ref;  // reference state
+        for (int t = 0; t < 3; t++) {
+            Tensor x = randn({N, C, H, W}, 10 + t);
+            Tensor h = cell_step(mo, p, "L", x, st);
+            auto zeros = [&](int64_t ch) { return tensor_zeros({N, ch, H, W}); };
+            auto conv = [&](const Tensor& in, const std::string& w) {
+                return conv2d(in, p["L.cell." + w + "weight"], p["L.cell." + w + "bias"], 1, 1);
+            };
+            Tensor hp = h_ref.defined() ? h_ref : zeros(mo == Motif::RNNLarge ? rnn_large_depth(C) : C);
+            Tensor cp = c_ref.defined() ? c_ref : zeros(C);
+            Tensor expect;
+            switch (mo) {
+            case Motif::TimeDecay:
+                h_ref = add(mul(sigmoid(p["L.cell.tau"]).reshape({1, C, 1, 1}).data() ? scale_channels(hp, sigmoid(p["L.cell.tau"])) : hp, tensor_full({N, C, H, W}, 1.f)), x);
+                expect = h_ref;
+                break;
+            case Motif::RNN:
+            case Motif::RNNLarge:
+                h_ref = elu(conv(concat_channels({x, hp}), ""));
+                expect = slice_channels(h_ref, 0, C);
+                break;
+            case Motif::GRU: {
+                auto g = split_channels(sigmoid(add_scalar(conv(concat_channels({x, hp}), "gates."), 1.f)), {C, C});
+                Tensor cand = vt::tanh(conv(concat_channels({x, mul(g[0], hp)}), "cand."));
+                h_ref = add(mul(g[1], hp), mul(add_scalar(mul_scalar(g[1], -1.f), 1.f), cand));
+                expect = h_ref;
+                break;
+            }
+            case Motif::LSTM: {
+                auto g = split_channels(conv(concat_channels({x, hp}), ""), {C, C, C, C});
+                c_ref = add(mul(cp, sigmoid(add_scalar(g[2], 1.f))), mul(sigmoid(g[0]), vt::tanh(g[1])));
+                h_ref = mul(vt::tanh(c_ref), sigmoid(g[3]));
+                expect = h_ref;
+                break;
+            }
+            case Motif::UGRNN: {
+                auto g = split_channels(conv(concat_channels({x, hp}), ""), {C, C});
+                Tensor gate = sigmoid(add_scalar(g[0], 1.f));
+                h_ref = add(mul(gate, hp), mul(add_scalar(mul_scalar(gate, -1.f), 1.f), vt::tanh(g[1])));
+                expect = h_ref;
+                break;
+            }
+            case Motif::RGC: {
+                auto a = split_channels(conv(cp, "c."), {C, C});  // [tc, gh]
+                auto b = split_channels(conv(hp, "h."), {C, C});  // [gc, th]
+                auto one_minus_s = [](const Tensor& v) { return add_scalar(mul_scalar(sigmoid(v), -1.f), 1.f); };
+                Tensor cn = elu(add(mul(one_minus_s(a[0]), cp), mul(one_minus_s(b[0]), conv(x, "x."))));
+                h_ref = elu(add(mul(one_minus_s(b[1]), hp), mul(one_minus_s(a[1]), x)));
+                c_ref = cn;
+                expect = h_ref;
+                break;
+            }
+            default: break;
+            }
+            CHECK(max_abs_diff(h, expect) < 1e-5);
+        }
+    }
+}
+
+TEST_CASE("cells: every cell passes the gradient checker over three steps") {
+    const int N = 2, C = 3, H = 3, W = 4;
+    for (const char* name : {"timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"}) {
+        INFO("cell " << std::string(name));
+        Motif mo = motif_parse(name);
+        std::vector<ParamSpec> specs;
+        cell_param_specs(specs, mo, "L", C);
+        ParamArena p(specs, 5);
+        Rng r(6);
+        for (auto& e : p.entries) tensor_randn(e.view, r, 0.2f);
+        std::vector<Tensor> xs, wrt;
+        for (int t = 0; t < 3; t++) {
+            xs.push_back(randn({N, C, H, W}, 20 + t, 1.f, true));
+            xs.back().name = "x" + std::to_string(t);
+            wrt.push_back(xs.back());
+        }
+        for (auto& e : p.entries) wrt.push_back(e.view);
+        auto f = [&] {
+            CellState st;
+            std::vector<Tensor> hs;
+            for (const Tensor& x : xs) hs.push_back(cell_step(mo, p, "L", x, st));
+            return concat_channels(hs);
+        };
+        GradCheckResult res = grad_check(f, wrt, model_check_options());
+        INFO(res.worst << " err " << res.max_err << " skipped " << res.skipped);
+        CHECK(res.ok);
+    }
+}
+
+TEST_CASE("models: whole-model gradient check for every cell with a feedback edge, 5 steps") {
+    for (const char* name : {"none", "timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"}) {
+        INFO("cell " << std::string(name));
+        Model m = make_model("tiny3", name, "conv3:conv1,conv3:conv2");
+        randomise(m, 7);
+        Tensor img = randn({2, 3, 8, 8}, 8, 1.f, true);
+        img.name = "image";
+        std::vector<Tensor> wrt = {img};
+        for (auto& e : m.params.entries) wrt.push_back(e.view);
+        UnrollConfig uc;
+        uc.steps = 6;
+        uc.image_steps = 3;
+        uc.batch = 2;
+        auto f = [&] {
+            Unrolled u;
+            unroll_build(u, m, uc, /*record=*/false, img);
+            return all_outputs(u);
+        };
+        GradCheckOptions opt = model_check_options();
+        opt.max_samples = 24;
+        GradCheckResult res = grad_check(f, wrt, opt);
+        INFO(res.worst << " err " << res.max_err << " checked " << res.checked << " skipped " << res.skipped);
+        CHECK(res.ok);
+    }
+}
+
+TEST_CASE("models: a fresh feedback edge changes no output at any step") {
+    for (const char* name : {"none", "lstm", "gru"}) {
+        Model plain = make_model("hcnn5-s", name, "", 11), fb = make_model("hcnn5-s", name, "conv5:conv2,conv4:conv3", 11);
+        UnrollConfig uc;
+        uc.steps = 9;
+        uc.image_steps = 4;
+        uc.batch = 2;
+        Tensor img = randn({2, 3, 64, 64}, 12);
+        Unrolled a, b;
+        unroll_build(a, plain, uc, true, img);
+        unroll_build(b, fb, uc, true, img);
+        for (int t = 0; t < uc.steps; t++)
+            for (int l = 0; l < 5; l++) {
+                REQUIRE(a.out[t][l].defined() == b.out[t][l].defined());
+                // equal up to float summation order (the GEMM's K grows by the zero weights)
+                if (a.out[t][l].defined()) CHECK(max_abs_diff(a.out[t][l], b.out[t][l]) < 1e-5);
+            }
+        // ... and it does once its weights move
+        tensor_fill(fb.params["conv2.fb.conv5.weight"], 0.01f);
+        Unrolled c;
+        unroll_build(c, fb, uc, true, img);
+        CHECK(max_abs_diff(a.out[8][1], c.out[8][1]) > 1e-4);
+    }
+}
+
+TEST_CASE("models: with `none` cells, conv k first depends on the image at step k") {
+    Model m = make_model("hcnn5-s", "none", "");
+    UnrollConfig uc;
+    uc.steps = 8;
+    uc.image_steps = 3;
+    uc.batch = 1;
+    Unrolled a, b;
+    unroll_build(a, m, uc, true, randn({1, 3, 64, 64}, 13));
+    unroll_build(b, m, uc, true, randn({1, 3, 64, 64}, 14));
+    for (int k = 1; k <= 5; k++)
+        for (int t = 0; t < uc.steps; t++) {
+            CAPTURE(k); CAPTURE(t);
+            const Tensor &x = a.out[t][k - 1], &y = b.out[t][k - 1];
+            if (t < k) {
+                CHECK(!x.defined());  // silent: exactly zero
+            } else if (t < k + uc.image_steps) {
+                CHECK(max_abs_diff(x, y) > 1e-3);  // sees (a transform of) the image
+            } else {
+                CHECK(max_abs_diff(x, y) == 0.0);  // only the grey frame has reached it
+            }
+        }
+    // the feedforward unroll at step k equals the backbone's feedforward pass
+    std::vector<Tensor> ff = backbone_forward(m, a.image);
+    for (int k = 1; k <= 5; k++) CHECK(max_abs_diff(a.out[k][k - 1], ff[k - 1]) < 1e-5);
+}
+
+TEST_CASE("models: replaying an unroll on a new batch equals building it afresh") {
+    Model m = make_model("tiny3", "lstm", "conv3:conv1");
+    randomise(m, 15);
+    m.freeze_backbone();
+    UnrollConfig uc;
+    uc.steps = 6;
+    uc.image_steps = 2;
+    uc.batch = 3;
+    Unrolled u;
+    unroll_build(u, m, uc);
+    Tensor second = randn({3, 3, 8, 8}, 16);
+    tensor_copy(u.image, second);
+    u.tape.forward();
+    Unrolled v;
+    unroll_build(v, m, uc, true, second);
+    for (int l = 0; l < 3; l++) CHECK(max_abs_diff(u.out[5][l], v.out[5][l]) == 0.0);
+    CHECK(u.arena.chunks.size() >= 1);  // activations came from the arena
+    // frozen backbone: no gradient reaches it, the cells and feedback get one
+    m.params.zero_grad();
+    {
+        TapeScope scope(u.tape);
+        u.tape.backward(sum(u.out[5][2]));
+    }
+    double bb = 0, cell = 0;
+    for (int64_t i = 0; i < m.params["conv2.weight"].numel(); i++) bb += std::fabs(m.params["conv2.weight"].grad()[i]);
+    for (int64_t i = 0; i < m.params["conv2.cell.weight"].numel(); i++) cell += std::fabs(m.params["conv2.cell.weight"].grad()[i]);
+    CHECK(bb == 0.0);
+    CHECK(cell > 0.0);
+}
+
+TEST_CASE("models: bad configurations are refused with clear messages") {
+    BackboneSpec b = backbone_spec("hcnn5-s");
+    CHECK_THROWS_WITH_AS(feedback_parse("conv2:conv5", b), doctest::Contains("from an earlier to a later layer"), vt::Error);
+    CHECK_THROWS_WITH_AS(feedback_parse("conv5:conv9", b), doctest::Contains("unknown layer 'conv9'"), vt::Error);
+    CHECK_THROWS_WITH_AS(feedback_parse("conv5-conv2", b), doctest::Contains("src:dst"), vt::Error);
+    CHECK_THROWS_WITH_AS(feedback_parse("conv5:conv2,conv5:conv2", b), doctest::Contains("twice"), vt::Error);
+    CHECK_THROWS_WITH_AS(motif_parse("lstmm"), doctest::Contains("unknown motif 'lstmm'"), vt::Error);
+    CHECK_THROWS_WITH_AS(backbone_spec("resnet"), doctest::Contains("unknown architecture 'resnet'"), vt::Error);
+    CHECK(feedback_parse("conv5:conv2,conv4:conv3", b).size() == 2);
+    CHECK(feedback_str(feedback_parse("conv5:conv2", b), b) == "conv5:conv2");
+}
