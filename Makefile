@@ -15,7 +15,9 @@ CXX      ?= g++
 BUILD    ?= build
 BIN      ?= bin
 OPT      ?= -O3 -march=native -g
-CXXFLAGS += $(OPT) -std=c++17 -Wall -Wextra -Wno-unused-parameter -I. -MMD -MP
+# -fno-trapping-math -fno-math-errno: let loops over exp-based activations vectorise
+# (ventral never reads FP exception flags or errno from math functions).
+CXXFLAGS += $(OPT) -std=c++17 -Wall -Wextra -Wno-unused-parameter -fno-trapping-math -fno-math-errno -I. -MMD -MP
 LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   += -lz -lm -lpthread
 
@@ -118,12 +120,12 @@ LIB       := $(BUILD)/libventral.a
 .PHONY: all test sanitize fuzz clean
 all: $(TOOLS) $(BIN)/tests
 
-$(BUILD)/%.o: %.cpp
+$(BUILD)/%.o: %.cpp Makefile
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
 # Tests find their fixtures (tests/fixtures/) and ../shared/data from the source root.
-$(BUILD)/tests/%.o: tests/%.cpp
+$(BUILD)/tests/%.o: tests/%.cpp Makefile
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -DVT_ROOT='"$(CURDIR)"' -c $< -o $@
 

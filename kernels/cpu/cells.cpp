@@ -7,10 +7,12 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/fastmath.h"
 
 namespace vt::cpu {
 
-static inline float sigm(float x) { return 1.f / (1.f + std::exp(-x)); }
+static inline float sigm(float x) { return fast_sigmoid(x); }
+static inline float tanh_(float x) { return fast_tanh(x); }
 static inline float elu_grad_from_out(float y) { return y > 0.f ? 1.f : y + 1.f; }
 
 // Loop over every unit (n, c, p); `at(g)` is the offset of gate g of that unit in G.
@@ -46,20 +48,20 @@ void chan_scale_backward(float* dx, float* da, const float* dout, const float* x
 
 void lstm_forward(float* c, float* h, const float* G, const float* c_prev, int N, int C, int64_t P) {
     CELL_LOOP(4) {
-        float i = sigm(G[gbase]), j = std::tanh(G[gbase + gstride]), f = sigm(G[gbase + 2 * gstride] + 1.f),
+        float i = sigm(G[gbase]), j = tanh_(G[gbase + gstride]), f = sigm(G[gbase + 2 * gstride] + 1.f),
               o = sigm(G[gbase + 3 * gstride]);
         float cs = (c_prev ? c_prev[s] * f : 0.f) + i * j;
         c[s] = cs;
-        h[s] = std::tanh(cs) * o;
+        h[s] = tanh_(cs) * o;
     }
 }
 
 void lstm_backward(float* dG, float* dc_prev, const float* dc, const float* dh, const float* G, const float* c_prev,
                    const float* c, int N, int C, int64_t P) {
     CELL_LOOP(4) {
-        float i = sigm(G[gbase]), j = std::tanh(G[gbase + gstride]), f = sigm(G[gbase + 2 * gstride] + 1.f),
+        float i = sigm(G[gbase]), j = tanh_(G[gbase + gstride]), f = sigm(G[gbase + 2 * gstride] + 1.f),
               o = sigm(G[gbase + 3 * gstride]);
-        float tc = std::tanh(c[s]), cp = c_prev ? c_prev[s] : 0.f;
+        float tc = tanh_(c[s]), cp = c_prev ? c_prev[s] : 0.f;
         float dct = dc[s] + dh[s] * o * (1.f - tc * tc);
         if (dG) {
             dG[gbase] += dct * j * i * (1.f - i);
@@ -90,7 +92,7 @@ void gru_gates_backward(float* dG1, float* dh_prev, const float* drh, const floa
 
 void gru_update_forward(float* h, const float* G1, const float* Gc, const float* h_prev, int N, int C, int64_t P) {
     CELL_LOOP(2) {
-        float u = sigm(G1[gbase + gstride] + 1.f), cand = std::tanh(Gc[s]);
+        float u = sigm(G1[gbase + gstride] + 1.f), cand = tanh_(Gc[s]);
         h[s] = (h_prev ? u * h_prev[s] : 0.f) + (1.f - u) * cand;
     }
 }
@@ -98,7 +100,7 @@ void gru_update_forward(float* h, const float* G1, const float* Gc, const float*
 void gru_update_backward(float* dG1, float* dGc, float* dh_prev, const float* dh, const float* G1, const float* Gc,
                          const float* h_prev, int N, int C, int64_t P) {
     CELL_LOOP(2) {
-        float u = sigm(G1[gbase + gstride] + 1.f), cand = std::tanh(Gc[s]), hp = h_prev ? h_prev[s] : 0.f;
+        float u = sigm(G1[gbase + gstride] + 1.f), cand = tanh_(Gc[s]), hp = h_prev ? h_prev[s] : 0.f;
         if (dG1) dG1[gbase + gstride] += dh[s] * (hp - cand) * u * (1.f - u);
         if (dGc) dGc[s] += dh[s] * (1.f - u) * (1.f - cand * cand);
         if (dh_prev) dh_prev[s] += dh[s] * u;
@@ -109,7 +111,7 @@ void gru_update_backward(float* dG1, float* dGc, float* dh_prev, const float* dh
 
 void ugrnn_forward(float* h, const float* G, const float* h_prev, int N, int C, int64_t P) {
     CELL_LOOP(2) {
-        float g = sigm(G[gbase] + 1.f), m = std::tanh(G[gbase + gstride]);
+        float g = sigm(G[gbase] + 1.f), m = tanh_(G[gbase + gstride]);
         h[s] = (h_prev ? g * h_prev[s] : 0.f) + (1.f - g) * m;
     }
 }
@@ -117,7 +119,7 @@ void ugrnn_forward(float* h, const float* G, const float* h_prev, int N, int C, 
 void ugrnn_backward(float* dG, float* dh_prev, const float* dh, const float* G, const float* h_prev, int N, int C,
                     int64_t P) {
     CELL_LOOP(2) {
-        float g = sigm(G[gbase] + 1.f), m = std::tanh(G[gbase + gstride]), hp = h_prev ? h_prev[s] : 0.f;
+        float g = sigm(G[gbase] + 1.f), m = tanh_(G[gbase + gstride]), hp = h_prev ? h_prev[s] : 0.f;
         if (dG) {
             dG[gbase] += dh[s] * (hp - m) * g * (1.f - g);
             dG[gbase + gstride] += dh[s] * (1.f - g) * (1.f - m * m);
@@ -136,8 +138,9 @@ void rgc_forward(float* c, float* h, const float* A, const float* B, const float
         float sgc = sigm(B[gbase]), sth = sigm(B[gbase + gstride]);
         float cpre = (1.f - sa) * cp + (1.f - sgc) * Xc[s];
         float hpre = (1.f - sth) * hp + (1.f - sgh) * x[s];
-        c[s] = cpre > 0.f ? cpre : std::expm1(cpre);
-        h[s] = hpre > 0.f ? hpre : std::expm1(hpre);
+        float ec = fast_expm1_neg(cpre), eh = fast_expm1_neg(hpre);
+        c[s] = cpre > 0.f ? cpre : ec;
+        h[s] = hpre > 0.f ? hpre : eh;
     }
 }
 

@@ -42,6 +42,10 @@ void im2col(float* cols, const float* inp, const ConvDims& d) {
             for (int kh = 0; kh < d.KH; kh++) {
                 for (int kw = 0; kw < d.KW; kw++) {
                     float* row = cols + ((int64_t)(c * d.KH + kh) * d.KW + kw) * NP + n * P;
+                    // the valid columns [ow0, ow1): iw = ow*SW - PW + kw in [0, W)
+                    int ow0 = 0, ow1 = d.OW;
+                    while (ow0 < d.OW && ow0 * d.SW - d.PW + kw < 0) ow0++;
+                    while (ow1 > ow0 && (ow1 - 1) * d.SW - d.PW + kw >= d.W) ow1--;
                     for (int oh = 0; oh < d.OH; oh++) {
                         float* dst = row + (int64_t)oh * d.OW;
                         int ih = oh * d.SH - d.PH + kh;
@@ -50,9 +54,13 @@ void im2col(float* cols, const float* inp, const ConvDims& d) {
                             continue;
                         }
                         const float* src = x + (int64_t)ih * d.W;
-                        for (int ow = 0; ow < d.OW; ow++) {
-                            int iw = ow * d.SW - d.PW + kw;
-                            dst[ow] = (iw >= 0 && iw < d.W) ? src[iw] : 0.f;
+                        for (int ow = 0; ow < ow0; ow++) dst[ow] = 0.f;
+                        for (int ow = ow1; ow < d.OW; ow++) dst[ow] = 0.f;
+                        if (d.SW == 1) {  // a plain loop: rows are short (OW = 2..64), a call costs more
+                            const float* s1 = src - d.PW + kw;
+                            for (int ow = ow0; ow < ow1; ow++) dst[ow] = s1[ow];
+                        } else {
+                            for (int ow = ow0; ow < ow1; ow++) dst[ow] = src[ow * d.SW - d.PW + kw];
                         }
                     }
                 }

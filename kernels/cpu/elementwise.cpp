@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/fastmath.h"
 
 namespace vt::cpu {
 
@@ -49,20 +50,23 @@ void affine(float* out, const float* a, int64_t n, float scale, float shift) {
 void act_forward(Act act, float* out, const float* inp, int64_t n) {
     switch (act) {
     case Act::ELU:
-#pragma omp parallel for if (n > PAR_MIN)
-        for (int64_t i = 0; i < n; i++) out[i] = inp[i] > 0.f ? inp[i] : std::expm1(inp[i]);
+#pragma omp parallel for simd if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float x = inp[i], e = fast_expm1_neg(x);
+            out[i] = x > 0.f ? x : e;
+        }
         break;
     case Act::ReLU:
 #pragma omp parallel for simd if (n > PAR_MIN)
         for (int64_t i = 0; i < n; i++) out[i] = inp[i] > 0.f ? inp[i] : 0.f;
         break;
     case Act::Sigmoid:
-#pragma omp parallel for if (n > PAR_MIN)
-        for (int64_t i = 0; i < n; i++) out[i] = 1.f / (1.f + std::exp(-inp[i]));
+#pragma omp parallel for simd if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) out[i] = fast_sigmoid(inp[i]);
         break;
     case Act::Tanh:
-#pragma omp parallel for if (n > PAR_MIN)
-        for (int64_t i = 0; i < n; i++) out[i] = std::tanh(inp[i]);
+#pragma omp parallel for simd if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) out[i] = fast_tanh(inp[i]);
         break;
     }
 }

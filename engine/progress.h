@@ -1,0 +1,27 @@
+// progress.h: a one-line progress bar with rate and ETA for long loops (stderr).
+//
+//   Progress bar("epoch 3/30", total_items, "img");
+//   bar.update(done_items, "loss 1.23");   // redraws at most ~8 times a second
+//   bar.finish("val top-1 0.71");
+// On a terminal it redraws in place; otherwise (logs, CI) it prints a line every ~10%.
+#pragma once
+#include <string>
+
+namespace vt {
+
+struct Progress {
+    std::string label, unit;
+    int64_t total;
+    double t0, last_draw = -1;
+    int last_decile = -1;
+    bool tty;
+
+    Progress(std::string label, int64_t total, std::string unit);
+    void update(int64_t done, const std::string& info = "");
+    void finish(const std::string& info = "");
+    double elapsed() const;  // seconds since construction
+};
+
+std::string format_duration(double seconds);  // "1:02:03", "4:05"
+
+}  // namespace vt

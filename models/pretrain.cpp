@@ -1,0 +1,300 @@
+// pretrain.cpp: the classification training loop (see pretrain.h).
+#include "models/pretrain.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <numeric>
+
+#include "engine/backend.h"
+#include "engine/checkpoint.h"
+#include "engine/ops.h"
+#include "engine/progress.h"
+#include "models/convrnn.h"
+#include "models/image_folder.h"
+
+namespace vt {
+
+static std::atomic<bool> g_stop{false};
+static void on_sigint(int) { g_stop = true; }
+
+// A graph recorded once for a fixed batch: copy inputs in, replay, read logits/loss.
+struct ClassifierGraph {
+    Unrolled unroll;  // the ConvRNN's unroll, when pretraining a recurrent model
+    Tape tape;
+    MemoryArena arena;
+    Tensor x, y, logits, loss;
+};
+
+static void graph_build(ClassifierGraph& g, const Model& m, const PretrainConfig& cfg, int B, bool training) {
+    const int S = m.spec.in_size;
+    g.x = tensor_zeros({B, 3, S, S});
+    g.y = tensor_zeros({B});
+    bool recurrent = m.cfg.feedback.size() || std::any_of(m.cfg.motifs.begin(), m.cfg.motifs.end(),
+                                                           [](Motif mo) { return mo != Motif::None; });
+    TapeScope scope(g.tape);
+    Tensor features;
+    if (recurrent) {
+        UnrollConfig uc;
+        uc.steps = cfg.steps;
+        uc.image_steps = cfg.steps;
+        uc.batch = B;
+        unroll_build(g.unroll, m, uc, /*record=*/false, g.x);
+        features = g.unroll.out[cfg.steps - 1].back();
+        if (!features.defined())
+            fail("--steps %d is too short: the last layer first responds at step %zu", cfg.steps, m.spec.layers.size());
+    } else {
+        ArenaScope arena(g.arena);
+        features = backbone_forward(m, g.x).back();
+    }
+    ArenaScope arena(g.arena);
+    g.logits = classifier_forward(m, features, training, cfg.seed + 17);
+    g.loss = softmax_cross_entropy(g.logits, g.y);
+}
+
+// Per-channel mean and std of the training images on the 0..1 scale (up to 2048 images).
+static Normalisation measure_normalisation(const ImageFolder& train, int size, int threads) {
+    LoaderConfig lc;
+    lc.size = size;
+    lc.train = false;
+    lc.batch = 64;
+    lc.threads = threads;
+    for (int c = 0; c < 3; c++) lc.mean[c] = 0.f, lc.std[c] = 1.f;
+    ImageFolder sub = train;
+    if (sub.paths.size() > 2048) {  // an evenly spread subset, every class represented
+        ImageFolder s2 = train;
+        s2.paths.clear();
+        s2.labels.clear();
+        size_t stride = train.paths.size() / 2048;
+        for (size_t i = 0; i < train.paths.size(); i += stride) {
+            s2.paths.push_back(train.paths[i]);
+            s2.labels.push_back(train.labels[i]);
+        }
+        sub = s2;
+    }
+    BatchLoader loader(sub, lc);
+    loader.start_epoch(0);
+    std::vector<float> buf((size_t)64 * 3 * size * size), lab(64);
+    double s[3] = {0, 0, 0}, s2[3] = {0, 0, 0}, n = 0;
+    int count = 0;
+    while (loader.next(buf.data(), lab.data(), &count)) {
+        for (int i = 0; i < count; i++)
+            for (int c = 0; c < 3; c++) {
+                const float* p = buf.data() + ((size_t)i * 3 + c) * size * size;
+                for (int k = 0; k < size * size; k++) s[c] += p[k], s2[c] += (double)p[k] * p[k];
+            }
+        n += (double)count * size * size;
+    }
+    Normalisation norm;
+    for (int c = 0; c < 3; c++) {
+        norm.mean[c] = (float)(s[c] / n);
+        norm.std[c] = (float)std::sqrt(std::max(s2[c] / n - (s[c] / n) * (s[c] / n), 1e-6));
+    }
+    return norm;
+}
+
+static float lr_at(const PretrainConfig& cfg, double epoch) {  // epoch: fractional
+    if (epoch < cfg.warmup_epochs) return cfg.lr * (0.1f + 0.9f * (float)(epoch / cfg.warmup_epochs));
+    if (cfg.schedule == "step") return cfg.lr * (epoch < 0.5 * cfg.epochs ? 1.f : epoch < 0.75 * cfg.epochs ? 0.1f : 0.01f);
+    double t = (epoch - cfg.warmup_epochs) / std::max(1.0, (double)cfg.epochs - cfg.warmup_epochs);
+    return cfg.lr * (float)(0.5 * (1 + std::cos(M_PI * std::min(1.0, t))));
+}
+
+struct Accuracy {
+    int64_t n = 0, top1 = 0, top5 = 0;
+    double loss = 0;
+};
+
+static void accumulate(Accuracy& a, const float* logits, const float* labels, int count, int K) {
+    for (int i = 0; i < count; i++) {
+        const float* z = logits + (size_t)i * K;
+        int y = (int)labels[i], rank = 0;
+        for (int k = 0; k < K; k++) rank += z[k] > z[y];
+        a.top1 += rank == 0;
+        a.top5 += rank < 5;
+        a.n++;
+    }
+}
+
+static Accuracy evaluate(ClassifierGraph& g, const ImageFolder& val, const Model& m, const PretrainConfig& cfg, int B) {
+    LoaderConfig lc;
+    lc.size = m.spec.in_size;
+    lc.train = false;
+    lc.batch = B;
+    lc.threads = cfg.loader_threads;
+    std::copy(m.norm.mean, m.norm.mean + 3, lc.mean);
+    std::copy(m.norm.std, m.norm.std + 3, lc.std);
+    BatchLoader loader(val, lc);
+    loader.start_epoch(0);
+    Accuracy acc;
+    int count = 0, K = m.cfg.num_classes;
+    Progress bar("  val", (int64_t)val.paths.size(), "img");
+    while (loader.next(g.x.data(), g.y.data(), &count)) {
+        for (int i = count; i < B; i++) g.y.data()[i] = 0;  // padding rows of a short batch
+        g.tape.forward();
+        accumulate(acc, g.logits.data(), g.y.data(), count, K);
+        bar.update(acc.n);
+    }
+    return acc;
+}
+
+PretrainResult pretrain_run(const PretrainConfig& cfg) {
+    if (cfg.epochs < 1) fail("--epochs: expected at least 1, got %d", cfg.epochs);
+    if (cfg.batch < 1) fail("--batch: expected at least 1, got %d", cfg.batch);
+    if (!(cfg.lr > 0)) fail("--lr: expected a positive learning rate, got %g", cfg.lr);
+    if (cfg.schedule != "cosine" && cfg.schedule != "step")
+        fail("--schedule: expected cosine or step, got '%s'", cfg.schedule.c_str());
+    backend_set_threads(cfg.threads);
+
+    FolderSplits data = image_folder_splits(cfg.data, cfg.holdout, cfg.seed);
+    if (!data.note.empty()) std::fprintf(stderr, "pretrain: %s\n", data.note.c_str());
+    if (cfg.max_train > 0 && (int64_t)data.train.paths.size() > cfg.max_train) {
+        // a fixed, class-balanced subset: every k-th image of the sorted list
+        ImageFolder sub = data.train;
+        sub.paths.clear();
+        sub.labels.clear();
+        double stride = (double)data.train.paths.size() / cfg.max_train;
+        for (int64_t i = 0; i < cfg.max_train; i++) {
+            size_t j = (size_t)(i * stride);
+            sub.paths.push_back(data.train.paths[j]);
+            sub.labels.push_back(data.train.labels[j]);
+        }
+        data.train = sub;
+    }
+    const int K = (int)data.train.classes.size();
+    if (K < 2) fail("'%s': found %d class folder in train/; classification needs at least 2", cfg.data.c_str(), K);
+
+    ModelConfig mc;
+    mc.arch = cfg.arch;
+    BackboneSpec spec = backbone_spec(cfg.arch);
+    mc.motifs.assign(spec.layers.size(), motif_parse(cfg.motif));
+    mc.feedback = feedback_parse(cfg.feedback, spec);
+    mc.num_classes = K;
+    Model m(mc, cfg.seed);
+    std::fprintf(stderr, "pretrain: %s, motif %s, feedback %s, %d classes, %zu train / %zu val images, %lld parameters\n",
+                 cfg.arch.c_str(), cfg.motif.c_str(), feedback_str(mc.feedback, spec).c_str(), K,
+                 data.train.paths.size(), data.val.paths.size(), (long long)m.params.numel());
+
+    SGD sgd;
+    sgd.momentum = cfg.momentum;
+    sgd.weight_decay = cfg.weight_decay;
+    int start_epoch = 0;
+    std::vector<float> history;  // val top-1 per epoch
+    if (cfg.resume) {
+        Npz z = checkpoint_load(cfg.out, m.params);
+        if (meta_string(z, "meta.arch") != cfg.arch)
+            fail("--resume: '%s' is a checkpoint of %s, not --arch %s", cfg.out.c_str(), meta_string(z, "meta.arch").c_str(),
+                 cfg.arch.c_str());
+        std::vector<float> mean = meta_floats(z, "meta.mean"), sd = meta_floats(z, "meta.std");
+        std::copy(mean.begin(), mean.end(), m.norm.mean);
+        std::copy(sd.begin(), sd.end(), m.norm.std);
+        start_epoch = (int)meta_floats(z, "meta.epochs_done")[0];
+        if (z.has("meta.val_top1")) history = meta_floats(z, "meta.val_top1");
+        if (z.has("optim.momentum")) {
+            sgd.mom = tensor_zeros({m.params.numel()});
+            std::vector<float> mom = z.get("optim.momentum").to_f32();
+            if ((int64_t)mom.size() == m.params.numel()) std::copy(mom.begin(), mom.end(), sgd.mom.data());
+        }
+        std::fprintf(stderr, "pretrain: resuming '%s' after epoch %d\n", cfg.out.c_str(), start_epoch);
+    } else {
+        m.norm = measure_normalisation(data.train, spec.in_size, cfg.loader_threads);
+        std::fprintf(stderr, "pretrain: normalisation mean (%.3f, %.3f, %.3f) std (%.3f, %.3f, %.3f)\n", m.norm.mean[0],
+                     m.norm.mean[1], m.norm.mean[2], m.norm.std[0], m.norm.std[1], m.norm.std[2]);
+    }
+
+    auto save = [&](int epochs_done) {
+        Npz meta;
+        meta_set_string(meta, "meta.arch", cfg.arch);
+        meta_set_string(meta, "meta.motif", cfg.motif);
+        meta_set_string(meta, "meta.feedback", feedback_str(mc.feedback, spec));
+        meta.set("meta.classes", NpyArray::from_strings(data.train.classes));
+        meta_set_floats(meta, "meta.mean", {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2]});
+        meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
+        meta_set_floats(meta, "meta.epochs_done", {(float)epochs_done});
+        meta_set_floats(meta, "meta.val_top1", history);
+        if (sgd.mom.defined()) meta.set("optim.momentum", NpyArray::from_f32({sgd.mom.numel()}, sgd.mom.data()));
+        std::string dir = cfg.out.substr(0, cfg.out.find_last_of('/'));
+        if (cfg.out.find('/') != std::string::npos && !dir.empty()) std::system(("mkdir -p '" + dir + "'").c_str());
+        checkpoint_save(cfg.out, m.params, meta);
+    };
+
+    const int B = cfg.batch;
+    LoaderConfig lc;
+    lc.size = spec.in_size;
+    lc.train = true;
+    lc.batch = B;
+    lc.threads = cfg.loader_threads;
+    lc.seed = cfg.seed;
+    lc.crop_scale_min = cfg.crop_scale;
+    std::copy(m.norm.mean, m.norm.mean + 3, lc.mean);
+    std::copy(m.norm.std, m.norm.std + 3, lc.std);
+    if ((int64_t)data.train.paths.size() < B)
+        fail("--batch %d is larger than the %zu training images", B, data.train.paths.size());
+    BatchLoader loader(data.train, lc);
+
+    ClassifierGraph train_g, eval_g;
+    graph_build(train_g, m, cfg, B, true);
+    graph_build(eval_g, m, cfg, B, false);
+
+    g_stop = false;
+    auto prev_handler = std::signal(SIGINT, on_sigint);
+    PretrainResult res;
+    Progress total_clock("", 0, "");
+    int64_t images_seen = 0;
+    double train_seconds = 0;
+    for (int epoch = start_epoch; epoch < cfg.epochs && !g_stop; epoch++) {
+        loader.start_epoch(epoch);
+        int64_t nb = loader.batches_per_epoch(), b = 0;
+        Progress bar(strfmt("epoch %d/%d", epoch + 1, cfg.epochs), nb * B, "img");
+        Accuracy tr;
+        int count = 0;
+        while (!g_stop && loader.next(train_g.x.data(), train_g.y.data(), &count)) {
+            sgd.lr = lr_at(cfg, epoch + (double)b / nb);
+            train_g.tape.forward();
+            m.params.zero_grad();
+            train_g.tape.backward(train_g.loss);
+            sgd.step(m.params);
+            float loss = train_g.loss.data()[0];
+            if (!std::isfinite(loss))
+                fail("the training loss became %g at epoch %d batch %lld (lr %g): lower --lr; the last good checkpoint "
+                     "is '%s'", loss, epoch + 1, (long long)b, sgd.lr, cfg.out.c_str());
+            tr.loss += loss;
+            accumulate(tr, train_g.logits.data(), train_g.y.data(), count, K);
+            b++;
+            bar.update(b * B, strfmt("loss %.3f acc %.3f lr %.4f", tr.loss / b, (double)tr.top1 / tr.n, sgd.lr));
+        }
+        double epoch_train_seconds = bar.elapsed();
+        train_seconds += epoch_train_seconds;
+        images_seen += b * B;
+        if (g_stop) {
+            std::fprintf(stderr, "\npretrain: interrupted in epoch %d; saving '%s' (resume repeats that epoch)\n",
+                         epoch + 1, cfg.out.c_str());
+            save(epoch);
+            res.interrupted = true;
+            res.epochs_done = epoch;
+            break;
+        }
+        Accuracy va = evaluate(eval_g, data.val, m, cfg, B);
+        res.val_top1 = (float)va.top1 / std::max<int64_t>(1, va.n);
+        res.val_top5 = (float)va.top5 / std::max<int64_t>(1, va.n);
+        history.push_back(res.val_top1);
+        res.epochs_done = epoch + 1;
+        save(epoch + 1);
+        bar.finish(strfmt("loss %.3f train acc %.3f | val top-1 %.4f top-5 %.4f (%lld images) | saved %s",
+                          tr.loss / std::max<int64_t>(1, b), (double)tr.top1 / std::max<int64_t>(1, tr.n), res.val_top1,
+                          res.val_top5, (long long)va.n, cfg.out.c_str()));
+        std::printf("{\"epoch\": %d, \"train_loss\": %.4f, \"train_top1\": %.4f, \"val_top1\": %.4f, \"val_top5\": %.4f, "
+                    "\"images_per_second\": %.1f}\n",
+                    epoch + 1, tr.loss / std::max<int64_t>(1, b), (double)tr.top1 / std::max<int64_t>(1, tr.n), res.val_top1,
+                    res.val_top5, b * B / std::max(1e-9, epoch_train_seconds));
+        std::fflush(stdout);
+    }
+    std::signal(SIGINT, prev_handler);
+    res.seconds = total_clock.elapsed();
+    res.images_per_second = images_seen / std::max(1e-9, train_seconds);
+    return res;
+}
+
+}  // namespace vt
