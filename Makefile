@@ -2,6 +2,7 @@
 #
 #   make                 CPU build (OpenBLAS + OpenMP), tools and tests in bin/
 #   make test            build and run ./bin/tests
+#   make check           make test, plus the CUDA build (warnings as errors) where nvcc exists
 #   make sanitize        build and run the tests under ASan + UBSan (in build-san/)
 #   make fuzz            build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 #   make CUDA=1          also build the CUDA backend (kernels/cuda, nvcc)
@@ -23,6 +24,10 @@ LDLIBS   += -lz -lm -lpthread
 
 ifeq ($(DEBUG),1)
   OPT := -O0 -g
+endif
+ifeq ($(WERROR),1)  # warnings fail the build (make check's CUDA build)
+  CXXFLAGS += -Werror
+  NVCC_WERROR := -Werror all-warnings -Xcompiler -Werror
 endif
 
 # ---- probes ---------------------------------------------------------------------------
@@ -88,7 +93,7 @@ ifeq ($(CUDA),1)
   NVCC_ARCH  := $(foreach a,$(CUDA_SMS),-gencode arch=compute_$(a),code=sm_$(a)) \
                 -gencode arch=compute_$(lastword $(CUDA_SMS)),code=compute_$(lastword $(CUDA_SMS))
   NVCCFLAGS  ?= -O3
-  NVCCFLAGS  += -std=c++17 -I. -DVT_CUDA $(NVCC_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+  NVCCFLAGS  += -std=c++17 -I. -DVT_CUDA $(NVCC_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter $(NVCC_WERROR)
   CXXFLAGS   += -DVT_CUDA -I$(CUDA_HOME)/include
   LDLIBS     += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
   ifeq ($(CUDNN),1)
@@ -117,7 +122,7 @@ TOOLS     := $(TOOL_SRC:tools/%.cpp=$(BIN)/%)
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 LIB       := $(BUILD)/libventral.a
 
-.PHONY: all test sanitize fuzz clean
+.PHONY: all test check sanitize fuzz clean
 all: $(TOOLS) $(BIN)/tests
 
 $(BUILD)/%.o: %.cpp Makefile
@@ -147,6 +152,17 @@ $(BIN)/tests: $(TEST_OBJ) $(LIB)
 
 test: $(BIN)/tests
 	./$(BIN)/tests
+
+# What CI runs: the CPU build and every test; then, where nvcc exists, the CUDA backend
+# (with cuDNN where its header exists) built with warnings as errors, and its tests, which
+# skip cleanly without a GPU.
+CUDNN_FOUND := $(wildcard /usr/local/cuda/include/cudnn.h /usr/include/cudnn.h /usr/include/$(shell gcc -print-multiarch 2>/dev/null)/cudnn.h)
+check: all
+	./$(BIN)/tests
+ifneq ($(NVCC),)
+	$(MAKE) CUDA=1 $(if $(CUDNN_FOUND),CUDNN=1) WERROR=1 BUILD=build-cuda BIN=build-cuda/bin build-cuda/bin/tests
+	./build-cuda/bin/tests -tc='cuda:*'
+endif
 
 # ASan + UBSan: a separate build tree, so the fast build stays as it is.
 sanitize:

@@ -38,17 +38,12 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int
                            (int)w.dim(3), stride, stride, pad, pad);
     Tensor out = op_output({d.N, d.OC, d.OH, d.OW}, {&x, &w, &b});
     const KernelTable& K = kernels_for(x.device());
-    // cols is what backward needs: kept with the node under a tape, else borrowed scratch.
-    bool keep = tape_active() != nullptr;
-    Tensor cols = keep && d.cols_size() ? tensor_empty({d.cols_size()}, x.device()) : Tensor();
     auto fwd = [=, &K] {
-        float* scratch = workspace(x.device(), d.scratch_size() + (cols.defined() ? 0 : d.cols_size()));
-        float* c = d.is_pointwise() ? (float*)x.data() : cols.defined() ? cols.data() : scratch + d.scratch_size();
-        K.conv2d_forward(out.data(), c, x.data(), w.data(), b.defined() ? b.data() : nullptr, scratch, d);
+        K.conv2d_forward(out.data(), x.data(), w.data(), b.defined() ? b.data() : nullptr,
+                         workspace(x.device(), d.scratch_size()), d);
     };
-    auto bwd = [=, &K] {
-        const float* c = d.is_pointwise() ? x.data() : cols.data();
-        K.conv2d_backward(grad_or_null(x), grad_or_null(w), grad_or_null(b), out.grad(), c, w.data(),
+    auto bwd = [=, &K] {  // recomputes the im2col of x (kernels.h): only x is kept
+        K.conv2d_backward(grad_or_null(x), grad_or_null(w), grad_or_null(b), out.grad(), x.data(), w.data(),
                           workspace(x.device(), d.scratch_size()), d);
     };
     return op_record("conv2d", out, fwd, bwd);

@@ -19,8 +19,8 @@ struct ConvDims {
     int OC, KH, KW;      // weight (OC, C, KH, KW)
     int SH, SW, PH, PW;  // stride, zero padding
     int OH, OW;          // output (N, OC, OH, OW)
-    int64_t cols_size() const { return is_pointwise() ? 0 : (int64_t)C * KH * KW * N * OH * OW; }
-    int64_t scratch_size() const { return (int64_t)OC * N * OH * OW + (int64_t)C * KH * KW * N * OH * OW; }
+    int64_t cols_size() const { return (int64_t)C * KH * KW * N * OH * OW; }      // im2col (C*KH*KW, N*OH*OW)
+    int64_t scratch_size() const { return (int64_t)OC * N * OH * OW + cols_size(); }  // workspace of a conv
     bool is_pointwise() const { return KH == 1 && KW == 1 && SH == 1 && SW == 1 && PH == 0 && PW == 0; }
 };
 ConvDims conv_dims(int N, int C, int H, int W, int OC, int KH, int KW, int SH, int SW, int PH, int PW);
@@ -57,14 +57,14 @@ struct KernelTable {
     void (*sum_rows)(float* dbias, const float* dout, int rows, int cols);     // dbias[c] += sum_r dout[r, c]
 
     // ---- convolution (im2col + GEMM) --------------------------------------------------
-    // cols (C*KH*KW, N*OH*OW) is filled by forward and kept for backward. For a pointwise
-    // conv (is_pointwise) there is no im2col: pass the input itself as cols.
-    // scratch: d.scratch_size() floats of workspace, contents undefined on return.
-    void (*conv2d_forward)(float* out, float* cols, const float* inp, const float* weight,
-                           const float* bias, float* scratch, const ConvDims& d);
-    // dinp/dweight/dbias may be null (not wanted).
-    void (*conv2d_backward)(float* dinp, float* dweight, float* dbias, const float* dout,
-                            const float* cols, const float* weight, float* scratch, const ConvDims& d);
+    // Nothing but the input is kept for backward: backward recomputes the im2col buffer
+    // (C*KH*KW, N*OH*OW) in its scratch, which costs an im2col but not K*K copies of every
+    // activation of every time step. scratch: d.scratch_size() floats of workspace,
+    // contents undefined on return. dinp/dweight/dbias may be null (not wanted).
+    void (*conv2d_forward)(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                           const ConvDims& d);
+    void (*conv2d_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                            const float* weight, float* scratch, const ConvDims& d);
 
     // ---- max-pool: argmax (flat index into the input plane) kept for backward ---------
     void (*maxpool_forward)(float* out, int32_t* argmax, const float* inp, const PoolDims& d);

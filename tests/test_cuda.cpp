@@ -258,9 +258,9 @@ struct ConvCase {
 const ConvCase CONV_CASES[] = {
     {2, 3, 9, 7, 4, 3, 3, 1, 1, 1, 1},     // 3x3, same padding
     {1, 2, 11, 11, 3, 7, 7, 2, 2, 3, 3},   // 7x7 stride 2 (the backbones' stem)
-    {2, 4, 6, 5, 5, 1, 1, 1, 1, 0, 0},     // pointwise: cols is the input
+    {2, 4, 6, 5, 5, 1, 1, 1, 1, 0, 0},     // pointwise: the input is its own im2col
     {1, 3, 8, 8, 2, 5, 5, 3, 3, 0, 0},     // stride 3, no padding
-    {3, 2, 4, 4, 2, 1, 1, 2, 2, 0, 0},     // 1x1 stride 2: not pointwise, cols smaller than the input
+    {3, 2, 4, 4, 2, 1, 1, 2, 2, 0, 0},     // 1x1 stride 2: not pointwise
     {1, 1, 5, 6, 1, 2, 2, 1, 1, 1, 1},     // even kernel
     {2, 3, 10, 8, 4, 3, 5, 2, 1, 1, 2},    // non-square kernel, stride and padding
     {2, 16, 16, 16, 24, 3, 3, 1, 1, 1, 1}, // CKK = 144, N*P = 512
@@ -277,7 +277,7 @@ struct ConvPathScope {
 
 // Forward and backward of one convolution on both sides. Backward runs twice: every
 // gradient wanted, then dinp alone (dweight and dbias null).
-void check_conv(const ConvCase& c, uint64_t seed, bool compare_cols) {
+void check_conv(const ConvCase& c, uint64_t seed) {
     ConvDims d = conv_dims(c.N, c.C, c.H, c.W, c.OC, c.KH, c.KW, c.SH, c.SW, c.PH, c.PW);
     const int64_t in_n = (int64_t)d.N * d.C * d.H * d.W, out_n = (int64_t)d.N * d.OC * d.OH * d.OW;
     const int64_t w_n = (int64_t)d.OC * d.C * d.KH * d.KW;
@@ -287,22 +287,19 @@ void check_conv(const ConvCase& c, uint64_t seed, bool compare_cols) {
     t.add("w", randv(w_n, r, 0.5f));
     t.add("b", randv(d.OC, r));
     t.add("out", nanv(out_n));
-    t.add("cols", nanv(d.cols_size()));
     t.add("scratch", nanv(d.scratch_size()));
-    auto cols = [&](const Ptr& p) { return d.is_pointwise() ? p("x") : p("cols"); };
     on_both(t, [&](const KernelTable& K, const Ptr& p) {
-        K.conv2d_forward(p("out"), cols(p), p("x"), p("w"), p("b"), p("scratch"), d);
+        K.conv2d_forward(p("out"), p("x"), p("w"), p("b"), p("scratch"), d);
     });
     t.expect("out", REDUCTION, "conv2d_forward");
-    if (compare_cols && !d.is_pointwise()) t.expect("cols", ELEMENTWISE, "conv2d_forward (im2col)");
 
     t.add("dout", randv(out_n, r));
     t.add("dx", randv(in_n, r));
     t.add("dw", randv(w_n, r));
     t.add("db", randv(d.OC, r));
     on_both(t, [&](const KernelTable& K, const Ptr& p) {
-        K.conv2d_backward(p("dx"), p("dw"), p("db"), p("dout"), cols(p), p("w"), p("scratch"), d);
-        K.conv2d_backward(p("dx"), nullptr, nullptr, p("dout"), cols(p), p("w"), p("scratch"), d);
+        K.conv2d_backward(p("dx"), p("dw"), p("db"), p("dout"), p("x"), p("w"), p("scratch"), d);
+        K.conv2d_backward(p("dx"), nullptr, nullptr, p("dout"), p("x"), p("w"), p("scratch"), d);
     });
     for (const char* k : {"dx", "dw", "db"}) t.expect(k, REDUCTION, "conv2d_backward");
 }
@@ -317,7 +314,7 @@ TEST_CASE("cuda: conv2d forward and backward (im2col + cuBLAS) match the CPU") {
     uint64_t seed = 100;
     for (const ConvCase& c : CONV_CASES) {
         CAPTURE(c.KH); CAPTURE(c.KW); CAPTURE(c.SH); CAPTURE(c.PH); CAPTURE(c.C); CAPTURE(c.OC);
-        check_conv(c, seed++, true);
+        check_conv(c, seed++);
     }
 }
 
@@ -329,7 +326,7 @@ TEST_CASE("cuda: conv2d through cuDNN matches the CPU") {
     uint64_t seed = 200;
     for (const ConvCase& c : CONV_CASES) {
         CAPTURE(c.KH); CAPTURE(c.KW); CAPTURE(c.SH); CAPTURE(c.PH); CAPTURE(c.C); CAPTURE(c.OC);
-        check_conv(c, seed++, false);  // cols holds the input on this path, not im2col
+        check_conv(c, seed++);
     }
 #endif
 }

@@ -20,11 +20,14 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/ops.h"
+#include "engine/params.h"
+#include "models/convrnn.h"
 
 using namespace vt;
 
@@ -34,6 +37,7 @@ struct Opts {
     std::vector<std::string> workloads;
     int reps = 5;
     int threads = 0;
+    double sgemm = 0;  // the same-run sgemm rate, GFLOP/s
 };
 
 double now_ms() {
@@ -87,7 +91,7 @@ void bench_conv(const Opts& o) {
         {"hcnn5", "conv4", 256, 8, 256, 3, 1, 1},   {"hcnn5", "conv5", 256, 4, 512, 3, 1, 1},
     };
     const int N = 16;
-    double peak = sgemm_gflops(o.reps);
+    double peak = o.sgemm;
     Rng rng(1);
     for (const ConvLayer& l : layers) {
         Tensor x = tensor_empty({N, l.C, l.H, l.H}, Device::CPU, true);
@@ -115,6 +119,122 @@ void bench_conv(const Opts& o) {
     }
 }
 
+// ---- workloads W1-W5: the unrolled recurrent model --------------------------------------------
+// One training iteration (forward, backward, Adam) of the ConvRNN: the image shown at every
+// step, cells at all five layers, linear readouts of 64 "V4" units from conv3 and 128 "IT"
+// units from conv5 at every step they are active, MSE against fixed targets, backbone
+// frozen. GFLOP/s counts the forward convolutions of all T steps analytically, as if no
+// silent layer were skipped, times 3 for forward + backward (times 1 for inference).
+struct RecurrentWorkload {
+    const char* name;
+    const char* arch;
+    const char* motif;
+    const char* feedback;
+    int batch, steps;
+    bool train;
+};
+
+// Forward conv FLOPs of one step with every layer active.
+double step_conv_flops(const Model& m, int N) {
+    double f = 0;
+    for (size_t l = 0; l < m.spec.layers.size(); l++) {
+        const LayerSpec& ls = m.spec.layers[l];
+        double P = (double)ls.conv_size * ls.conv_size, C = ls.out_ch;
+        double cin = ls.in_ch;
+        for (const FeedbackEdge& e : m.cfg.feedback)
+            if (e.dst == (int)l) cin += m.spec.layers[e.src].out_ch;
+        f += 2.0 * N * C * P * cin * ls.kernel * ls.kernel;  // pre-memory conv
+        double cell = 0;  // cell convs as (out channels, in channels), 3x3
+        switch (m.motif((int)l)) {
+        case Motif::RNN: cell = C * 2 * C; break;
+        case Motif::RNNLarge: { double D = rnn_large_depth((int)C); cell = D * (C + D); break; }
+        case Motif::GRU: cell = 2 * C * 2 * C + C * 2 * C; break;
+        case Motif::LSTM: cell = 4 * C * 2 * C; break;
+        case Motif::UGRNN: cell = 2 * C * 2 * C; break;
+        case Motif::RGC: cell = 2 * C * C * 2 + C * C; break;
+        default: break;
+        }
+        f += 2.0 * N * P * cell * 9;
+    }
+    return f;
+}
+
+void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
+    ModelConfig mc;
+    mc.arch = w.arch;
+    BackboneSpec spec = backbone_spec(w.arch);
+    mc.motifs.assign(spec.layers.size(), motif_parse(w.motif));
+    mc.feedback = feedback_parse(w.feedback, spec);
+    Model m(mc, 1);
+    m.freeze_backbone();
+    const int N = w.batch, T = w.steps;
+    const int v4 = 2, it = 4, U4 = 64, UIT = 128;  // readouts from conv3 and conv5
+    auto dim = [&](int l) { return (int64_t)spec.layers[l].out_ch * spec.layers[l].out_size * spec.layers[l].out_size; };
+    ParamArena readout({{"v4.weight", {U4, dim(v4)}, Init::Uniform, 0.01f}, {"v4.bias", {U4}, Init::Zeros},
+                        {"it.weight", {UIT, dim(it)}, Init::Uniform, 0.01f}, {"it.bias", {UIT}, Init::Zeros}},
+                       2);
+    Tensor target4 = tensor_full({N, U4}, 0.1f), target_it = tensor_full({N, UIT}, 0.2f);
+    Unrolled u;
+    UnrollConfig uc;
+    uc.steps = T;
+    uc.image_steps = T;  // the image at every step
+    uc.batch = N;
+    Rng rng(3);
+    Tensor image = tensor_empty({N, 3, spec.in_size, spec.in_size});
+    tensor_randn(image, rng);
+    unroll_build(u, m, uc, /*record=*/true, image);
+    Tensor loss;
+    {
+        TapeScope scope(u.tape);
+        ArenaScope arena(u.arena);
+        for (int t = 0; t < T; t++)
+            for (auto [l, name, target] : {std::tuple{v4, "v4", target4}, std::tuple{it, "it", target_it}}) {
+                const Tensor& h = u.out[t][l];
+                if (!h.defined()) continue;
+                std::string n = name;
+                Tensor term = mse_loss(linear(h.flatten(), readout[n + ".weight"], readout[n + ".bias"]), target);
+                loss = loss.defined() ? add(loss, term) : term;
+            }
+    }
+    Adam opt;
+    opt.lr = 1e-4f;
+    auto iteration = [&] {
+        u.tape.forward();
+        if (!w.train) return;
+        m.params.zero_grad();
+        readout.zero_grad();
+        u.tape.backward(loss);
+        opt.step(m.params);
+    };
+    double ms = median_ms(o.reps, iteration);
+    double flops = step_conv_flops(m, N) * T * (w.train ? 3 : 1);
+    std::printf("{\"workload\": \"%s\", \"arch\": \"%s\", \"motif\": \"%s\", \"feedback\": \"%s\", \"batch\": %d, "
+                "\"steps\": %d, \"mode\": \"%s\", \"ms_per_iter\": %.1f, \"gflops\": %.1f, \"sgemm_gflops\": %.1f, "
+                "\"fraction_of_sgemm\": %.3f, \"activation_arena_mb\": %.0f, \"peak_rss_mb\": %.0f, %s}\n",
+                w.name, w.arch, w.motif, w.feedback[0] ? w.feedback : "none", N, T, w.train ? "train" : "inference", ms,
+                flops / (ms * 1e6), o.sgemm, flops / (ms * 1e6) / o.sgemm, u.arena.total_floats() * 4.0 / (1 << 20),
+                peak_rss_mb(), common_fields().c_str());
+    std::fflush(stdout);
+}
+
+const RecurrentWorkload RECURRENT[] = {
+    {"W1", "hcnn5-s", "lstm", "conv5:conv2", 16, 16, true},
+    {"W2", "hcnn5-s", "gru", "conv5:conv2", 16, 16, true},
+    {"W3", "hcnn5-s", "none", "", 16, 16, true},
+    {"W4", "hcnn5-s", "lstm", "conv5:conv2", 64, 26, false},
+    {"W5", "hcnn5", "lstm", "conv5:conv2", 8, 16, true},
+};
+
+void bench_w(const Opts& o, const char* name) {
+    for (const RecurrentWorkload& w : RECURRENT)
+        if (!std::strcmp(w.name, name)) bench_recurrent(o, w);
+}
+void bench_w1(const Opts& o) { bench_w(o, "W1"); }
+void bench_w2(const Opts& o) { bench_w(o, "W2"); }
+void bench_w3(const Opts& o) { bench_w(o, "W3"); }
+void bench_w4(const Opts& o) { bench_w(o, "W4"); }
+void bench_w5(const Opts& o) { bench_w(o, "W5"); }
+
 struct Workload {
     const char* name;
     const char* what;
@@ -123,6 +243,11 @@ struct Workload {
 
 const Workload WORKLOADS[] = {
     {"conv", "conv2d forward+backward on hcnn5-s and hcnn5 layers, batch 16, vs same-run sgemm", bench_conv},
+    {"W1", "train step: hcnn5-s, lstm everywhere + conv5:conv2, batch 16, T=16", bench_w1},
+    {"W2", "train step: hcnn5-s, gru everywhere + conv5:conv2, batch 16, T=16", bench_w2},
+    {"W3", "train step: hcnn5-s, no cells, no feedback, batch 16, T=16", bench_w3},
+    {"W4", "inference: hcnn5-s, lstm + conv5:conv2, batch 64, T=26", bench_w4},
+    {"W5", "train step: hcnn5, lstm + conv5:conv2, batch 8, T=16", bench_w5},
 };
 
 void usage() {
@@ -166,6 +291,8 @@ int main(int argc, char** argv) {
             }
         }
         backend_set_threads(o.threads);
+        o.sgemm = sgemm_gflops(o.reps);
+        std::printf("{\"workload\": \"sgemm\", \"n\": 2048, \"gflops\": %.1f, %s}\n", o.sgemm, common_fields().c_str());
         for (const std::string& name : o.workloads) {
             bool found = false;
             for (const Workload& w : WORKLOADS) found = found || name == w.name;

@@ -116,8 +116,8 @@ static void ncp_to_cnp(float* y, const float* dout, int N, int OC, int64_t P) {
 
 // ---- convolution -----------------------------------------------------------------------
 
-void conv2d_forward(float* out, float* cols, const float* inp, const float* weight, const float* bias,
-                    float* scratch, const ConvDims& d) {
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                    const ConvDims& d) {
     const int64_t P = (int64_t)d.OH * d.OW;
     const int CKK = d.C * d.KH * d.KW;
     if (d.is_pointwise()) {  // 1x1: out_n (OC, P) = W (OC, C) @ inp_n (C, P), no im2col
@@ -134,13 +134,14 @@ void conv2d_forward(float* out, float* cols, const float* inp, const float* weig
         }
         return;
     }
+    float* y = scratch;                                    // (OC, N*P)
+    float* cols = scratch + (int64_t)d.OC * d.N * P;       // (CKK, N*P)
     im2col(cols, inp, d);
-    float* y = scratch;  // (OC, N*P)
     gemm(false, false, d.OC, (int)(d.N * P), CKK, 1.f, weight, CKK, cols, (int)(d.N * P), 0.f, y, (int)(d.N * P));
     cnp_to_ncp(out, y, bias, d.N, d.OC, P);
 }
 
-void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* cols,
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, float* scratch, const ConvDims& d) {
     const int64_t P = (int64_t)d.OH * d.OW;
     const int CKK = d.C * d.KH * d.KW;
@@ -153,10 +154,10 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
                 dbias[oc] += (float)s;
             }
     }
-    if (d.is_pointwise()) {  // cols is the input itself
+    if (d.is_pointwise()) {  // the input is its own im2col
         for (int n = 0; n < d.N; n++) {
             const float* g = dout + (int64_t)n * d.OC * P;
-            if (dweight) gemm(false, true, d.OC, d.C, (int)P, 1.f, g, (int)P, cols + (int64_t)n * d.C * P, (int)P,
+            if (dweight) gemm(false, true, d.OC, d.C, (int)P, 1.f, g, (int)P, inp + (int64_t)n * d.C * P, (int)P,
                               1.f, dweight, d.C);
             if (dinp) gemm(true, false, d.C, (int)P, d.OC, 1.f, weight, d.C, g, (int)P, 1.f,
                            dinp + (int64_t)n * d.C * P, (int)P);
@@ -164,13 +165,16 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
         return;
     }
     const int NP = (int)(d.N * P);
-    float* dy = scratch;                          // (OC, N*P)
-    float* dcols = scratch + (int64_t)d.OC * NP;  // (CKK, N*P)
+    float* dy = scratch;                         // (OC, N*P)
+    float* cols = scratch + (int64_t)d.OC * NP;  // (CKK, N*P): im2col, then reused for dcols
     ncp_to_cnp(dy, dout, d.N, d.OC, P);
-    if (dweight) gemm(false, true, d.OC, CKK, NP, 1.f, dy, NP, cols, NP, 1.f, dweight, CKK);
+    if (dweight) {
+        im2col(cols, inp, d);
+        gemm(false, true, d.OC, CKK, NP, 1.f, dy, NP, cols, NP, 1.f, dweight, CKK);
+    }
     if (dinp) {
-        gemm(true, false, CKK, NP, d.OC, 1.f, weight, CKK, dy, NP, 0.f, dcols, NP);
-        col2im(dinp, dcols, d);
+        gemm(true, false, CKK, NP, d.OC, 1.f, weight, CKK, dy, NP, 0.f, cols, NP);
+        col2im(dinp, cols, d);
     }
 }
 

@@ -31,9 +31,9 @@ void bias_add_rows(float* out, const float* bias, int rows, int cols);
 void sum_rows(float* dbias, const float* dout, int rows, int cols);
 void im2col(float* cols, const float* inp, const ConvDims& d);
 void col2im(float* dinp, const float* dcols, const ConvDims& d);  // accumulates
-void conv2d_forward(float* out, float* cols, const float* inp, const float* weight, const float* bias,
-                    float* scratch, const ConvDims& d);
-void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* cols,
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                    const ConvDims& d);
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, float* scratch, const ConvDims& d);
 
 // spatial.cpp

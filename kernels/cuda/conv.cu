@@ -170,11 +170,11 @@ void bias_backward_planes(float* dbias, const float* dout, int N, int OC, int64_
 
 // ---- convolution -----------------------------------------------------------------------------
 
-void conv2d_forward(float* out, float* cols, const float* inp, const float* weight, const float* bias,
-                    float* scratch, const ConvDims& d) {
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                    const ConvDims& d) {
 #ifdef VT_CUDNN
     if (cuda_conv_path() == ConvPath::Cudnn && cudnn_conv_applies(d))
-        return cudnn_conv2d_forward(out, cols, inp, weight, bias, scratch, d);
+        return cudnn_conv2d_forward(out, inp, weight, bias, scratch, d);
 #endif
     const int64_t P = (int64_t)d.OH * d.OW;
     const int CKK = d.C * d.KH * d.KW, NP = (int)(d.N * P);
@@ -184,27 +184,28 @@ void conv2d_forward(float* out, float* cols, const float* inp, const float* weig
         if (bias) bias_add_planes(out, bias, d.N, d.OC, P);
         return;
     }
+    float* y = scratch;                          // (OC, N*P)
+    float* cols = scratch + (int64_t)d.OC * NP;  // (CKK, N*P)
     im2col(cols, inp, d);
-    float* y = scratch;  // (OC, N*P)
     gemm(false, false, d.OC, NP, CKK, 1.f, weight, CKK, cols, NP, 0.f, y, NP);
     cnp_to_ncp(out, y, bias, d.N, d.OC, P);
 }
 
-void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* cols,
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, float* scratch, const ConvDims& d) {
 #ifdef VT_CUDNN
     if (cuda_conv_path() == ConvPath::Cudnn && cudnn_conv_applies(d))
-        return cudnn_conv2d_backward(dinp, dweight, dbias, dout, cols, weight, scratch, d);
+        return cudnn_conv2d_backward(dinp, dweight, dbias, dout, inp, weight, scratch, d);
 #endif
     const int64_t P = (int64_t)d.OH * d.OW;
     const int CKK = d.C * d.KH * d.KW, NP = (int)(d.N * P);
     if (dbias) bias_backward_planes(dbias, dout, d.N, d.OC, P);
-    if (d.is_pointwise()) {  // cols is the input itself
+    if (d.is_pointwise()) {  // the input is its own im2col
         if (dweight) {       // dW (OC, C) += dy (OC, N*P) @ x^T, both transposed into scratch
             float* dy = scratch;                           // (OC, N*P)
             float* xt = scratch + (int64_t)d.OC * NP;      // (C, N*P)
             ncp_to_cnp(dy, dout, d.N, d.OC, P);
-            ncp_to_cnp(xt, cols, d.N, d.C, P);
+            ncp_to_cnp(xt, inp, d.N, d.C, P);
             gemm(false, true, d.OC, d.C, NP, 1.f, dy, NP, xt, NP, 1.f, dweight, d.C);
         }
         if (dinp)  // dinp_n (C, P) += W^T (C, OC) @ dout_n (OC, P), batched
@@ -212,13 +213,16 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
                          dinp, (int)P, (int64_t)d.C * P, d.N);
         return;
     }
-    float* dy = scratch;                          // (OC, N*P)
-    float* dcols = scratch + (int64_t)d.OC * NP;  // (CKK, N*P)
+    float* dy = scratch;                         // (OC, N*P)
+    float* cols = scratch + (int64_t)d.OC * NP;  // (CKK, N*P): im2col, then reused for dcols
     ncp_to_cnp(dy, dout, d.N, d.OC, P);
-    if (dweight) gemm(false, true, d.OC, CKK, NP, 1.f, dy, NP, cols, NP, 1.f, dweight, CKK);
+    if (dweight) {
+        im2col(cols, inp, d);
+        gemm(false, true, d.OC, CKK, NP, 1.f, dy, NP, cols, NP, 1.f, dweight, CKK);
+    }
     if (dinp) {
-        gemm(true, false, CKK, NP, d.OC, 1.f, weight, CKK, dy, NP, 0.f, dcols, NP);
-        col2im(dinp, dcols, d);
+        gemm(true, false, CKK, NP, d.OC, 1.f, weight, CKK, dy, NP, 0.f, cols, NP);
+        col2im(dinp, cols, d);
     }
 }
 

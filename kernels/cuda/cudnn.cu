@@ -1,13 +1,9 @@
 // cudnn.cu: convolution through cuDNN (CUDNN=1 builds, selected by cuda_set_conv_path or
 // VT_CONV=cudnn); the same contract as conv2d_forward/backward in conv.cu.
 //
-// cols: the kernel table's conv2d_backward receives cols, not the input, and cuDNN's
-// backward-filter needs the input. So this path stores a copy of the input (N, C, H, W) in
-// cols (one read and one write of the input, against im2col's KH*KW-fold expansion), and
-// applies only when cols is large enough for it (cols_size >= N*C*H*W, true unless the
-// stride exceeds the kernel); pointwise convolutions pass the input itself as cols. Other
-// shapes take the im2col path. Forward and backward of one convolution must take the same
-// path: switch paths only between graphs.
+// Backward receives the input (kernels.h), which is what cuDNN's backward-filter needs, so
+// every shape can take this path. Forward and backward of one convolution must take the
+// same path: switch paths only between graphs.
 //
 // Numerics: FP32 FMA math (no TF32), so cuDNN and im2col compute the same function to float
 // rounding. Algorithms come from cuDNN's heuristics (the _v7 queries), preferring
@@ -136,27 +132,21 @@ const Plan& plan_for(const ConvDims& d) {
 
 }  // namespace
 
-bool cudnn_conv_applies(const ConvDims& d) {
-    return d.is_pointwise() || (int64_t)d.N * d.C * d.H * d.W <= d.cols_size();
-}
+bool cudnn_conv_applies(const ConvDims& d) { return true; }
 
-void cudnn_conv2d_forward(float* out, float* cols, const float* inp, const float* weight, const float* bias,
-                          float* scratch, const ConvDims& d) {
+void cudnn_conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                          const ConvDims& d) {
     const Plan& p = plan_for(d);
     const float one = 1.f, zero = 0.f;
     CUDNN_CHECK(cudnnConvolutionForward(handle(), &one, p.x, inp, p.w, weight, p.conv, p.fwd, scratch, p.fwd_ws,
                                         &zero, p.y, out));
     if (bias) bias_add_planes(out, bias, d.N, d.OC, (int64_t)d.OH * d.OW);
-    if (!d.is_pointwise())  // keep the input for backward (see the file comment)
-        CUDA_CHECK(cudaMemcpyAsync(cols, inp, (size_t)d.N * d.C * d.H * d.W * sizeof(float),
-                                   cudaMemcpyDeviceToDevice, stream()));
 }
 
-void cudnn_conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* cols,
+void cudnn_conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                            const float* weight, float* scratch, const ConvDims& d) {
     const Plan& p = plan_for(d);
     const float one = 1.f;
-    const float* inp = cols;  // the input, as forward kept it
     if (dbias) bias_backward_planes(dbias, dout, d.N, d.OC, (int64_t)d.OH * d.OW);
     if (dweight)
         CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle(), &one, p.x, inp, p.y, dout, p.conv, p.bwd_filter, scratch,

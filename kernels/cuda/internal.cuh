@@ -112,16 +112,16 @@ void im2col(float* cols, const float* inp, const ConvDims& d);
 void col2im(float* dinp, const float* dcols, const ConvDims& d);  // accumulates
 void bias_add_planes(float* out, const float* bias, int N, int OC, int64_t P);  // out[n, oc, :] += bias[oc]
 void bias_backward_planes(float* dbias, const float* dout, int N, int OC, int64_t P);  // dbias[oc] += sum
-void conv2d_forward(float* out, float* cols, const float* inp, const float* weight, const float* bias,
-                    float* scratch, const ConvDims& d);
-void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* cols,
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                    const ConvDims& d);
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, float* scratch, const ConvDims& d);
 
-// cudnn.cu (CUDNN=1 builds; the same contract as conv2d_forward/backward, see there for cols)
+// cudnn.cu (CUDNN=1 builds; the same contract as conv2d_forward/backward)
 bool cudnn_conv_applies(const ConvDims& d);
-void cudnn_conv2d_forward(float* out, float* cols, const float* inp, const float* weight, const float* bias,
-                          float* scratch, const ConvDims& d);
-void cudnn_conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* cols,
+void cudnn_conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                          const ConvDims& d);
+void cudnn_conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                            const float* weight, float* scratch, const ConvDims& d);
 
 // cells.cu

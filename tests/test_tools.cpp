@@ -1,0 +1,127 @@
+// test_tools.cpp: the tools as a user meets them: bad files and flags give one line naming
+// the file or flag, and a non-zero exit code.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "engine/checkpoint.h"
+#include "models/convrnn.h"
+#include "tests/testutil.h"
+
+using namespace vt;
+
+namespace {
+
+struct Run {
+    int rc = -1;
+    std::string out;  // stdout and stderr together, or stderr alone
+};
+
+// Runs bin/<tool> with args from the source tree, capturing its output and exit code.
+Run run_tool(const std::string& tool, const std::string& args, bool stderr_only = false) {
+    Run r;
+    std::string bin = std::string(VT_ROOT) + "/bin/" + tool;
+    std::string cmd = bin + " " + args + (stderr_only ? " 2>&1 >/dev/null" : " 2>&1");
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int st = pclose(p);
+    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+bool have_tool(const std::string& tool) { return std::ifstream(std::string(VT_ROOT) + "/bin/" + tool).good(); }
+
+int lines(const std::string& s) {
+    int n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("tools: bad files give one line naming the file and a non-zero exit") {
+    if (!have_tool("inspect")) { MESSAGE("bin/inspect not built: skipped"); return; }
+    std::string dir = vt_test::temp_dir();
+    // a valid checkpoint, then a truncated copy of it
+    ModelConfig mc;
+    mc.arch = "tiny3";
+    Model m(mc, 1);
+    checkpoint_save(dir + "/good.npz", m.params);
+    Run ok = run_tool("inspect", dir + "/good.npz --arch tiny3");
+    CHECK(ok.rc == 0);
+    CHECK(ok.out.find("loads as tiny3") != std::string::npos);
+    {
+        std::ifstream in(dir + "/good.npz", std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::ofstream(dir + "/truncated.npz", std::ios::binary).write(bytes.data(), bytes.size() / 2);
+    }
+    // a checkpoint whose conv1.weight is int32
+    Npz bad;
+    for (const auto& e : m.params.entries) {
+        std::vector<float> v = e.view.to_vector();
+        if (e.name == "conv1.weight") {
+            std::vector<int32_t> iv(v.size(), 1);
+            bad.set(e.name, NpyArray::from_i32(e.shape, iv.data()));
+        } else {
+            bad.set(e.name, NpyArray::from_f32(e.shape, v.data()));
+        }
+    }
+    npz_write(dir + "/int_weights.npz", bad);
+    std::ofstream(dir + "/notes.png") << "not an image at all\n";
+
+    struct Case { std::string args, file, says; };
+    for (const Case& c : {Case{dir + "/truncated.npz", "truncated.npz", ""},
+                          Case{dir + "/int_weights.npz --arch tiny3", "int_weights.npz", "dtype int32, expected float32"},
+                          Case{dir + "/missing.npz", "missing.npz", "No such file"},
+                          Case{dir + "/notes.png", "notes.png", "cannot read image"},
+                          Case{dir + "/good.npz --arch hcnn5-s", "good.npz", "expects"}}) {
+        CAPTURE(c.args);
+        Run r = run_tool("inspect", c.args, /*stderr_only=*/true);
+        CAPTURE(r.out);
+        CHECK(r.rc != 0);
+        CHECK(r.out.rfind("error: ", 0) == 0);
+        CHECK(lines(r.out) == 1);
+        CHECK(r.out.find(c.file) != std::string::npos);
+        CHECK(r.out.find(c.says) != std::string::npos);
+    }
+    for (const char* f : {"good.npz", "truncated.npz", "int_weights.npz", "notes.png"}) std::remove((dir + "/" + f).c_str());
+    std::remove(dir.c_str());
+}
+
+TEST_CASE("tools: bad flags name the flag and exit non-zero") {
+    if (!have_tool("pretrain")) { MESSAGE("bin/pretrain not built: skipped"); return; }
+    Run r = run_tool("pretrain", "--epochs many /tmp");
+    CHECK(r.rc != 0);
+    CHECK(r.out.find("--epochs: expected an integer, got 'many'") != std::string::npos);
+    r = run_tool("pretrain", "--frobnicate /tmp");
+    CHECK(r.rc != 0);
+    CHECK(r.out.find("unknown flag '--frobnicate'") != std::string::npos);
+    r = run_tool("pretrain", "/nonexistent/dir");
+    CHECK(r.rc != 0);
+    CHECK(r.out.find("/nonexistent/dir") != std::string::npos);
+    r = run_tool("bench", "--workload W9");
+    CHECK(r.rc != 0);
+    CHECK(r.out.find("unknown workload 'W9'") != std::string::npos);
+    r = run_tool("pretrain", "--help");
+    CHECK(r.rc == 0);
+    CHECK(r.out.find("--resume") != std::string::npos);
+}
+
+TEST_CASE("tools: pretrain refuses bad model flags before reading any image") {
+    if (!have_tool("pretrain")) { MESSAGE("bin/pretrain not built: skipped"); return; }
+    std::string dir = vt_test::temp_dir();
+    // the smallest valid folder: two classes of two tiny PNG images
+    for (const char* split : {"train", "val"})
+        for (const char* cls : {"a", "b"}) {
+            std::string d = dir + "/" + split + "/" + cls;
+            REQUIRE(std::system(("mkdir -p " + d).c_str()) == 0);
+        }
+    Run r = run_tool("pretrain", dir + " --feedback conv2:conv5");
+    CHECK(r.rc != 0);  // empty class folders, or the bad edge: either way a clear message
+    CHECK(lines(r.out) == 1);
+    std::system(("rm -rf " + dir).c_str());
+}
