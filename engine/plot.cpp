@@ -269,8 +269,18 @@ std::vector<std::string> text_lines(const std::string& s) {
     return lines;
 }
 
-float line_units(std::string line) {  // ink width in font units (stb's width ends in a 1-unit gap)
-    return line.empty() ? 0.f : std::max(0, stb_easy_font_width(line.data()) - 1);
+// The quads of one line of glyphs, in font units from its top left: 16 floats each, of
+// which (0, 1) and (8, 9) are opposite corners.
+int line_quads(std::vector<float>& vb, std::string line) {
+    vb.assign(line.size() * 256 + 64, 0.f);  // 16 bytes a vertex, 4 a quad, < 16 quads a glyph
+    return stb_easy_font_print(0, 0, line.data(), nullptr, vb.data(), (int)(vb.size() * sizeof(float)));
+}
+
+float line_units(const std::string& line) {  // ink width in font units
+    std::vector<float> vb;
+    float w = 0;
+    for (int q = 0, n = line_quads(vb, line); q < n; q++) w = std::max({w, vb[(size_t)q * 16], vb[(size_t)q * 16 + 8]});
+    return w;
 }
 
 }  // namespace
@@ -303,7 +313,7 @@ void canvas_text(Canvas& c, float x, float y, const std::string& text, const Tex
     // Screen position of font-unit point (u along, w across) of the block.
     float ox, oy;
     if (!st.vertical) ox = x - along(h), oy = y - across(v);
-    else ox = x - across(h), oy = y - along(2 - v) + bw * s;  // oy: where the text starts
+    else ox = x - across(h), oy = y + along(2 - v);  // oy: where the text starts
     auto to_screen = [&](float u, float w, float& sx, float& sy) {
         if (!st.vertical) sx = ox + u * s, sy = oy + w * s;
         else sx = ox + w * s, sy = oy - u * s;
@@ -314,8 +324,7 @@ void canvas_text(Canvas& c, float x, float y, const std::string& text, const Tex
     std::vector<float> vb;
     for (size_t i = 0; i < lines.size(); i++) {
         if (lines[i].empty()) continue;
-        vb.assign(lines[i].size() * 256 + 64, 0.f);  // 16 bytes a vertex, 4 a quad, < 16 quads a glyph
-        int nq = stb_easy_font_print(0, 0, lines[i].data(), nullptr, vb.data(), (int)(vb.size() * sizeof(float)));
+        int nq = line_quads(vb, lines[i]);
         float shift = (bw - line_units(lines[i])) * (along_k == 0 ? 0.f : along_k == 1 ? 0.5f : 1.f);
         for (int q = 0; q < nq; q++) {
             const float* v0 = &vb[(size_t)q * 16];  // vertices 0 and 2 are opposite corners
@@ -351,7 +360,7 @@ float plot_y_px(const PlotAxes& a, double y) {
 namespace {
 
 constexpr Rgb GRID_GREY{232, 232, 232}, SPAN_FILL{233, 236, 242}, AXIS_GREY{80, 80, 80}, SOFT_INK{85, 85, 85};
-constexpr float FS_TITLE = 2.5f, FS_LABEL = 2, FS_TICK = 2, FS_SMALL = 1.5f;
+constexpr float FS_TITLE = 2.5f, FS_LABEL = 2, FS_TICK = 2, FS_SMALL = 1.75f;
 constexpr int MARGIN = 16, TICK_LEN = 5, TICK_GAP = 5;
 
 struct Ticks {
@@ -404,7 +413,7 @@ void range_limits(double& lo, double& hi, Range r, double pad, float user_lo, fl
 
 void axes_grid(Canvas& c, const PlotAxes& a, const Ticks& yt) {
     for (double v : yt.v) {
-        float y = std::round(plot_y_px(a, v)) - 0.5f;
+        float y = std::round(plot_y_px(a, v)) + 0.5f;
         if (y > a.top && y < a.bottom) canvas_line(c, a.left, y, a.right, y, {1, GRID_GREY});
     }
 }
@@ -415,14 +424,14 @@ void axes_frame(Canvas& c, const PlotAxes& a, const Ticks* xt, const Ticks& yt, 
     canvas_fill_rect(c, a.left - 1, a.top, a.left, a.bottom + 1, AXIS_GREY);
     canvas_fill_rect(c, a.left - 1, a.bottom, a.right, a.bottom + 1, AXIS_GREY);
     for (double v : yt.v) {
-        float y = std::round(plot_y_px(a, v)) - 0.5f;
+        float y = std::round(plot_y_px(a, v)) + 0.5f;
         canvas_fill_rect(c, a.left - 1 - TICK_LEN, y - 0.5f, a.left - 1, y + 0.5f, AXIS_GREY);
         canvas_text(c, a.left - 1 - TICK_LEN - TICK_GAP, y, number_label(v, yt.decimals),
                     {fs, RGB_INK, HAlign::Right, VAlign::Middle});
     }
     if (!xt) return;
     for (double v : xt->v) {
-        float x = std::round(plot_x_px(a, v)) + 0.5f;
+        float x = std::round(plot_x_px(a, v)) - 0.5f;
         canvas_fill_rect(c, x - 0.5f, a.bottom + 1, x + 0.5f, a.bottom + 1 + TICK_LEN, AXIS_GREY);
         canvas_text(c, x, a.bottom + 1 + TICK_LEN + TICK_GAP, number_label(v, xt->decimals),
                     {fs, RGB_INK, HAlign::Center, VAlign::Top});
@@ -481,10 +490,13 @@ void legend_draw(Canvas& c, const std::vector<LegendEntry>& e, float x, float y)
 
 // Places the legend inside the data area, in the corner (top right, top left, bottom right,
 // bottom left) where the fewest pixels changed since `base` (the data drawn after it).
-// False when every corner covers more than 0.5% changed pixels.
-bool legend_inside(Canvas& c, const Image& base, const PlotAxes& a, const std::vector<LegendEntry>& e) {
+// False when every corner covers more than 0.5% changed pixels, unless `force`d.
+bool legend_inside(Canvas& c, const Image& base, const PlotAxes& a, const std::vector<LegendEntry>& e, bool force) {
     float w = legend_w(e), h = legend_h(e), inset = 8;
-    if (w + 2 * inset > a.right - a.left || h + 2 * inset > a.bottom - a.top) return false;
+    if (w + 2 * inset > a.right - a.left || h + 2 * inset > a.bottom - a.top) {
+        if (force) legend_draw(c, e, a.left + inset, a.top + inset);
+        return force;
+    }
     const float xs[4] = {a.right - inset - w, a.left + inset, a.right - inset - w, a.left + inset};
     const float ys[4] = {a.top + inset, a.top + inset, a.bottom - inset - h, a.bottom - inset - h};
     int best = -1;
@@ -497,9 +509,14 @@ bool legend_inside(Canvas& c, const Image& base, const PlotAxes& a, const std::v
         double frac = (double)changed / std::max<int64_t>(1, total);
         if (frac < best_frac - 1e-9) best = k, best_frac = frac;
     }
-    if (best_frac > 0.005) return false;
+    if (best_frac > 0.005 && !force) return false;
     legend_draw(c, e, xs[best], ys[best]);
     return true;
+}
+
+// A legend right of the data leaves it at least half the width it had; else it goes inside.
+bool legend_room_right(int W, int left, const std::vector<LegendEntry>& e) {
+    return !e.empty() && W - MARGIN - legend_w(e) - 16 - left >= (W - MARGIN - left) / 2;
 }
 
 void check_size(const std::string& path, const char* what, int W, int H) {
@@ -572,8 +589,9 @@ void spans_draw(Canvas& c, const PlotAxes& a, const std::vector<XSpan>& spans, b
     for (const XSpan& sp : spans) {
         float x0 = plot_x_px(a, sp.x0), x1 = plot_x_px(a, sp.x1);
         if (!labels) canvas_fill_rect(c, x0, a.top, x1, a.bottom, SPAN_FILL);
-        else if (!sp.label.empty())
-            canvas_text(c, std::max<float>(std::min(x0, x1), a.left) + 5, a.top + 5, sp.label, {fs, SOFT_INK});
+        else if (!sp.label.empty())  // above the data area, where no data can hide it
+            canvas_text(c, std::max<float>(std::min(x0, x1), a.left) + 2, a.top - 4, sp.label,
+                        {fs, SOFT_INK, HAlign::Left, VAlign::Bottom});
     }
 }
 
@@ -581,8 +599,10 @@ void hlines_draw(Canvas& c, const PlotAxes& a, const std::vector<RefLine>& refs)
     for (const RefLine& r : refs) {
         float y = std::round(plot_y_px(a, r.y)) + 0.5f;
         canvas_line(c, a.left, y, a.right, y, {1.5f, r.color, 1, 6});
+        bool above = y - a.top > text_height(r.label, FS_SMALL) + 6;  // else below the line
         if (!r.label.empty())
-            canvas_text(c, a.right - 6, y - 5, r.label, {FS_SMALL, r.color, HAlign::Right, VAlign::Bottom});
+            canvas_text(c, a.right - 6, above ? y - 5 : y + 6, r.label,
+                        {FS_SMALL, r.color, HAlign::Right, above ? VAlign::Bottom : VAlign::Top});
     }
 }
 
@@ -606,18 +626,23 @@ Canvas lines_render(const std::string& path, const LinePlot& p, bool outside, Pl
                               p.series[i].dash});
     if (p.legend == Legend::None) legend.clear();
 
-    Ticks yt = ticks_make(a.ymin, a.ymax, std::max(3, std::min(8, (p.height - 150) / 60)));
     float tick_h = text_height("0", FS_TICK);
-    a.left = MARGIN + (p.ylabel.empty() ? 0 : text_height(p.ylabel, FS_LABEL) + 10) + ticks_width(yt, FS_TICK) + TICK_LEN + TICK_GAP + 1;
     a.top = MARGIN + title_room(p.title) + 8;
+    for (const XSpan& sp : p.xspans)
+        if (!sp.label.empty()) a.top = MARGIN + title_room(p.title) + text_height(sp.label, FS_SMALL) + 8;
     a.bottom = p.height - MARGIN - (p.xlabel.empty() ? 0 : text_height(p.xlabel, FS_LABEL) + 10) - tick_h - TICK_LEN - TICK_GAP - 1;
-    a.right = p.width - MARGIN - (outside && !legend.empty() ? legend_w(legend) + 16 : 0);
+    Ticks yt = ticks_make(a.ymin, a.ymax, std::max(2, std::min(8, (a.bottom - a.top) / 60)));
+    a.left = MARGIN + (p.ylabel.empty() ? 0 : text_height(p.ylabel, FS_LABEL) + 10) + ticks_width(yt, FS_TICK) + TICK_LEN + TICK_GAP + 1;
+    bool forced = outside;  // a legend with no room outside goes inside, over the data
+    outside = outside && legend_room_right(p.width, a.left, legend);
+    a.right = p.width - MARGIN - (outside ? legend_w(legend) + 16 : 0);
     Ticks xt;
     for (int target = std::max(2, std::min(10, (a.right - a.left) / 90)); target >= 2; target--) {
         xt = ticks_make(a.xmin, a.xmax, target);
         if ((ticks_width(xt, FS_TICK) + 24) * xt.v.size() < a.right - a.left) break;
     }
-    if (!xt.v.empty()) a.right -= std::max(0, (int)(text_width(number_label(xt.v.back(), xt.decimals), FS_TICK) / 2) - MARGIN + 2);
+    if (!xt.v.empty())  // the last tick label stays 8 px inside the figure
+        a.right = std::min(a.right, p.width - 8 - (int)(text_width(number_label(xt.v.back(), xt.decimals), FS_TICK) / 2));
     if (a.right - a.left < 40 || a.bottom - a.top < 40)
         fail("plot_lines '%s': no room left for the data in %dx%d px (enlarge width/height or shorten the labels)",
              path.c_str(), p.width, p.height);
@@ -627,16 +652,16 @@ Canvas lines_render(const std::string& path, const LinePlot& p, bool outside, Pl
     spans_draw(c, a, p.xspans, false, FS_SMALL);
     axes_grid(c, a, yt);
     Image base = c.img;
-    spans_draw(c, a, p.xspans, true, FS_SMALL);
     for (size_t i = 0; i < p.series.size(); i++) series_bands(c, a, p.series[i], series_color(p.series[i].color, i));
     hlines_draw(c, a, p.hlines);
     for (size_t i = 0; i < p.series.size(); i++) series_line(c, a, p.series[i], series_color(p.series[i].color, i), 1);
     axes_frame(c, a, &xt, yt, FS_TICK);
+    spans_draw(c, a, p.xspans, true, FS_SMALL);
     axes_labels(c, a, p.title, p.xlabel, p.ylabel);
     legend_ok = true;
     if (legend.empty()) return c;
     if (outside) legend_draw(c, legend, p.width - MARGIN - legend_w(legend), a.top);
-    else legend_ok = legend_inside(c, base, a, legend);
+    else legend_ok = legend_inside(c, base, a, legend, forced);
     return c;
 }
 
@@ -663,27 +688,21 @@ PlotAxes plot_lines(const std::string& path, const LinePlot& p) {
 
 namespace {
 
-// Greedy wrap at ' ', '_', '-', '/', '+' (kept at the line end, spaces dropped) to max_w px.
+// Greedy wrap to max_w px, breaking before a space or after '_', '-', '/', '+'.
 std::string wrap_label(const std::string& s, float max_w, float fs) {
-    std::vector<std::string> words(1);
+    std::vector<std::string> pieces(1);  // each but the first may start with its space
     for (char ch : s) {
-        if (ch == ' ') {
-            if (!words.back().empty()) words.emplace_back();
-            continue;
-        }
-        words.back() += ch;
-        if (strchr("_-/+", ch)) words.emplace_back();
+        if (ch == ' ' && !pieces.back().empty()) pieces.emplace_back();
+        pieces.back() += ch;
+        if (strchr("_-/+", ch)) pieces.emplace_back();
     }
     std::string out, line;
-    for (const std::string& w : words) {
-        if (w.empty()) continue;
-        bool glue = !line.empty() && !strchr("_-/+", line.back());
-        std::string cand = line + (glue ? " " : "") + w;
-        if (!line.empty() && text_width(cand, fs) > max_w) {
+    for (const std::string& w : pieces) {
+        if (!line.empty() && text_width(line + w, fs) > max_w) {
             out += (out.empty() ? "" : "\n") + line;
-            line = w;
+            line = w.substr(w.find_first_not_of(' ') == std::string::npos ? w.size() : w.find_first_not_of(' '));
         } else {
-            line = cand;
+            line += w;
         }
     }
     return out + (out.empty() ? "" : "\n") + line;
@@ -694,6 +713,42 @@ std::string truncate_label(const std::string& s, float max_w, float fs) {
     std::string t = s;
     while (t.size() > 1 && text_width(t + "..", fs) > max_w) t.pop_back();
     return t + "..";
+}
+
+// At most max_lines lines of at most max_w px each, ".." marking what was cut.
+std::string fit_lines(const std::string& wrapped, size_t max_lines, float max_w, float fs) {
+    std::vector<std::string> lines = text_lines(wrapped);
+    std::string out;
+    for (size_t i = 0; i < std::min(max_lines, lines.size()); i++) {
+        bool cut = i + 1 == max_lines && lines.size() > max_lines;
+        out += (i ? "\n" : "") + truncate_label(lines[i] + (cut ? ".." : ""), max_w, fs);
+    }
+    return out;
+}
+
+// Category labels under bars of `slot` px: wrapped into up to 3 lines at the tick size or
+// else the small size; failing that, turned vertical and wrapped to `max_len` px.
+float group_labels(std::vector<std::string>& out, bool& vertical, float& fs, const std::vector<std::string>& groups,
+                   float slot, float max_len) {
+    for (float f : {FS_TICK, FS_SMALL}) {
+        bool ok = true;
+        float h = 0;
+        out.clear();
+        for (const std::string& g : groups) {
+            out.push_back(wrap_label(g, slot - 8, f));
+            ok &= text_width(out.back(), f) <= slot - 4 && text_lines(out.back()).size() <= 3;
+            h = std::max(h, text_height(out.back(), f));
+        }
+        if (ok) return vertical = false, fs = f, h;
+    }
+    vertical = true, fs = FS_TICK, out.clear();
+    size_t max_lines = std::max(1, (int)(slot / (FONT_PITCH * fs)));
+    float h = 0;
+    for (const std::string& g : groups) {
+        out.push_back(fit_lines(wrap_label(g, max_len, fs), max_lines, max_len, fs));
+        h = std::max(h, text_width(out.back(), fs));
+    }
+    return h;
 }
 
 }  // namespace
@@ -733,31 +788,20 @@ PlotAxes plot_bars(const std::string& path, const BarPlot& p) {
         if (!p.series[i].label.empty()) legend.push_back({p.series[i].label, series_color(p.series[i].color, i), true});
     if (p.legend == Legend::None) legend.clear();
 
-    Ticks yt = ticks_make(a.ymin, a.ymax, std::max(3, std::min(8, (p.height - 150) / 60)));
+    Ticks yt = ticks_make(a.ymin, a.ymax, std::max(2, std::min(8, (p.height - (int)title_room(p.title) - 110) / 60)));
     a.left = MARGIN + (p.ylabel.empty() ? 0 : text_height(p.ylabel, FS_LABEL) + 10) + ticks_width(yt, FS_TICK) + TICK_LEN + TICK_GAP + 1;
     a.top = MARGIN + title_room(p.title) + 8;
     float xlabel_room = p.xlabel.empty() ? 0 : text_height(p.xlabel, FS_LABEL) + 10;
     bool legend_ok = false;
     Canvas c;
-    for (int outside = p.legend == Legend::Right; outside < 2 && !legend_ok; outside++) {
-        a.right = p.width - MARGIN - (outside && !legend.empty() ? legend_w(legend) + 16 : 0);
+    for (int attempt = p.legend == Legend::Right; attempt < 2 && !legend_ok; attempt++) {
+        bool outside = attempt == 1 && legend_room_right(p.width, a.left, legend);
+        a.right = p.width - MARGIN - (outside ? legend_w(legend) + 16 : 0);
         // Group labels: as they are, wrapped to the group's width, or turned vertical.
         float slot = (float)(a.right - a.left) / G;
-        std::vector<std::string> labels(p.groups.begin(), p.groups.end());
+        std::vector<std::string> labels;
         bool vertical = false;
-        float label_h = 0;
-        for (size_t g = 0; g < G && !vertical; g++) {
-            labels[g] = wrap_label(p.groups[g], slot - 8, FS_TICK);
-            vertical = text_width(labels[g], FS_TICK) > slot - 4 || std::count(labels[g].begin(), labels[g].end(), '\n') > 2;
-            label_h = std::max(label_h, text_height(labels[g], FS_TICK));
-        }
-        if (vertical) {
-            label_h = 0;
-            for (size_t g = 0; g < G; g++) {
-                labels[g] = truncate_label(p.groups[g], p.height * 0.3f, FS_TICK);
-                label_h = std::max(label_h, text_width(labels[g], FS_TICK));
-            }
-        }
+        float lab_fs = FS_TICK, label_h = group_labels(labels, vertical, lab_fs, p.groups, slot, p.height * 0.3f);
         a.bottom = p.height - MARGIN - xlabel_room - label_h - TICK_GAP - 3;
         if (a.right - a.left < 40 || a.bottom - a.top < 40)
             fail("plot_bars '%s': no room left for the bars in %dx%d px (enlarge width/height or shorten the labels)",
@@ -768,7 +812,6 @@ PlotAxes plot_bars(const std::string& path, const BarPlot& p) {
         axes_grid(c, a, yt);
         Image base = c.img;
         float bar_w = 0.8f / S, y0 = plot_y_px(a, 0);
-        Ticks vt = ticks_make(a.ymin, a.ymax, 10);  // value labels: one decimal more than a fine tick
         for (size_t g = 0; g < G; g++)
             for (size_t i = 0; i < S; i++) {
                 const BarSeries& s = p.series[i];
@@ -782,35 +825,34 @@ PlotAxes plot_bars(const std::string& path, const BarPlot& p) {
                     continue;
                 }
                 canvas_fill_rect(c, xa + gap, plot_y_px(a, v), xb - gap, y0, series_color(s.color, i));
-                float top = plot_y_px(a, v);
+                float top = std::min(plot_y_px(a, v), y0), low = std::max(plot_y_px(a, v), y0);  // bar ends
                 if (std::isfinite(e) && e > 0) {
                     float ya = plot_y_px(a, v - e), yb = plot_y_px(a, v + e), cap = std::min(10.f, (xb - xa) * 0.4f);
                     canvas_line(c, xm, ya, xm, yb, {1.5f, RGB_INK});
                     canvas_line(c, xm - cap / 2, ya, xm + cap / 2, ya, {1.5f, RGB_INK});
                     canvas_line(c, xm - cap / 2, yb, xm + cap / 2, yb, {1.5f, RGB_INK});
-                    top = std::min(top, yb);
+                    top = std::min(top, yb), low = std::max(low, ya);
                 }
                 if (p.value_labels) {
-                    std::string txt = number_label(v, vt.decimals + 1);
+                    std::string txt = number_label(v, yt.decimals + 1);
                     bool turn = text_width(txt, FS_SMALL) > xb - xa + 2;
-                    float ty = v >= 0 ? top - 4 : top - 4;
-                    canvas_text(c, xm, ty, txt, {FS_SMALL, SOFT_INK, HAlign::Center, VAlign::Bottom, turn});
+                    if (v >= 0) canvas_text(c, xm, top - 4, txt, {FS_SMALL, SOFT_INK, HAlign::Center, VAlign::Bottom, turn});
+                    else canvas_text(c, xm, low + 4, txt, {FS_SMALL, SOFT_INK, HAlign::Center, VAlign::Top, turn});
                 }
             }
         hlines_draw(c, a, p.hlines);
         canvas_set_clip(c, 0, 0, p.width, p.height);
-        if (a.ymin < 0) canvas_fill_rect(c, a.left, std::round(y0) - 0.5f, a.right, std::round(y0) + 0.5f, AXIS_GREY);
+        if (a.ymin < 0) canvas_fill_rect(c, a.left, std::round(y0), a.right, std::round(y0) + 1, AXIS_GREY);
         axes_frame(c, a, nullptr, yt, FS_TICK);
         for (size_t g = 0; g < G; g++) {
             float x = plot_x_px(a, g), y = a.bottom + TICK_GAP + 2;
-            if (vertical) canvas_text(c, x, y, labels[g], {FS_TICK, RGB_INK, HAlign::Center, VAlign::Top, true});
-            else canvas_text(c, x, y, labels[g], {FS_TICK, RGB_INK, HAlign::Center, VAlign::Top});
+            canvas_text(c, x, y, labels[g], {lab_fs, RGB_INK, HAlign::Center, VAlign::Top, vertical});
         }
         axes_labels(c, a, p.title, p.xlabel, p.ylabel);
         legend_ok = legend.empty();
         if (legend.empty()) break;
         if (outside) legend_draw(c, legend, p.width - MARGIN - legend_w(legend), a.top), legend_ok = true;
-        else legend_ok = legend_inside(c, base, a, legend);
+        else legend_ok = legend_inside(c, base, a, legend, attempt == 1);
     }
     image_write_png(path, c.img);
     return a;
@@ -821,8 +863,6 @@ PlotAxes plot_bars(const std::string& path, const BarPlot& p) {
 namespace {
 
 float luminance(Rgb c) { return 0.2126f * c.r + 0.7152f * c.g + 0.0722f * c.b; }
-
-bool same_labels(const std::vector<std::string>& a, const std::vector<std::string>& b) { return a == b; }
 
 }  // namespace
 
@@ -854,14 +894,17 @@ std::vector<PlotAxes> plot_heatmap_panels(const std::string& path, const std::ve
 
     // Cell size, then per-panel room for row labels (where they differ from the previous
     // panel's), column labels (turned when wider than a cell) and titles.
-    float vlab_w = st.value_labels ? text_width(number_label(-(std::fabs(vmax) > std::fabs(vmin) ? vmax : vmin), st.value_decimals), FS_SMALL) + 8 : 0;
+    float vlab_w = 0;
+    if (st.value_labels)
+        vlab_w = std::max(text_width(number_label(vmin, st.value_decimals), FS_SMALL),
+                          text_width(number_label(vmax, st.value_decimals), FS_SMALL)) + 8;
     int cw = st.cell_w > 0 ? st.cell_w : std::max((int)vlab_w, std::min(56, std::max(22, 720 / total_cols)));
     int ch = st.cell_h > 0 ? st.cell_h : std::max(st.value_labels ? 22 : 20, std::min(40, cw));
     std::vector<float> row_w(panels.size(), 0.f);
     float col_h = 0, ptitle_h = 0;
     for (size_t k = 0; k < panels.size(); k++) {
         const Heatmap& h = panels[k];
-        if (k == 0 || !same_labels(h.row_labels, panels[k - 1].row_labels))
+        if (k == 0 || h.row_labels != panels[k - 1].row_labels)
             for (const std::string& l : h.row_labels) row_w[k] = std::max(row_w[k], text_width(l, FS_TICK) + 8);
         if (!h.title.empty()) ptitle_h = text_height(h.title, FS_LABEL) + 8;
     }
@@ -887,16 +930,11 @@ std::vector<PlotAxes> plot_heatmap_panels(const std::string& path, const std::ve
     int grid_bottom = (int)top + max_rows * ch;
     // Colour bar right of the last panel: ticks inside [vmin, vmax], min and max always.
     float cb_left = x + 24, cb_w = 18, cb_top = top, cb_bottom = grid_bottom;
-    std::vector<std::pair<double, std::string>> cb_ticks = {{vmin, number_label(vmin, 2)}, {vmax, number_label(vmax, 2)}};
-    {
-        Ticks t = ticks_make(vmin, vmax, std::max(2, (int)(cb_bottom - cb_top) / 50));
-        float min_gap = text_height("0", FS_TICK) + 4, span = cb_bottom - cb_top;
-        int dec = std::max(t.decimals, 2);
-        cb_ticks = {{vmin, number_label(vmin, dec)}, {vmax, number_label(vmax, dec)}};
-        for (double v : t.v) {
-            float d0 = (float)((v - vmin) / (vmax - vmin)) * span, d1 = span - d0;
-            if (d0 >= min_gap && d1 >= min_gap) cb_ticks.push_back({v, number_label(v, t.decimals)});
-        }
+    int cb_dec = ticks_make(vmin, vmax, 10).decimals + 1;  // one decimal finer than a fine tick
+    std::vector<std::pair<double, std::string>> cb_ticks = {{vmin, number_label(vmin, cb_dec)}, {vmax, number_label(vmax, cb_dec)}};
+    for (double v : plot_nice_ticks(vmin, vmax, std::max(2, (int)(cb_bottom - cb_top) / 50))) {
+        float span = cb_bottom - cb_top, d0 = (float)((v - vmin) / (vmax - vmin)) * span;
+        if (std::min(d0, span - d0) >= text_height("0", FS_TICK) + 4) cb_ticks.push_back({v, number_label(v, cb_dec)});
     }
     float cb_lab_w = 0;
     for (auto& t : cb_ticks) cb_lab_w = std::max(cb_lab_w, text_width(t.second, FS_TICK));
@@ -905,6 +943,7 @@ std::vector<PlotAxes> plot_heatmap_panels(const std::string& path, const std::ve
     float H = grid_bottom + col_h + (st.xlabel.empty() ? 0 : text_height(st.xlabel, FS_LABEL) + 12) + MARGIN;
     if (any_nan) H = std::max(H, cb_bottom + 12 + 14 + MARGIN);
     W = std::max(W, MARGIN * 2 + text_width(st.title, FS_TITLE));
+    H = std::max({H, text_width(st.ylabel, FS_LABEL) + 2 * MARGIN, text_width(st.colorbar_label, FS_LABEL) + 2 * MARGIN});
     if (W > IMAGE_MAX_SIDE || H > IMAGE_MAX_SIDE)
         fail("plot_heatmap '%s': the figure would be %.0fx%.0f px (limit %d; set smaller cell_w/cell_h)", P, W, H,
              IMAGE_MAX_SIDE);
@@ -961,19 +1000,25 @@ std::vector<PlotAxes> plot_heatmap_panels(const std::string& path, const std::ve
         canvas_fill_rect(c, cb_left + cb_w, y - 0.5f, cb_left + cb_w + TICK_LEN, y + 0.5f, AXIS_GREY);
         canvas_text(c, cb_left + cb_w + TICK_LEN + TICK_GAP, y, t.second, {FS_TICK, RGB_INK, HAlign::Left, VAlign::Middle});
     }
+    // Vertical labels centred on the cells, moved in when longer than the figure allows.
+    auto mid_y = [&](const std::string& l) {
+        float half = text_width(l, FS_LABEL) / 2;
+        return std::min(std::max((cb_top + cb_bottom) / 2, MARGIN + half), c.img.H - MARGIN - half);
+    };
     if (!st.colorbar_label.empty())
-        canvas_text(c, c.img.W - MARGIN, (cb_top + cb_bottom) / 2, st.colorbar_label,
+        canvas_text(c, c.img.W - MARGIN, mid_y(st.colorbar_label), st.colorbar_label,
                     {FS_LABEL, RGB_INK, HAlign::Right, VAlign::Middle, true});
     if (any_nan) {
         canvas_fill_rect(c, cb_left, cb_bottom + 12, cb_left + cb_w, cb_bottom + 26, RGB_MISSING);
         canvas_text(c, cb_left + cb_w + TICK_LEN + TICK_GAP, cb_bottom + 19, "n/a", {FS_TICK, RGB_INK, HAlign::Left, VAlign::Middle});
     }
     float mid = (axes.front().left + axes.back().right) / 2.f;
-    if (!st.title.empty()) canvas_text(c, mid, MARGIN, st.title, {FS_TITLE, RGB_INK, HAlign::Center, VAlign::Top});
+    if (!st.title.empty())
+        canvas_text(c, std::max(mid, MARGIN + text_width(st.title, FS_TITLE) / 2), MARGIN, st.title, {FS_TITLE, RGB_INK, HAlign::Center, VAlign::Top});
     if (!st.xlabel.empty())
         canvas_text(c, mid, c.img.H - MARGIN, st.xlabel, {FS_LABEL, RGB_INK, HAlign::Center, VAlign::Bottom});
     if (!st.ylabel.empty())
-        canvas_text(c, MARGIN, top + max_rows * ch / 2.f, st.ylabel, {FS_LABEL, RGB_INK, HAlign::Left, VAlign::Middle, true});
+        canvas_text(c, MARGIN, mid_y(st.ylabel), st.ylabel, {FS_LABEL, RGB_INK, HAlign::Left, VAlign::Middle, true});
     image_write_png(path, c.img);
     return axes;
 }
@@ -991,7 +1036,7 @@ std::vector<PlotAxes> plot_grid_lines(const std::string& path, const GridPlot& p
     if (p.panel_width < 60 || p.panel_height < 40)
         fail("plot_grid_lines '%s': panels of %dx%d px are too small (expected at least 60x40)", P, p.panel_width,
              p.panel_height);
-    const float fs = FS_SMALL + 0.25f;  // tick labels in small panels
+    const float fs = FS_SMALL;  // tick labels in small panels
     size_t N = p.panels.size();
     int cols = std::min<int>(p.cols, (int)N), rows = (int)((N + cols - 1) / cols);
     std::vector<Range> rx(N), ry(N);
@@ -1009,6 +1054,8 @@ std::vector<PlotAxes> plot_grid_lines(const std::string& path, const GridPlot& p
         }
         ry_all.add(ry[k].lo), ry_all.add(ry[k].hi);
     }
+    if (!(ry_all.lo <= ry_all.hi))
+        fail("plot_grid_lines '%s': no panel has a finite point (all series empty of data or NaN)", P);
     legend.erase(std::remove_if(legend.begin(), legend.end(), [](const LegendEntry& e) { return e.label.empty(); }), legend.end());
 
     std::vector<PlotAxes> axes(N);
@@ -1023,7 +1070,7 @@ std::vector<PlotAxes> plot_grid_lines(const std::string& path, const GridPlot& p
     }
     float ptitle_h = text_height("A", FS_LABEL) + 8;
     float cell_l = ytick_w + TICK_LEN + TICK_GAP + 4, cell_b = TICK_LEN + TICK_GAP + text_height("0", fs) + 14;
-    float slot_w = cell_l + p.panel_width + 16, slot_h = ptitle_h + p.panel_height + cell_b;
+    float slot_w = cell_l + p.panel_width + 24, slot_h = ptitle_h + p.panel_height + cell_b;
     float left0 = MARGIN + (p.ylabel.empty() ? 0 : text_height(p.ylabel, FS_LABEL) + 10);
     // Shared legend in one row under the title (wrapping to more rows when wide).
     float leg_row_w = 0;

@@ -95,7 +95,8 @@ Tensor classifier_forward(const Model& m, const Tensor& features, bool training,
     size_t nfc = m.spec.head.size() + 1;
     for (size_t i = 0; i < nfc; i++) {
         std::string name = "fc" + std::to_string(i + 1);
-        if (m.spec.dropout > 0.f) h = dropout(h, m.spec.dropout, seed + i, training);
+        // dropout before every hidden layer, not before the last (torchvision's AlexNet order)
+        if (m.spec.dropout > 0.f && i + 1 < nfc) h = dropout(h, m.spec.dropout, seed + i, training);
         h = linear(h, m.params[name + ".weight"], m.params[name + ".bias"]);
         if (i + 1 < nfc) h = relu(h);
     }

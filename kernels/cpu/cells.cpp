@@ -11,27 +11,36 @@
 
 namespace vt::cpu {
 
-static inline float sigm(float x) { return fast_sigmoid(x); }
-static inline float tanh_(float x) { return fast_tanh(x); }
-static inline float elu_grad_from_out(float y) { return y > 0.f ? 1.f : y + 1.f; }
+static inline float sigm(float x) {
+    return fast_sigmoid(x);
+}
+static inline float tanh_(float x) {
+    return fast_tanh(x);
+}
+static inline float elu_grad_from_out(float y) {
+    return y > 0.f ? 1.f : y + 1.f;
+}
 
-// Loop over every unit (n, c, p); `at(g)` is the offset of gate g of that unit in G.
-#define CELL_LOOP(k)                                                                    \
-    _Pragma("omp parallel for collapse(2) if ((int64_t)N * C * P > 4096)")               \
-    for (int n = 0; n < N; n++)                                                          \
-        for (int c_ = 0; c_ < C; c_++)                                                   \
-            for (int64_t p = 0; p < P; p++)                                              \
-                if (const int64_t s = ((int64_t)n * C + c_) * P + p,                     \
-                    gbase = ((int64_t)n * (k) * C + c_) * P + p, gstride = (int64_t)C * P; true)
+// Calls f(s, g, c) for every unit (n, c, p): s is its offset in a state (N, C, P), g the
+// offset of its first gate in G (N, k*C, P) (gate j is at g + j*C*P), c its channel.
+template <int k, class F>
+static void for_each_unit(int N, int C, int64_t P, F f) {
+#pragma omp parallel for collapse(2) if ((int64_t)N * C * P > 4096)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const int64_t s = ((int64_t)n * C + c) * P, g = ((int64_t)n * k * C + c) * P;
+            for (int64_t p = 0; p < P; p++) f(s + p, g + p, c);
+        }
+}
 
 void chan_scale_forward(float* out, const float* x, const float* a, int N, int C, int64_t P) {
-    CELL_LOOP(1) { (void)gbase; (void)gstride; out[s] = x[s] * a[c_]; }
+    for_each_unit<1>(N, C, P, [&](int64_t s, int64_t gbase, int c_) { out[s] = x[s] * a[c_]; });
 }
 
 void chan_scale_backward(float* dx, float* da, const float* dout, const float* x, const float* a, int N, int C,
                          int64_t P) {
     if (dx) {
-        CELL_LOOP(1) { (void)gbase; (void)gstride; dx[s] += dout[s] * a[c_]; }
+        for_each_unit<1>(N, C, P, [&](int64_t s, int64_t gbase, int c_) { dx[s] += dout[s] * a[c_]; });
     }
     if (da)
         for (int c = 0; c < C; c++) {
@@ -47,18 +56,20 @@ void chan_scale_backward(float* dx, float* da, const float* dout, const float* x
 // ---- lstm ------------------------------------------------------------------------------
 
 void lstm_forward(float* c, float* h, const float* G, const float* c_prev, int N, int C, int64_t P) {
-    CELL_LOOP(4) {
+    const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
+    for_each_unit<4>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float i = sigm(G[gbase]), j = tanh_(G[gbase + gstride]), f = sigm(G[gbase + 2 * gstride] + 1.f),
               o = sigm(G[gbase + 3 * gstride]);
         float cs = (c_prev ? c_prev[s] * f : 0.f) + i * j;
         c[s] = cs;
         h[s] = tanh_(cs) * o;
-    }
+    });
 }
 
 void lstm_backward(float* dG, float* dc_prev, const float* dc, const float* dh, const float* G, const float* c_prev,
                    const float* c, int N, int C, int64_t P) {
-    CELL_LOOP(4) {
+    const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
+    for_each_unit<4>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float i = sigm(G[gbase]), j = tanh_(G[gbase + gstride]), f = sigm(G[gbase + 2 * gstride] + 1.f),
               o = sigm(G[gbase + 3 * gstride]);
         float tc = tanh_(c[s]), cp = c_prev ? c_prev[s] : 0.f;
@@ -70,69 +81,74 @@ void lstm_backward(float* dG, float* dc_prev, const float* dc, const float* dh, 
             dG[gbase + 3 * gstride] += dh[s] * tc * o * (1.f - o);
         }
         if (dc_prev) dc_prev[s] += dct * f;
-    }
+    });
 }
 
 // ---- gru -------------------------------------------------------------------------------
 
 void gru_gates_forward(float* rh, const float* G1, const float* h_prev, int N, int C, int64_t P) {
-    CELL_LOOP(2) { (void)gstride; rh[s] = h_prev ? sigm(G1[gbase] + 1.f) * h_prev[s] : 0.f; }
+    for_each_unit<2>(
+        N, C, P, [&](int64_t s, int64_t gbase, int c_) { rh[s] = h_prev ? sigm(G1[gbase] + 1.f) * h_prev[s] : 0.f; });
 }
 
 void gru_gates_backward(float* dG1, float* dh_prev, const float* drh, const float* G1, const float* h_prev, int N,
                         int C, int64_t P) {
     if (!h_prev) return;  // rh was identically zero
-    CELL_LOOP(2) {
-        (void)gstride;
+    for_each_unit<2>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float r = sigm(G1[gbase] + 1.f);
         if (dG1) dG1[gbase] += drh[s] * h_prev[s] * r * (1.f - r);
         if (dh_prev) dh_prev[s] += drh[s] * r;
-    }
+    });
 }
 
 void gru_update_forward(float* h, const float* G1, const float* Gc, const float* h_prev, int N, int C, int64_t P) {
-    CELL_LOOP(2) {
+    const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
+    for_each_unit<2>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float u = sigm(G1[gbase + gstride] + 1.f), cand = tanh_(Gc[s]);
         h[s] = (h_prev ? u * h_prev[s] : 0.f) + (1.f - u) * cand;
-    }
+    });
 }
 
 void gru_update_backward(float* dG1, float* dGc, float* dh_prev, const float* dh, const float* G1, const float* Gc,
                          const float* h_prev, int N, int C, int64_t P) {
-    CELL_LOOP(2) {
+    const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
+    for_each_unit<2>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float u = sigm(G1[gbase + gstride] + 1.f), cand = tanh_(Gc[s]), hp = h_prev ? h_prev[s] : 0.f;
         if (dG1) dG1[gbase + gstride] += dh[s] * (hp - cand) * u * (1.f - u);
         if (dGc) dGc[s] += dh[s] * (1.f - u) * (1.f - cand * cand);
         if (dh_prev) dh_prev[s] += dh[s] * u;
-    }
+    });
 }
 
 // ---- ugrnn -----------------------------------------------------------------------------
 
 void ugrnn_forward(float* h, const float* G, const float* h_prev, int N, int C, int64_t P) {
-    CELL_LOOP(2) {
+    const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
+    for_each_unit<2>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float g = sigm(G[gbase] + 1.f), m = tanh_(G[gbase + gstride]);
         h[s] = (h_prev ? g * h_prev[s] : 0.f) + (1.f - g) * m;
-    }
+    });
 }
 
 void ugrnn_backward(float* dG, float* dh_prev, const float* dh, const float* G, const float* h_prev, int N, int C,
                     int64_t P) {
-    CELL_LOOP(2) {
+    const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
+    for_each_unit<2>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float g = sigm(G[gbase] + 1.f), m = tanh_(G[gbase + gstride]), hp = h_prev ? h_prev[s] : 0.f;
         if (dG) {
             dG[gbase] += dh[s] * (hp - m) * g * (1.f - g);
             dG[gbase + gstride] += dh[s] * (1.f - g) * (1.f - m * m);
         }
         if (dh_prev) dh_prev[s] += dh[s] * g;
-    }
+    });
 }
 
 // ---- rgc -------------------------------------------------------------------------------
 
 void rgc_forward(float* c, float* h, const float* A, const float* B, const float* Xc, const float* x,
                  const float* c_prev, const float* h_prev, int N, int C, int64_t P) {
-    CELL_LOOP(2) {
+    const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
+    for_each_unit<2>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float cp = c_prev ? c_prev[s] : 0.f, hp = h_prev ? h_prev[s] : 0.f;
         float sa = sigm(A[gbase]), sgh = sigm(A[gbase + gstride]);
         float sgc = sigm(B[gbase]), sth = sigm(B[gbase + gstride]);
@@ -141,13 +157,14 @@ void rgc_forward(float* c, float* h, const float* A, const float* B, const float
         float ec = fast_expm1_neg(cpre), eh = fast_expm1_neg(hpre);
         c[s] = cpre > 0.f ? cpre : ec;
         h[s] = hpre > 0.f ? hpre : eh;
-    }
+    });
 }
 
 void rgc_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dc,
                   const float* dh, const float* A, const float* B, const float* Xc, const float* x, const float* c_prev,
                   const float* h_prev, const float* c, const float* h, int N, int C, int64_t P) {
-    CELL_LOOP(2) {
+    const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
+    for_each_unit<2>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float cp = c_prev ? c_prev[s] : 0.f, hp = h_prev ? h_prev[s] : 0.f;
         float sa = sigm(A[gbase]), sgh = sigm(A[gbase + gstride]);
         float sgc = sigm(B[gbase]), sth = sigm(B[gbase + gstride]);
@@ -164,9 +181,7 @@ void rgc_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, f
         if (dx) dx[s] += ph * (1.f - sgh);
         if (dc_prev) dc_prev[s] += pc * (1.f - sa);
         if (dh_prev) dh_prev[s] += ph * (1.f - sth);
-    }
+    });
 }
-
-#undef CELL_LOOP
 
 }  // namespace vt::cpu
