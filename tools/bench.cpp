@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +26,7 @@
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/linalg.h"
 #include "engine/ops.h"
 #include "engine/params.h"
 #include "models/convrnn.h"
@@ -167,6 +169,7 @@ void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
     mc.feedback = feedback_parse(w.feedback, spec);
     Model m(mc, 1);
     m.freeze_backbone();
+    if (!w.train) m.params.set_trainable("", false);  // inference: no gradient memory at all
     const int N = w.batch, T = w.steps;
     const int v4 = 2, it = 4, U4 = 64, UIT = 128;  // readouts from conv3 and conv5
     auto dim = [&](int l) { return (int64_t)spec.layers[l].out_ch * spec.layers[l].out_size * spec.layers[l].out_size; };
@@ -235,6 +238,139 @@ void bench_w3(const Opts& o) { bench_w(o, "W3"); }
 void bench_w4(const Opts& o) { bench_w(o, "W4"); }
 void bench_w5(const Opts& o) { bench_w(o, "W5"); }
 
+// ---- workload: simpls ----------------------------------------------------------------------
+// SIMPLS (engine/linalg.h) at the acceptance size: train X (3200, 8192) -> Y (3200, 256), 25
+// components, predictions on 800 held-out rows, against scikit-learn's PLSRegression
+// (scale=False, NIPALS) on the same machine and data. tools/bench_simpls.py makes the data,
+// times sklearn and saves data and predictions (float32) to a temp folder that this workload
+// reads, so both sides fit exactly the same numbers. Agreement is reported two ways, because
+// for Q > 1 SIMPLS and NIPALS are different estimators (engine/linalg.h): the Q = 256 fit
+// against a float64 numpy SIMPLS (the same estimator) and, as information, against sklearn;
+// and a Q = 1 fit (same X, one output), where the two estimators coincide, against sklearn.
+// Without python3 + scikit-learn it times the C++ fit alone on similar data made here and
+// says how to get the sklearn time.
+struct SimplsData {
+    int64_t n = 0, nte = 0;
+    int p = 0, q = 0;
+    std::vector<float> xtr, ytr, xte, yhat_sklearn, yhat_numpy;
+};
+
+std::vector<float> read_f32_file(const std::string& path, size_t n) {
+    std::vector<float> v(n);
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail("bench simpls: cannot open '%s'", path.c_str());
+    size_t got = std::fread(v.data(), sizeof(float), n, f);
+    std::fclose(f);
+    if (got != n) fail("bench simpls: '%s' holds %zu floats, expected %zu", path.c_str(), got, n);
+    return v;
+}
+
+// The number after "key": in a JSON line, NaN if absent.
+double json_field(const std::string& line, const std::string& key) {
+    size_t at = line.find("\"" + key + "\":");
+    return at == std::string::npos ? NAN : std::atof(line.c_str() + at + key.size() + 3);
+}
+
+// |a - b|_F / |b|_F, and the same per output column (median and max over the q columns).
+void rel_errors(const std::vector<float>& a, const std::vector<float>& b, int64_t n, int q, double& fro,
+                double& col_median, double& col_max) {
+    double num = 0, den = 0;
+    std::vector<double> cn(q, 0.0), cd(q, 0.0);
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < q; j++) {
+            double d = (double)a[i * q + j] - b[i * q + j];
+            cn[j] += d * d, cd[j] += (double)b[i * q + j] * b[i * q + j];
+        }
+    std::vector<double> col(q);
+    for (int j = 0; j < q; j++) num += cn[j], den += cd[j], col[j] = std::sqrt(cn[j] / std::max(cd[j], 1e-300));
+    fro = std::sqrt(num / std::max(den, 1e-300));
+    std::sort(col.begin(), col.end());
+    col_median = col[q / 2], col_max = col.back();
+}
+
+void bench_simpls(const Opts& o) {
+    const int n = 3200, nte = 800, p = 8192, q = 256, ncomp = 25;
+    std::string script = "tools/bench_simpls.py";
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        std::string root = std::string(exe).substr(0, std::string(exe).rfind('/'));  // bin/
+        root = root.substr(0, root.rfind('/'));
+        if (access((root + "/tools/bench_simpls.py").c_str(), R_OK) == 0) script = root + "/tools/bench_simpls.py";
+    }
+    const bool sklearn = access(script.c_str(), R_OK) == 0 &&
+                         std::system("python3 -c 'import numpy, sklearn' >/dev/null 2>&1") == 0;
+    auto fit_time = [&](const std::vector<float>& X, const std::vector<float>& Y, int qq, PlsModel& m) {
+        return median_ms(o.reps, [&] { m = pls_fit(X.data(), Y.data(), n, p, qq, ncomp); });
+    };
+    if (!sklearn) {
+        Rng rng(7);
+        Tensor X = tensor_empty({n, p}), W = tensor_empty({p, q}), Y = tensor_empty({n, q});
+        tensor_randn(X, rng);
+        tensor_randn(W, rng, 1.f / std::sqrt((float)p));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, q, p, 1.f, X.data(), p, W.data(), q, 0.f, Y.data(), q);
+        std::vector<float> xv = X.to_vector(), yv = Y.to_vector();
+        PlsModel m;
+        double ms = fit_time(xv, yv, q, m);
+        std::printf("{\"workload\": \"simpls\", \"n\": %d, \"p\": %d, \"q\": %d, \"ncomp\": %d, \"fit_ms\": %.1f, "
+                    "\"sklearn_fit_s\": null, \"note\": \"python3 with scikit-learn not found: time sklearn with "
+                    "python3 tools/bench_simpls.py (same shape) and compare fit_s\", %s}\n",
+                    n, p, q, ncomp, ms, common_fields().c_str());
+        return;
+    }
+    char tmpl[] = "/tmp/ventral_bench_simpls_XXXXXX";
+    if (!mkdtemp(tmpl)) fail("bench simpls: mkdtemp failed");
+    const std::string dir = tmpl;
+    for (int qq : {q, 1}) {
+        const std::string sub = dir + "/q" + std::to_string(qq);
+        // Same seed and kind: X is identical for both q (bench_simpls.py draws X before W).
+        std::string cmd = "python3 " + script + strfmt(" --n %d --n-test %d --p %d --q %d --ncomp %d --save %s", n, nte,
+                                                       p, qq, ncomp, sub.c_str()) +
+                          (qq > 1 ? " --numpy-simpls" : "");
+        FILE* pipe = popen(cmd.c_str(), "r");
+        std::string out;
+        char buf[4096];
+        size_t got;
+        while (pipe && (got = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, got);
+        if (!pipe || pclose(pipe) != 0) fail("bench simpls: '%s' failed:\n%s", cmd.c_str(), out.c_str());
+        std::string sk_line = out.substr(0, out.find('\n'));
+        const double sk_fit_s = json_field(sk_line, "fit_s");
+        size_t v = sk_line.find("\"impl\": \"");
+        std::string sk_impl = v == std::string::npos ? "sklearn" : sk_line.substr(v + 9, sk_line.find('"', v + 9) - v - 9);
+
+        std::vector<float> xtr = read_f32_file(sub + "/xtr.f32", (size_t)n * p);
+        std::vector<float> ytr = read_f32_file(sub + "/ytr.f32", (size_t)n * qq);
+        std::vector<float> xte = read_f32_file(sub + "/xte.f32", (size_t)nte * p);
+        std::vector<float> ysk = read_f32_file(sub + "/yhat_sklearn.f32", (size_t)nte * qq);
+        PlsModel m;
+        const double fit_ms = fit_time(xtr, ytr, qq, m);
+        std::vector<float> yhat((size_t)nte * qq);
+        const double pred_ms = median_ms(o.reps, [&] { pls_predict(yhat.data(), m, xte.data(), nte); });
+        double sk_fro, sk_med, sk_max;
+        rel_errors(yhat, ysk, nte, qq, sk_fro, sk_med, sk_max);
+        std::string extra;
+        if (qq > 1) {
+            std::vector<float> ynp = read_f32_file(sub + "/yhat_simpls_numpy.f32", (size_t)nte * qq);
+            double np_fro, np_med, np_max;
+            rel_errors(yhat, ynp, nte, qq, np_fro, np_med, np_max);
+            extra = strfmt("\"rel_vs_numpy_simpls\": %.3g, \"rel_vs_numpy_simpls_max_output\": %.3g, ", np_fro, np_max);
+        }
+        std::printf("{\"workload\": \"simpls\", \"n\": %d, \"n_test\": %d, \"p\": %d, \"q\": %d, \"ncomp\": %d, "
+                    "\"fit_ms\": %.1f, \"predict_ms\": %.1f, \"sklearn\": \"%s\", \"sklearn_fit_s\": %.2f, "
+                    "\"speedup_vs_sklearn\": %.1f, %s\"rel_vs_sklearn\": %.3g, \"rel_vs_sklearn_median_output\": %.3g, "
+                    "\"rel_vs_sklearn_max_output\": %.3g, \"same_estimator_as_sklearn\": %s, %s}\n",
+                    n, nte, p, qq, m.ncomp, fit_ms, pred_ms, sk_impl.c_str(), sk_fit_s, sk_fit_s * 1e3 / fit_ms,
+                    extra.c_str(), sk_fro, sk_med, sk_max, qq == 1 ? "true" : "false", common_fields().c_str());
+        std::fflush(stdout);
+        for (const char* f : {"xtr", "ytr", "xte", "yte", "yhat_sklearn", "yhat_simpls_numpy"})
+            std::remove((sub + "/" + f + ".f32").c_str());
+        std::remove((sub + "/meta.json").c_str());
+        rmdir(sub.c_str());
+    }
+    rmdir(dir.c_str());
+}
+
 struct Workload {
     const char* name;
     const char* what;
@@ -248,6 +384,8 @@ const Workload WORKLOADS[] = {
     {"W3", "train step: hcnn5-s, no cells, no feedback, batch 16, T=16", bench_w3},
     {"W4", "inference: hcnn5-s, lstm + conv5:conv2, batch 64, T=26", bench_w4},
     {"W5", "train step: hcnn5, lstm + conv5:conv2, batch 8, T=16", bench_w5},
+    {"simpls", "SIMPLS fit 3200x8192 -> 256, 25 components, vs scikit-learn PLSRegression (tools/bench_simpls.py)",
+     bench_simpls},
 };
 
 void usage() {
