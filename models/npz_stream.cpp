@@ -69,6 +69,9 @@ struct MemberReader {
             fail("%s: member data (%llu bytes at offset %llu) runs past the end of the file (truncated?)", label.c_str(),
                  (unsigned long long)m.csize, (unsigned long long)in_pos);
         if (m.method == 8) {
+            if (m.usize / 1032 > m.csize + 1)  // deflate expands at most ~1032:1
+                fail("%s: declares %llu bytes from %llu compressed, beyond deflate's 1032:1 limit (corrupt or a "
+                     "zip bomb)", label.c_str(), (unsigned long long)m.usize, (unsigned long long)m.csize);
             if (inflateInit2(&zs, -15) != Z_OK) fail("%s: zlib inflateInit2 failed", label.c_str());
             inflating = true;
         } else if (m.method != 0) {

@@ -19,8 +19,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Python packages for the test fixtures' checks and the data converters (never linked into ventral).
-if ! python3 -c "import numpy" 2>/dev/null; then
-    echo "install-deps: installing numpy (pip)"
-    python3 -m pip install -q numpy 2>/dev/null || python3 -m pip install -q --break-system-packages numpy
+if ! python3 -c "import numpy, h5py, netCDF4, PIL" 2>/dev/null; then
+    echo "install-deps: installing numpy h5py netCDF4 Pillow (pip)"
+    python3 -m pip install -q numpy h5py netCDF4 Pillow 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages numpy h5py netCDF4 Pillow
 fi
 echo "install-deps: ok"

@@ -1,0 +1,120 @@
+// features.cpp: backbone loading and feedforward features for stimuli (see features.h).
+#include "models/features.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/checkpoint.h"
+#include "engine/image.h"
+#include "models/npz_stream.h"
+
+namespace vt {
+
+std::unique_ptr<Model> backbone_load(const std::string& path, const std::string& arch) {
+    NpzIndex z = npz_index(path);
+    if (!z.has("meta.arch")) {
+        if (arch.empty())
+            fail("checkpoint '%s' has no 'meta.arch' naming its architecture; pass --arch (one of the backbones "
+                 "hcnn5-s, hcnn5, alexnet, tiny3)", path.c_str());
+    }
+    std::string file_arch = arch;
+    if (z.has("meta.arch")) {
+        NpyArray a = npz_array(z, "meta.arch");
+        std::vector<std::string> v = a.dtype == DType::Unicode ? a.to_strings() : std::vector<std::string>{};
+        if (v.size() != 1) fail("checkpoint '%s': 'meta.arch' must hold one string", path.c_str());
+        file_arch = v[0];
+        if (!arch.empty() && arch != file_arch)
+            fail("checkpoint '%s' is a %s backbone (meta.arch), not --arch %s; drop --arch or pick the matching "
+                 "checkpoint", path.c_str(), file_arch.c_str(), arch.c_str());
+    }
+    ModelConfig cfg;
+    cfg.arch = file_arch;
+    auto m = std::make_unique<Model>(cfg, 0);
+    Npz full = checkpoint_load(path, m->params);
+    if (full.has("meta.mean") && full.has("meta.std")) {
+        std::vector<float> mean = meta_floats(full, "meta.mean"), sd = meta_floats(full, "meta.std");
+        if (mean.size() != 3 || sd.size() != 3)
+            fail("checkpoint '%s': meta.mean and meta.std must hold 3 values (RGB), found %zu and %zu", path.c_str(),
+                 mean.size(), sd.size());
+        for (int c = 0; c < 3; c++) {
+            if (!(sd[c] > 0)) fail("checkpoint '%s': meta.std[%d] = %g is not positive", path.c_str(), c, sd[c]);
+            m->norm.mean[c] = mean[c], m->norm.std[c] = sd[c];
+        }
+    }
+    return m;
+}
+
+void stimulus_to_input(float* out, const uint8_t* rgb, int H, int W, int S, const Normalisation& norm) {
+    Image img;
+    img.H = H, img.W = W;
+    img.rgb.assign(rgb, rgb + (size_t)H * W * 3);
+    if (H != S || W != S) {
+        img = image_resize_short_side(img, S);
+        if (img.H != S || img.W != S) img = image_center_crop(img, S, S);
+    }
+    image_to_chw(out, img, norm.mean, norm.std);
+}
+
+std::vector<std::vector<float>> backbone_features(const Model& m, const uint8_t* images, int64_t N, int H, int W,
+                                                  int batch, const std::function<void(int64_t)>& done) {
+    CHECK(batch >= 1, "backbone_features: batch %d", batch);
+    const BackboneSpec& b = m.spec;
+    const int S = b.in_size;
+    const size_t L = b.layers.size();
+    std::vector<int64_t> dim(L);
+    std::vector<std::vector<float>> out(L);
+    for (size_t l = 0; l < L; l++) {
+        const LayerSpec& ls = b.layers[l];
+        dim[l] = (int64_t)ls.out_ch * ls.out_size * ls.out_size;
+        out[l].resize((size_t)(N * dim[l]));
+    }
+    const int64_t img_bytes = (int64_t)H * W * 3, in_floats = 3LL * S * S;
+    for (int64_t i0 = 0; i0 < N; i0 += batch) {
+        const int64_t n = std::min<int64_t>(batch, N - i0);
+        Tensor x = tensor_empty({n, 3, S, S});
+        #pragma omp parallel for schedule(dynamic)
+        for (int64_t i = 0; i < n; i++)
+            stimulus_to_input(x.data() + i * in_floats, images + (i0 + i) * img_bytes, H, W, S, m.norm);
+        std::vector<Tensor> f = backbone_forward(m, x);
+        for (size_t l = 0; l < L; l++) {
+            CHECK(f[l].numel() == n * dim[l], "backbone_features: layer %s gives %s, expected %lld values per image",
+                  b.layers[l].name.c_str(), shape_str(f[l].shape).c_str(), (long long)dim[l]);
+            std::vector<float> v = f[l].to_vector();
+            std::memcpy(&out[l][(size_t)(i0 * dim[l])], v.data(), v.size() * sizeof(float));
+        }
+        if (done) done(i0 + n);
+    }
+    return out;
+}
+
+std::vector<FeatureArray> features_inspect(const std::string& path, int64_t N, int64_t B,
+                                           const std::vector<std::string>& only) {
+    NpzIndex z = npz_index(path);
+    for (const std::string& w : only) z.member(w);  // fails listing the arrays
+    std::vector<FeatureArray> out;
+    const char* f = path.c_str();
+    for (const NpzMember& m : z.members) {
+        if (m.name.compare(0, 5, "meta.") == 0) continue;
+        if (!only.empty() && std::find(only.begin(), only.end(), m.name) == only.end()) continue;
+        NpyHead h = npz_head(z, m.name);
+        const char* a = m.name.c_str();
+        if (h.dtype != DType::F32 && h.dtype != DType::F64)
+            fail("features '%s': array '%s' is %s, expected float32", f, a, dtype_name(h.dtype));
+        if (h.shape.size() != 2 && h.shape.size() != 3)
+            fail("features '%s': array '%s' has %zu dimensions, expected (N, D) or (N, T, D)", f, a, h.shape.size());
+        if (h.shape[0] != N)
+            fail("features '%s': array '%s' has N = %lld images, the data has %lld: features must be for the data's "
+                 "images, in the data's order", f, a, (long long)h.shape[0], (long long)N);
+        FeatureArray fa{m.name, h.shape.size() == 3 ? h.shape[1] : 1, h.shape.back()};
+        if (fa.T != 1 && fa.T != B)
+            fail("features '%s': array '%s' has T = %lld time steps, the data has B = %lld bins: give (N, %lld, D), "
+                 "one feature vector per bin (e.g. model outputs averaged over each bin's steps), or (N, D)", f, a,
+                 (long long)fa.T, (long long)B, (long long)B);
+        if (fa.D < 1) fail("features '%s': array '%s' has no features (D = 0)", f, a);
+        out.push_back(fa);
+    }
+    if (out.empty()) fail("features '%s' holds no feature arrays", f);
+    return out;
+}
+
+}  // namespace vt

@@ -1,0 +1,109 @@
+// score.cpp: ./bin/score, bring-your-own-model scoring against a neural dataset.
+//
+//   ./bin/score --features F.npz --data D.npz --out DIR [--areas V4,IT] [--splits 4]
+//               [--components 25] [--seed S] [--mapping shared|per-bin|both]
+//
+// F.npz holds one float32 (or float64) array per layer, named by the layer, each (N, D) or
+// (N, T, D) for the data's N images in the data's order; T must equal the data's B bins
+// (one feature vector per bin) or be 1 (time-invariant features used for every bin).
+// Arrays whose names start with "meta." are ignored. The protocol is in models/scoring.h.
+// Memory: the data's per-trial responses are reduced to trial averages and ceilings before
+// any feature is read, then layers are read one at a time (streamed from the .npz) and
+// fitted in place, so the peak is about one layer's feature array plus the trial averages.
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "engine/backend.h"
+#include "engine/npy.h"
+#include "engine/progress.h"
+#include "models/features.h"
+#include "models/neural_data.h"
+#include "models/npz_stream.h"
+#include "models/scoring.h"
+#include "tools/cli.h"
+
+using namespace vt;
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> v;
+    for (size_t a = 0, e; a < s.size(); a = e + 1) {
+        e = s.find(',', a);
+        if (e == std::string::npos) e = s.size();
+        if (e > a) v.push_back(s.substr(a, e - a));
+    }
+    return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    runtime_init(argv);
+    return run_main([&] {
+        std::string features, data, out, areas, mapping = "both", layers;
+        int threads = 0;
+        ScoreConfig c;
+        int64_t seed = 0;
+        Cli cli("score", "",
+                "Score model features against a neural dataset: PLS from each layer's features to each area's\n"
+                "units on held-out images, noise-corrected explained variance per bin (models/scoring.h).\n"
+                "Writes DIR/results.json and prints a table.");
+        cli.flag("--features", &features, "features .npz: one (N, D) or (N, T, D) array per layer");
+        cli.flag("--data", &data, "neural dataset .npz (models/neural_data.h)");
+        cli.flag("--out", &out, "output folder (results.json)");
+        cli.flag("--areas", &areas, "comma-separated areas to score (default: all of the data's)");
+        cli.flag("--layers", &layers, "comma-separated feature arrays to score (default: all)");
+        cli.flag("--mapping", &mapping, "shared (one map for all bins), per-bin, or both");
+        cli.flag("--splits", &c.folds, "folds over images (held out in turn)");
+        cli.flag("--components", &c.components, "PLS components");
+        cli.flag("--seed", &seed, "seed of the folds and the ceiling split-halves");
+        cli.flag("--ceiling-splits", &c.ceiling_splits, "random split-halves averaged for the noise ceiling");
+        cli.flag("--min-reliability", &c.min_reliability, "a unit scores in a bin only if its ceiling exceeds this");
+        cli.flag("--threads", &threads, "compute threads (0 = all cores)");
+        cli.parse(argc, argv);
+        if (!cli.positional.empty()) fail("score: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
+        if (features.empty() || data.empty() || out.empty())
+            fail("score: --features, --data and --out are required (see --help)");
+        backend_set_threads(threads);
+        c.seed = (uint64_t)seed;
+        c.areas = split_list(areas);
+        const std::vector<Mapping> mappings = mappings_parse(mapping);
+
+        // 1. The data without its images; 2. the feature arrays' shapes (headers only), so a
+        // mismatch fails before any heavy work.
+        NeuralData d = neural_data_load(data, false);
+        std::vector<FeatureArray> todo = features_inspect(features, d.N, d.B, split_list(layers));
+
+        // 3. Trial averages, ceilings, folds; then the per-trial responses go.
+        Targets tg = targets_prepare(d, c);
+        std::vector<float>().swap(d.responses);
+        std::fprintf(stderr, "score: %lld images, %lld units, %lld bins, %lld repetitions (%s); %zu layers\n",
+                     (long long)tg.N, (long long)tg.U, (long long)tg.B, (long long)tg.R,
+                     tg.has_ceiling() ? "noise-corrected" : "no ceiling: raw r^2", todo.size());
+
+        // 4. One layer at a time.
+        std::vector<LayerScore> results;
+        NpzIndex fz = npz_index(features);
+        for (const FeatureArray& li : todo) {
+            std::vector<float> F((size_t)(tg.N * li.T * li.D));
+            npz_read_f32(fz, li.name, F.data(), (int64_t)F.size());
+            Progress bar("score " + li.name, score_layer_fits(tg, li.T, mappings), "fits");
+            int64_t fits = 0;
+            results.push_back(score_layer(tg, li.name, F.data(), li.T, li.D, mappings, [&] { bar.update(++fits); }));
+            bar.finish();
+        }
+
+        std::filesystem::create_directories(out);
+        std::string json = scores_json(tg, results, {{"features", json_string(features)},
+                                                     {"mapping", json_string(mapping)}});
+        file_write_atomic(out + "/results.json", json.data(), json.size());
+        std::printf("%s", scores_table(tg, results).c_str());
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        std::fprintf(stderr, "score: wrote %s/results.json; peak RSS %.0f MB\n", out.c_str(), ru.ru_maxrss / 1024.0);
+        return 0;
+    });
+}

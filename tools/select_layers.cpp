@@ -1,0 +1,182 @@
+// select_layers.cpp: ./bin/select_layers, the layer-to-area analysis of the paper's Fig. 2.
+//
+//   ./bin/select_layers --data D.npz --out DIR [--backbone CKPT] [--areas V4,IT] [--splits 4]
+//
+// Features of every backbone layer for the dataset's images (feedforward pass, batched;
+// stimulus preprocessing in models/features.h), each scored against every area and bin with
+// an independent PLS per bin ("time-varied" mapping; protocol in models/scoring.h). Writes
+// DIR/results.json, DIR/layers.csv (one row per layer, area and bin) and DIR/heatmap.png
+// (layers x bins, one panel per area), and prints the table and the best layer per area
+// (highest EV averaged over bins).
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <filesystem>
+
+#include "engine/backend.h"
+#include "engine/npy.h"
+#include "engine/plot.h"
+#include "engine/progress.h"
+#include "models/features.h"
+#include "models/neural_data.h"
+#include "models/scoring.h"
+#include "tools/cli.h"
+
+using namespace vt;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kDefaultBackbone = "models/weights/hcnn5-s_cifar10.npz";
+
+std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> v;
+    for (size_t a = 0, e; a < s.size(); a = e + 1) {
+        e = s.find(',', a);
+        if (e == std::string::npos) e = s.size();
+        if (e > a) v.push_back(s.substr(a, e - a));
+    }
+    return v;
+}
+
+// The default backbone, relative to the working directory or else to the binary's
+// checkout (bin/../models/weights/...).
+std::string find_default_backbone() {
+    if (fs::exists(kDefaultBackbone)) return kDefaultBackbone;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        fs::path p = fs::path(exe).parent_path().parent_path() / kDefaultBackbone;
+        if (fs::exists(p)) return p.string();
+    }
+    fail("select_layers: the default backbone %s was not found (run from the repository root, or pass --backbone "
+         "CKPT, e.g. one written by ./bin/pretrain)", kDefaultBackbone);
+}
+
+std::string bin_label(float a, float b) { return strfmt("%g..%g", a, b); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    runtime_init(argv);
+    return run_main([&] {
+        std::string backbone, arch, data, out, areas;
+        int batch = 64, threads = 0;
+        int64_t seed = 0;
+        ScoreConfig c;
+        Cli cli("select_layers", "",
+                "Score every layer of a pretrained backbone against every area and time bin of a neural dataset\n"
+                "(feedforward features, an independent PLS per bin, held-out images): the paper's Fig. 2.\n"
+                "Writes DIR/results.json, DIR/layers.csv, DIR/heatmap.png; prints the best layer per area.");
+        cli.flag("--backbone", &backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone));
+        cli.flag("--arch", &arch, "expected architecture (checked against the checkpoint's meta.arch)");
+        cli.flag("--data", &data, "neural dataset .npz (models/neural_data.h)");
+        cli.flag("--out", &out, "output folder");
+        cli.flag("--areas", &areas, "comma-separated areas (default: all of the data's)");
+        cli.flag("--splits", &c.folds, "folds over images (held out in turn)");
+        cli.flag("--components", &c.components, "PLS components");
+        cli.flag("--seed", &seed, "seed of the folds and the ceiling split-halves");
+        cli.flag("--ceiling-splits", &c.ceiling_splits, "random split-halves averaged for the noise ceiling");
+        cli.flag("--min-reliability", &c.min_reliability, "a unit scores in a bin only if its ceiling exceeds this");
+        cli.flag("--batch", &batch, "images per forward pass");
+        cli.flag("--threads", &threads, "compute threads (0 = all cores)");
+        cli.parse(argc, argv);
+        if (!cli.positional.empty()) fail("select_layers: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
+        if (data.empty() || out.empty()) fail("select_layers: --data and --out are required (see --help)");
+        if (batch < 1) fail("--batch: need at least 1, got %d", batch);
+        backend_set_threads(threads);
+        c.seed = (uint64_t)seed;
+        c.areas = split_list(areas);
+        if (backbone.empty()) backbone = find_default_backbone();
+
+        std::unique_ptr<Model> model = backbone_load(backbone, arch);
+        NeuralData d = neural_data_load(data, true);
+        Targets tg = targets_prepare(d, c);
+        std::vector<float>().swap(d.responses);
+        const BackboneSpec& spec = model->spec;
+        std::fprintf(stderr, "select_layers: %s (%s, input %dx%d) on %s: %lld images %dx%d, %lld units, %lld bins, %s\n",
+                     backbone.c_str(), spec.arch.c_str(), spec.in_size, spec.in_size, data.c_str(), (long long)d.N, d.H,
+                     d.W, (long long)d.U, (long long)d.B, tg.has_ceiling() ? "noise-corrected" : "no ceiling: raw r^2");
+
+        std::vector<std::vector<float>> feats;
+        {
+            Progress bar("features", d.N, "img");
+            feats = backbone_features(*model, d.images.data(), d.N, d.H, d.W, batch, [&](int64_t n) { bar.update(n); });
+            bar.finish();
+        }
+        std::vector<uint8_t>().swap(d.images);
+
+        std::vector<LayerScore> results;
+        for (size_t l = 0; l < spec.layers.size(); l++) {
+            const int64_t D = (int64_t)feats[l].size() / d.N;
+            Progress bar("score " + spec.layers[l].name, score_layer_fits(tg, 1, {Mapping::PerBin}), "fits");
+            int64_t fits = 0;
+            results.push_back(score_layer(tg, spec.layers[l].name, feats[l].data(), 1, D, {Mapping::PerBin},
+                                          [&] { bar.update(++fits); }));
+            bar.finish();
+            std::vector<float>().swap(feats[l]);
+        }
+
+        fs::create_directories(out);
+        std::string json = scores_json(
+            tg, results,
+            {{"backbone", json_string(backbone)}, {"arch", json_string(spec.arch)}, {"mapping", "\"per_bin\""},
+             {"input", json_string(strfmt("%dx%d: short side resized to %d, centre crop, per-channel normalisation "
+                                          "from the checkpoint", spec.in_size, spec.in_size, spec.in_size))}});
+        file_write_atomic(out + "/results.json", json.data(), json.size());
+
+        std::string csv = "layer,area,bin_start_ms,bin_end_ms,ev_mean,ev_sem,r_median,ceiling,units\n";
+        for (const LayerScore& L : results)
+            for (const AreaScore& a : L.scores)
+                for (int64_t b = 0; b < tg.B; b++)
+                    csv += strfmt("%s,%s,%g,%g,%s,%s,%s,%s,%d\n", L.layer.c_str(), a.area.c_str(), tg.bin_start_ms[b],
+                                  tg.bin_end_ms[b], json_number(a.ev_bin_mean[b]).c_str(),
+                                  json_number(a.ev_bin_sem[b]).c_str(), json_number(a.r_bin[b]).c_str(),
+                                  json_number(a.ceiling.empty() ? NAN : a.ceiling[b]).c_str(), a.units_per_bin[b]);
+        file_write_atomic(out + "/layers.csv", csv.data(), csv.size());
+
+        // Heatmap: rows = layers, columns = bins, one panel per area; the best layer of each bin outlined.
+        std::vector<Heatmap> panels;
+        for (size_t a = 0; a < tg.areas.size(); a++) {
+            Heatmap h;
+            h.title = tg.areas[a].area;
+            h.rows = (int)results.size(), h.cols = (int)tg.B;
+            for (const LayerScore& L : results) {
+                h.row_labels.push_back(L.layer);
+                h.values.insert(h.values.end(), L.scores[a].ev_bin_mean.begin(), L.scores[a].ev_bin_mean.end());
+            }
+            for (int64_t b = 0; b < tg.B; b++) h.col_labels.push_back(bin_label(tg.bin_start_ms[b], tg.bin_end_ms[b]));
+            panels.push_back(std::move(h));
+        }
+        HeatmapStyle st;
+        st.title = strfmt("%s layers vs %s", spec.arch.c_str(), fs::path(data).filename().c_str());
+        st.xlabel = "time bin (ms)";
+        st.ylabel = "layer";
+        st.colorbar_label = tg.has_ceiling() ? "noise-corrected EV" : "raw r^2 (no ceiling)";
+        st.best = HeatmapBest::PerColumn;
+        st.value_labels = tg.B <= 12;
+        plot_heatmap_panels(out + "/heatmap.png", panels, st);
+
+        std::printf("%s", scores_table(tg, results).c_str());
+        for (size_t a = 0; a < tg.areas.size(); a++) {
+            int best = -1;
+            for (size_t l = 0; l < results.size(); l++) {
+                float e = results[l].scores[a].ev_mean;
+                if (std::isfinite(e) && (best < 0 || e > results[best].scores[a].ev_mean)) best = (int)l;
+            }
+            if (best < 0) std::printf("best layer for %s: none (no scoring units)\n", tg.areas[a].area.c_str());
+            else
+                std::printf("best layer for %s: %s (%s %.4f +- %.4f)\n", tg.areas[a].area.c_str(), results[best].layer.c_str(),
+                            tg.has_ceiling() ? "EV" : "raw r^2", results[best].scores[a].ev_mean,
+                            results[best].scores[a].ev_sem);
+        }
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        std::fprintf(stderr, "select_layers: wrote %s/{results.json,layers.csv,heatmap.png}; peak RSS %.0f MB\n",
+                     out.c_str(), ru.ru_maxrss / 1024.0);
+        return 0;
+    });
+}
