@@ -145,8 +145,8 @@ void score_bin(const FitContext& c, int s, int64_t b, const float* pred, int64_t
 
 // Fits PLS on X (n, D) -> Y (n, Ua) and predicts Xte (nte, D) into P (nte, Ua).
 void fit_predict(float* P, const float* X, const float* Y, int64_t n, int64_t D, int64_t Ua, const float* Xte,
-                 int64_t nte, int comps) {
-    PlsModel m = pls_fit(X, Y, n, (int)D, (int)Ua, comps);
+                 int64_t nte, int comps, PlsAlgorithm algo) {
+    PlsModel m = pls_fit(X, Y, n, (int)D, (int)Ua, comps, algo);
     pls_predict(P, m, Xte, nte);
 }
 
@@ -417,7 +417,7 @@ LayerScore score_layer(const Targets& tg, const std::string& layer, float* F, in
                                 Y[j * Ua + k] = (float)(m / B);
                             }
                         }
-                    fit_predict(P.data(), F, Y.data(), ntr * T, D, Ua, F + ntr * row, nte * T, comps);
+                    fit_predict(P.data(), F, Y.data(), ntr * T, D, Ua, F + ntr * row, nte * T, comps, tg.cfg.pls);
                     for (int64_t b = 0; b < B; b++)
                         score_bin(c, s, b, P.data() + (T == B ? b * Ua : 0), T * Ua, sc);
                 }
@@ -446,7 +446,7 @@ LayerScore score_layer(const Targets& tg, const std::string& layer, float* F, in
                         std::vector<float> Y((size_t)(ntr * Ua)), P((size_t)(nte * Ua));
                         for (int64_t j = 0; j < ntr; j++)
                             for (int64_t k = 0; k < Ua; k++) Y[j * Ua + k] = c.filled(train[j], k, b);
-                        fit_predict(P.data(), X, Y.data(), ntr, D, Ua, X + ntr * D, nte, comps);
+                        fit_predict(P.data(), X, Y.data(), ntr, D, Ua, X + ntr * D, nte, comps, tg.cfg.pls);
                         score_bin(c, s, b, P.data(), Ua, score_of(Mapping::PerBin, a));
                     }
                     if (step) step();
@@ -511,6 +511,7 @@ std::string scores_json(const Targets& tg, const std::vector<LayerScore>& layers
     const ScoreConfig& c = tg.cfg;
     const bool nc = tg.has_ceiling();
     std::string o = "{\n  \"format\": \"ventral-scores-1\",\n  \"settings\": {\n";
+    o += strfmt("    \"pls\": \"%s\",\n", c.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls");
     o += strfmt("    \"folds\": %d,\n    \"components\": %d,\n    \"seed\": %llu,\n", c.folds, c.components,
                 (unsigned long long)c.seed);
     o += strfmt("    \"stratified_by\": %s,\n", tg.folds.stratified ? "\"image_object\"" : "null");

@@ -22,7 +22,9 @@
 //  - Folds: S-fold over images, seeded; stratified by image_object when present (each
 //    object's images are shuffled and dealt round-robin over the folds). Split s holds out
 //    fold s and fits on the others.
-//  - Mapping: PLS regression (SIMPLS, centred, not scaled, `components` components), one per
+//  - Mapping: PLS regression (centred, not scaled, `components` components; by default the
+//    estimator of scikit-learn's PLSRegression(scale=False), which Brain-Score uses, or SIMPLS:
+//    engine/linalg.h; they agree for one unit, differ by a few % for many), one per
 //    area (Y = that area's units), fitted on the training images only, so held-out
 //    predictions are centred on training means. Trial averages that are NaN (an image
 //    without trials for a unit and bin) are filled with the unit's training mean for the
@@ -47,6 +49,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/linalg.h"
 #include "models/neural_data.h"
 
 namespace vt {
@@ -54,6 +57,7 @@ namespace vt {
 struct ScoreConfig {
     int folds = 4;                    // S
     int components = 25;              // PLS components
+    PlsAlgorithm pls = PlsAlgorithm::Nipals;  // nipals: scikit-learn's (and Brain-Score's) estimator; simpls
     uint64_t seed = 0;                // folds and ceiling split-halves
     int ceiling_splits = 10;          // random split-halves averaged for rho
     float min_reliability = 0.1f;     // a unit scores in a bin only if rho > this

@@ -74,7 +74,8 @@ double sgemm_gflops(int reps) {
     const int n = 2048;
     std::vector<float> a((size_t)n * n, 0.5f), b((size_t)n * n, 0.25f), c((size_t)n * n);
     double ms = median_ms(reps, [&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(),
+                    n);
     });
     return 2.0 * n * n * n / (ms * 1e6);
 }
@@ -82,7 +83,11 @@ double sgemm_gflops(int reps) {
 // ---- workload: conv ------------------------------------------------------------------------
 // conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (SCIENCE.md section 1),
 // batch 16. FLOPs: forward 2*N*OC*OH*OW*C*K*K, backward twice that (weights and input).
-struct ConvLayer { const char* arch; const char* layer; int C, H, OC, K, S, P; };
+struct ConvLayer {
+    const char* arch;
+    const char* layer;
+    int C, H, OC, K, S, P;
+};
 
 void bench_conv(const Opts& o) {
     const ConvLayer layers[] = {
@@ -112,11 +117,12 @@ void bench_conv(const Opts& o) {
         double bwd = median_ms(o.reps, [&] { tape.backward(y, dy); });
         double flops = 2.0 * N * l.OC * y.dim(2) * y.dim(3) * l.C * l.K * l.K;
         double gf = 3 * flops / ((fwd + bwd) * 1e6);
-        std::printf("{\"workload\": \"conv\", \"arch\": \"%s\", \"layer\": \"%s\", \"input\": \"%s\", \"weight\": \"%s\", "
-                    "\"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f, \"gflops\": %.1f, "
-                    "\"sgemm_gflops\": %.1f, \"fraction_of_sgemm\": %.3f, %s}\n",
-                    l.arch, l.layer, shape_str(x.shape).c_str(), shape_str(w.shape).c_str(), fwd, bwd,
-                    flops / (fwd * 1e6), 2 * flops / (bwd * 1e6), gf, peak, gf / peak, common_fields().c_str());
+        std::printf(
+            "{\"workload\": \"conv\", \"arch\": \"%s\", \"layer\": \"%s\", \"input\": \"%s\", \"weight\": \"%s\", "
+            "\"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f, \"gflops\": %.1f, "
+            "\"sgemm_gflops\": %.1f, \"fraction_of_sgemm\": %.3f, %s}\n",
+            l.arch, l.layer, shape_str(x.shape).c_str(), shape_str(w.shape).c_str(), fwd, bwd, flops / (fwd * 1e6),
+            2 * flops / (bwd * 1e6), gf, peak, gf / peak, common_fields().c_str());
         std::fflush(stdout);
     }
 }
@@ -146,15 +152,30 @@ double step_conv_flops(const Model& m, int N) {
         for (const FeedbackEdge& e : m.cfg.feedback)
             if (e.dst == (int)l) cin += m.spec.layers[e.src].out_ch;
         f += 2.0 * N * C * P * cin * ls.kernel * ls.kernel;  // pre-memory conv
-        double cell = 0;  // cell convs as (out channels, in channels), 3x3
+        double cell = 0;                                     // cell convs as (out channels, in channels), 3x3
         switch (m.motif((int)l)) {
-        case Motif::RNN: cell = C * 2 * C; break;
-        case Motif::RNNLarge: { double D = rnn_large_depth((int)C); cell = D * (C + D); break; }
-        case Motif::GRU: cell = 2 * C * 2 * C + C * 2 * C; break;
-        case Motif::LSTM: cell = 4 * C * 2 * C; break;
-        case Motif::UGRNN: cell = 2 * C * 2 * C; break;
-        case Motif::RGC: cell = 2 * C * C * 2 + C * C; break;
-        default: break;
+            case Motif::RNN:
+                cell = C * 2 * C;
+                break;
+            case Motif::RNNLarge: {
+                double D = rnn_large_depth((int)C);
+                cell = D * (C + D);
+                break;
+            }
+            case Motif::GRU:
+                cell = 2 * C * 2 * C + C * 2 * C;
+                break;
+            case Motif::LSTM:
+                cell = 4 * C * 2 * C;
+                break;
+            case Motif::UGRNN:
+                cell = 2 * C * 2 * C;
+                break;
+            case Motif::RGC:
+                cell = 2 * C * C * 2 + C * C;
+                break;
+            default:
+                break;
         }
         f += 2.0 * N * P * cell * 9;
     }
@@ -172,9 +193,13 @@ void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
     if (!w.train) m.params.set_trainable("", false);  // inference: no gradient memory at all
     const int N = w.batch, T = w.steps;
     const int v4 = 2, it = 4, U4 = 64, UIT = 128;  // readouts from conv3 and conv5
-    auto dim = [&](int l) { return (int64_t)spec.layers[l].out_ch * spec.layers[l].out_size * spec.layers[l].out_size; };
-    ParamArena readout({{"v4.weight", {U4, dim(v4)}, Init::Uniform, 0.01f}, {"v4.bias", {U4}, Init::Zeros},
-                        {"it.weight", {UIT, dim(it)}, Init::Uniform, 0.01f}, {"it.bias", {UIT}, Init::Zeros}},
+    auto dim = [&](int l) {
+        return (int64_t)spec.layers[l].out_ch * spec.layers[l].out_size * spec.layers[l].out_size;
+    };
+    ParamArena readout({{"v4.weight", {U4, dim(v4)}, Init::Uniform, 0.01f},
+                        {"v4.bias", {U4}, Init::Zeros},
+                        {"it.weight", {UIT, dim(it)}, Init::Uniform, 0.01f},
+                        {"it.bias", {UIT}, Init::Zeros}},
                        2);
     Tensor target4 = tensor_full({N, U4}, 0.1f), target_it = tensor_full({N, UIT}, 0.2f);
     Unrolled u;
@@ -211,12 +236,13 @@ void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
     };
     double ms = median_ms(o.reps, iteration);
     double flops = step_conv_flops(m, N) * T * (w.train ? 3 : 1);
-    std::printf("{\"workload\": \"%s\", \"arch\": \"%s\", \"motif\": \"%s\", \"feedback\": \"%s\", \"batch\": %d, "
-                "\"steps\": %d, \"mode\": \"%s\", \"ms_per_iter\": %.1f, \"gflops\": %.1f, \"sgemm_gflops\": %.1f, "
-                "\"fraction_of_sgemm\": %.3f, \"activation_arena_mb\": %.0f, \"peak_rss_mb\": %.0f, %s}\n",
-                w.name, w.arch, w.motif, w.feedback[0] ? w.feedback : "none", N, T, w.train ? "train" : "inference", ms,
-                flops / (ms * 1e6), o.sgemm, flops / (ms * 1e6) / o.sgemm, u.arena.total_floats() * 4.0 / (1 << 20),
-                peak_rss_mb(), common_fields().c_str());
+    std::printf(
+        "{\"workload\": \"%s\", \"arch\": \"%s\", \"motif\": \"%s\", \"feedback\": \"%s\", \"batch\": %d, "
+        "\"steps\": %d, \"mode\": \"%s\", \"ms_per_iter\": %.1f, \"gflops\": %.1f, \"sgemm_gflops\": %.1f, "
+        "\"fraction_of_sgemm\": %.3f, \"activation_arena_mb\": %.0f, \"peak_rss_mb\": %.0f, %s}\n",
+        w.name, w.arch, w.motif, w.feedback[0] ? w.feedback : "none", N, T, w.train ? "train" : "inference", ms,
+        flops / (ms * 1e6), o.sgemm, flops / (ms * 1e6) / o.sgemm, u.arena.total_floats() * 4.0 / (1 << 20),
+        peak_rss_mb(), common_fields().c_str());
     std::fflush(stdout);
 }
 
@@ -232,11 +258,21 @@ void bench_w(const Opts& o, const char* name) {
     for (const RecurrentWorkload& w : RECURRENT)
         if (!std::strcmp(w.name, name)) bench_recurrent(o, w);
 }
-void bench_w1(const Opts& o) { bench_w(o, "W1"); }
-void bench_w2(const Opts& o) { bench_w(o, "W2"); }
-void bench_w3(const Opts& o) { bench_w(o, "W3"); }
-void bench_w4(const Opts& o) { bench_w(o, "W4"); }
-void bench_w5(const Opts& o) { bench_w(o, "W5"); }
+void bench_w1(const Opts& o) {
+    bench_w(o, "W1");
+}
+void bench_w2(const Opts& o) {
+    bench_w(o, "W2");
+}
+void bench_w3(const Opts& o) {
+    bench_w(o, "W3");
+}
+void bench_w4(const Opts& o) {
+    bench_w(o, "W4");
+}
+void bench_w5(const Opts& o) {
+    bench_w(o, "W5");
+}
 
 // ---- workload: simpls ----------------------------------------------------------------------
 // SIMPLS (engine/linalg.h) at the acceptance size: train X (3200, 8192) -> Y (3200, 256), 25
@@ -299,24 +335,27 @@ void bench_simpls(const Opts& o) {
         root = root.substr(0, root.rfind('/'));
         if (access((root + "/tools/bench_simpls.py").c_str(), R_OK) == 0) script = root + "/tools/bench_simpls.py";
     }
-    const bool sklearn = access(script.c_str(), R_OK) == 0 &&
-                         std::system("python3 -c 'import numpy, sklearn' >/dev/null 2>&1") == 0;
-    auto fit_time = [&](const std::vector<float>& X, const std::vector<float>& Y, int qq, PlsModel& m) {
-        return median_ms(o.reps, [&] { m = pls_fit(X.data(), Y.data(), n, p, qq, ncomp); });
+    const bool sklearn =
+        access(script.c_str(), R_OK) == 0 && std::system("python3 -c 'import numpy, sklearn' >/dev/null 2>&1") == 0;
+    auto fit_time = [&](const std::vector<float>& X, const std::vector<float>& Y, int qq, PlsModel& m,
+                        PlsAlgorithm algo = PlsAlgorithm::Simpls) {
+        return median_ms(o.reps, [&] { m = pls_fit(X.data(), Y.data(), n, p, qq, ncomp, algo); });
     };
     if (!sklearn) {
         Rng rng(7);
         Tensor X = tensor_empty({n, p}), W = tensor_empty({p, q}), Y = tensor_empty({n, q});
         tensor_randn(X, rng);
         tensor_randn(W, rng, 1.f / std::sqrt((float)p));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, q, p, 1.f, X.data(), p, W.data(), q, 0.f, Y.data(), q);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, q, p, 1.f, X.data(), p, W.data(), q, 0.f, Y.data(),
+                    q);
         std::vector<float> xv = X.to_vector(), yv = Y.to_vector();
         PlsModel m;
         double ms = fit_time(xv, yv, q, m);
-        std::printf("{\"workload\": \"simpls\", \"n\": %d, \"p\": %d, \"q\": %d, \"ncomp\": %d, \"fit_ms\": %.1f, "
-                    "\"sklearn_fit_s\": null, \"note\": \"python3 with scikit-learn not found: time sklearn with "
-                    "python3 tools/bench_simpls.py (same shape) and compare fit_s\", %s}\n",
-                    n, p, q, ncomp, ms, common_fields().c_str());
+        std::printf(
+            "{\"workload\": \"simpls\", \"n\": %d, \"p\": %d, \"q\": %d, \"ncomp\": %d, \"fit_ms\": %.1f, "
+            "\"sklearn_fit_s\": null, \"note\": \"python3 with scikit-learn not found: time sklearn with "
+            "python3 tools/bench_simpls.py (same shape) and compare fit_s\", %s}\n",
+            n, p, q, ncomp, ms, common_fields().c_str());
         return;
     }
     char tmpl[] = "/tmp/ventral_bench_simpls_XXXXXX";
@@ -325,9 +364,10 @@ void bench_simpls(const Opts& o) {
     for (int qq : {q, 1}) {
         const std::string sub = dir + "/q" + std::to_string(qq);
         // Same seed and kind: X is identical for both q (bench_simpls.py draws X before W).
-        std::string cmd = "python3 " + script + strfmt(" --n %d --n-test %d --p %d --q %d --ncomp %d --save %s", n, nte,
-                                                       p, qq, ncomp, sub.c_str()) +
-                          (qq > 1 ? " --numpy-simpls" : "");
+        std::string cmd =
+            "python3 " + script +
+            strfmt(" --n %d --n-test %d --p %d --q %d --ncomp %d --save %s", n, nte, p, qq, ncomp, sub.c_str()) +
+            (qq > 1 ? " --numpy-simpls" : "");
         FILE* pipe = popen(cmd.c_str(), "r");
         std::string out;
         char buf[4096];
@@ -337,32 +377,40 @@ void bench_simpls(const Opts& o) {
         std::string sk_line = out.substr(0, out.find('\n'));
         const double sk_fit_s = json_field(sk_line, "fit_s");
         size_t v = sk_line.find("\"impl\": \"");
-        std::string sk_impl = v == std::string::npos ? "sklearn" : sk_line.substr(v + 9, sk_line.find('"', v + 9) - v - 9);
+        std::string sk_impl =
+            v == std::string::npos ? "sklearn" : sk_line.substr(v + 9, sk_line.find('"', v + 9) - v - 9);
 
         std::vector<float> xtr = read_f32_file(sub + "/xtr.f32", (size_t)n * p);
         std::vector<float> ytr = read_f32_file(sub + "/ytr.f32", (size_t)n * qq);
         std::vector<float> xte = read_f32_file(sub + "/xte.f32", (size_t)nte * p);
         std::vector<float> ysk = read_f32_file(sub + "/yhat_sklearn.f32", (size_t)nte * qq);
-        PlsModel m;
-        const double fit_ms = fit_time(xtr, ytr, qq, m);
-        std::vector<float> yhat((size_t)nte * qq);
-        const double pred_ms = median_ms(o.reps, [&] { pls_predict(yhat.data(), m, xte.data(), nte); });
-        double sk_fro, sk_med, sk_max;
-        rel_errors(yhat, ysk, nte, qq, sk_fro, sk_med, sk_max);
-        std::string extra;
-        if (qq > 1) {
-            std::vector<float> ynp = read_f32_file(sub + "/yhat_simpls_numpy.f32", (size_t)nte * qq);
-            double np_fro, np_med, np_max;
-            rel_errors(yhat, ynp, nte, qq, np_fro, np_med, np_max);
-            extra = strfmt("\"rel_vs_numpy_simpls\": %.3g, \"rel_vs_numpy_simpls_max_output\": %.3g, ", np_fro, np_max);
+        for (PlsAlgorithm algo : {PlsAlgorithm::Simpls, PlsAlgorithm::Nipals}) {
+            const bool nipals = algo == PlsAlgorithm::Nipals;
+            PlsModel m;
+            const double fit_ms = fit_time(xtr, ytr, qq, m, algo);
+            std::vector<float> yhat((size_t)nte * qq);
+            const double pred_ms = median_ms(o.reps, [&] { pls_predict(yhat.data(), m, xte.data(), nte); });
+            double sk_fro, sk_med, sk_max;
+            rel_errors(yhat, ysk, nte, qq, sk_fro, sk_med, sk_max);
+            std::string extra;
+            if (qq > 1 && !nipals) {
+                std::vector<float> ynp = read_f32_file(sub + "/yhat_simpls_numpy.f32", (size_t)nte * qq);
+                double np_fro, np_med, np_max;
+                rel_errors(yhat, ynp, nte, qq, np_fro, np_med, np_max);
+                extra =
+                    strfmt("\"rel_vs_numpy_simpls\": %.3g, \"rel_vs_numpy_simpls_max_output\": %.3g, ", np_fro, np_max);
+            }
+            std::printf(
+                "{\"workload\": \"simpls\", \"algorithm\": \"%s\", \"n\": %d, \"n_test\": %d, \"p\": %d, \"q\": %d, "
+                "\"ncomp\": %d, "
+                "\"fit_ms\": %.1f, \"predict_ms\": %.1f, \"sklearn\": \"%s\", \"sklearn_fit_s\": %.2f, "
+                "\"speedup_vs_sklearn\": %.1f, %s\"rel_vs_sklearn\": %.3g, \"rel_vs_sklearn_median_output\": %.3g, "
+                "\"rel_vs_sklearn_max_output\": %.3g, \"same_estimator_as_sklearn\": %s, %s}\n",
+                nipals ? "nipals" : "simpls", n, nte, p, qq, m.ncomp, fit_ms, pred_ms, sk_impl.c_str(), sk_fit_s,
+                sk_fit_s * 1e3 / fit_ms, extra.c_str(), sk_fro, sk_med, sk_max, qq == 1 || nipals ? "true" : "false",
+                common_fields().c_str());
+            std::fflush(stdout);
         }
-        std::printf("{\"workload\": \"simpls\", \"n\": %d, \"n_test\": %d, \"p\": %d, \"q\": %d, \"ncomp\": %d, "
-                    "\"fit_ms\": %.1f, \"predict_ms\": %.1f, \"sklearn\": \"%s\", \"sklearn_fit_s\": %.2f, "
-                    "\"speedup_vs_sklearn\": %.1f, %s\"rel_vs_sklearn\": %.3g, \"rel_vs_sklearn_median_output\": %.3g, "
-                    "\"rel_vs_sklearn_max_output\": %.3g, \"same_estimator_as_sklearn\": %s, %s}\n",
-                    n, nte, p, qq, m.ncomp, fit_ms, pred_ms, sk_impl.c_str(), sk_fit_s, sk_fit_s * 1e3 / fit_ms,
-                    extra.c_str(), sk_fro, sk_med, sk_max, qq == 1 ? "true" : "false", common_fields().c_str());
-        std::fflush(stdout);
         for (const char* f : {"xtr", "ytr", "xte", "yte", "yhat_sklearn", "yhat_simpls_numpy"})
             std::remove((sub + "/" + f + ".f32").c_str());
         std::remove((sub + "/meta.json").c_str());
@@ -384,14 +432,15 @@ const Workload WORKLOADS[] = {
     {"W3", "train step: hcnn5-s, no cells, no feedback, batch 16, T=16", bench_w3},
     {"W4", "inference: hcnn5-s, lstm + conv5:conv2, batch 64, T=26", bench_w4},
     {"W5", "train step: hcnn5, lstm + conv5:conv2, batch 8, T=16", bench_w5},
-    {"simpls", "SIMPLS fit 3200x8192 -> 256, 25 components, vs scikit-learn PLSRegression (tools/bench_simpls.py)",
+    {"simpls", "PLS fit (SIMPLS and NIPALS) 3200x8192 -> 256, 25 components, vs scikit-learn (tools/bench_simpls.py)",
      bench_simpls},
 };
 
 void usage() {
-    std::printf("usage: bench [--workload NAME[,NAME...]] [--reps N] [--threads N] [--list]\n\n"
-                "Benchmarks, one JSON line per measurement; the median of --reps runs (default 5).\n"
-                "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed for the run (native kernels).\n\nworkloads:\n");
+    std::printf(
+        "usage: bench [--workload NAME[,NAME...]] [--reps N] [--threads N] [--list]\n\n"
+        "Benchmarks, one JSON line per measurement; the median of --reps runs (default 5).\n"
+        "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed for the run (native kernels).\n\nworkloads:\n");
     for (const Workload& w : WORKLOADS) std::printf("  %-8s %s\n", w.name, w.what);
 }
 
@@ -409,8 +458,14 @@ int main(int argc, char** argv) {
                 if (i + 1 >= argc) fail("%s needs a value (see --help)", a.c_str());
                 return argv[++i];
             };
-            if (a == "--help" || a == "-h") { usage(); return 0; }
-            if (a == "--list") { for (const Workload& w : WORKLOADS) std::printf("%s\n", w.name); return 0; }
+            if (a == "--help" || a == "-h") {
+                usage();
+                return 0;
+            }
+            if (a == "--list") {
+                for (const Workload& w : WORKLOADS) std::printf("%s\n", w.name);
+                return 0;
+            }
             if (a == "--workload") {
                 std::string v = value();
                 for (size_t s = 0, e; s <= v.size(); s = e + 1) {

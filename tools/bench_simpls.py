@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""bench_simpls.py: reference timing of scikit-learn's PLSRegression for the SIMPLS benchmark.
+"""bench_simpls.py: reference timing of scikit-learn's PLSRegression for the PLS benchmark.
 
 Times PLSRegression(n_components=25, scale=False) (NIPALS, float64) on synthetic data of the
 acceptance shape: train X (N, D) = (3200, 8192), Y (N, Q) = (3200, 256), plus held-out rows.
 Prints one JSON line per fit. With --save DIR it also writes the data and sklearn's held-out
 predictions as raw float32 files (DIR/{xtr,ytr,xte,yte,yhat_sklearn}.f32, row-major, shapes
 in DIR/meta.json) so the C++ side can be timed and compared on exactly the same data.
-With --numpy-simpls it also fits a plain float64 numpy SIMPLS (de Jong 1993), the algorithm
-the engine implements, prints its gap to sklearn and saves DIR/yhat_simpls_numpy.f32.
-SIMPLS and sklearn's NIPALS are different estimators when Q > 1: their predictions differ.
+The engine's pls_fit(..., PlsAlgorithm::Nipals) is the same estimator as this sklearn fit
+(it reproduces sklearn's power-method truncation, tol 1e-6, max_iter 500): compare it with
+yhat_sklearn.f32. With --numpy-simpls it also fits a plain float64 numpy SIMPLS (de Jong
+1993), the engine's default PlsAlgorithm::Simpls, prints its gap to sklearn and saves
+DIR/yhat_simpls_numpy.f32. SIMPLS and NIPALS are different estimators when Q > 1: their
+predictions differ.
 
 Data ("--kind", fixed seed):
   lowrank  X has a decaying spectrum (64 latent factors + isotropic noise), Y = X W + noise
@@ -104,7 +107,8 @@ def main():
         print(json.dumps({"bench": "simpls", "impl": "sklearn-" + skver, "kind": a.kind, "n": a.n,
                           "p": a.p, "q": a.q, "ncomp": a.ncomp, "rep": rep,
                           "fit_s": round(t1 - t0, 4), "predict_s": round(t2 - t1, 4),
-                          "heldout_r2": round(float(r2), 5)}), flush=True)
+                          "heldout_r2": round(float(r2), 5),
+                          "power_iters": [int(i) for i in pls.n_iter_]}), flush=True)
     arrays = [("xtr", Xtr), ("ytr", Ytr), ("xte", Xte), ("yte", Yte), ("yhat_sklearn", Yhat)]
     if a.numpy_simpls:
         t0 = time.perf_counter()
