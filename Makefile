@@ -66,6 +66,7 @@ LDLIBS += -lstb
 
 ifeq ($(NO_OMP),1)
   $(info ventral: OpenMP disabled (NO_OMP=1))
+  CXXFLAGS += -Wno-unknown-pragmas
 else
   OMP_OK := $(shell echo 'int main(){}' | $(CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo yes)
   ifeq ($(OMP_OK),yes)
