@@ -15,6 +15,8 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::error_of;
+using vt_test::has;
 
 namespace {
 
@@ -73,8 +75,6 @@ std::string hvm_cmd(const std::string& dir, const std::string& out, const std::s
 std::string cowley_cmd(const std::string& dir, const std::string& out_dir) {
     return "python3 " + root() + "/tools/convert_cowley.py --src " + dir + "/cowley --out-dir " + out_dir;
 }
-
-bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 }  // namespace
 

@@ -14,19 +14,10 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::error_of;
+using vt_test::has;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const vt::Error& e) {
-        return e.what();
-    }
-    return "(no vt::Error thrown)";
-}
-
-bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 // The first JPEG of ../shared/data/cifar10_jpg: the unpacked file when there is one, else
 // read out of the tarball (gzip, then 512-byte tar headers). Empty when the data is absent.

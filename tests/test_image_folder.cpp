@@ -20,20 +20,11 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::error_of;
+using vt_test::has;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const vt::Error& e) {
-        return e.what();
-    }
-    return "(no vt::Error thrown)";
-}
-
-bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 Image solid(int H, int W, uint8_t r, uint8_t g, uint8_t b) {
     Image img;

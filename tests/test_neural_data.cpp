@@ -12,17 +12,10 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::error_of;
+using vt_test::has;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const vt::Error& e) {
-        return e.what();
-    }
-    return "(no vt::Error thrown)";
-}
 
 // R=3, N=5, U=4, B=2 with labels; responses r*100 + i*10 + u + b/10, trial 2 of image 1 missing.
 NeuralData small_dataset() {
@@ -68,8 +61,6 @@ std::string load_error(const std::string& dir, const Npz& z) {
     npz_write(p, z);
     return error_of([&] { neural_data_load(p); });
 }
-
-bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 }  // namespace
 

@@ -12,19 +12,10 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::error_of;
+using vt_test::has;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const vt::Error& e) {
-        return e.what();
-    }
-    return "(no vt::Error thrown)";
-}
-
-bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 bool same_array(const NpyArray& a, const NpyArray& b) {
     return a.dtype == b.dtype && a.shape == b.shape && a.str_len == b.str_len && a.bytes == b.bytes;

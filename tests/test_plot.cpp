@@ -11,19 +11,10 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::error_of;
+using vt_test::has;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const vt::Error& e) {
-        return e.what();
-    }
-    return "(no vt::Error thrown)";
-}
-
-bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 Rgb pixel(const Image& img, int x, int y) {
     if (x < 0 || y < 0 || x >= img.W || y >= img.H) FAIL("pixel (" << x << ", " << y << ") outside " << img.W << "x" << img.H);

@@ -20,19 +20,10 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::error_of;
+using vt_test::has;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const vt::Error& e) {
-        return e.what();
-    }
-    return "(no vt::Error thrown)";
-}
-
-bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 // Responses = signal + noise * N(0, 1) per trial, signal(i, u, b) = (X W)(i, u*B + b) with
 // X (N, D) and W (D, U*B) standard normal, scaled to unit variance. Units alternate V4, IT.
