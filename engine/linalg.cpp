@@ -129,6 +129,13 @@ void fused_pass(float* t, float* pl, const float* X, int64_t n, int p, const flo
 // Largest eigenvalue of the symmetric (K, K) matrix M (upper triangle, row-major) and its
 // unit eigenvector in vec (K). M is left as it was.
 double top_eigen(double* vec, const std::vector<double>& M, int k) {
+    // Single-threaded: dsyevr on a small matrix makes thousands of tiny BLAS calls, and with
+    // sleeping (OMP_WAIT_POLICY=passive) threads each fork-join costs more than the call.
+    struct OneThread {
+        int prev = openblas_get_num_threads();
+        OneThread() { openblas_set_num_threads(1); }
+        ~OneThread() { openblas_set_num_threads(prev); }
+    } one_thread;
     std::vector<double> a = M;  // dsyevr overwrites its input
     // Row-major upper triangle == column-major lower triangle.
     const char jobz = 'V', range = 'I', uplo = 'L';
