@@ -23,6 +23,7 @@
 #include "models/npz_stream.h"
 #include "models/scoring.h"
 #include "tools/cli.h"
+#include "tools/scoring_flags.h"
 
 using namespace vt;
 
@@ -46,7 +47,6 @@ int main(int argc, char** argv) {
         std::string features, data, out, areas, mapping = "both", layers;
         int threads = 0;
         ScoreConfig c;
-        int64_t seed = 0;
         Cli cli("score", "",
                 "Score model features against a neural dataset: PLS from each layer's features to each area's\n"
                 "units on held-out images, noise-corrected explained variance per bin (models/scoring.h).\n"
@@ -57,22 +57,15 @@ int main(int argc, char** argv) {
         cli.flag("--areas", &areas, "comma-separated areas to score (default: all of the data's)");
         cli.flag("--layers", &layers, "comma-separated feature arrays to score (default: all)");
         cli.flag("--mapping", &mapping, "shared (one map for all bins), per-bin, or both");
-        cli.flag("--splits", &c.folds, "folds over images (held out in turn)");
-        cli.flag("--components", &c.components, "PLS components");
-        std::string pls = "nipals";
-        cli.flag("--pls", &pls, "PLS estimator: nipals (scikit-learn's, Brain-Score's) or simpls (de Jong 1993)");
-        cli.flag("--seed", &seed, "seed of the folds and the ceiling split-halves");
-        cli.flag("--ceiling-splits", &c.ceiling_splits, "random split-halves averaged for the noise ceiling");
-        cli.flag("--min-reliability", &c.min_reliability, "a unit scores in a bin only if its ceiling exceeds this");
+        ScoringFlags scoring;
+        scoring.add(cli, c);
         cli.flag("--threads", &threads, "compute threads (0 = all cores)");
         cli.parse(argc, argv);
-        if (pls != "nipals" && pls != "simpls") fail("--pls: expected nipals or simpls, got '%s'", pls.c_str());
-        c.pls = pls == "nipals" ? PlsAlgorithm::Nipals : PlsAlgorithm::Simpls;
+        scoring.apply(c);
         if (!cli.positional.empty()) fail("score: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
         if (features.empty() || data.empty() || out.empty())
             fail("score: --features, --data and --out are required (see --help)");
         backend_set_threads(threads);
-        c.seed = (uint64_t)seed;
         c.areas = split_list(areas);
         const std::vector<Mapping> mappings = mappings_parse(mapping);
 

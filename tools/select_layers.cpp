@@ -23,6 +23,7 @@
 #include "models/neural_data.h"
 #include "models/scoring.h"
 #include "tools/cli.h"
+#include "tools/scoring_flags.h"
 
 using namespace vt;
 namespace fs = std::filesystem;
@@ -65,7 +66,6 @@ int main(int argc, char** argv) {
     return run_main([&] {
         std::string backbone, arch, data, out, areas;
         int batch = 64, threads = 0;
-        int64_t seed = 0;
         ScoreConfig c;
         Cli cli("select_layers", "",
                 "Score every layer of a pretrained backbone against every area and time bin of a neural dataset\n"
@@ -76,23 +76,16 @@ int main(int argc, char** argv) {
         cli.flag("--data", &data, "neural dataset .npz (models/neural_data.h)");
         cli.flag("--out", &out, "output folder");
         cli.flag("--areas", &areas, "comma-separated areas (default: all of the data's)");
-        cli.flag("--splits", &c.folds, "folds over images (held out in turn)");
-        cli.flag("--components", &c.components, "PLS components");
-        std::string pls = "nipals";
-        cli.flag("--pls", &pls, "PLS estimator: nipals (scikit-learn's, Brain-Score's) or simpls (de Jong 1993)");
-        cli.flag("--seed", &seed, "seed of the folds and the ceiling split-halves");
-        cli.flag("--ceiling-splits", &c.ceiling_splits, "random split-halves averaged for the noise ceiling");
-        cli.flag("--min-reliability", &c.min_reliability, "a unit scores in a bin only if its ceiling exceeds this");
+        ScoringFlags scoring;
+        scoring.add(cli, c);
         cli.flag("--batch", &batch, "images per forward pass");
         cli.flag("--threads", &threads, "compute threads (0 = all cores)");
         cli.parse(argc, argv);
-        if (pls != "nipals" && pls != "simpls") fail("--pls: expected nipals or simpls, got '%s'", pls.c_str());
-        c.pls = pls == "nipals" ? PlsAlgorithm::Nipals : PlsAlgorithm::Simpls;
+        scoring.apply(c);
         if (!cli.positional.empty()) fail("select_layers: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
         if (data.empty() || out.empty()) fail("select_layers: --data and --out are required (see --help)");
         if (batch < 1) fail("--batch: need at least 1, got %d", batch);
         backend_set_threads(threads);
-        c.seed = (uint64_t)seed;
         c.areas = split_list(areas);
         if (backbone.empty()) backbone = find_default_backbone();
 

@@ -1,0 +1,30 @@
+// scoring_flags.h: the scoring flags ./bin/score and ./bin/select_layers share, filling a
+// ScoreConfig (models/scoring.h). Header-only, like cli.h.
+#pragma once
+#include <string>
+
+#include "models/scoring.h"
+#include "tools/cli.h"
+
+namespace vt {
+
+struct ScoringFlags {
+    std::string pls = "nipals";
+
+    void add(Cli& cli, ScoreConfig& c) {
+        cli.flag("--splits", &c.folds, "folds over images (held out in turn)");
+        cli.flag("--components", &c.components, "PLS components");
+        cli.flag("--pls", &pls, "PLS estimator: nipals (scikit-learn's, Brain-Score's) or simpls (de Jong 1993)");
+        cli.flag("--seed", &c.seed, "seed of the folds and the ceiling split-halves");
+        cli.flag("--ceiling-splits", &c.ceiling_splits, "random split-halves averaged for the noise ceiling");
+        cli.flag("--min-reliability", &c.min_reliability, "a unit scores in a bin only if its ceiling exceeds this");
+    }
+
+    // After parsing: the values that need checking or converting.
+    void apply(ScoreConfig& c) const {
+        if (pls != "nipals" && pls != "simpls") fail("--pls: expected nipals or simpls, got '%s'", pls.c_str());
+        c.pls = pls == "nipals" ? PlsAlgorithm::Nipals : PlsAlgorithm::Simpls;
+    }
+};
+
+}  // namespace vt
