@@ -16,6 +16,17 @@
 
 namespace vt {
 
+// "a,b,,c" -> {"a", "b", "c"}: the value of a comma-separated list flag.
+inline std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> v;
+    for (size_t a = 0, e; a < s.size(); a = e + 1) {
+        e = s.find(',', a);
+        if (e == std::string::npos) e = s.size();
+        if (e > a) v.push_back(s.substr(a, e - a));
+    }
+    return v;
+}
+
 struct Cli {
     struct Flag {
         std::string name, help, def;

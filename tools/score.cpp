@@ -27,20 +27,6 @@
 
 using namespace vt;
 
-namespace {
-
-std::vector<std::string> split_list(const std::string& s) {
-    std::vector<std::string> v;
-    for (size_t a = 0, e; a < s.size(); a = e + 1) {
-        e = s.find(',', a);
-        if (e == std::string::npos) e = s.size();
-        if (e > a) v.push_back(s.substr(a, e - a));
-    }
-    return v;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
     runtime_init(argv);
     return run_main([&] {

@@ -32,16 +32,6 @@ namespace {
 
 const char* kDefaultBackbone = "models/weights/hcnn5-s_cifar10.npz";
 
-std::vector<std::string> split_list(const std::string& s) {
-    std::vector<std::string> v;
-    for (size_t a = 0, e; a < s.size(); a = e + 1) {
-        e = s.find(',', a);
-        if (e == std::string::npos) e = s.size();
-        if (e > a) v.push_back(s.substr(a, e - a));
-    }
-    return v;
-}
-
 // The default backbone, relative to the working directory or else to the binary's
 // checkout (bin/../models/weights/...).
 std::string find_default_backbone() {
