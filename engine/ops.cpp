@@ -254,6 +254,28 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     return op_record("linear", out, fwd, bwd);
 }
 
+Tensor center_rows(const Tensor& x) {
+    check_ndim(x, 2, "center_rows input");
+    int N = (int)x.dim(0), D = (int)x.dim(1);
+    Tensor out = op_output(x.shape, {&x});
+    const KernelTable& K = kernels_for(x.device());
+    Device dev = x.device();
+    auto centre = [=, &K](float* dst, const float* src, bool accumulate) {  // dst (+)= src - mean_rows(src)
+        float* m = workspace(dev, D);
+        K.fill(m, D, 0.f);
+        K.sum_rows(m, src, N, D);
+        K.affine(m, m, D, -1.f / (float)N, 0.f);
+        if (!accumulate) K.fill(dst, (int64_t)N * D, 0.f);
+        K.axpy(dst, src, (int64_t)N * D, 1.f);
+        K.bias_add_rows(dst, m, N, D);
+    };
+    auto fwd = [=] { centre(out.data(), x.data(), false); };
+    auto bwd = [=] {
+        if (x.requires_grad()) centre(x.grad(), out.grad(), true);
+    };
+    return op_record("center_rows", out, fwd, bwd);
+}
+
 // ---- reductions and losses ---------------------------------------------------------------------
 
 static Tensor sum_scaled(const char* name, const Tensor& x, float scale) {

@@ -40,6 +40,10 @@ std::vector<Tensor> split_channels(const Tensor& x, const std::vector<int>& size
 // x (N, Din), w (Dout, Din), b (Dout) or undefined -> (N, Dout)
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
 
+// x (N, D) -> x minus its mean over the N rows (per column); self-adjoint, so the backward
+// centres the gradient the same way
+Tensor center_rows(const Tensor& x);
+
 // ---- reductions and losses (scalars have shape (1,)) ------------------------------------------
 Tensor sum(const Tensor& x);
 Tensor mean(const Tensor& x);

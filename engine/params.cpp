@@ -92,10 +92,14 @@ void Adam::step(ParamArena& p) {
     }
     t++;
     const KernelTable& K = kernels_for(p.device);
-    for (const ParamArena::Entry& e : p.entries)
+    CHECK(lr_scale.empty() || lr_scale.size() == p.entries.size(), "Adam: %zu lr scales for %zu parameters",
+          lr_scale.size(), p.entries.size());
+    for (size_t i = 0; i < p.entries.size(); i++) {
+        const ParamArena::Entry& e = p.entries[i];
         if (e.trainable)
             K.adam_update(p.data.data() + e.offset, p.grad.data() + e.offset, m.data() + e.offset, v.data() + e.offset,
-                          shape_numel(e.shape), lr, b1, b2, eps, weight_decay, t);
+                          shape_numel(e.shape), lr * (lr_scale.empty() ? 1.f : lr_scale[i]), b1, b2, eps, weight_decay, t);
+    }
 }
 
 }  // namespace vt

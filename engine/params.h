@@ -62,6 +62,7 @@ struct SGD {
 
 struct Adam {
     float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, weight_decay = 0.f;  // decoupled (AdamW)
+    std::vector<float> lr_scale;  // per arena entry (empty = 1): entry e steps with lr * lr_scale[e]
     Tensor m, v;  // (total,)
     int t = 0;    // steps taken
     void step(ParamArena& p);

@@ -53,8 +53,12 @@ static std::vector<ParamSpec> model_param_specs(const ModelConfig& cfg, const Ba
     backbone_param_specs(specs, b, cfg.num_classes);
     if (!cfg.motifs.empty() && cfg.motifs.size() != b.layers.size())
         fail("%zu motifs given for %zu layers", cfg.motifs.size(), b.layers.size());
-    for (size_t l = 0; l < b.layers.size(); l++)
-        cell_param_specs(specs, cfg.motifs.empty() ? Motif::None : cfg.motifs[l], b.layers[l].name, b.layers[l].out_ch);
+    for (size_t l = 0; l < b.layers.size(); l++) {
+        Motif m = cfg.motifs.empty() ? Motif::None : cfg.motifs[l];
+        cell_param_specs(specs, m, b.layers[l].name, b.layers[l].out_ch);
+        if (cfg.residual && m != Motif::None)
+            specs.push_back({b.layers[l].name + ".cell.scale", {b.layers[l].out_ch}, Init::Zeros});
+    }
     for (const FeedbackEdge& e : cfg.feedback) {
         const LayerSpec &d = b.layers[e.dst], &s = b.layers[e.src];
         specs.push_back({fb_weight_name(b, e), {d.out_ch, s.out_ch, d.kernel, d.kernel}, Init::Zeros});
@@ -164,6 +168,7 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
             Tensor in = inputs.size() == 1 ? ff : concat_channels(inputs);
             Tensor x = conv2d(in, premem_weight(l, fb_edges, mask), m.params[ls.name + ".bias"], ls.stride, ls.pad);
             Tensor h = cell_step(m.motif(l), m.params, ls.name, x, state[l]);
+            if (m.cfg.residual && m.motif(l) != Motif::None) h = add(x, scale_channels(h, m.params[ls.name + ".cell.scale"]));
             u.out[t][l] = post_memory(ls, h);
         }
     }

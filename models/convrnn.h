@@ -8,6 +8,7 @@
 //                the channel concatenation; feedback convs have the layer's kernel and stride
 //                and start at zero (a new edge changes nothing until trained)
 //   memory       h = cell(x, state)                                     (cells.h)
+//                (residual models: h = x + a * cell(x, state), see ModelConfig::residual)
 //   post-memory  output = maxpool(act(h))
 // At t = 0 every output and state is zero. The stimulus: the image for image_steps steps,
 // then the mean-grey frame (0.5 before normalisation); conv1 at step t sees the frame of
@@ -38,6 +39,12 @@ struct ModelConfig {
     std::vector<Motif> motifs;           // one per layer; empty = `none` everywhere
     std::vector<FeedbackEdge> feedback;
     int num_classes = 0;                 // > 0: a classifier head (pretraining)
+    // Residual cells ("pass-through" start, SCIENCE.md section 6; fit_dynamics uses it): a
+    // layer with a cell outputs x + a * h instead of h, a = "<layer>.cell.scale" (C) per
+    // channel, initialised to zero (ReZero), so a fresh model reproduces the feedforward
+    // unroll exactly and training grows the dynamics from there. The cell's own state
+    // recursion is unchanged.
+    bool residual = false;
 };
 
 struct Model {

@@ -1,14 +1,31 @@
 // features.cpp: backbone loading and feedforward features for stimuli (see features.h).
 #include "models/features.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <climits>
 #include <cstring>
+#include <filesystem>
 
 #include "engine/checkpoint.h"
 #include "engine/image.h"
 #include "models/npz_stream.h"
 
 namespace vt {
+
+std::string find_default_backbone(const char* tool) {
+    if (std::filesystem::exists(kDefaultBackbone)) return kDefaultBackbone;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        std::filesystem::path p = std::filesystem::path(exe).parent_path().parent_path() / kDefaultBackbone;
+        if (std::filesystem::exists(p)) return p.string();
+    }
+    fail("%s: the default backbone %s was not found (run from the repository root, or pass --backbone CKPT, e.g. one "
+         "written by ./bin/pretrain)", tool, kDefaultBackbone);
+}
 
 std::unique_ptr<Model> backbone_load(const std::string& path, const std::string& arch) {
     NpzIndex z = npz_index(path);

@@ -24,6 +24,12 @@ namespace vt {
 std::unique_ptr<Model> backbone_load(const std::string& path,   // a checkpoint (.npz)
                                      const std::string& arch);  // "" or the expected architecture
 
+// The shipped default backbone (hcnn5-s pretrained on CIFAR-10), found relative to the
+// working directory or else to the binary's checkout (bin/../models/weights/...); `tool`
+// names the caller in the error when it is missing.
+constexpr const char* kDefaultBackbone = "models/weights/hcnn5-s_cifar10.npz";
+std::string find_default_backbone(const char* tool);
+
 // One stimulus (H, W, 3) uint8 into the network input (3, S, S), as described above.
 void stimulus_to_input(float* out,             // (3, S, S)
                        const uint8_t* rgb,     // (H, W, 3)

@@ -341,6 +341,76 @@ std::vector<Mapping> mappings_parse(const std::string& s) {
     fail("--mapping: expected shared, per-bin or both, got '%s'", s.c_str());
 }
 
+AreaScore area_score_new(const Targets& tg, const AreaUnits& au, Mapping m) {
+    const int64_t S = tg.folds.k, B = tg.B;
+    AreaScore a;
+    a.area = au.area, a.mapping = m, a.units = (int)au.units.size();
+    a.ev.assign((size_t)(S * B), NAN), a.r.assign((size_t)(S * B), NAN);
+    a.units_per_bin.assign((size_t)B, 0);
+    for (int64_t b = 0; b < B; b++)
+        for (int u : au.units) a.units_per_bin[b] += !tg.has_ceiling() || tg.ceiling[u * B + b] > tg.cfg.min_reliability;
+    if (tg.has_ceiling()) {
+        a.ceiling.assign((size_t)B, NAN);
+        for (int64_t b = 0; b < B; b++) {
+            std::vector<float> v;
+            for (int u : au.units) v.push_back(tg.ceiling[u * B + b]);
+            a.ceiling[b] = nan_median(v);
+        }
+    }
+    return a;
+}
+
+void area_score_summarise(AreaScore& a, int64_t S, int64_t B) {
+    a.ev_bin_mean.assign((size_t)B, NAN), a.ev_bin_sem.assign((size_t)B, NAN), a.r_bin.assign((size_t)B, NAN);
+    a.bins_scored = 0;
+    std::vector<float> per_split((size_t)S, NAN);
+    for (int64_t b = 0; b < B; b++) {
+        std::vector<float> e, r;
+        for (int64_t s = 0; s < S; s++) e.push_back(a.ev[s * B + b]), r.push_back(a.r[s * B + b]);
+        float dummy;
+        mean_sem(e, a.ev_bin_mean[b], a.ev_bin_sem[b]);
+        mean_sem(r, a.r_bin[b], dummy);
+        a.bins_scored += std::isfinite(a.ev_bin_mean[b]);
+    }
+    for (int64_t s = 0; s < S; s++) {
+        std::vector<float> e(a.ev.begin() + s * B, a.ev.begin() + (s + 1) * B);
+        float dummy;
+        mean_sem(e, per_split[s], dummy);
+    }
+    mean_sem(per_split, a.ev_mean, a.ev_sem);
+    float dummy;
+    mean_sem(a.r_bin, a.r_median, dummy);
+}
+
+void score_predictions(const Targets& tg, const AreaUnits& au, int s, const std::vector<int64_t>& test, const float* pred,
+                       AreaScore& out) {
+    const int64_t nte = (int64_t)test.size(), Ua = (int64_t)au.units.size(), B = tg.B;
+    std::vector<float> y((size_t)nte), p((size_t)nte);
+    for (int64_t b = 0; b < B; b++) {
+        std::vector<float> evs, rs;
+        for (int64_t k = 0; k < Ua; k++) {
+            int u = au.units[k];
+            float rho = tg.has_ceiling() ? tg.ceiling[u * B + b] : 1.f;
+            if (tg.has_ceiling() && !(rho > tg.cfg.min_reliability)) continue;
+            for (int64_t j = 0; j < nte; j++) y[j] = tg.mean[(test[j] * tg.U + u) * B + b], p[j] = pred[(j * Ua + k) * B + b];
+            double r = pearson_r(p.data(), 1, y.data(), 1, nte);
+            if (r != r) {  // undefined: a constant prediction explains nothing of a varying target
+                double lo = INFINITY, hi = -INFINITY, plo = INFINITY, phi = -INFINITY;
+                for (int64_t j = 0; j < nte; j++)
+                    if (y[j] == y[j]) lo = std::min(lo, (double)y[j]), hi = std::max(hi, (double)y[j]),
+                                      plo = std::min(plo, (double)p[j]), phi = std::max(phi, (double)p[j]);
+                if (!(hi > lo) || phi > plo) continue;
+                r = 0;
+            }
+            double rp = std::max(r, 0.0);
+            evs.push_back((float)(rp * rp / rho));
+            rs.push_back((float)r);
+        }
+        out.ev[s * B + b] = nan_median(evs);
+        out.r[s * B + b] = nan_median(rs);
+    }
+}
+
 int64_t score_layer_fits(const Targets& tg, int64_t T, const std::vector<Mapping>& mappings) {
     int64_t per_split = 0;
     for (Mapping m : mappings) per_split += (m == Mapping::Shared ? 1 : tg.B) * (int64_t)tg.areas.size();
@@ -360,21 +430,7 @@ LayerScore score_layer(const Targets& tg, const std::string& layer, float* F, in
     out.layer = layer, out.T = T, out.D = D;
     for (Mapping m : mappings)
         for (const AreaUnits& au : tg.areas) {
-            AreaScore a;
-            a.area = au.area, a.mapping = m, a.units = (int)au.units.size();
-            a.ev.assign((size_t)(S * B), NAN), a.r.assign((size_t)(S * B), NAN);
-            a.units_per_bin.assign((size_t)B, 0);
-            for (int64_t b = 0; b < B; b++)
-                for (int u : au.units)
-                    a.units_per_bin[b] += !tg.has_ceiling() || tg.ceiling[u * B + b] > tg.cfg.min_reliability;
-            if (tg.has_ceiling()) {
-                a.ceiling.assign((size_t)B, NAN);
-                for (int64_t b = 0; b < B; b++) {
-                    std::vector<float> v;
-                    for (int u : au.units) v.push_back(tg.ceiling[u * B + b]);
-                    a.ceiling[b] = nan_median(v);
-                }
-            }
+            AreaScore a = area_score_new(tg, au, m);
             out.scores.push_back(std::move(a));
         }
     auto score_of = [&](Mapping m, size_t area) -> AreaScore& {
@@ -460,26 +516,7 @@ LayerScore score_layer(const Targets& tg, const std::string& layer, float* F, in
         arrange(F, row, cur, id);
     }
 
-    for (AreaScore& a : out.scores) {
-        a.ev_bin_mean.assign((size_t)B, NAN), a.ev_bin_sem.assign((size_t)B, NAN), a.r_bin.assign((size_t)B, NAN);
-        std::vector<float> per_split((size_t)S, NAN);
-        for (int64_t b = 0; b < B; b++) {
-            std::vector<float> e, r;
-            for (int64_t s = 0; s < S; s++) e.push_back(a.ev[s * B + b]), r.push_back(a.r[s * B + b]);
-            float dummy;
-            mean_sem(e, a.ev_bin_mean[b], a.ev_bin_sem[b]);
-            mean_sem(r, a.r_bin[b], dummy);
-            a.bins_scored += std::isfinite(a.ev_bin_mean[b]);
-        }
-        for (int64_t s = 0; s < S; s++) {
-            std::vector<float> e(a.ev.begin() + s * B, a.ev.begin() + (s + 1) * B);
-            float dummy;
-            mean_sem(e, per_split[s], dummy);
-        }
-        mean_sem(per_split, a.ev_mean, a.ev_sem);
-        float dummy;
-        mean_sem(a.r_bin, a.r_median, dummy);
-    }
+    for (AreaScore& a : out.scores) area_score_summarise(a, S, B);
     return out;
 }
 

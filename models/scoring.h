@@ -149,6 +149,17 @@ LayerScore score_layer(const Targets& tg, const std::string& layer, float* F, in
                        const std::vector<Mapping>& mappings,
                        const std::function<void()>& step = nullptr);
 
+// The pieces score_layer is made of, for callers with their own predictions (fit_dynamics):
+// an empty score of one area and mapping (NaN everywhere, units and ceilings filled), ...
+AreaScore area_score_new(const Targets& tg, const AreaUnits& au, Mapping m);
+// ... split s's held-out predictions pred (nte, Ua, B) of the units au.units for the images
+// `test` scored into out.ev / out.r (a prediction constant over the images, e.g. a silent
+// layer's, scores r = 0 where the target varies), ...
+void score_predictions(const Targets& tg, const AreaUnits& au, int s, const std::vector<int64_t>& test, const float* pred,
+                       AreaScore& out);
+// ... and the summaries (means and SEMs over splits) once every split is scored.
+void area_score_summarise(AreaScore& a, int64_t S, int64_t B);
+
 // Number of PLS fits score_layer makes (for progress bars).
 int64_t score_layer_fits(const Targets& tg, int64_t T, const std::vector<Mapping>& mappings);
 

@@ -48,8 +48,8 @@
 //     round(missing * N) images have fewer repetitions, U(max(2, R/2), R-1); their missing
 //     trials are NaN (for every unit and bin: a lost presentation).
 // Deterministic: the same config gives a byte-identical file (same build, machine and
-// thread count). Cost: the teacher's forward dominates: the default (640 images, hcnn5-s
-// lstm, 28 steps) takes ~2.5 min and 0.8 GB on 2 cores and writes a 31 MB file.
+// thread count). Cost: the teacher's forward dominates: the default (320 images, hcnn5-s
+// lstm, 24 steps) takes ~1.3 min and 0.6 GB on 2 cores and writes a 14 MB file.
 //
 // The file: the interchange arrays of models/neural_data.h (images, responses, unit_area,
 // bin_start_ms, bin_end_ms, unit_id, image_id, image_object, image_category,
@@ -72,7 +72,7 @@ namespace vt {
 
 struct VirtualPrimateConfig {
     // stimuli
-    int images = 640;  // N
+    int images = 320;  // N
     int size = 64;     // rendered side (px); resized to the teacher's input
     // teacher network
     std::string teacher_arch = "hcnn5-s";          // backbone architecture
@@ -93,7 +93,7 @@ struct VirtualPrimateConfig {
     int ms_per_step = 10;       // one model step
     int presentation_ms = 100;  // image on, then mean grey
     int bin_ms = 20;            // bin width
-    int t_max_ms = 300;         // end of the last bin
+    int t_max_ms = 260;         // end of the last bin
     uint64_t seed = 1;          // stimuli, sites, trial noise
     int batch = 8;              // images per teacher forward
 };

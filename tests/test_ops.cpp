@@ -135,6 +135,16 @@ TEST_CASE("ops: gradient checks of elementwise, channel and reduction ops") {
     // a tensor used twice: both paths' gradients must add up
     expect_ok(grad_check([&] { return add(mul(a, b), a); }, {a, b}));
     expect_ok(grad_check([&] { return a.reshape({6, -1}); }, {a}));
+    Tensor r = randn({5, 3}, 31);
+    expect_ok(grad_check([&] { return center_rows(r); }, {r}));
+    expect_ok(grad_check([&] { return mse_loss(center_rows(r), randn({5, 3}, 32)); }, {r}));
+}
+
+TEST_CASE("ops: center_rows removes each column's mean over the rows") {
+    Tensor x = tensor_from({3, 2}, {1, 10, 2, 20, 6, 60});
+    std::vector<float> y = center_rows(x).to_vector();
+    const float want[6] = {-2, -20, -1, -10, 3, 30};
+    for (int i = 0; i < 6; i++) CHECK(y[i] == doctest::Approx(want[i]));
 }
 
 TEST_CASE("ops: softmax cross-entropy value and gradient") {

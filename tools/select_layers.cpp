@@ -9,9 +9,7 @@
 // (layers x bins, one panel per area), and prints the table and the best layer per area
 // (highest EV averaged over bins).
 #include <sys/resource.h>
-#include <unistd.h>
 
-#include <climits>
 #include <cstdio>
 #include <filesystem>
 
@@ -29,23 +27,6 @@ using namespace vt;
 namespace fs = std::filesystem;
 
 namespace {
-
-const char* kDefaultBackbone = "models/weights/hcnn5-s_cifar10.npz";
-
-// The default backbone, relative to the working directory or else to the binary's
-// checkout (bin/../models/weights/...).
-std::string find_default_backbone() {
-    if (fs::exists(kDefaultBackbone)) return kDefaultBackbone;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        fs::path p = fs::path(exe).parent_path().parent_path() / kDefaultBackbone;
-        if (fs::exists(p)) return p.string();
-    }
-    fail("select_layers: the default backbone %s was not found (run from the repository root, or pass --backbone "
-         "CKPT, e.g. one written by ./bin/pretrain)", kDefaultBackbone);
-}
 
 std::string bin_label(float a, float b) { return strfmt("%g..%g", a, b); }
 
@@ -77,7 +58,7 @@ int main(int argc, char** argv) {
         if (batch < 1) fail("--batch: need at least 1, got %d", batch);
         backend_set_threads(threads);
         c.areas = split_list(areas);
-        if (backbone.empty()) backbone = find_default_backbone();
+        if (backbone.empty()) backbone = find_default_backbone("select_layers");
 
         std::unique_ptr<Model> model = backbone_load(backbone, arch);
         NeuralData d = neural_data_load(data, true);

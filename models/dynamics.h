@@ -1,0 +1,140 @@
+// dynamics.h: fitting a ConvRNN to the time course of V4 and IT responses by
+// backpropagation through time (SCIENCE.md sections 4-6; ./bin/fit_dynamics).
+//
+// Sizes: N images, U units, B bins, T model steps, S splits, D_a features of the layer that
+// area a reads (C * H * W of its output after the pool).
+//
+// Time (SCIENCE.md section 5): step t happens at t * ms_per_step + onset_ms after image
+// onset; bin [a, b) is predicted by the mean of the readout layer's outputs over the steps
+// whose time falls in [a, b) (a silent step counts as zero). T defaults to what the latest
+// bin needs; a --steps too small for the latest bin is an error naming the bin. A bin that
+// no step falls in (narrower than a step, or before step 0) gets a constant prediction and
+// scores 0 where the data vary in it. The image is shown for image_steps steps (default
+// presentation_ms / ms_per_step), then the mean-grey frame.
+//
+// The fit, per split (S splits over images, stratified by object when labels exist; split s
+// holds out fold s):
+//  1. Units: per area, a seeded `heldout_fraction` of the scored units is held out of the
+//     BPTT fit (the held-out units); the rest are the fit units.
+//  2. Model: the backbone (a checkpoint) frozen; `motif` cells at every layer in the
+//     residual form of ModelConfig::residual (h = x + a * cell, a = 0 at the start: a fresh
+//     student IS its feedforward unroll), feedback edges starting at zero.
+//  3. Readout: per area one linear map from its layer (time-shared: the same map for every
+//     bin), initialised in closed form on the fresh network's features of the training
+//     images (the feedforward unroll's, computed once): PLS (`components`) from features to
+//     targets with both centred within each bin (the image-to-image variation the score
+//     measures, as the loss below), then the bias that zeroes the mean residual.
+//  4. Loss, per area and bin, on unit-standardised targets (each unit's mean over training
+//     images and bins removed, divided by its pooled within-bin SD over images):
+//       (1 - mean_weight) * mean over batch and units of the batch-centred error^2
+//           + mean_weight * mean of the error^2
+//     i.e. mostly the image-to-image variation within each bin (what the score measures),
+//     a little of the mean time course; summed over areas, averaged over bins.
+//  5. Training: Adam (decoupled weight decay) on cells, feedback and readouts together; a
+//     weight tensor of fan-in F (inputs per output, C*K*K for a conv) steps with lr/sqrt(F),
+//     vectors (biases, per-channel scales) with lr: Adam moves every weight by about its lr,
+//     so without the scaling a wide zero-initialised feedback conv would shift its target's
+//     input by ~lr * F at the first steps and knock the fit off its start. The readouts,
+//     which start at their closed-form fit, step with readout_lr under the same rule.
+//     minibatches of training images; a validation set (`val_fraction` of the training
+//     images) is scored every `val_every` iterations; the best parameters are kept and
+//     training stops after `patience` validations without improvement or `iters` iterations.
+//     A non-finite loss stops the run with an error; the last good checkpoint stays.
+//  6. Evaluation on the held-out fold: fit units by the trained readout; held-out units by a
+//     time-shared PLS on the trained network's features of `heldout_fit_images` training
+//     images (a subset bounds the cost of the extra forward passes). The score
+//     is scoring.h's noise-corrected EV. Every image is held out exactly once, so the
+//     held-out predictions of all splits together cover the dataset (`predictions`).
+// time_varied: no BPTT: the feedforward backbone's features with an independent PLS per bin
+// (the paper's "time-varied" baseline), for the fit and the held-out units alike.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "models/convrnn.h"
+#include "models/neural_data.h"
+#include "models/scoring.h"
+
+namespace vt {
+
+struct FitConfig {
+    // model
+    std::string backbone;                  // checkpoint (.npz) of the pretrained backbone
+    std::string arch;                      // expected architecture ("" = the checkpoint's)
+    std::string motif = "lstm";            // cell at every layer (cells.h)
+    std::string feedback = "conv5:conv2";  // feedback edges, "none" for none
+    std::string readout = "V4=conv3,IT=conv5";  // area=layer pairs
+    // time
+    float ms_per_step = 10.f;
+    float onset_ms = 0.f;                  // time of step 0 relative to image onset
+    int steps = 0;                         // T; 0 = what the latest bin needs
+    int image_steps = -1;                  // -1 = round(presentation_ms / ms_per_step)
+    // training
+    int batch = 4;
+    int iters = 24;                        // per split, at most (the default fits a 10-minute CPU run)
+    int val_every = 8;
+    int patience = 3;                      // validations without improvement before stopping
+    float val_fraction = 0.1f;             // of the training images
+    float lr = 1e-2f;                      // cells and feedback (weights: lr / sqrt(fan-in))
+    float readout_lr = 1e-2f;              // readouts (weights: readout_lr / sqrt(D))
+    float weight_decay = 1e-4f;
+    float mean_weight = 0.1f;              // weight of the mean time course in the loss
+    // evaluation
+    float heldout_fraction = 0.25f;        // of each area's units
+    int heldout_fit_images = 64;           // training images the held-out units' PLS is fitted
+                                           // on (a seeded subset; 0 = all)
+    bool time_varied = false;
+    ScoreConfig score;                     // folds (= splits), PLS components, seeds, ceilings
+    uint64_t seed = 0;                     // student init, unit hold-out, batches
+    std::string checkpoint_dir;            // "" = no checkpoints; else split<s>.npz inside
+    Device device = Device::CPU;
+};
+
+// Steps feeding each bin (see the top): steps[b] lists the steps t < T in bin b.
+std::vector<std::vector<int>> bin_steps(const std::vector<float>& bin_start_ms, const std::vector<float>& bin_end_ms,
+                                        float ms_per_step, float onset_ms, int T);
+// The smallest T that covers the latest bin that any step can fall in.
+int steps_needed(const std::vector<float>& bin_start_ms, const std::vector<float>& bin_end_ms, float ms_per_step,
+                 float onset_ms);
+
+// "V4=conv3,IT=conv5" -> {{"V4","conv3"}, {"IT","conv5"}}; fails on a malformed pair.
+std::vector<std::pair<std::string, std::string>> readout_parse(const std::string& s);
+
+struct AreaFit {
+    std::string area, layer;
+    std::vector<int> fit_units, heldout_units;  // indices into the data's units
+    AreaScore fit;                               // fit units on held-out images
+    AreaScore heldout;                           // held-out units on held-out images
+    AreaScore teacher;                           // the data's noiseless teacher, if any (units = fit + held out)
+    bool has_teacher = false;
+};
+
+struct SplitLog {
+    std::vector<float> train_loss;               // per iteration
+    std::vector<int> val_iter;
+    std::vector<float> val_loss;
+    int best_iter = 0, iters_done = 0;
+    float init_val_loss = 0;                     // before any BPTT step (PLS readout)
+    double seconds = 0;
+};
+
+struct FitResult {
+    Targets targets;                             // trial means, ceilings, folds
+    std::vector<AreaFit> areas;
+    std::vector<std::string> notes;              // what was skipped or chosen, for the user
+    std::vector<SplitLog> splits;
+    std::vector<std::vector<int>> steps_of_bin;  // (B) steps per bin
+    int T = 0, image_steps = 0;
+    int64_t trainable_params = 0;
+    std::vector<float> predictions;              // (N, U, B) held-out prediction of every
+                                                 // image (NaN for units not in an area fitted)
+    double seconds = 0;
+};
+
+// Runs the whole protocol. `teacher` (optional, (N, U, B)) are noiseless responses scored
+// like a model's predictions. `log` (optional) receives progress lines.
+FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vector<float>& teacher = {},
+                       const std::function<void(const std::string&)>& log = nullptr);
+
+}  // namespace vt

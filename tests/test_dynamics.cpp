@@ -1,0 +1,299 @@
+// test_dynamics.cpp: the dynamics fit (models/dynamics.h, ./bin/fit_dynamics): time-to-step
+// mapping, the residual (pass-through) start, the readout flags, model recovery on a small
+// virtual primate, and bad input.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "engine/checkpoint.h"
+#include "engine/ops.h"
+#include "models/dynamics.h"
+#include "models/virtual_primate.h"
+#include "tests/testutil.h"
+
+using namespace vt;
+using vt_test::error_of;
+using vt_test::has;
+
+namespace {
+
+// The small virtual primate of the recovery test: the tiny3 teacher with lstm cells and
+// feedback conv3:conv1; V4 reads conv2, IT conv3.
+VirtualPrimateConfig recovery_config() {
+    VirtualPrimateConfig c;
+    c.images = 128;
+    c.size = 32;
+    c.teacher_arch = "tiny3";
+    c.teacher_motif = "lstm";
+    c.teacher_feedback = "conv3:conv1";
+    c.v4_layer = "conv2";
+    c.it_layer = "conv3";
+    c.v4_units = 24;
+    c.it_units = 24;
+    c.reps = 20;
+    c.t_max_ms = 200;
+    return c;
+}
+
+struct Dataset {
+    std::string path;
+    NeuralData d;
+    std::vector<float> teacher;
+};
+
+const Dataset& recovery_data() {
+    static const Dataset ds = [] {
+        Dataset x;
+        x.path = vt_test::temp_dir() + "/vp_recovery.npz";
+        Npz z = virtual_primate_generate(recovery_config());
+        npz_write(x.path, z);
+        x.d = neural_data_load(x.path, true);
+        x.teacher = z.get("teacher_responses").to_f32();
+        return x;
+    }();
+    return ds;
+}
+
+// A randomly initialised tiny3 backbone checkpoint (seed 2: not the teacher's seed-1 network).
+const std::string& tiny3_backbone() {
+    static const std::string path = [] {
+        std::string p = vt_test::temp_dir() + "/tiny3_backbone.npz";
+        ModelConfig mc;
+        mc.arch = "tiny3";
+        Model m(mc, 2);
+        Npz meta;
+        meta_set_string(meta, "meta.arch", "tiny3");
+        checkpoint_save(p, m.params, meta);
+        return p;
+    }();
+    return path;
+}
+
+FitConfig small_fit(const std::string& motif, const std::string& feedback) {
+    FitConfig c;
+    c.backbone = tiny3_backbone();
+    c.motif = motif;
+    c.feedback = feedback;
+    c.readout = "V4=conv2,IT=conv3";
+    c.batch = 8;
+    c.iters = 150;
+    c.val_every = 25;
+    c.patience = 3;
+    c.score.components = 5;
+    c.heldout_fit_images = 0;
+    return c;
+}
+
+const AreaFit& area(const FitResult& r, const std::string& a) {
+    for (const AreaFit& x : r.areas)
+        if (x.area == a) return x;
+    FAIL("no area " << a);
+    return r.areas[0];
+}
+
+// A dataset with only the units of `keep`, written beside the recovery data.
+std::string subset_areas(const Dataset& ds, const std::string& keep) {
+    NeuralData d = ds.d;
+    std::vector<int> units;
+    for (int64_t u = 0; u < d.U; u++)
+        if (d.unit_area[u] == keep) units.push_back((int)u);
+    NeuralData o = d;
+    o.U = (int64_t)units.size();
+    o.unit_area.clear(), o.unit_id.clear();
+    o.responses.assign((size_t)(o.R * o.N * o.U * o.B), 0.f);
+    for (int64_t r = 0; r < d.R; r++)
+        for (int64_t i = 0; i < d.N; i++)
+            for (size_t k = 0; k < units.size(); k++)
+                for (int64_t b = 0; b < d.B; b++) o.at(r, i, (int64_t)k, b) = d.at(r, i, units[k], b);
+    for (int u : units) o.unit_area.push_back(d.unit_area[u]), o.unit_id.push_back(d.unit_id[u]);
+    std::string p = vt_test::temp_dir() + "/only_" + keep + ".npz";
+    neural_data_save(p, o);
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("dynamics: bins take the steps whose time falls in them") {
+    std::vector<float> s = {0, 20, 40}, e = {20, 40, 60};
+    auto st = bin_steps(s, e, 10, 0, 6);
+    CHECK(st[0] == std::vector<int>{0, 1});
+    CHECK(st[1] == std::vector<int>{2, 3});
+    CHECK(st[2] == std::vector<int>{4, 5});
+    CHECK(steps_needed(s, e, 10, 0) == 6);
+    // an onset offset shifts the steps: step t at 5 + 10 t ms
+    st = bin_steps(s, e, 10, 5, 6);
+    CHECK(st[0] == std::vector<int>{0, 1});
+    CHECK(st[2] == std::vector<int>{4, 5});
+    CHECK(steps_needed(s, e, 10, 5) == 6);
+    CHECK(steps_needed(s, e, 10, 25) == 4);  // steps at 25, 35, 45, 55
+    // a short unroll leaves the late bins empty; bins narrower than a step may get none
+    st = bin_steps(s, e, 10, 0, 3);
+    CHECK(st[1] == std::vector<int>{2});
+    CHECK(st[2].empty());
+    st = bin_steps({0, 5, 10}, {5, 10, 15}, 10, 0, 2);
+    CHECK(st[0] == std::vector<int>{0});
+    CHECK(st[1].empty());
+    CHECK(st[2] == std::vector<int>{1});
+    // the virtual primate's 20 ms bins to 300 ms need 30 steps of 10 ms
+    std::vector<float> a, b;
+    for (int k = 0; k < 15; k++) a.push_back(20.f * k), b.push_back(20.f * k + 20);
+    CHECK(steps_needed(a, b, 10, 0) == 30);
+    // bins before step 0 are never reached; they do not change T
+    CHECK(steps_needed({-40, 0}, {-20, 20}, 10, 0) == 2);
+}
+
+TEST_CASE("dynamics: --readout pairs and their errors") {
+    auto r = readout_parse("V4=conv3,IT=conv5");
+    REQUIRE(r.size() == 2);
+    CHECK(r[0].first == "V4");
+    CHECK(r[1].second == "conv5");
+    CHECK(has(error_of([] { readout_parse("V4conv3"); }), "AREA=LAYER"));
+    CHECK(has(error_of([] { readout_parse("V4=conv3,V4=conv4"); }), "given twice"));
+    CHECK(has(error_of([] { readout_parse("=conv3"); }), "AREA=LAYER"));
+}
+
+TEST_CASE("dynamics: a fresh residual student is its feedforward unroll; training the scale changes it") {
+    for (const char* motif : {"lstm", "gru", "rgc", "timedecay"}) {
+        ModelConfig ff, rc;
+        ff.arch = rc.arch = "tiny3";
+        rc.motifs.assign(3, motif_parse(motif));
+        rc.feedback = feedback_parse("conv3:conv1,conv2:conv1", backbone_spec("tiny3"));
+        rc.residual = true;
+        Model mf(ff, 3), mr(rc, 4);
+        for (const auto& e : mf.params.entries) tensor_copy(mr.params[e.name], e.view);
+        Rng rng(9);
+        Tensor img = tensor_empty({2, 3, 8, 8});
+        tensor_randn(img, rng);
+        Unrolled uf, ur;
+        UnrollConfig uc{9, 4, 2};
+        unroll_build(uf, mf, uc, false, img);
+        unroll_build(ur, mr, uc, false, img);
+        double diff = 0, scale = 0;
+        for (int t = 0; t < uc.steps; t++)
+            for (int l = 0; l < 3; l++) {
+                REQUIRE(uf.out[t][l].defined() == ur.out[t][l].defined());
+                if (!uf.out[t][l].defined()) continue;
+                std::vector<float> a = uf.out[t][l].to_vector(), b = ur.out[t][l].to_vector();
+                for (size_t i = 0; i < a.size(); i++) diff = std::max(diff, (double)std::fabs(a[i] - b[i])), scale = std::max(scale, (double)std::fabs(a[i]));
+            }
+        // equal up to summation order (the zero feedback weights join the conv's sum)
+        CHECK_MESSAGE(diff < 1e-5 * scale, std::string(motif));
+        CHECK(scale > 0.1);
+        tensor_fill(mr.params["conv2.cell.scale"], 0.5f);
+        Unrolled u2;
+        unroll_build(u2, mr, uc, false, img);
+        std::vector<float> a = uf.out[6][1].to_vector(), b = u2.out[6][1].to_vector();
+        double moved = 0;
+        for (size_t i = 0; i < a.size(); i++) moved = std::max(moved, (double)std::fabs(a[i] - b[i]));
+        CHECK_MESSAGE(moved > 1e-3, std::string(motif));
+    }
+}
+
+TEST_CASE("dynamics: model recovery: the teacher's structure beats the feedforward student in V4 and IT") {
+    const Dataset& ds = recovery_data();
+    FitResult rec = fit_dynamics(ds.d, small_fit("lstm", "conv3:conv1"), ds.teacher);
+    FitResult ff = fit_dynamics(ds.d, small_fit("none", "none"), ds.teacher);
+    for (const char* a : {"V4", "IT"}) {
+        const AreaFit &r = area(rec, a), &f = area(ff, a);
+        MESSAGE(std::string(a) << ": lstm + feedback " << r.fit.ev_mean << " +- " << r.fit.ev_sem << " (held-out units "
+                  << r.heldout.ev_mean << "), feedforward " << f.fit.ev_mean << " +- " << f.fit.ev_sem << " (held-out units "
+                  << f.heldout.ev_mean << "), teacher " << r.teacher.ev_mean);
+        CHECK(r.fit.ev_mean > f.fit.ev_mean);
+        CHECK(r.teacher.ev_mean > r.fit.ev_mean);  // the teacher is the ceiling
+        CHECK(std::isfinite(r.heldout.ev_mean));
+        CHECK(r.fit_units.size() + r.heldout_units.size() == (size_t)r.fit.units + (size_t)r.heldout.units);
+    }
+    // training improved on the closed-form start in every split
+    for (const SplitLog& L : rec.splits) {
+        CHECK(L.iters_done > 0);
+        CHECK(*std::min_element(L.val_loss.begin(), L.val_loss.end()) < L.init_val_loss);
+    }
+    // every image has a held-out prediction of every unit fitted
+    size_t nan = 0;
+    for (float v : rec.predictions) nan += std::isnan(v);
+    CHECK(nan == 0);
+}
+
+TEST_CASE("dynamics: the time-varied baseline scores without BPTT") {
+    const Dataset& ds = recovery_data();
+    FitConfig c = small_fit("lstm", "conv3:conv1");
+    c.time_varied = true;
+    FitResult r = fit_dynamics(ds.d, c, ds.teacher);
+    CHECK(r.splits.empty());
+    for (const AreaFit& a : r.areas) {
+        CHECK(a.fit.mapping == Mapping::PerBin);
+        CHECK(std::isfinite(a.fit.ev_mean));
+        CHECK(a.fit.ev_mean > 0);
+    }
+}
+
+TEST_CASE("dynamics: bad input") {
+    const Dataset& ds = recovery_data();
+    SUBCASE("a dataset without V4 fits IT and says so") {
+        NeuralData d = neural_data_load(subset_areas(ds, "IT"), true);
+        FitConfig c = small_fit("none", "none");
+        c.iters = 4;
+        FitResult r = fit_dynamics(d, c);
+        REQUIRE(r.areas.size() == 1);
+        CHECK(r.areas[0].area == "IT");
+        bool said = false;
+        for (const std::string& n : r.notes) said |= has(n, "no V4 units");
+        CHECK(said);
+    }
+    SUBCASE("a dataset without IT fits V4") {
+        NeuralData d = neural_data_load(subset_areas(ds, "V4"), true);
+        FitConfig c = small_fit("none", "none");
+        c.iters = 4;
+        FitResult r = fit_dynamics(d, c);
+        REQUIRE(r.areas.size() == 1);
+        CHECK(r.areas[0].area == "V4");
+    }
+    SUBCASE("no readout area in the data") {
+        FitConfig c = small_fit("none", "none");
+        c.readout = "V1=conv1";
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "none of the --readout areas"));
+    }
+    SUBCASE("bins later than the unroll") {
+        FitConfig c = small_fit("none", "none");
+        c.steps = 8;  // 0..70 ms, the bins reach 200 ms
+        std::string e = error_of([&] { fit_dynamics(ds.d, c); });
+        CHECK(has(e, "--steps 8"));
+        CHECK(has(e, "[180, 200)"));
+        CHECK(has(e, "--steps 20"));
+    }
+    SUBCASE("a backbone of another architecture than --arch") {
+        FitConfig c = small_fit("none", "none");
+        c.arch = "hcnn5-s";
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "is a tiny3 backbone"));
+    }
+    SUBCASE("a readout layer the backbone lacks") {
+        FitConfig c = small_fit("none", "none");
+        c.readout = "V4=conv2,IT=conv5";
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "conv5"));
+    }
+    SUBCASE("NaN in the loss stops the fit and keeps the last good checkpoint") {
+        FitConfig c = small_fit("lstm", "conv3:conv1");
+        c.lr = c.readout_lr = 1e30f;
+        c.checkpoint_dir = vt_test::temp_dir();
+        std::string e = error_of([&] { fit_dynamics(ds.d, c); });
+        CHECK(has(e, "the loss became"));
+        CHECK(has(e, "last good checkpoint"));
+        std::string ck = c.checkpoint_dir + "/split0.npz";
+        REQUIRE(std::filesystem::exists(ck));
+        Npz z = npz_read(ck);
+        CHECK(meta_floats(z, "meta.iteration")[0] == 0.f);
+        for (const std::string& n : z.names) {
+            if (n.rfind("meta.", 0) == 0) continue;
+            for (float v : z.get(n).to_f32()) REQUIRE(std::isfinite(v));
+        }
+    }
+    SUBCASE("flags out of range") {
+        FitConfig c = small_fit("none", "none");
+        c.heldout_fraction = 1.f;
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "--heldout-units"));
+        c = small_fit("bogus", "none");
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "unknown motif"));
+        c = small_fit("lstm", "conv1:conv3");
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "earlier to a later"));
+    }
+}

@@ -1,0 +1,351 @@
+// fit_dynamics.cpp: ./bin/fit_dynamics, the paper's dynamics fit (models/dynamics.h).
+//
+//   ./bin/fit_dynamics --motif lstm --feedback conv5:conv2 [--data D.npz] [--out DIR]
+//
+// Without --data it fits the embedded virtual primate (models/virtual_primate.h), generating
+// data/virtual_primate.npz with the default settings when the file is not there yet.
+// Writes DIR/results.json, DIR/results.csv, DIR/ev_over_time.png, DIR/units.png,
+// DIR/loss.png and DIR/checkpoints/split<s>.npz; prints a table per area at the end.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "engine/backend.h"
+#include "engine/npy.h"
+#include "engine/plot.h"
+#include "engine/progress.h"
+#include "models/dynamics.h"
+#include "models/features.h"
+#include "models/npz_stream.h"
+#include "models/virtual_primate.h"
+#include "tools/cli.h"
+#include "tools/scoring_flags.h"
+
+using namespace vt;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kDefaultData = "data/virtual_primate.npz";
+
+std::string json_ev_bins(const Targets& tg, const AreaScore& a) {
+    std::string s = "[";
+    for (int64_t b = 0; b < tg.B; b++)
+        s += strfmt("%s{\"bin_start_ms\": %g, \"bin_end_ms\": %g, \"mean\": %s, \"sem\": %s, \"units\": %d}",
+                    b ? ", " : "", tg.bin_start_ms[b], tg.bin_end_ms[b], json_number(a.ev_bin_mean[b]).c_str(),
+                    json_number(a.ev_bin_sem[b]).c_str(), a.units_per_bin[b]);
+    return s + "]";
+}
+
+std::string json_score(const Targets& tg, const AreaScore& a, int units) {
+    return strfmt("{\"units\": %d, \"ev\": {\"mean\": %s, \"sem\": %s}, \"ev_per_bin\": %s}", units,
+                  json_number(a.ev_mean).c_str(), json_number(a.ev_sem).c_str(), json_ev_bins(tg, a).c_str());
+}
+
+std::string json_ints(const std::vector<int>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); i++) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s + "]";
+}
+
+std::string json_floats(const std::vector<float>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); i++) s += (i ? ", " : "") + json_number(v[i]);
+    return s + "]";
+}
+
+// The ev table printed at the end.
+std::string table(const FitResult& R, bool time_varied) {
+    std::string s = strfmt("%-5s %-7s %5s  %-18s %-18s %-18s\n", "area", "layer", "units", time_varied ? "EV time-varied" : "EV (fit units)",
+                           "EV (held-out units)", "teacher ceiling");
+    for (const AreaFit& a : R.areas) {
+        auto cell = [](const AreaScore& sc) {
+            return std::isfinite(sc.ev_mean) ? strfmt("%.3f +- %.3f", sc.ev_mean, sc.ev_sem) : std::string("n/a");
+        };
+        s += strfmt("%-5s %-7s %5zu  %-18s %-18s %-18s\n", a.area.c_str(), a.layer.c_str(),
+                    a.fit_units.size() + a.heldout_units.size(), cell(a.fit).c_str(),
+                    a.heldout_units.empty() ? "n/a" : cell(a.heldout).c_str(),
+                    a.has_teacher ? cell(a.teacher).c_str() : "(no teacher)");
+    }
+    return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    runtime_init(argv);
+    return run_main([&] {
+        FitConfig c;
+        std::string data, out, device = "cpu";
+        int threads = 0;
+        Cli cli("fit_dynamics", "",
+                "Fit a ConvRNN to the time course of V4 and IT responses by backpropagation through time (the\n"
+                "paper's dynamics fit): frozen backbone, `--motif` cells at every layer, `--feedback` edges, one\n"
+                "time-shared linear readout per area; scored on held-out images (noise-corrected EV per bin) and\n"
+                "on held-out units. Without --data: the embedded virtual primate (a SIMULATED dataset with a known\n"
+                "teacher), generated into " + std::string(kDefaultData) + " on first use.\n"
+                "Writes DIR/results.json, results.csv, ev_over_time.png, units.png, loss.png, checkpoints/.");
+        cli.flag("--data", &data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
+        cli.flag("--out", &out, "output folder (default runs/fit_dynamics/<motif>_<feedback>)");
+        cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone));
+        cli.flag("--arch", &c.arch, "expected architecture (checked against the checkpoint's meta.arch)");
+        cli.flag("--motif", &c.motif, "cell at every layer: none, timedecay, rnn, rnn-large, gru, lstm, ugrnn, rgc");
+        cli.flag("--feedback", &c.feedback, "feedback edges src:dst, comma-separated, or none");
+        cli.flag("--readout", &c.readout, "area=layer pairs: the layer each area is read from");
+        cli.flag("--time-varied", &c.time_varied,
+                 "the paper's baseline instead of BPTT: feedforward features, an independent PLS per bin");
+        cli.flag("--ms-per-step", &c.ms_per_step, "milliseconds per model step");
+        cli.flag("--onset-ms", &c.onset_ms, "time of model step 0 after image onset (ms)");
+        cli.flag("--steps", &c.steps, "model steps T (0 = what the latest bin needs)");
+        cli.flag("--image-steps", &c.image_steps, "steps the image is shown (-1 = the data's presentation_ms / ms-per-step)");
+        cli.flag("--batch", &c.batch, "images per BPTT minibatch");
+        cli.flag("--iters", &c.iters, "BPTT iterations per split, at most");
+        cli.flag("--val-every", &c.val_every, "iterations between validations (early stopping)");
+        cli.flag("--patience", &c.patience, "validations without improvement before stopping");
+        cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation");
+        cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a weight tensor: lr / sqrt(fan-in))");
+        cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts (weights: readout-lr / sqrt(D); they start at their PLS fit)");
+        cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)");
+        cli.flag("--mean-weight", &c.mean_weight, "loss weight of each unit's mean time course (vs image-to-image variation)");
+        cli.flag("--heldout-units", &c.heldout_fraction, "fraction of each area's units held out of the fit");
+        cli.flag("--heldout-fit-images", &c.heldout_fit_images,
+                 "training images the held-out units' PLS is fitted on (a seeded subset; 0 = all)");
+        ScoringFlags scoring;
+        scoring.add(cli, c.score);
+        cli.flag("--model-seed", &c.seed, "seed of the student's cells, the unit hold-out and the minibatches");
+        cli.flag("--device", &device, "cpu or cuda");
+        cli.flag("--threads", &threads, "compute threads (0 = all cores)");
+        cli.parse(argc, argv);
+        scoring.apply(c.score);
+        if (!cli.positional.empty()) fail("fit_dynamics: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
+        if (device == "cuda") {
+            if (!cuda_available())
+                fail("--device cuda: no usable CUDA device (built without CUDA=1, or no GPU visible); use --device cpu");
+            c.device = Device::CUDA;
+        } else if (device != "cpu") fail("--device: expected cpu or cuda, got '%s'", device.c_str());
+        backend_set_threads(threads);
+        if (c.backbone.empty()) c.backbone = find_default_backbone("fit_dynamics");
+        motif_parse(c.motif);  // fail early on a bad flag, before any data work
+
+        // the data: given, or the virtual primate
+        bool virtual_primate = data.empty();
+        if (virtual_primate) {
+            data = kDefaultData;
+            if (fs::exists(data)) {
+                std::fprintf(stderr, "fit_dynamics: no --data: using the virtual primate in %s (SIMULATED responses of a "
+                                     "known teacher network, not recordings; delete the file to regenerate it)\n", data.c_str());
+            } else {
+                std::fprintf(stderr, "fit_dynamics: no --data: generating the virtual primate (SIMULATED responses of a "
+                                     "known teacher network, not recordings) into %s, once; about 3 minutes ...\n", data.c_str());
+                VirtualPrimateConfig vc;
+                Npz z = virtual_primate_generate(vc, true);
+                fs::create_directories(fs::path(data).parent_path());
+                npz_write(data, z);
+            }
+        }
+        NeuralData d = neural_data_load(data, true);
+        std::vector<float> teacher;
+        {
+            NpzIndex zi = npz_index(data);
+            if (zi.has("teacher_responses")) {
+                NpyArray t = npz_array(zi, "teacher_responses");
+                if (t.shape != Shape{d.N, d.U, d.B})
+                    fail("'%s': teacher_responses has shape %s, expected (N, U, B) = (%lld, %lld, %lld)", data.c_str(),
+                         shape_str(t.shape).c_str(), (long long)d.N, (long long)d.U, (long long)d.B);
+                teacher = t.to_f32();
+            }
+        }
+        if (out.empty()) {
+            std::string fb = c.feedback;
+            std::replace(fb.begin(), fb.end(), ':', '-');
+            std::replace(fb.begin(), fb.end(), ',', '+');
+            out = c.time_varied ? "runs/fit_dynamics/time_varied" : "runs/fit_dynamics/" + c.motif + "_" + fb;
+        }
+        fs::create_directories(out);
+        if (!c.time_varied) {
+            c.checkpoint_dir = out + "/checkpoints";
+            fs::create_directories(c.checkpoint_dir);
+        }
+        std::fprintf(stderr, "fit_dynamics: %s: %lld images %dx%d, %lld units, %lld bins [%g, %g) ms, R = %lld; backbone %s\n",
+                     data.c_str(), (long long)d.N, d.H, d.W, (long long)d.U, (long long)d.B, d.bin_start_ms.front(),
+                     d.bin_end_ms.back(), (long long)d.R, c.backbone.c_str());
+
+        FitResult R = fit_dynamics(d, c, teacher, [](const std::string& s) { std::fprintf(stderr, "fit_dynamics: %s\n", s.c_str()); });
+        for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());
+        const Targets& tg = R.targets;
+
+        // results.json
+        std::string steps = "[";
+        for (size_t b = 0; b < R.steps_of_bin.size(); b++) steps += (b ? ", " : "") + json_ints(R.steps_of_bin[b]);
+        steps += "]";
+        std::string js = "{\n  \"settings\": {";
+        js += strfmt("\"tool\": \"fit_dynamics\", \"data\": %s, \"virtual_primate\": %s, \"backbone\": %s, ",
+                     json_string(data).c_str(), virtual_primate ? "true" : "false", json_string(c.backbone).c_str());
+        js += strfmt("\"motif\": %s, \"feedback\": %s, \"readout\": %s, \"time_varied\": %s, \"residual_cells\": true, ",
+                     json_string(c.motif).c_str(), json_string(c.feedback).c_str(), json_string(c.readout).c_str(),
+                     c.time_varied ? "true" : "false");
+        js += strfmt("\"ms_per_step\": %g, \"onset_ms\": %g, \"steps\": %d, \"image_steps\": %d, \"steps_per_bin\": %s, ",
+                     c.ms_per_step, c.onset_ms, R.T, R.image_steps, steps.c_str());
+        js += strfmt("\"batch\": %d, \"iters\": %d, \"val_every\": %d, \"patience\": %d, \"val_fraction\": %g, \"lr\": %g, "
+                     "\"readout_lr\": %g, \"weight_decay\": %g, \"mean_weight\": %g, \"heldout_fraction\": %g, "
+                     "\"heldout_fit_images\": %d, ",
+                     c.batch, c.iters, c.val_every, c.patience, c.val_fraction, c.lr, c.readout_lr, c.weight_decay,
+                     c.mean_weight, c.heldout_fraction, c.heldout_fit_images);
+        js += strfmt("\"splits\": %d, \"components\": %d, \"pls\": \"%s\", \"seed\": %llu, \"model_seed\": %llu, "
+                     "\"ceiling_splits\": %d, \"min_reliability\": %g, \"stratified\": %s, \"device\": \"%s\", "
+                     "\"trainable_params\": %lld},\n",
+                     c.score.folds, c.score.components, c.score.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls",
+                     (unsigned long long)c.score.seed, (unsigned long long)c.seed, c.score.ceiling_splits,
+                     c.score.min_reliability, tg.folds.stratified ? "true" : "false", device.c_str(),
+                     (long long)R.trainable_params);
+        js += "  \"areas\": {";
+        for (size_t a = 0; a < R.areas.size(); a++) {
+            const AreaFit& af = R.areas[a];
+            js += strfmt("%s\n    %s: {\"layer\": %s, \"units\": %d, \"ev\": {\"mean\": %s, \"sem\": %s}, \"ev_per_bin\": %s,",
+                         a ? "," : "", json_string(af.area).c_str(), json_string(af.layer).c_str(), (int)af.fit_units.size(),
+                         json_number(af.fit.ev_mean).c_str(), json_number(af.fit.ev_sem).c_str(),
+                         json_ev_bins(tg, af.fit).c_str());
+            js += "\n      \"heldout_units\": " + json_score(tg, af.heldout, (int)af.heldout_units.size()) + ",";
+            js += "\n      \"reliability\": [";
+            for (int64_t b = 0; b < tg.B; b++)
+                js += strfmt("%s{\"bin_start_ms\": %g, \"bin_end_ms\": %g, \"median_rho\": %s}", b ? ", " : "",
+                             tg.bin_start_ms[b], tg.bin_end_ms[b],
+                             json_number(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b]).c_str());
+            js += "]";
+            if (af.has_teacher)
+                js += ",\n      \"teacher\": " + json_score(tg, af.teacher, (int)(af.fit_units.size() + af.heldout_units.size()));
+            js += strfmt(",\n      \"fit_units\": %s, \"heldout_unit_ids\": %s}", json_ints(af.fit_units).c_str(),
+                         json_ints(af.heldout_units).c_str());
+        }
+        js += "\n  },\n  \"splits\": [";
+        for (size_t s = 0; s < R.splits.size(); s++) {
+            const SplitLog& L = R.splits[s];
+            js += strfmt("%s\n    {\"iterations\": %d, \"best_iteration\": %d, \"init_val_loss\": %s, \"seconds\": %.1f, "
+                         "\"val_iterations\": %s, \"val_loss\": %s, \"train_loss\": %s}",
+                         s ? "," : "", L.iters_done, L.best_iter, json_number(L.init_val_loss).c_str(), L.seconds,
+                         json_ints(L.val_iter).c_str(), json_floats(L.val_loss).c_str(), json_floats(L.train_loss).c_str());
+        }
+        js += "\n  ],\n  \"notes\": [";
+        for (size_t i = 0; i < R.notes.size(); i++) js += (i ? ", " : "") + json_string(R.notes[i]);
+        js += strfmt("],\n  \"seconds\": %.1f\n}\n", R.seconds);
+        file_write_atomic(out + "/results.json", js.data(), js.size());
+
+        // results.csv: one row per area, unit set and bin
+        std::string csv = "area,layer,units,bin_start_ms,bin_end_ms,ev_mean,ev_sem,scoring_units,reliability\n";
+        for (const AreaFit& af : R.areas) {
+            std::vector<std::pair<const char*, const AreaScore*>> sets = {{"fit", &af.fit}, {"heldout", &af.heldout}};
+            if (af.has_teacher) sets.push_back({"teacher", &af.teacher});
+            for (const auto& st : sets)
+                for (int64_t b = 0; b < tg.B; b++)
+                    csv += strfmt("%s,%s,%s,%g,%g,%s,%s,%d,%s\n", af.area.c_str(), af.layer.c_str(), st.first,
+                                  tg.bin_start_ms[b], tg.bin_end_ms[b], json_number(st.second->ev_bin_mean[b]).c_str(),
+                                  json_number(st.second->ev_bin_sem[b]).c_str(), st.second->units_per_bin[b],
+                                  json_number(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b]).c_str());
+        }
+        file_write_atomic(out + "/results.csv", csv.data(), csv.size());
+
+        // ev_over_time.png: per area, fit units (solid, +- SEM) and held-out units (dashed); teacher (dotted)
+        std::vector<float> mid;
+        for (int64_t b = 0; b < tg.B; b++) mid.push_back(0.5f * (tg.bin_start_ms[b] + tg.bin_end_ms[b]));
+        LinePlot lp;
+        lp.title = c.time_varied ? std::string("time-varied PLS baseline") : c.motif + " + feedback " + c.feedback;
+        lp.xlabel = "time after image onset (ms, bin centres)";
+        lp.ylabel = tg.has_ceiling() ? "noise-corrected EV (median over units)" : "raw r^2";
+        for (size_t a = 0; a < R.areas.size(); a++) {
+            const AreaFit& af = R.areas[a];
+            LineSeries s;
+            s.label = af.area + " (" + af.layer + ")", s.x = mid, s.y = af.fit.ev_bin_mean, s.y_err = af.fit.ev_bin_sem;
+            s.color = (int)a, s.markers = true;
+            lp.series.push_back(s);
+            if (!af.heldout_units.empty()) {
+                LineSeries h;
+                h.label = af.area + " held-out units", h.x = mid, h.y = af.heldout.ev_bin_mean, h.color = (int)a, h.dash = 8, h.width = 1.5f;
+                lp.series.push_back(h);
+            }
+            if (af.has_teacher) {
+                LineSeries t;
+                t.label = af.area + " teacher (ceiling)", t.x = mid, t.y = af.teacher.ev_bin_mean, t.color = (int)a, t.dash = 3, t.width = 1.5f;
+                lp.series.push_back(t);
+            }
+        }
+        lp.xspans.push_back({0.f, d.presentation_ms, "image on"});
+        plot_lines(out + "/ev_over_time.png", lp);
+
+        // units.png: the most reliable units of each area, observed vs predicted on held-out images
+        if (!c.time_varied) {
+            GridPlot gp;
+            gp.title = "held-out images: observed trial mean (blue) vs model (vermillion), sp/s";
+            gp.xlabel = "time after image onset (ms)";
+            gp.cols = 4;
+            for (const AreaFit& af : R.areas) {
+                std::vector<std::pair<float, int>> rel;
+                for (int u : af.fit_units) {
+                    double r = 0;
+                    for (int64_t b = 0; b < tg.B; b++) r += tg.has_ceiling() && std::isfinite(tg.ceiling[u * tg.B + b]) ? tg.ceiling[u * tg.B + b] : 0;
+                    rel.push_back({(float)r, u});
+                }
+                std::sort(rel.rbegin(), rel.rend());
+                for (size_t k = 0; k < std::min<size_t>(2, rel.size()); k++) {
+                    int u = rel[k].second;
+                    // two images: the unit's strongest and weakest mean response
+                    std::vector<std::pair<float, int64_t>> by;
+                    for (int64_t i = 0; i < d.N; i++) {
+                        double m = 0;
+                        for (int64_t b = 0; b < tg.B; b++) m += std::isfinite(tg.mean[(i * tg.U + u) * tg.B + b]) ? tg.mean[(i * tg.U + u) * tg.B + b] : 0;
+                        by.push_back({(float)m, i});
+                    }
+                    std::sort(by.begin(), by.end());
+                    for (int64_t i : {by.back().second, by.front().second}) {
+                        GridPanel p;
+                        p.title = strfmt("%s %s, %s", af.area.c_str(), tg.unit_id[u].c_str(), i == by.back().second ? "best image" : "worst image");
+                        LineSeries o, m;
+                        o.label = "observed", m.label = "model (held-out prediction)";
+                        o.x = m.x = mid;
+                        for (int64_t b = 0; b < tg.B; b++) {
+                            o.y.push_back(tg.mean[(i * tg.U + u) * tg.B + b]);
+                            m.y.push_back(R.predictions[(i * tg.U + u) * tg.B + b]);
+                        }
+                        o.markers = true;
+                        p.series = {o, m};
+                        gp.panels.push_back(p);
+                    }
+                }
+            }
+            gp.xspans.push_back({0.f, d.presentation_ms, ""});
+            plot_grid_lines(out + "/units.png", gp);
+
+            LinePlot loss;
+            loss.title = "BPTT training loss per split (validation: markers)";
+            loss.xlabel = "iteration";
+            loss.ylabel = "loss (standardised units)";
+            for (size_t s = 0; s < R.splits.size(); s++) {
+                const SplitLog& L = R.splits[s];
+                LineSeries tr, va;
+                tr.label = strfmt("split %zu train", s + 1), tr.color = (int)s, tr.width = 1.f;
+                for (size_t i = 0; i < L.train_loss.size(); i++) tr.x.push_back((float)(i + 1)), tr.y.push_back(L.train_loss[i]);
+                va.label = "", va.color = (int)s, va.markers = true, va.width = 2.f;
+                va.x.push_back(0), va.y.push_back(L.init_val_loss);
+                for (size_t i = 0; i < L.val_iter.size(); i++) va.x.push_back((float)L.val_iter[i]), va.y.push_back(L.val_loss[i]);
+                if (!tr.x.empty()) loss.series.push_back(tr);
+                loss.series.push_back(va);
+            }
+            plot_lines(out + "/loss.png", loss);
+        }
+
+        std::printf("\n%s%s on %s (%s): %s\n", c.time_varied ? "time-varied baseline" : c.motif.c_str(),
+                    c.time_varied ? "" : (" + feedback " + c.feedback).c_str(), data.c_str(),
+                    virtual_primate ? "virtual primate, simulated" : "neural data",
+                    tg.has_ceiling() ? "noise-corrected EV on held-out images, mean over bins, mean +- SEM over splits"
+                                     : "raw r^2 (no ceiling)");
+        std::printf("%s", table(R, c.time_varied).c_str());
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        std::fprintf(stderr, "fit_dynamics: wrote %s/{results.json,results.csv,ev_over_time.png%s} in %s; peak RSS %.0f MB\n",
+                     out.c_str(), c.time_varied ? "" : ",units.png,loss.png,checkpoints/", format_duration(R.seconds).c_str(),
+                     ru.ru_maxrss / 1024.0);
+        return 0;
+    });
+}
