@@ -545,13 +545,10 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         graph_build(g, m, P, cfg.batch, &ro, cfg.mean_weight);
         Adam opt_m, opt_r;
         opt_m.lr = cfg.lr, opt_r.lr = cfg.readout_lr;
-        for (Adam* opt : {&opt_m, &opt_r}) {  // weights step lr / sqrt(fan_in) (see dynamics.h)
-            const ParamArena& pa = opt == &opt_m ? m.params : ro;
-            for (const auto& e : pa.entries) {
-                int64_t fan_in = 1;
-                for (size_t k = 1; k < e.shape.size(); k++) fan_in *= e.shape[k];
-                opt->lr_scale.push_back(1.f / std::sqrt((float)fan_in));
-            }
+        for (const auto& e : m.params.entries) {  // weights step lr / sqrt(fan_in) (see dynamics.h)
+            int64_t fan_in = 1;
+            for (size_t k = 1; k < e.shape.size(); k++) fan_in *= e.shape[k];
+            opt_m.lr_scale.push_back(1.f / std::sqrt((float)fan_in));
         }
         opt_m.weight_decay = opt_r.weight_decay = cfg.weight_decay;
         auto val_loss = [&] {

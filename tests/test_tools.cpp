@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <fstream>
 
+#include "engine/backend.h"
 #include "engine/checkpoint.h"
 #include "models/convrnn.h"
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::has;
 
 namespace {
 
@@ -109,6 +111,32 @@ TEST_CASE("tools: bad flags name the flag and exit non-zero") {
     r = run_tool("pretrain", "--help");
     CHECK(r.rc == 0);
     CHECK(r.out.find("--resume") != std::string::npos);
+}
+
+TEST_CASE("tools: fit_dynamics refuses bad flags and input before any fitting") {
+    if (!have_tool("fit_dynamics")) { MESSAGE("bin/fit_dynamics not built: skipped"); return; }
+    Run r = run_tool("fit_dynamics", "--frobnicate");
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "unknown flag '--frobnicate'"));
+    r = run_tool("fit_dynamics", "--motif lsmt --data /nonexistent.npz");
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "unknown motif 'lsmt'"));
+    r = run_tool("fit_dynamics", "--device tpu");
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "--device: expected cpu or cuda"));
+    r = run_tool("fit_dynamics", "--data /nonexistent.npz --out " + vt_test::temp_dir());
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "/nonexistent.npz"));
+    CHECK(lines(r.out) == 1);
+    if (!cuda_available()) {
+        r = run_tool("fit_dynamics", "--device cuda");
+        CHECK(r.rc != 0);
+        CHECK(has(r.out, "no usable CUDA device"));
+    }
+    r = run_tool("fit_dynamics", "--help");
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "--time-varied"));
+    CHECK(has(r.out, "--readout"));
 }
 
 TEST_CASE("tools: pretrain refuses bad model flags before reading any image") {

@@ -40,9 +40,25 @@ std::string json_ev_bins(const Targets& tg, const AreaScore& a) {
     return s + "]";
 }
 
+// {"mean", "sem", "per_split"}: per split the mean over bins with scoring units.
+std::string json_ev(const Targets& tg, const AreaScore& a) {
+    std::string s = strfmt("{\"mean\": %s, \"sem\": %s, \"per_split\": [", json_number(a.ev_mean).c_str(),
+                           json_number(a.ev_sem).c_str());
+    for (int k = 0; k < tg.folds.k; k++) {
+        double sum = 0;
+        int c = 0;
+        for (int64_t b = 0; b < tg.B; b++) {
+            float v = a.ev[k * tg.B + b];
+            if (v == v) sum += v, c++;
+        }
+        s += (k ? ", " : "") + json_number(c ? sum / c : NAN);
+    }
+    return s + "]}";
+}
+
 std::string json_score(const Targets& tg, const AreaScore& a, int units) {
-    return strfmt("{\"units\": %d, \"ev\": {\"mean\": %s, \"sem\": %s}, \"ev_per_bin\": %s}", units,
-                  json_number(a.ev_mean).c_str(), json_number(a.ev_sem).c_str(), json_ev_bins(tg, a).c_str());
+    return strfmt("{\"units\": %d, \"ev\": %s, \"ev_per_bin\": %s}", units, json_ev(tg, a).c_str(),
+                  json_ev_bins(tg, a).c_str());
 }
 
 std::string json_ints(const std::vector<int>& v) {
@@ -107,7 +123,7 @@ int main(int argc, char** argv) {
         cli.flag("--patience", &c.patience, "validations without improvement before stopping");
         cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation");
         cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a weight tensor: lr / sqrt(fan-in))");
-        cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts (weights: readout-lr / sqrt(D); they start at their PLS fit)");
+        cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts (they start at their PLS fit)");
         cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)");
         cli.flag("--mean-weight", &c.mean_weight, "loss weight of each unit's mean time course (vs image-to-image variation)");
         cli.flag("--heldout-units", &c.heldout_fraction, "fraction of each area's units held out of the fit");
@@ -204,10 +220,9 @@ int main(int argc, char** argv) {
         js += "  \"areas\": {";
         for (size_t a = 0; a < R.areas.size(); a++) {
             const AreaFit& af = R.areas[a];
-            js += strfmt("%s\n    %s: {\"layer\": %s, \"units\": %d, \"ev\": {\"mean\": %s, \"sem\": %s}, \"ev_per_bin\": %s,",
-                         a ? "," : "", json_string(af.area).c_str(), json_string(af.layer).c_str(), (int)af.fit_units.size(),
-                         json_number(af.fit.ev_mean).c_str(), json_number(af.fit.ev_sem).c_str(),
-                         json_ev_bins(tg, af.fit).c_str());
+            js += strfmt("%s\n    %s: {\"layer\": %s, \"units\": %d, \"ev\": %s, \"ev_per_bin\": %s,", a ? "," : "",
+                         json_string(af.area).c_str(), json_string(af.layer).c_str(), (int)af.fit_units.size(),
+                         json_ev(tg, af.fit).c_str(), json_ev_bins(tg, af.fit).c_str());
             js += "\n      \"heldout_units\": " + json_score(tg, af.heldout, (int)af.heldout_units.size()) + ",";
             js += "\n      \"reliability\": [";
             for (int64_t b = 0; b < tg.B; b++)
