@@ -21,12 +21,16 @@ std::string format_duration(double s) {
     return buf;
 }
 
+static bool g_enabled = true;
+void progress_set_enabled(bool on) { g_enabled = on; }
+
 Progress::Progress(std::string l, int64_t n, std::string u)
     : label(std::move(l)), unit(std::move(u)), total(n), t0(now_s()), tty(isatty(2)) {}
 
 double Progress::elapsed() const { return now_s() - t0; }
 
 void Progress::update(int64_t done, const std::string& info) {
+    if (!g_enabled) return;
     double t = now_s(), dt = t - t0;
     int decile = total > 0 ? (int)(10 * done / total) : 0;
     if (tty ? (t - last_draw < 0.12 && done < total) : decile == last_decile) return;
@@ -44,6 +48,7 @@ void Progress::update(int64_t done, const std::string& info) {
 }
 
 void Progress::finish(const std::string& info) {
+    if (!g_enabled) return;
     std::fprintf(stderr, "%s%s done in %s %s\n", tty ? "\r\033[K" : "", label.c_str(), format_duration(elapsed()).c_str(),
                  info.c_str());
 }

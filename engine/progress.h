@@ -22,6 +22,9 @@ struct Progress {
     double elapsed() const;  // seconds since construction
 };
 
-std::string format_duration(double seconds);  // "1:02:03", "4:05"
+std::string format_duration(double seconds);
+
+// Silences every bar (the unit tests, whose logs would otherwise fill with them).
+void progress_set_enabled(bool on);  // "1:02:03", "4:05"
 
 }  // namespace vt
