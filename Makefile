@@ -123,19 +123,27 @@ TOOLS     := $(TOOL_SRC:tools/%.cpp=$(BIN)/%)
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 LIB       := $(BUILD)/libventral.a
 
-.PHONY: all test check sanitize fuzz clean
+.PHONY: all test check sanitize fuzz clean FORCE
 all: $(TOOLS) $(BIN)/tests
 
-$(BUILD)/%.o: %.cpp Makefile
+# Objects depend on the flags they were built with (CUDA=1 vs CUDNN=1 vs WERROR=1 in one
+# build folder): the stamp is rewritten only when the flags change, so a change rebuilds.
+FLAGS_STAMP := $(BUILD)/flags.stamp
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CXX) $(CXXFLAGS) $(NVCC) $(NVCCFLAGS)' | cmp -s - $@ || echo '$(CXX) $(CXXFLAGS) $(NVCC) $(NVCCFLAGS)' > $@
+FORCE:
+
+$(BUILD)/%.o: %.cpp Makefile $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
 # Tests find their fixtures (tests/fixtures/) and ../shared/data from the source root.
-$(BUILD)/tests/%.o: tests/%.cpp Makefile
+$(BUILD)/tests/%.o: tests/%.cpp Makefile $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -DVT_ROOT='"$(CURDIR)"' -c $< -o $@
 
-$(BUILD)/%.cu.o: %.cu
+$(BUILD)/%.cu.o: %.cu Makefile $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 

@@ -2,6 +2,7 @@
 #include "engine/autograd.h"
 
 #include "engine/backend.h"
+#include "engine/ops.h"  // workspace()
 
 namespace vt {
 
@@ -58,14 +59,106 @@ void Tape::backward(const Tensor& out) {
     backward(out, one);
 }
 
-void Tape::backward(const Tensor& out, const Tensor& dout) {
+// Tape::backward; *at follows the node running (for TapeGraph's messages).
+static void run_backward(Tape& tape, const Tensor& out, const Tensor& dout, size_t* at) {
     check_same_shape(out, dout, "Tape::backward: dout");
     CHECK(out.requires_grad(), "backward(%s): the output does not depend on anything that requires a gradient",
           out.desc().c_str());
-    zero_grad();
+    tape.zero_grad();
     kernels_for(out.device()).axpy(out.grad(), dout.data(), out.numel(), 1.f);
-    for (size_t i = nodes.size(); i-- > 0;)
-        if (nodes[i].out.requires_grad()) nodes[i].backward();
+    for (size_t i = tape.nodes.size(); i-- > 0;) {
+        *at = i;
+        if (tape.nodes[i].out.requires_grad()) tape.nodes[i].backward();
+    }
+}
+
+void Tape::backward(const Tensor& out, const Tensor& dout) {
+    size_t at = 0;
+    run_backward(*this, out, dout, &at);
+}
+
+// ---- TapeGraph ----------------------------------------------------------------------------
+
+TapeGraph::TapeGraph(Tape& tape, const Tensor& loss, bool use_graph) : tape_(tape), loss_(loss), use_graph_(use_graph) {
+    if (loss_.defined()) {
+        CHECK(loss_.numel() == 1, "TapeGraph(%s): the loss must be a scalar", loss_.desc().c_str());
+        CHECK(loss_.requires_grad(), "TapeGraph(%s): the loss does not depend on anything that requires a gradient",
+              loss_.desc().c_str());
+        dev_ = loss_.device();
+        one_ = tensor_full(loss_.shape, 1.f, dev_);
+    } else if (!tape_.nodes.empty()) {
+        dev_ = tape_.nodes.front().out.device();
+    }
+}
+
+TapeGraph::~TapeGraph() { backend_graph_destroy(graph_); }
+
+void TapeGraph::plain() {
+    tape_.forward();
+    if (loss_.defined()) tape_.backward(loss_, one_);
+}
+
+void TapeGraph::invalidate() {
+    backend_graph_destroy(graph_);
+    graph_ = nullptr;
+    warmed_ = false;
+}
+
+// The conv workspace (ops.h) is the one buffer ops take at run time rather than at record
+// time; it only grows, and a grown one is a new block (the old one freed, to be reused).
+void TapeGraph::snapshot() {
+    nodes_ = tape_.nodes.size();
+    workspace_ = workspace(dev_, 0);
+}
+
+bool TapeGraph::unchanged() const { return tape_.nodes.size() == nodes_ && workspace(dev_, 0) == workspace_; }
+
+void TapeGraph::capture() {
+    size_t at = 0;
+    bool backward = false;
+    backend_graph_capture_begin(dev_);
+    try {
+        for (at = 0; at < tape_.nodes.size(); at++) tape_.nodes[at].forward();
+        if (loss_.defined()) {
+            backward = true;
+            run_backward(tape_, loss_, one_, &at);
+        }
+        at = tape_.nodes.size();  // past the nodes: an error now is the capture's as a whole
+        graph_ = backend_graph_capture_end(dev_);
+    } catch (const Error& e) {
+        backend_graph_capture_abort(dev_);
+        graph_ = nullptr;
+        fallback_ = at < tape_.nodes.size()
+                        ? strfmt("node %zu (%s) %s: %s", at, tape_.nodes[at].op, backward ? "backward" : "forward", e.what())
+                        : std::string(e.what());
+    } catch (...) {
+        backend_graph_capture_abort(dev_);
+        graph_ = nullptr;
+        throw;
+    }
+}
+
+void TapeGraph::run() {
+    if (dev_ == Device::CPU || !use_graph_ || !fallback_.empty() || tape_.nodes.empty()) {
+        plain();
+        return;
+    }
+    if (graph_ && !unchanged()) invalidate();
+    if (!graph_) {
+        if (!warmed_ || !unchanged()) {  // warm up (again)
+            plain();
+            warmed_ = true;
+            snapshot();
+            return;
+        }
+        capture();
+        if (!graph_) {  // not capturable: plain from now on (fallback_ says why)
+            plain();
+            return;
+        }
+    }
+    backend_graph_launch(graph_);
+    launches_++;
 }
 
 }  // namespace vt

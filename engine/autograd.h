@@ -14,6 +14,7 @@
 // and need no node.
 #pragma once
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -40,6 +41,58 @@ struct Tape {
 };
 
 Tape* tape_active();  // the tape ops record into, or nullptr (inference)
+
+struct DeviceGraph;  // engine/backend.h
+
+// One iteration of a recorded tape, tape.forward() then tape.backward(loss) (forward() alone
+// when loss is undefined): the same as calling them, except that on a CUDA tape the iteration
+// is recorded once as a CUDA Graph and then replayed with one launch, which saves the host
+// the thousands of kernel launches of an unrolled model (T steps x layers x ops, each way).
+//   1st run()   plain forward + backward: the warm-up. Workspaces grow to their final size,
+//               the caching allocator's free lists fill, cuBLAS/cuDNN plans are made and
+//               lazily loaded kernels load, so that the capture allocates nothing.
+//   2nd run()   captures forward + backward into a graph (capturing runs nothing), launches it
+//   later       launches the graph
+// Valid only while the tape, its buffers and their shapes stay as they are: per iteration,
+// copy new data INTO the recorded input tensors (outside run()), never re-record. run()
+// re-captures by itself when the tape's length or the engine's conv workspace (ops.h) has
+// changed; call invalidate() after any other change that the graph cannot see (a new conv
+// path, a tensor re-bound). Host-side values are baked in at capture: an op whose forward
+// copies from the host (dropout draws its mask on the host) cannot be captured; run() then
+// falls back to plain forward + backward for good and fallback_reason() names the op.
+// run(), like tape.backward, ACCUMULATES into leaf gradients: zero them between runs (outside
+// run(), e.g. ParamArena::zero_grad). Drive it from one thread (the workspace is per thread).
+// On the CPU, and with use_graph = false, run() is always plain forward + backward.
+class TapeGraph {
+  public:
+    TapeGraph(Tape& tape, const Tensor& loss, bool use_graph = true);  // loss: scalar, or {} (forward only)
+    ~TapeGraph();
+    TapeGraph(const TapeGraph&) = delete;
+    TapeGraph& operator=(const TapeGraph&) = delete;
+
+    void run();
+    void invalidate();                          // drop the graph: the next run() warms up again
+    bool captured() const { return graph_ != nullptr; }
+    int64_t launches() const { return launches_; }   // graph launches so far
+    const std::string& fallback_reason() const { return fallback_; }  // "" unless capture failed
+    Device device() const { return dev_; }
+
+  private:
+    void plain();
+    void capture();
+    bool unchanged() const;
+    void snapshot();
+
+    Tape& tape_;
+    Tensor loss_, one_;           // one_: d(loss) = 1, kept so the graph can read it
+    Device dev_ = Device::CPU;
+    bool use_graph_ = true, warmed_ = false;
+    DeviceGraph* graph_ = nullptr;
+    size_t nodes_ = 0;            // the tape's length when warmed up
+    const float* workspace_ = nullptr;  // the conv workspace then
+    int64_t launches_ = 0;
+    std::string fallback_;
+};
 
 // Records into `tape` for its lifetime (nests; restores the previous tape).
 struct TapeScope {

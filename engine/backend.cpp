@@ -7,23 +7,22 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <new>
 #include <thread>
+#include <unordered_set>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 #include <cblas.h>
 
+#ifdef VT_CUDA
+#include "kernels/cuda/cuda.h"  // the hooks, implemented in kernels/cuda/ (device.cu)
+#endif
+
 extern "C" char* openblas_get_corename(void);
 
 namespace vt {
-
-#ifdef VT_CUDA
-// Implemented in kernels/cuda/ (device.cu).
-bool cuda_device_present();
-float* cuda_cached_alloc(int64_t n);
-void cuda_cached_free(float* p);
-void cuda_memcpy(float* dst, const float* src, int64_t n, int kind);  // 0 h2d, 1 d2h, 2 d2d
-#endif
 
 static void need_cuda() {
 #ifdef VT_CUDA
@@ -38,6 +37,16 @@ bool cuda_available() {
     return cuda_device_present();
 #else
     return false;
+#endif
+}
+
+const char* backend_device_name(Device dev) {
+    if (dev == Device::CPU) return "cpu";
+    need_cuda();
+#ifdef VT_CUDA
+    return cuda_device_name();
+#else
+    return "cuda";  // unreachable: need_cuda() threw
 #endif
 }
 
@@ -88,6 +97,124 @@ void backend_copy_to_host(Device src_dev, float* dst, const float* src, int64_t 
 
 void backend_copy_from_host(Device dst_dev, float* dst, const float* src, int64_t n) {
     backend_copy(dst_dev, dst, Device::CPU, src, n);
+}
+
+void backend_synchronize(Device dev) {
+    if (dev == Device::CPU) return;
+    need_cuda();
+#ifdef VT_CUDA
+    cuda_synchronize();
+#endif
+}
+
+// ---- pinned host memory -----------------------------------------------------------------
+
+namespace {
+// The page-locked blocks handed out (the others came from posix_memalign).
+struct PinnedRegistry {
+    std::mutex mu;
+    std::unordered_set<const float*> blocks;
+};
+PinnedRegistry& pinned_registry() {
+    static PinnedRegistry* r = new PinnedRegistry;  // never destroyed: buffers may outlive statics
+    return *r;
+}
+}  // namespace
+
+float* backend_host_alloc_pinned(int64_t n) {
+    CHECK(n >= 0, "backend_host_alloc_pinned(%lld)", (long long)n);
+#ifdef VT_CUDA
+    if (cuda_available()) {
+        float* p = cuda_host_alloc(n > 0 ? n : 1);
+        PinnedRegistry& r = pinned_registry();
+        std::lock_guard<std::mutex> lock(r.mu);
+        r.blocks.insert(p);
+        return p;
+    }
+#endif
+    void* p = nullptr;
+    if (posix_memalign(&p, 64, (size_t)(n > 0 ? n : 1) * sizeof(float)) != 0) throw std::bad_alloc();
+    return (float*)p;
+}
+
+bool backend_host_is_pinned(const float* p) {
+    if (!p) return false;
+    PinnedRegistry& r = pinned_registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    return r.blocks.count(p) > 0;
+}
+
+void backend_host_free_pinned(float* p) {
+    if (!p) return;
+    bool pinned = false;
+    {
+        PinnedRegistry& r = pinned_registry();
+        std::lock_guard<std::mutex> lock(r.mu);
+        pinned = r.blocks.erase(p) > 0;
+    }
+#ifdef VT_CUDA
+    if (pinned) {
+        cuda_host_free(p);
+        return;
+    }
+#endif
+    (void)pinned;
+    std::free(p);
+}
+
+// ---- device graphs ----------------------------------------------------------------------
+
+struct DeviceGraph {
+#ifdef VT_CUDA
+    CudaGraph* graph = nullptr;
+#endif
+};
+
+static void need_graph_device(Device dev, const char* what) {
+    if (dev == Device::CPU) fail("%s: device graphs are a CUDA feature; on the CPU run the work directly", what);
+    need_cuda();
+}
+
+void backend_graph_capture_begin(Device dev) {
+    need_graph_device(dev, "backend_graph_capture_begin");
+#ifdef VT_CUDA
+    cuda_graph_begin();
+#endif
+}
+
+DeviceGraph* backend_graph_capture_end(Device dev) {
+    need_graph_device(dev, "backend_graph_capture_end");
+    auto* g = new DeviceGraph;
+#ifdef VT_CUDA
+    try {
+        g->graph = cuda_graph_end();
+    } catch (...) {
+        delete g;
+        throw;
+    }
+#endif
+    return g;
+}
+
+void backend_graph_capture_abort(Device dev) {
+#ifdef VT_CUDA
+    if (dev == Device::CUDA && cuda_available()) cuda_graph_abort();
+#endif
+}
+
+void backend_graph_launch(DeviceGraph* g) {
+    CHECK(g != nullptr, "backend_graph_launch of no graph");
+#ifdef VT_CUDA
+    cuda_graph_launch(g->graph);
+#endif
+}
+
+void backend_graph_destroy(DeviceGraph* g) {
+    if (!g) return;
+#ifdef VT_CUDA
+    cuda_graph_destroy(g->graph);
+#endif
+    delete g;
 }
 
 static int g_threads = 0;

@@ -13,6 +13,7 @@ namespace vt {
 
 const KernelTable& kernels_for(Device dev);
 bool cuda_available();                   // built with CUDA=1 and a device is present
+const char* backend_device_name(Device dev);  // "cpu", or the GPU's name ("NVIDIA H200")
 
 float* backend_cuda_alloc(int64_t n);    // via the caching allocator (CUDA builds)
 void backend_cuda_free(float* p);
@@ -21,6 +22,60 @@ void backend_fill(Device dev, float* p, int64_t n, float v);
 void backend_copy(Device dst_dev, float* dst, Device src_dev, const float* src, int64_t n);
 void backend_copy_to_host(Device src_dev, float* dst, const float* src, int64_t n);
 void backend_copy_from_host(Device dst_dev, float* dst, const float* src, int64_t n);
+
+// Waits until the work queued on `dev` has finished (timing a GPU: synchronise before
+// reading the clock). Nothing to wait for on the CPU, whose kernels return when done.
+void backend_synchronize(Device dev);
+
+// ---- pinned host staging buffers ----------------------------------------------------------
+// n floats of host memory for batches on their way to or from a device. In a CUDA build with
+// a device it is page-locked (cudaHostAlloc): the copy engine reads and writes it directly,
+// without the driver's bounce through its own pinned buffer, so uploads run at full PCIe /
+// NVLink speed. Otherwise (a CPU build, no GPU) it is plain 64-byte aligned memory, so a tool
+// can stage through it whatever the device. Free with backend_host_free_pinned, which knows
+// which kind it was; backend_host_is_pinned says which. Copies stay synchronous
+// (backend_copy_*): a staging buffer may be refilled as soon as the copy returns.
+float* backend_host_alloc_pinned(int64_t n);
+void backend_host_free_pinned(float* p);
+bool backend_host_is_pinned(const float* p);
+
+// A staging buffer that frees itself: PinnedBuffer buf(n); loader.next(buf.data(), ...);
+// backend_copy_from_host(dev, x.data(), buf.data(), n).
+class PinnedBuffer {
+  public:
+    PinnedBuffer() = default;
+    explicit PinnedBuffer(int64_t n) : p_(backend_host_alloc_pinned(n)), n_(n) {}
+    ~PinnedBuffer() { backend_host_free_pinned(p_); }
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+    PinnedBuffer(PinnedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+    PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+        if (this != &o) {
+            backend_host_free_pinned(p_);
+            p_ = o.p_, n_ = o.n_;
+            o.p_ = nullptr, o.n_ = 0;
+        }
+        return *this;
+    }
+    float* data() const { return p_; }
+    int64_t size() const { return n_; }
+
+  private:
+    float* p_ = nullptr;
+    int64_t n_ = 0;
+};
+
+// ---- device graphs (CUDA Graphs; engine/autograd.h's TapeGraph is the user) ---------------
+// Between capture_begin and capture_end, work queued on the device is recorded, not run;
+// capture_end returns it as a graph that graph_launch replays on the device's queue. What a
+// capture must not do (host<->device copies, synchronisation, device allocation or free)
+// fails with a message; then call capture_abort. CUDA only: on the CPU these fail.
+struct DeviceGraph;
+void backend_graph_capture_begin(Device dev);
+DeviceGraph* backend_graph_capture_end(Device dev);
+void backend_graph_capture_abort(Device dev);   // no-op when no capture is under way
+void backend_graph_launch(DeviceGraph* g);
+void backend_graph_destroy(DeviceGraph* g);     // null is a no-op; never throws
 
 // Threads: OpenMP loops and OpenBLAS share the same cores but never run at once (no GEMM is
 // called inside an OpenMP region), so both use `n` threads. 0 = all cores.

@@ -460,7 +460,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
     // time-varied baseline: static backbone features, an independent PLS per bin
     if (cfg.time_varied) {
         log("time-varied baseline: feedforward " + spec.arch + " features, an independent PLS per bin");
-        std::vector<std::vector<float>> feats = backbone_features(*bb, d.images.data(), d.N, d.H, d.W, 32);
+        std::vector<std::vector<float>> feats = backbone_features(*bb, d.images.data(), d.N, d.H, d.W, 32, nullptr, cfg.device);
         for (size_t a = 0; a < P.areas.size(); a++) {
             const AreaPlan& ap = P.areas[a];
             for (int which = 0; which < 2; which++) {
@@ -586,6 +586,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         };
         save(0);
         int bad = 0;
+        TapeGraph step(g.u.tape, g.loss);
         std::vector<int64_t> order = train;
         size_t cursor = order.size();
         Progress bar(strfmt("split %d/%d", s + 1, S), cfg.iters, "it");
@@ -596,9 +597,10 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
             }
             graph_load(g, P, order, cursor, &Ys, d.U);
             cursor += (size_t)g.n;
-            g.u.tape.forward();
+            m.params.zero_grad(), ro.zero_grad();
+            step.run();  // forward + BPTT: on a GPU one captured CUDA graph after the first runs
             float lv = loss_value(g);
-            if (!std::isfinite(lv)) {
+            if (!std::isfinite(lv)) {  // before the update: the parameters are still the last finite ones
                 bar.finish("stopped");
                 restore(m.params, best_m), restore(ro, best_r);
                 fail("split %d: the loss became %s at iteration %d (lower --lr?); stopped. %s", s, std::isnan(lv) ? "NaN" : "infinite", it,
@@ -606,8 +608,6 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                                   : strfmt("The last good checkpoint (iteration %d) is kept in %s", L.best_iter, ckpt.c_str()).c_str());
             }
             L.train_loss.push_back(lv);
-            m.params.zero_grad(), ro.zero_grad();
-            g.u.tape.backward(g.loss);
             opt_m.step(m.params), opt_r.step(ro);
             L.iters_done = it;
             if (it % cfg.val_every == 0 || it == cfg.iters) {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "engine/backend.h"
 #include "engine/checkpoint.h"
 #include "engine/image.h"
 #include "models/npz_stream.h"
@@ -27,7 +28,7 @@ std::string find_default_backbone(const char* tool) {
          "written by ./bin/pretrain)", tool, kDefaultBackbone);
 }
 
-std::unique_ptr<Model> backbone_load(const std::string& path, const std::string& arch) {
+std::unique_ptr<Model> backbone_load(const std::string& path, const std::string& arch, Device dev) {
     NpzIndex z = npz_index(path);
     if (!z.has("meta.arch")) {
         if (arch.empty())
@@ -46,7 +47,7 @@ std::unique_ptr<Model> backbone_load(const std::string& path, const std::string&
     }
     ModelConfig cfg;
     cfg.arch = file_arch;
-    auto m = std::make_unique<Model>(cfg, 0);
+    auto m = std::make_unique<Model>(cfg, 0, dev);
     Npz full = checkpoint_load(path, m->params);
     if (full.has("meta.mean") && full.has("meta.std")) {
         std::vector<float> mean = meta_floats(full, "meta.mean"), sd = meta_floats(full, "meta.std");
@@ -72,9 +73,22 @@ void stimulus_to_input(float* out, const uint8_t* rgb, int H, int W, int S, cons
     image_to_chw(out, img, norm.mean, norm.std);
 }
 
-std::vector<std::vector<float>> backbone_features(const Model& m, const uint8_t* images, int64_t N, int H, int W,
-                                                  int batch, const std::function<void(int64_t)>& done) {
+// The same model with its parameters on `dev`.
+static std::unique_ptr<Model> model_on(const Model& m, Device dev) {
+    auto c = std::make_unique<Model>(m.cfg, 0, dev);
+    CHECK(c->params.numel() == m.params.numel(), "model_on: %lld parameters, expected %lld",
+          (long long)c->params.numel(), (long long)m.params.numel());
+    backend_copy(dev, c->params.data.data(), m.params.device, m.params.data.data(), m.params.numel());
+    c->norm = m.norm;
+    return c;
+}
+
+std::vector<std::vector<float>> backbone_features(const Model& model, const uint8_t* images, int64_t N, int H, int W,
+                                                  int batch, const std::function<void(int64_t)>& done, Device dev) {
     CHECK(batch >= 1, "backbone_features: batch %d", batch);
+    std::unique_ptr<Model> moved;
+    if (model.params.device != dev) moved = model_on(model, dev);
+    const Model& m = moved ? *moved : model;
     const BackboneSpec& b = m.spec;
     const int S = b.in_size;
     const size_t L = b.layers.size();
@@ -86,18 +100,22 @@ std::vector<std::vector<float>> backbone_features(const Model& m, const uint8_t*
         out[l].resize((size_t)(N * dim[l]));
     }
     const int64_t img_bytes = (int64_t)H * W * 3, in_floats = 3LL * S * S;
+    PinnedBuffer stage;  // GPU: the batch is preprocessed here, then uploaded
+    if (dev != Device::CPU) stage = PinnedBuffer(std::min<int64_t>(batch, N) * in_floats);
+    NoGradScope inference;  // features only: record nothing, whatever tape a caller has open
     for (int64_t i0 = 0; i0 < N; i0 += batch) {
         const int64_t n = std::min<int64_t>(batch, N - i0);
-        Tensor x = tensor_empty({n, 3, S, S});
+        Tensor x = tensor_empty({n, 3, S, S}, dev);
+        float* in = dev == Device::CPU ? x.data() : stage.data();
         #pragma omp parallel for schedule(dynamic)
         for (int64_t i = 0; i < n; i++)
-            stimulus_to_input(x.data() + i * in_floats, images + (i0 + i) * img_bytes, H, W, S, m.norm);
+            stimulus_to_input(in + i * in_floats, images + (i0 + i) * img_bytes, H, W, S, m.norm);
+        if (dev != Device::CPU) backend_copy_from_host(dev, x.data(), stage.data(), n * in_floats);
         std::vector<Tensor> f = backbone_forward(m, x);
         for (size_t l = 0; l < L; l++) {
             CHECK(f[l].numel() == n * dim[l], "backbone_features: layer %s gives %s, expected %lld values per image",
                   b.layers[l].name.c_str(), shape_str(f[l].shape).c_str(), (long long)dim[l]);
-            std::vector<float> v = f[l].to_vector();
-            std::memcpy(&out[l][(size_t)(i0 * dim[l])], v.data(), v.size() * sizeof(float));
+            backend_copy_to_host(dev, &out[l][(size_t)(i0 * dim[l])], f[l].data(), f[l].numel());
         }
         if (done) done(i0 + n);
     }

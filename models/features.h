@@ -22,7 +22,8 @@ namespace vt {
 // A backbone from a checkpoint. Its architecture is the checkpoint's "meta.arch"; `arch`
 // (optional) must agree with it. The normalisation comes from "meta.mean" / "meta.std".
 std::unique_ptr<Model> backbone_load(const std::string& path,   // a checkpoint (.npz)
-                                     const std::string& arch);  // "" or the expected architecture
+                                     const std::string& arch,   // "" or the expected architecture
+                                     Device dev = Device::CPU); // where its parameters live
 
 // The shipped default backbone (hcnn5-s pretrained on CIFAR-10), found relative to the
 // working directory or else to the binary's checkout (bin/../models/weights/...); `tool`
@@ -37,13 +38,16 @@ void stimulus_to_input(float* out,             // (3, S, S)
                        int S,                  // backbone input side
                        const Normalisation& norm);
 
-// Features of every layer for N stimuli: out[l] is (N, D_l). `done` (optional) is told the
-// number of images processed after every batch.
+// Features of every layer for N stimuli: out[l] is (N, D_l), on the host. `done` (optional)
+// is told the number of images processed after every batch. The forward passes run on `dev`:
+// on a GPU each batch is preprocessed into a pinned host buffer, uploaded, and its features
+// copied back; a model whose parameters live elsewhere is copied to `dev` first.
 std::vector<std::vector<float>> backbone_features(const Model& m,
                                                   const uint8_t* images,  // (N, H, W, 3)
                                                   int64_t N, int H, int W,
                                                   int batch,              // images per forward pass
-                                                  const std::function<void(int64_t)>& done = nullptr);
+                                                  const std::function<void(int64_t)>& done = nullptr,
+                                                  Device dev = Device::CPU);
 
 // ---- bring-your-own features (./bin/score) ---------------------------------------------
 // A features .npz holds one float32 (or float64) array per layer, (N, D) or (N, T, D).

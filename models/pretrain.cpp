@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <numeric>
+#include <vector>
 
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
@@ -20,18 +21,53 @@ namespace vt {
 static std::atomic<bool> g_stop{false};
 static void on_sigint(int) { g_stop = true; }
 
-// A graph recorded once for a fixed batch: copy inputs in, replay, read logits/loss.
+// A graph recorded once for a fixed batch on the model's device: copy inputs in, replay, read
+// logits/loss. On a GPU the loader fills pinned host buffers (hx, hy) that are then uploaded
+// into x and y; on the CPU it writes into x and y directly.
 struct ClassifierGraph {
     Unrolled unroll;  // the ConvRNN's unroll, when pretraining a recurrent model
     Tape tape;
     MemoryArena arena;
     Tensor x, y, logits, loss;
+    Device dev = Device::CPU;
+    PinnedBuffer hx, hy;             // staging (GPU only)
+    std::vector<float> logits_host;  // (B, K) on the host (GPU only)
+
+    float* x_in() { return dev == Device::CPU ? x.data() : hx.data(); }
+    float* y_in() { return dev == Device::CPU ? y.data() : hy.data(); }
+    // After the loader filled x_in()/y_in() with `count` rows: zero labels for the padding
+    // rows of a short batch, then upload.
+    void upload(int count) {
+        const int64_t B = y.numel();
+        for (int64_t i = count; i < B; i++) y_in()[i] = 0;
+        if (dev == Device::CPU) return;
+        backend_copy_from_host(dev, x.data(), hx.data(), x.numel());
+        backend_copy_from_host(dev, y.data(), hy.data(), B);
+    }
+    const float* logits_out() {
+        if (dev == Device::CPU) return logits.data();
+        logits_host.resize((size_t)logits.numel());
+        backend_copy_to_host(dev, logits_host.data(), logits.data(), logits.numel());
+        return logits_host.data();
+    }
+    float loss_out() const {
+        float v = 0;
+        backend_copy_to_host(dev, &v, loss.data(), 1);
+        return v;
+    }
 };
 
 static void graph_build(ClassifierGraph& g, const Model& m, const PretrainConfig& cfg, int B, bool training) {
     const int S = m.spec.in_size;
-    g.x = tensor_zeros({B, 3, S, S});
-    g.y = tensor_zeros({B});
+    g.dev = m.params.device;
+    g.x = tensor_zeros({B, 3, S, S}, g.dev);
+    g.y = tensor_zeros({B}, g.dev);
+    if (g.dev != Device::CPU) {
+        g.hx = PinnedBuffer(g.x.numel());
+        g.hy = PinnedBuffer(B);
+        std::fill(g.hx.data(), g.hx.data() + g.x.numel(), 0.f);
+        std::fill(g.hy.data(), g.hy.data() + B, 0.f);
+    }
     bool recurrent = m.cfg.feedback.size() || std::any_of(m.cfg.motifs.begin(), m.cfg.motifs.end(),
                                                            [](Motif mo) { return mo != Motif::None; });
     TapeScope scope(g.tape);
@@ -131,10 +167,10 @@ static Accuracy evaluate(ClassifierGraph& g, const ImageFolder& val, const Model
     Accuracy acc;
     int count = 0, K = m.cfg.num_classes;
     Progress bar("  val", (int64_t)val.paths.size(), "img");
-    while (loader.next(g.x.data(), g.y.data(), &count)) {
-        for (int i = count; i < B; i++) g.y.data()[i] = 0;  // padding rows of a short batch
+    while (loader.next(g.x_in(), g.y_in(), &count)) {
+        g.upload(count);
         g.tape.forward();
-        accumulate(acc, g.logits.data(), g.y.data(), count, K);
+        accumulate(acc, g.logits_out(), g.y_in(), count, K);
         bar.update(acc.n);
     }
     return acc;
@@ -172,10 +208,11 @@ PretrainResult pretrain_run(const PretrainConfig& cfg) {
     mc.motifs.assign(spec.layers.size(), motif_parse(cfg.motif));
     mc.feedback = feedback_parse(cfg.feedback, spec);
     mc.num_classes = K;
-    Model m(mc, cfg.seed);
-    std::fprintf(stderr, "pretrain: %s, motif %s, feedback %s, %d classes, %zu train / %zu val images, %lld parameters\n",
+    Model m(mc, cfg.seed, cfg.device);
+    std::fprintf(stderr,
+                 "pretrain: %s, motif %s, feedback %s, %d classes, %zu train / %zu val images, %lld parameters, on %s\n",
                  cfg.arch.c_str(), cfg.motif.c_str(), feedback_str(mc.feedback, spec).c_str(), K,
-                 data.train.paths.size(), data.val.paths.size(), (long long)m.params.numel());
+                 data.train.paths.size(), data.val.paths.size(), (long long)m.params.numel(), device_name(cfg.device));
 
     SGD sgd;
     sgd.momentum = cfg.momentum;
@@ -193,9 +230,10 @@ PretrainResult pretrain_run(const PretrainConfig& cfg) {
         start_epoch = (int)meta_floats(z, "meta.epochs_done")[0];
         if (z.has("meta.val_top1")) history = meta_floats(z, "meta.val_top1");
         if (z.has("optim.momentum")) {
-            sgd.mom = tensor_zeros({m.params.numel()});
+            sgd.mom = tensor_zeros({m.params.numel()}, m.params.device);
             std::vector<float> mom = z.get("optim.momentum").to_f32();
-            if ((int64_t)mom.size() == m.params.numel()) std::copy(mom.begin(), mom.end(), sgd.mom.data());
+            if ((int64_t)mom.size() == m.params.numel())
+                backend_copy_from_host(sgd.mom.device(), sgd.mom.data(), mom.data(), sgd.mom.numel());
         }
         std::fprintf(stderr, "pretrain: resuming '%s' after epoch %d\n", cfg.out.c_str(), start_epoch);
     } else {
@@ -214,7 +252,10 @@ PretrainResult pretrain_run(const PretrainConfig& cfg) {
         meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
         meta_set_floats(meta, "meta.epochs_done", {(float)epochs_done});
         meta_set_floats(meta, "meta.val_top1", history);
-        if (sgd.mom.defined()) meta.set("optim.momentum", NpyArray::from_f32({sgd.mom.numel()}, sgd.mom.data()));
+        if (sgd.mom.defined()) {
+            std::vector<float> mom = sgd.mom.to_vector();
+            meta.set("optim.momentum", NpyArray::from_f32({sgd.mom.numel()}, mom.data()));
+        }
         std::string dir = cfg.out.substr(0, cfg.out.find_last_of('/'));
         if (cfg.out.find('/') != std::string::npos && !dir.empty()) std::system(("mkdir -p '" + dir + "'").c_str());
         checkpoint_save(cfg.out, m.params, meta);
@@ -250,18 +291,19 @@ PretrainResult pretrain_run(const PretrainConfig& cfg) {
         Progress bar(strfmt("epoch %d/%d", epoch + 1, cfg.epochs), nb * B, "img");
         Accuracy tr;
         int count = 0;
-        while (!g_stop && loader.next(train_g.x.data(), train_g.y.data(), &count)) {
+        while (!g_stop && loader.next(train_g.x_in(), train_g.y_in(), &count)) {
+            train_g.upload(count);
             sgd.lr = lr_at(cfg, epoch + (double)b / nb);
             train_g.tape.forward();
             m.params.zero_grad();
             train_g.tape.backward(train_g.loss);
             sgd.step(m.params);
-            float loss = train_g.loss.data()[0];
+            float loss = train_g.loss_out();
             if (!std::isfinite(loss))
                 fail("the training loss became %g at epoch %d batch %lld (lr %g): lower --lr; the last good checkpoint "
                      "is '%s'", loss, epoch + 1, (long long)b, sgd.lr, cfg.out.c_str());
             tr.loss += loss;
-            accumulate(tr, train_g.logits.data(), train_g.y.data(), count, K);
+            accumulate(tr, train_g.logits_out(), train_g.y_in(), count, K);
             b++;
             bar.update(b * B, strfmt("loss %.3f acc %.3f lr %.4f", tr.loss / b, (double)tr.top1 / tr.n, sgd.lr));
         }

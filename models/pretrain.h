@@ -8,6 +8,8 @@
 #pragma once
 #include <string>
 
+#include "engine/tensor.h"
+
 namespace vt {
 
 struct PretrainConfig {
@@ -24,6 +26,8 @@ struct PretrainConfig {
     float holdout = 0.1f;             // held out of train/ when there is no val/ or test/
     float crop_scale = 0.f;           // > 0: random-resized crops of area in [crop_scale, 1]
     int64_t max_train = 0;            // > 0: use only this many training images (quick runs)
+    Device device = Device::CPU;      // where the model, its graphs and SGD live; batches are staged
+                                      // through pinned host buffers and uploaded
     int threads = 0;                  // compute threads (0 = all cores)
     int loader_threads = 2;
     uint64_t seed = 0;

@@ -15,6 +15,19 @@
 //                in another order (GEMM, convolution, bias gradients); METHOD.md expects
 //                FP32 arithmetic "far under 1e-3" relative, and an indexing bug gives O(1);
 //   SCALAR       atol 1e-6, rtol 1e-5: losses and sums, accumulated in double on both sides.
+//   MODEL        atol 1e-4 x the tensor's largest |value|, rtol 1e-3, rel_l2 1e-4: gradients of a
+//                whole unrolled model, each the end of a chain of some 20 REDUCTION-class steps
+//                (convolutions, cells, pools over T steps and back), whose float32 errors add
+//                along the chain: REDUCTION's bounds widened tenfold, atol scaled per tensor
+//                because a model's gradients span orders of magnitude between parameters. An
+//                indexing or accumulation bug still gives O(1). (A numeric gradient check in
+//                float32 on the GPU is no sharper than the CPU's; the CPU's analytic gradients
+//                are themselves checked numerically in test_models.cpp.)
+//
+// Also here: the pieces around the kernels that tools use, in CPU builds too: --device
+// parsing (tools/cli.h) and each tool's one-line refusal without a GPU, pinned staging
+// buffers, and TapeGraph (engine/autograd.h), which on the CPU is plain forward + backward.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -23,10 +36,20 @@
 #include <string>
 #include <vector>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/ops.h"
+#include "models/convrnn.h"
+#include "models/features.h"
 #include "tests/testutil.h"
+#include "tools/cli.h"
 #ifdef VT_CUDA
 #include "kernels/cuda/cuda.h"
 #endif
@@ -663,3 +686,429 @@ TEST_CASE("cuda: the caching allocator reuses freed blocks of the same size clas
     CHECK(cuda_mem_stats().live_bytes == s.live_bytes - 4096);
 }
 #endif
+
+// ---- pinned staging buffers and device synchronisation -------------------------------------------
+
+TEST_CASE("cuda: pinned host buffers work in every build (page-locked only with a GPU)") {
+    float* p = backend_host_alloc_pinned(1000);
+    REQUIRE(p != nullptr);
+    CHECK((uintptr_t)p % 64 == 0);
+    CHECK(backend_host_is_pinned(p) == cuda_available());
+    for (int i = 0; i < 1000; i++) p[i] = (float)i;
+    std::vector<float> back(1000);
+    backend_copy_to_host(Device::CPU, back.data(), p, 1000);
+    CHECK(back[999] == 999.f);
+    backend_host_free_pinned(p);
+    float* z = backend_host_alloc_pinned(0);  // a valid, freeable pointer
+    CHECK(z != nullptr);
+    backend_host_free_pinned(z);
+    backend_host_free_pinned(nullptr);
+    CHECK_FALSE(backend_host_is_pinned(nullptr));
+
+    PinnedBuffer a(16);
+    float* ad = a.data();
+    a.data()[3] = 7.f;
+    PinnedBuffer b = std::move(a);  // ownership moves, nothing is freed twice
+    CHECK(a.data() == nullptr);
+    CHECK(b.data() == ad);
+    CHECK(b.size() == 16);
+    CHECK(b.data()[3] == 7.f);
+    b = PinnedBuffer(8);
+    CHECK(b.size() == 8);
+}
+
+TEST_CASE("cuda: backend_synchronize is a no-op on the CPU and needs a device for CUDA") {
+    backend_synchronize(Device::CPU);
+    if (cuda_available()) {
+        backend_synchronize(Device::CUDA);
+        CHECK(std::string(backend_device_name(Device::CUDA)).size() > 0);
+    } else {
+        CHECK(vt_test::has(vt_test::error_of([] { backend_synchronize(Device::CUDA); }), "--device cuda"));
+    }
+    CHECK(std::string(backend_device_name(Device::CPU)) == "cpu");
+    CHECK(vt_test::has(vt_test::error_of([] { backend_graph_capture_begin(Device::CPU); }), "CUDA feature"));
+    backend_graph_capture_abort(Device::CPU);  // nothing to abort: no-op
+    backend_graph_destroy(nullptr);
+}
+
+TEST_CASE("cuda: a pinned buffer round-trips through the GPU") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    const int64_t n = 3 * 64 * 64 * 16 + 5;
+    PinnedBuffer up(n), down(n);
+    CHECK(backend_host_is_pinned(up.data()));
+    Rng r(5);
+    for (int64_t i = 0; i < n; i++) up.data()[i] = r.normal();
+    Tensor t = tensor_empty({n}, Device::CUDA);
+    backend_copy_from_host(Device::CUDA, t.data(), up.data(), n);
+    Tensor t2 = tensor_empty({n}, Device::CUDA);
+    tensor_copy(t2, t);  // device -> device
+    std::fill(down.data(), down.data() + n, NAN);
+    backend_copy_to_host(Device::CUDA, down.data(), t2.data(), n);
+    CHECK(std::memcmp(up.data(), down.data(), (size_t)n * sizeof(float)) == 0);
+}
+
+// ---- the --device flag and the tools without a GPU ----------------------------------------------
+
+TEST_CASE("cuda: parse_device accepts cpu and cuda and refuses the rest with one line") {
+    CHECK(parse_device("cpu") == Device::CPU);
+    CHECK(vt_test::error_of([] { parse_device("tpu"); }) == "--device: expected cpu or cuda, got 'tpu'");
+    CHECK(vt_test::has(vt_test::error_of([] { parse_device(""); }), "expected cpu or cuda"));
+    if (cuda_available()) {
+        CHECK(parse_device("cuda") == Device::CUDA);
+    } else {
+        CHECK(vt_test::error_of([] { parse_device("cuda"); }) ==
+              "--device cuda: no usable CUDA device (built without CUDA=1, or no GPU visible); use --device cpu");
+    }
+    // through the flag table: parsed as it is given, "cpu" by default
+    Device d = Device::CPU;
+    Cli cli("t", "", "");
+    cli.flag("--device", &d, "cpu or cuda");
+    CHECK(cli.flags[0].def == "cpu");
+    char a0[] = "t", a1[] = "--device=cpu";
+    char* argv[] = {a0, a1};
+    cli.parse(2, argv);
+    CHECK(d == Device::CPU);
+    char b1[] = "--device", b2[] = "gpu";
+    char* argv2[] = {a0, b1, b2};
+    CHECK(vt_test::has(vt_test::error_of([&] { cli.parse(3, argv2); }), "got 'gpu'"));
+}
+
+namespace {
+
+// bin/<tool> of the source tree, as tests/test_tools.cpp runs them. (The CUDA check builds
+// only its tests; without a device in this process there is none for the tools either.)
+std::string tool_path(const std::string& tool) { return std::string(VT_ROOT) + "/bin/" + tool; }
+
+struct ToolRun {
+    int rc = -1;
+    std::string out;  // stdout and stderr together
+};
+
+ToolRun run_tool_cmd(const std::string& tool, const std::string& args) {
+    ToolRun r;
+    FILE* p = popen((tool_path(tool) + " " + args + " 2>&1").c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int st = pclose(p);
+    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+int count_lines(const std::string& s) {
+    int n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("cuda: every tool's --device cuda gives one clear line without a GPU, and --device is checked") {
+    if (cuda_available()) { MESSAGE("a CUDA device is present: this test is for machines without one"); return; }
+    // Tools taking other required input get it, so that --device is what they stop at.
+    const std::pair<const char*, const char*> tools[] = {
+        {"pretrain", "/nonexistent_dir"},
+        {"select_layers", "--data /nonexistent.npz --out /tmp/unused"},
+        {"score", "--features /nonexistent.npz --data /nonexistent.npz --out /tmp/unused"},
+        {"bench", "--workload conv"},
+    };
+    for (const auto& [tool, rest] : tools) {
+        INFO(tool);
+        if (access(tool_path(tool).c_str(), X_OK) != 0) {
+            MESSAGE(tool_path(tool) << " not built: skipped");
+            continue;
+        }
+        ToolRun r = run_tool_cmd(tool, std::string("--device cuda ") + rest);
+        INFO(r.out);
+        CHECK(r.rc == 1);
+        CHECK(r.out ==
+              "error: --device cuda: no usable CUDA device (built without CUDA=1, or no GPU visible); use --device cpu\n");
+        CHECK(count_lines(r.out) == 1);
+        r = run_tool_cmd(tool, std::string("--device tpu ") + rest);
+        INFO(r.out);
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "--device: expected cpu or cuda, got 'tpu'"));
+        CHECK(count_lines(r.out) == 1);
+        r = run_tool_cmd(tool, "--help");
+        CHECK(r.rc == 0);
+        CHECK(vt_test::has(r.out, "--device"));
+    }
+}
+
+// ---- a whole unrolled model on the GPU ---------------------------------------------------------
+
+namespace {
+
+constexpr Tol MODEL{1e-4, 1e-3, 1e-4};
+
+// expect_close with atol scaled by the reference's largest |value| (MODEL, see the top).
+void expect_close_scaled(const std::vector<float>& got, const std::vector<float>& ref, Tol tol,
+                         const std::string& what) {
+    double scale = 0;
+    for (float v : ref) scale = std::max(scale, (double)std::fabs(v));
+    Tol t = tol;
+    t.atol = tol.atol * (scale > 0 ? scale : 1.0);
+    expect_close(got, ref, t, what + " (atol " + std::to_string(t.atol) + ")");
+}
+
+// tiny3 with lstm cells at every layer and conv3 -> conv1 feedback, unrolled 6 steps (image for
+// 3) at batch 2, every parameter randomised (feedback convs too, which start at zero), and a
+// loss over every output of every step: the same host values on any device.
+struct ModelRun {
+    std::unique_ptr<Model> m;
+    Unrolled u;
+    Tensor image, target, loss;
+};
+
+std::vector<float> host_grad(const Tensor& t) {
+    std::vector<float> v((size_t)t.numel());
+    backend_copy_to_host(t.device(), v.data(), t.grad(), t.numel());
+    return v;
+}
+
+float host_scalar(const Tensor& t) {
+    float v = 0;
+    backend_copy_to_host(t.device(), &v, t.data(), 1);
+    return v;
+}
+
+void build_model_run(ModelRun& r, Device dev, uint64_t seed = 7) {
+    ModelConfig cfg;
+    cfg.arch = "tiny3";
+    BackboneSpec b = backbone_spec("tiny3");
+    cfg.motifs.assign(b.layers.size(), Motif::LSTM);
+    cfg.feedback = feedback_parse("conv3:conv1", b);
+    r.m = std::make_unique<Model>(cfg, 1, dev);
+    Rng rng(seed);
+    for (auto& e : r.m->params.entries) {
+        int64_t fan_in = e.shape.size() > 1 ? shape_numel(e.shape) / e.shape[0] : 0;
+        std::vector<float> v = randv(e.view.numel(), rng, fan_in ? 1.f / std::sqrt((float)fan_in) : 0.3f);
+        backend_copy_from_host(dev, e.view.data(), v.data(), e.view.numel());
+    }
+    const int N = 2, S = b.in_size;
+    r.image = make({N, 3, S, S}, randv(N * 3 * S * S, rng), dev, true);
+    UnrollConfig uc;
+    uc.steps = 6;
+    uc.image_steps = 3;
+    uc.batch = N;
+    unroll_build(r.u, *r.m, uc, /*record=*/true, r.image);
+    TapeScope scope(r.u.tape);
+    ArenaScope arena(r.u.arena);
+    std::vector<Tensor> parts;
+    for (const auto& step : r.u.out)
+        for (const Tensor& o : step)
+            if (o.defined()) parts.push_back(o.flatten());
+    Tensor all = concat_channels(parts);
+    r.target = make(all.shape, randv(all.numel(), rng, 0.5f), dev, false);
+    r.loss = mse_loss(all, r.target);
+}
+
+void zero_grads(ModelRun& r) {
+    r.m->params.zero_grad();
+    grad_zero(r.image);
+}
+
+struct Grads {
+    float loss = 0;
+    std::vector<float> params, image;
+};
+
+Grads grads_of(const ModelRun& r) {
+    return {host_scalar(r.loss), r.m->params.grad.to_vector(), host_grad(r.image)};  // params.grad holds the gradients as data
+}
+
+// The arena's gradient entry by entry (names in the messages), and the image's.
+void expect_grads(const ModelRun& run, const Grads& got, const Grads& ref, Tol tol, const std::string& when) {
+    expect_close({got.loss}, {ref.loss}, SCALAR, when + ": loss");
+    for (const auto& e : run.m->params.entries) {
+        if (!e.trainable) continue;
+        std::vector<float> g(got.params.begin() + e.offset, got.params.begin() + e.offset + e.view.numel());
+        std::vector<float> c(ref.params.begin() + e.offset, ref.params.begin() + e.offset + e.view.numel());
+        expect_close_scaled(g, c, tol, when + ": d" + e.name);
+    }
+    expect_close_scaled(got.image, ref.image, tol, when + ": dimage");
+}
+
+}  // namespace
+
+TEST_CASE("cuda: the whole-model reference (CPU) has a gradient in every parameter") {
+    // What the GPU comparison below compares: not vacuous, on every build.
+    ModelRun cpu;
+    build_model_run(cpu, Device::CPU);
+    zero_grads(cpu);
+    cpu.u.tape.backward(cpu.loss);
+    Grads g = grads_of(cpu);
+    CHECK(std::isfinite(g.loss));
+    CHECK(g.loss > 0);
+    for (const auto& e : cpu.m->params.entries) {
+        double m = 0;
+        for (int64_t i = 0; i < e.view.numel(); i++) m = std::max(m, (double)std::fabs(g.params[e.offset + i]));
+        INFO(e.name);
+        CHECK(std::isfinite(m));
+        CHECK(m > 0);
+    }
+}
+
+TEST_CASE("cuda: whole-model gradients (tiny3, lstm, conv3:conv1 feedback, 6 steps) on the GPU equal the CPU's") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    ModelRun cpu, gpu;
+    build_model_run(cpu, Device::CPU);
+    build_model_run(gpu, Device::CUDA);
+    REQUIRE(gpu.loss.device() == Device::CUDA);
+    REQUIRE(gpu.m->params.device == Device::CUDA);
+    for (ModelRun* r : {&cpu, &gpu}) {
+        zero_grads(*r);
+        r->u.tape.backward(r->loss);
+    }
+    expect_grads(gpu, grads_of(gpu), grads_of(cpu), MODEL, "first pass");
+    // replayed on a new image (copied into the recorded input), gradients zeroed in between
+    Rng rng(99);
+    std::vector<float> img = randv(cpu.image.numel(), rng);
+    for (ModelRun* r : {&cpu, &gpu}) {
+        backend_copy_from_host(r->image.device(), r->image.data(), img.data(), r->image.numel());
+        zero_grads(*r);
+        r->u.tape.forward();
+        r->u.tape.backward(r->loss);
+    }
+    expect_grads(gpu, grads_of(gpu), grads_of(cpu), MODEL, "replayed on a new image");
+}
+
+// ---- TapeGraph: one iteration replayed as a CUDA Graph ------------------------------------------
+
+TEST_CASE("cuda: TapeGraph on the CPU is plain forward + backward") {
+    ModelRun a, b;
+    build_model_run(a, Device::CPU);
+    build_model_run(b, Device::CPU);
+    TapeGraph g(b.u.tape, b.loss);
+    CHECK(g.device() == Device::CPU);
+    for (int it = 0; it < 3; it++) {
+        zero_grads(a);
+        a.u.tape.forward();
+        a.u.tape.backward(a.loss);
+        zero_grads(b);
+        g.run();
+        expect_grads(b, grads_of(b), grads_of(a), REDUCTION, "TapeGraph run " + std::to_string(it + 1));
+    }
+    CHECK_FALSE(g.captured());
+    CHECK(g.launches() == 0);
+    CHECK(g.fallback_reason().empty());
+    // forward only: the loss is computed, no gradient is touched
+    TapeGraph fwd(b.u.tape, Tensor());
+    zero_grads(b);
+    fwd.run();
+    expect_close({host_scalar(b.loss)}, {grads_of(a).loss}, SCALAR, "forward-only TapeGraph");
+    std::vector<float> untouched = grads_of(b).params;
+    CHECK(std::count(untouched.begin(), untouched.end(), 0.f) == (long)untouched.size());
+}
+
+TEST_CASE("cuda: TapeGraph replay on the GPU equals plain forward + backward, on new inputs too") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    ModelRun r;
+    build_model_run(r, Device::CUDA);
+    auto plain = [&] {
+        zero_grads(r);
+        r.u.tape.forward();
+        r.u.tape.backward(r.loss);
+        return grads_of(r);
+    };
+    Grads ref = plain();
+    TapeGraph g(r.u.tape, r.loss);
+    REQUIRE(g.device() == Device::CUDA);
+#ifdef VT_CUDA
+    int64_t mallocs = 0;
+#endif
+    for (int it = 0; it < 5; it++) {  // warm-up, capture + launch, then launches
+        zero_grads(r);
+        g.run();
+        INFO("run " << it + 1 << "; fallback: " << g.fallback_reason());
+        expect_grads(r, grads_of(r), ref, REDUCTION, "graph run " + std::to_string(it + 1));
+#ifdef VT_CUDA
+        if (it == 1) mallocs = cuda_mem_stats().mallocs;
+        if (it > 1) CHECK(cuda_mem_stats().mallocs == mallocs);  // replays allocate nothing
+#endif
+    }
+    CHECK(g.fallback_reason().empty());
+    CHECK(g.captured());
+    CHECK(g.launches() == 4);
+    // The graph reads the recorded buffers as they are at launch: a new image copied in.
+    Rng rng(123);
+    std::vector<float> img = randv(r.image.numel(), rng);
+    backend_copy_from_host(Device::CUDA, r.image.data(), img.data(), r.image.numel());
+    zero_grads(r);
+    g.run();
+    Grads replayed = grads_of(r);
+    Grads fresh = plain();
+    CHECK(replayed.loss != ref.loss);
+    expect_grads(r, replayed, fresh, REDUCTION, "graph on a new image");
+    CHECK(g.launches() == 5);
+    // forward-only graphs
+    TapeGraph fwd(r.u.tape, Tensor());
+    for (int it = 0; it < 3; it++) {
+        fwd.run();
+        expect_close({host_scalar(r.loss)}, {fresh.loss}, SCALAR, "forward-only graph");
+    }
+    CHECK(fwd.captured());
+    // invalidate(): warm-up and capture again, same results
+    g.invalidate();
+    CHECK_FALSE(g.captured());
+    for (int it = 0; it < 3; it++) {
+        zero_grads(r);
+        g.run();
+    }
+    CHECK(g.captured());
+    expect_grads(r, grads_of(r), fresh, REDUCTION, "graph after invalidate()");
+}
+
+TEST_CASE("cuda: TapeGraph falls back to plain runs when an op cannot be captured (dropout's host mask)") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    Rng r(4);
+    Tensor x = make({4, 16}, randv(64, r), Device::CUDA, true);
+    Tape tape;
+    Tensor loss;
+    {
+        TapeScope scope(tape);
+        loss = sum(dropout(x, 0.5f, 11, true));
+    }
+    TapeGraph g(tape, loss);
+    for (int it = 0; it < 3; it++) {
+        grad_zero(x);
+        g.run();
+        CHECK(std::isfinite(host_scalar(loss)));
+    }
+    CHECK_FALSE(g.captured());
+    INFO(g.fallback_reason());
+    CHECK(vt_test::has(g.fallback_reason(), "dropout"));
+    CHECK(vt_test::has(g.fallback_reason(), "host->device copy"));
+    // the stream is usable afterwards: a capturable tape still captures
+    ModelRun m;
+    build_model_run(m, Device::CUDA);
+    TapeGraph g2(m.u.tape, m.loss);
+    for (int it = 0; it < 3; it++) {
+        zero_grads(m);
+        g2.run();
+    }
+    CHECK(g2.captured());
+}
+
+// ---- features and pretraining pieces on the GPU --------------------------------------------------
+
+TEST_CASE("cuda: backbone_features on the GPU equal the CPU's") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    ModelConfig cfg;
+    cfg.arch = "tiny3";
+    Model m(cfg, 3);  // on the CPU: backbone_features copies it to the GPU
+    const int64_t N = 5;
+    const int H = 11, W = 9;
+    std::vector<uint8_t> images((size_t)N * H * W * 3);
+    Rng r(8);
+    for (auto& v : images) v = (uint8_t)r.randint(256);
+    auto cpu = backbone_features(m, images.data(), N, H, W, 2);
+    auto gpu = backbone_features(m, images.data(), N, H, W, 2, nullptr, Device::CUDA);
+    REQUIRE(cpu.size() == gpu.size());
+    for (size_t l = 0; l < cpu.size(); l++) expect_close(gpu[l], cpu[l], REDUCTION, "features of layer " + std::to_string(l));
+    Model mg(cfg, 3, Device::CUDA);  // a model already on the GPU is used as it is
+    backend_copy_from_host(Device::CUDA, mg.params.data.data(), m.params.data.data(), m.params.numel());
+    auto gpu2 = backbone_features(mg, images.data(), N, H, W, 3, nullptr, Device::CUDA);
+    for (size_t l = 0; l < cpu.size(); l++) expect_close(gpu2[l], cpu[l], REDUCTION, "features (GPU model)");
+}

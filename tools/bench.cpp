@@ -3,12 +3,18 @@
 //   ./bin/bench                      every workload
 //   ./bin/bench --workload conv      one (see --list)
 //   ./bin/bench --reps 9             repetitions per measurement (the median is reported)
+//   ./bin/bench --device cuda        conv and W1-W5 on the GPU (simpls stays on the CPU)
 //
 // Performance is only comparable within one run on a shared machine, so every workload
 // reports its rate next to the OpenBLAS sgemm rate measured in the same run. OpenBLAS is
 // benchmarked with its native kernels: if OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set
 // (some machines set them for old builds), bench re-executes itself without them, and
 // names the CPU's kernel family where OpenBLAS cannot identify the CPU (see backend.h).
+//
+// On the GPU (--device cuda) the same-run reference is cuBLAS's sgemm on the device, every
+// timing waits for the device (backend_synchronize) before reading the clock, and W1-W5
+// replay their iteration as a CUDA Graph (engine/autograd.h's TapeGraph; --no-graph for
+// plain launches). Every line names its device.
 #include <cblas.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -30,6 +36,10 @@
 #include "engine/ops.h"
 #include "engine/params.h"
 #include "models/convrnn.h"
+#include "tools/cli.h"
+#ifdef VT_CUDA
+#include "kernels/cuda/cuda.h"  // conv path and memory statistics (reported, not required)
+#endif
 
 using namespace vt;
 
@@ -39,20 +49,25 @@ struct Opts {
     std::vector<std::string> workloads;
     int reps = 5;
     int threads = 0;
-    double sgemm = 0;  // the same-run sgemm rate, GFLOP/s
+    Device device = Device::CPU;  // conv and W1-W5 (simpls is CPU work)
+    bool graph = true;            // W1-W5 on the GPU: replay a captured CUDA Graph
+    double sgemm = 0;             // the same-run sgemm rate on `device`, GFLOP/s
 };
 
 double now_ms() {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Median wall time of fn over reps runs, after one warm-up run.
-double median_ms(int reps, const std::function<void()>& fn) {
+// Median wall time of fn over reps runs, after one warm-up run. Work queued on `dev` is
+// waited for before the clock is read.
+double median_ms(int reps, const std::function<void()>& fn, Device dev = Device::CPU) {
     fn();
+    backend_synchronize(dev);
     std::vector<double> t;
     for (int i = 0; i < reps; i++) {
         double t0 = now_ms();
         fn();
+        backend_synchronize(dev);
         t.push_back(now_ms() - t0);
     }
     std::sort(t.begin(), t.end());
@@ -65,19 +80,62 @@ double peak_rss_mb() {
     return ru.ru_maxrss / 1024.0;
 }
 
-std::string common_fields() {
-    return strfmt("\"openblas_core\": \"%s\", \"threads\": %d", blas_core_name(), backend_threads());
+std::string common_fields(Device dev = Device::CPU) {
+    std::string s = strfmt("\"device\": \"%s\", ", device_name(dev));
+    if (dev != Device::CPU) s += strfmt("\"gpu\": \"%s\", ", backend_device_name(dev));
+    return s + strfmt("\"openblas_core\": \"%s\", \"threads\": %d", blas_core_name(), backend_threads());
 }
 
-// The same-run reference: a large square sgemm.
-double sgemm_gflops(int reps) {
-    const int n = 2048;
-    std::vector<float> a((size_t)n * n, 0.5f), b((size_t)n * n, 0.25f), c((size_t)n * n);
-    double ms = median_ms(reps, [&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(),
-                    n);
-    });
+// The size of the same-run sgemm reference: 2048 on the CPU, 8192 on a GPU (smaller ones do
+// not fill a large GPU).
+int sgemm_n(Device dev) { return dev == Device::CPU ? 2048 : 8192; }
+
+// The same-run reference: a large square sgemm (OpenBLAS, or cuBLAS on the device).
+double sgemm_gflops(int reps, Device dev) {
+    const int n = sgemm_n(dev);
+    if (dev == Device::CPU) {
+        std::vector<float> a((size_t)n * n, 0.5f), b((size_t)n * n, 0.25f), c((size_t)n * n);
+        double ms = median_ms(reps, [&] {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f,
+                        c.data(), n);
+        });
+        return 2.0 * n * n * n / (ms * 1e6);
+    }
+    Tensor a = tensor_full({n, n}, 0.5f, dev), b = tensor_full({n, n}, 0.25f, dev), c = tensor_empty({n, n}, dev);
+    const KernelTable& K = kernels_for(dev);
+    double ms = median_ms(
+        reps, [&] { K.gemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n); }, dev);
     return 2.0 * n * n * n / (ms * 1e6);
+}
+
+// The GPU's convolution paths to time: im2col + cuBLAS, and cuDNN in CUDNN=1 builds.
+std::vector<std::string> conv_paths(Device dev) {
+    if (dev == Device::CPU) return {"im2col"};
+#ifdef VT_CUDA
+    if (cuda_has_cudnn()) return {"im2col", "cudnn"};
+#endif
+    return {"im2col"};
+}
+
+void set_conv_path(Device dev, const std::string& path) {
+#ifdef VT_CUDA
+    if (dev != Device::CPU) cuda_set_conv_path(path == "cudnn" ? ConvPath::Cudnn : ConvPath::Im2col);
+#endif
+}
+
+std::string current_conv_path(Device dev) {
+#ifdef VT_CUDA
+    if (dev != Device::CPU) return cuda_conv_path() == ConvPath::Cudnn ? "cudnn" : "im2col";
+#endif
+    return "im2col";
+}
+
+// Device memory held at its peak (GPU: the caching allocator's peak, in MiB), or null.
+std::string device_peak_mb(Device dev) {
+#ifdef VT_CUDA
+    if (dev != Device::CPU) return strfmt("%.0f", cuda_mem_stats().peak_bytes / 1048576.0);
+#endif
+    return "null";
 }
 
 // ---- workload: conv ------------------------------------------------------------------------
@@ -98,12 +156,14 @@ void bench_conv(const Opts& o) {
         {"hcnn5", "conv4", 256, 8, 256, 3, 1, 1},   {"hcnn5", "conv5", 256, 4, 512, 3, 1, 1},
     };
     const int N = 16;
+    const Device dev = o.device;
     double peak = o.sgemm;
     Rng rng(1);
+    const std::string default_path = current_conv_path(dev);
     for (const ConvLayer& l : layers) {
-        Tensor x = tensor_empty({N, l.C, l.H, l.H}, Device::CPU, true);
-        Tensor w = tensor_empty({l.OC, l.C, l.K, l.K}, Device::CPU, true);
-        Tensor b = tensor_zeros({l.OC}, Device::CPU, true);
+        Tensor x = tensor_empty({N, l.C, l.H, l.H}, dev, true);
+        Tensor w = tensor_empty({l.OC, l.C, l.K, l.K}, dev, true);
+        Tensor b = tensor_zeros({l.OC}, dev, true);
         tensor_randn(x, rng);
         tensor_randn(w, rng, 0.05f);
         Tape tape;
@@ -112,18 +172,22 @@ void bench_conv(const Opts& o) {
             TapeScope scope(tape);
             y = conv2d(x, w, b, l.S, l.P);
         }
-        Tensor dy = tensor_full(y.shape, 0.01f);
-        double fwd = median_ms(o.reps, [&] { tape.forward(); });
-        double bwd = median_ms(o.reps, [&] { tape.backward(y, dy); });
-        double flops = 2.0 * N * l.OC * y.dim(2) * y.dim(3) * l.C * l.K * l.K;
-        double gf = 3 * flops / ((fwd + bwd) * 1e6);
-        std::printf(
-            "{\"workload\": \"conv\", \"arch\": \"%s\", \"layer\": \"%s\", \"input\": \"%s\", \"weight\": \"%s\", "
-            "\"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f, \"gflops\": %.1f, "
-            "\"sgemm_gflops\": %.1f, \"fraction_of_sgemm\": %.3f, %s}\n",
-            l.arch, l.layer, shape_str(x.shape).c_str(), shape_str(w.shape).c_str(), fwd, bwd, flops / (fwd * 1e6),
-            2 * flops / (bwd * 1e6), gf, peak, gf / peak, common_fields().c_str());
-        std::fflush(stdout);
+        Tensor dy = tensor_full(y.shape, 0.01f, dev);
+        for (const std::string& path : conv_paths(dev)) {  // forward and backward on one path each time
+            set_conv_path(dev, path);
+            double fwd = median_ms(o.reps, [&] { tape.forward(); }, dev);
+            double bwd = median_ms(o.reps, [&] { tape.backward(y, dy); }, dev);
+            double flops = 2.0 * N * l.OC * y.dim(2) * y.dim(3) * l.C * l.K * l.K;
+            double gf = 3 * flops / ((fwd + bwd) * 1e6);
+            std::printf(
+                "{\"workload\": \"conv\", \"arch\": \"%s\", \"layer\": \"%s\", \"input\": \"%s\", \"weight\": \"%s\", "
+                "\"conv_path\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f, "
+                "\"gflops\": %.1f, \"sgemm_gflops\": %.1f, \"fraction_of_sgemm\": %.3f, %s}\n",
+                l.arch, l.layer, shape_str(x.shape).c_str(), shape_str(w.shape).c_str(), path.c_str(), fwd, bwd,
+                flops / (fwd * 1e6), 2 * flops / (bwd * 1e6), gf, peak, gf / peak, common_fields(dev).c_str());
+            std::fflush(stdout);
+        }
+        set_conv_path(dev, default_path);
     }
 }
 
@@ -133,6 +197,9 @@ void bench_conv(const Opts& o) {
 // units from conv5 at every step they are active, MSE against fixed targets, backbone
 // frozen. GFLOP/s counts the forward convolutions of all T steps analytically, as if no
 // silent layer were skipped, times 3 for forward + backward (times 1 for inference).
+// Forward + backward (forward alone for inference) run through a TapeGraph: on the GPU one
+// captured CUDA Graph launch per iteration after the first two (warm-up, capture; both
+// before the clock starts); Adam runs outside the graph.
 struct RecurrentWorkload {
     const char* name;
     const char* arch;
@@ -188,7 +255,8 @@ void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
     BackboneSpec spec = backbone_spec(w.arch);
     mc.motifs.assign(spec.layers.size(), motif_parse(w.motif));
     mc.feedback = feedback_parse(w.feedback, spec);
-    Model m(mc, 1);
+    const Device dev = o.device;
+    Model m(mc, 1, dev);
     m.freeze_backbone();
     if (!w.train) m.params.set_trainable("", false);  // inference: no gradient memory at all
     const int N = w.batch, T = w.steps;
@@ -200,15 +268,15 @@ void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
                         {"v4.bias", {U4}, Init::Zeros},
                         {"it.weight", {UIT, dim(it)}, Init::Uniform, 0.01f},
                         {"it.bias", {UIT}, Init::Zeros}},
-                       2);
-    Tensor target4 = tensor_full({N, U4}, 0.1f), target_it = tensor_full({N, UIT}, 0.2f);
+                       2, dev);
+    Tensor target4 = tensor_full({N, U4}, 0.1f, dev), target_it = tensor_full({N, UIT}, 0.2f, dev);
     Unrolled u;
     UnrollConfig uc;
     uc.steps = T;
     uc.image_steps = T;  // the image at every step
     uc.batch = N;
     Rng rng(3);
-    Tensor image = tensor_empty({N, 3, spec.in_size, spec.in_size});
+    Tensor image = tensor_empty({N, 3, spec.in_size, spec.in_size}, dev);
     tensor_randn(image, rng);
     unroll_build(u, m, uc, /*record=*/true, image);
     Tensor loss;
@@ -226,23 +294,30 @@ void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
     }
     Adam opt;
     opt.lr = 1e-4f;
+    TapeGraph graph(u.tape, w.train ? loss : Tensor(), o.graph);
     auto iteration = [&] {
-        u.tape.forward();
-        if (!w.train) return;
-        m.params.zero_grad();
-        readout.zero_grad();
-        u.tape.backward(loss);
-        opt.step(m.params);
+        if (w.train) {
+            m.params.zero_grad();
+            readout.zero_grad();
+        }
+        graph.run();  // forward (+ backward)
+        if (w.train) opt.step(m.params);
     };
-    double ms = median_ms(o.reps, iteration);
+    if (dev != Device::CPU && o.graph) iteration();  // TapeGraph's warm-up; median_ms's own one then captures
+    double ms = median_ms(o.reps, iteration, dev);
     double flops = step_conv_flops(m, N) * T * (w.train ? 3 : 1);
+    std::string graph_field = dev == Device::CPU ? "null" : graph.captured() ? "true" : "false";
+    if (!graph.fallback_reason().empty())
+        std::fprintf(stderr, "bench %s: not replayed as a CUDA Graph: %s\n", w.name, graph.fallback_reason().c_str());
     std::printf(
         "{\"workload\": \"%s\", \"arch\": \"%s\", \"motif\": \"%s\", \"feedback\": \"%s\", \"batch\": %d, "
         "\"steps\": %d, \"mode\": \"%s\", \"ms_per_iter\": %.1f, \"gflops\": %.1f, \"sgemm_gflops\": %.1f, "
-        "\"fraction_of_sgemm\": %.3f, \"activation_arena_mb\": %.0f, \"peak_rss_mb\": %.0f, %s}\n",
+        "\"fraction_of_sgemm\": %.3f, \"activation_arena_mb\": %.0f, \"peak_rss_mb\": %.0f, \"cuda_graph\": %s, "
+        "\"conv_path\": \"%s\", \"device_peak_mb\": %s, %s}\n",
         w.name, w.arch, w.motif, w.feedback[0] ? w.feedback : "none", N, T, w.train ? "train" : "inference", ms,
         flops / (ms * 1e6), o.sgemm, flops / (ms * 1e6) / o.sgemm, u.arena.total_floats() * 4.0 / (1 << 20),
-        peak_rss_mb(), common_fields().c_str());
+        peak_rss_mb(), graph_field.c_str(), current_conv_path(dev).c_str(), device_peak_mb(dev).c_str(),
+        common_fields(dev).c_str());
     std::fflush(stdout);
 }
 
@@ -438,9 +513,11 @@ const Workload WORKLOADS[] = {
 
 void usage() {
     std::printf(
-        "usage: bench [--workload NAME[,NAME...]] [--reps N] [--threads N] [--list]\n\n"
+        "usage: bench [--workload NAME[,NAME...]] [--reps N] [--threads N] [--device cpu|cuda] [--no-graph] [--list]\n\n"
         "Benchmarks, one JSON line per measurement; the median of --reps runs (default 5).\n"
-        "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed for the run (native kernels).\n\nworkloads:\n");
+        "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed for the run (native kernels).\n"
+        "--device cuda runs conv and W1-W5 on the GPU (simpls stays on the CPU), against cuBLAS's sgemm;\n"
+        "W1-W5 replay each iteration as a CUDA Graph unless --no-graph.\n\nworkloads:\n");
     for (const Workload& w : WORKLOADS) std::printf("  %-8s %s\n", w.name, w.what);
 }
 
@@ -479,13 +556,18 @@ int main(int argc, char** argv) {
                 if (o.reps < 1) fail("--reps: expected a positive integer, got '%s'", v.c_str());
             } else if (a == "--threads") {
                 o.threads = std::atoi(value().c_str());
+            } else if (a == "--device") {
+                o.device = parse_device(value());
+            } else if (a == "--no-graph") {
+                o.graph = false;
             } else {
                 fail("unknown flag '%s' (see --help)", a.c_str());
             }
         }
         backend_set_threads(o.threads);
-        o.sgemm = sgemm_gflops(o.reps);
-        std::printf("{\"workload\": \"sgemm\", \"n\": 2048, \"gflops\": %.1f, %s}\n", o.sgemm, common_fields().c_str());
+        o.sgemm = sgemm_gflops(o.reps, o.device);
+        std::printf("{\"workload\": \"sgemm\", \"n\": %d, \"gflops\": %.1f, %s}\n", sgemm_n(o.device), o.sgemm,
+                    common_fields(o.device).c_str());
         for (const std::string& name : o.workloads) {
             bool found = false;
             for (const Workload& w : WORKLOADS) found = found || name == w.name;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/common.h"
 
 namespace vt {
@@ -25,6 +26,19 @@ inline std::vector<std::string> split_list(const std::string& s) {
         if (e > a) v.push_back(s.substr(a, e - a));
     }
     return v;
+}
+
+// The value of --device: `cpu`, or `cuda` where a usable CUDA device exists. Every tool's
+// --device goes through here, so the error a user without a GPU meets is the same line:
+//   --device cuda: no usable CUDA device (built without CUDA=1, or no GPU visible); use --device cpu
+inline Device parse_device(const std::string& flag_value) {
+    if (flag_value == "cpu") return Device::CPU;
+    if (flag_value == "cuda") {
+        if (!cuda_available())
+            fail("--device cuda: no usable CUDA device (built without CUDA=1, or no GPU visible); use --device cpu");
+        return Device::CUDA;
+    }
+    fail("--device: expected cpu or cuda, got '%s'", flag_value.c_str());
 }
 
 struct Cli {
@@ -54,6 +68,9 @@ struct Cli {
     }
     void flag(const std::string& name, std::string* v, const std::string& help) {
         flags.push_back({name, help, *v, false, [=](const std::string& s) { *v = s; }});
+    }
+    void flag(const std::string& name, Device* v, const std::string& help) {  // parse_device, as it is given
+        flags.push_back({name, help, device_name(*v), false, [=](const std::string& s) { *v = parse_device(s); }});
     }
     void flag(const std::string& name, bool* v, const std::string& help) {  // a switch
         flags.push_back({name, help, "", true, [=](const std::string&) { *v = true; }});

@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     runtime_init(argv);
     return run_main([&] {
         FitConfig c;
-        std::string data, out, device = "cpu";
+        std::string data, out;
         int threads = 0;
         Cli cli("fit_dynamics", "",
                 "Fit a ConvRNN to the time course of V4 and IT responses by backpropagation through time (the\n"
@@ -132,16 +132,11 @@ int main(int argc, char** argv) {
         ScoringFlags scoring;
         scoring.add(cli, c.score);
         cli.flag("--model-seed", &c.seed, "seed of the student's cells, the unit hold-out and the minibatches");
-        cli.flag("--device", &device, "cpu or cuda");
+        cli.flag("--device", &c.device, "cpu or cuda");
         cli.flag("--threads", &threads, "compute threads (0 = all cores)");
         cli.parse(argc, argv);
         scoring.apply(c.score);
         if (!cli.positional.empty()) fail("fit_dynamics: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
-        if (device == "cuda") {
-            if (!cuda_available())
-                fail("--device cuda: no usable CUDA device (built without CUDA=1, or no GPU visible); use --device cpu");
-            c.device = Device::CUDA;
-        } else if (device != "cpu") fail("--device: expected cpu or cuda, got '%s'", device.c_str());
         backend_set_threads(threads);
         if (c.backbone.empty()) c.backbone = find_default_backbone("fit_dynamics");
         motif_parse(c.motif);  // fail early on a bad flag, before any data work
@@ -215,7 +210,7 @@ int main(int argc, char** argv) {
                      "\"trainable_params\": %lld},\n",
                      c.score.folds, c.score.components, c.score.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls",
                      (unsigned long long)c.score.seed, (unsigned long long)c.seed, c.score.ceiling_splits,
-                     c.score.min_reliability, tg.folds.stratified ? "true" : "false", device.c_str(),
+                     c.score.min_reliability, tg.folds.stratified ? "true" : "false", device_name(c.device),
                      (long long)R.trainable_params);
         js += "  \"areas\": {";
         for (size_t a = 0; a < R.areas.size(); a++) {

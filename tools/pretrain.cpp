@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
         cli.flag("--motif", &c.motif, "recurrent cell at every layer (pretrain the ConvRNN end to end)");
         cli.flag("--feedback", &c.feedback, "feedback edges, e.g. conv5:conv2");
         cli.flag("--steps", &c.steps, "unroll length for a ConvRNN (classify its last step)");
+        cli.flag("--device", &c.device, "cpu or cuda: where the model trains (batches go through pinned host buffers)");
         cli.flag("--threads", &c.threads, "compute threads (0 = all cores)");
         cli.flag("--loader-threads", &c.loader_threads, "image decoding threads");
         cli.flag("--seed", &c.seed, "seed of initialisation, shuffling and augmentation");
@@ -40,9 +41,9 @@ int main(int argc, char** argv) {
         c.data = cli.positional[0];
         PretrainResult r = pretrain_run(c);
         std::printf("{\"done\": true, \"epochs\": %d, \"val_top1\": %.4f, \"val_top5\": %.4f, \"seconds\": %.1f, "
-                    "\"images_per_second\": %.1f, \"interrupted\": %s, \"checkpoint\": \"%s\"}\n",
+                    "\"images_per_second\": %.1f, \"interrupted\": %s, \"device\": \"%s\", \"checkpoint\": \"%s\"}\n",
                     r.epochs_done, r.val_top1, r.val_top5, r.seconds, r.images_per_second,
-                    r.interrupted ? "true" : "false", c.out.c_str());
+                    r.interrupted ? "true" : "false", device_name(c.device), c.out.c_str());
         return r.interrupted ? 130 : 0;
     });
 }

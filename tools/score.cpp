@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     return run_main([&] {
         std::string features, data, out, areas, mapping = "both", layers;
         int threads = 0;
+        Device device = Device::CPU;
         ScoreConfig c;
         Cli cli("score", "",
                 "Score model features against a neural dataset: PLS from each layer's features to each area's\n"
@@ -45,6 +46,9 @@ int main(int argc, char** argv) {
         cli.flag("--mapping", &mapping, "shared (one map for all bins), per-bin, or both");
         ScoringFlags scoring;
         scoring.add(cli, c);
+        cli.flag("--device", &device,
+                 "cpu or cuda (accepted and checked for scripts that pass it to every tool; score runs no model, and "
+                 "its PLS fits run on the CPU either way)");
         cli.flag("--threads", &threads, "compute threads (0 = all cores)");
         cli.parse(argc, argv);
         scoring.apply(c);
@@ -52,6 +56,8 @@ int main(int argc, char** argv) {
         if (features.empty() || data.empty() || out.empty())
             fail("score: --features, --data and --out are required (see --help)");
         backend_set_threads(threads);
+        if (device == Device::CUDA)
+            std::fprintf(stderr, "score: --device cuda: there is no model to run here; the PLS fits run on the CPU\n");
         c.areas = split_list(areas);
         const std::vector<Mapping> mappings = mappings_parse(mapping);
 

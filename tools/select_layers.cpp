@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
     return run_main([&] {
         std::string backbone, arch, data, out, areas;
         int batch = 64, threads = 0;
+        Device device = Device::CPU;
         ScoreConfig c;
         Cli cli("select_layers", "",
                 "Score every layer of a pretrained backbone against every area and time bin of a neural dataset\n"
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
         ScoringFlags scoring;
         scoring.add(cli, c);
         cli.flag("--batch", &batch, "images per forward pass");
+        cli.flag("--device", &device, "cpu or cuda: where the backbone's forward passes run (the PLS fits run on the CPU)");
         cli.flag("--threads", &threads, "compute threads (0 = all cores)");
         cli.parse(argc, argv);
         scoring.apply(c);
@@ -60,19 +62,22 @@ int main(int argc, char** argv) {
         c.areas = split_list(areas);
         if (backbone.empty()) backbone = find_default_backbone("select_layers");
 
-        std::unique_ptr<Model> model = backbone_load(backbone, arch);
+        std::unique_ptr<Model> model = backbone_load(backbone, arch, device);
         NeuralData d = neural_data_load(data, true);
         Targets tg = targets_prepare(d, c);
         std::vector<float>().swap(d.responses);
         const BackboneSpec& spec = model->spec;
-        std::fprintf(stderr, "select_layers: %s (%s, input %dx%d) on %s: %lld images %dx%d, %lld units, %lld bins, %s\n",
-                     backbone.c_str(), spec.arch.c_str(), spec.in_size, spec.in_size, data.c_str(), (long long)d.N, d.H,
-                     d.W, (long long)d.U, (long long)d.B, tg.has_ceiling() ? "noise-corrected" : "no ceiling: raw r^2");
+        std::fprintf(stderr,
+                     "select_layers: %s (%s, input %dx%d, on %s) on %s: %lld images %dx%d, %lld units, %lld bins, %s\n",
+                     backbone.c_str(), spec.arch.c_str(), spec.in_size, spec.in_size, device_name(device), data.c_str(),
+                     (long long)d.N, d.H, d.W, (long long)d.U, (long long)d.B,
+                     tg.has_ceiling() ? "noise-corrected" : "no ceiling: raw r^2");
 
         std::vector<std::vector<float>> feats;
         {
             Progress bar("features", d.N, "img");
-            feats = backbone_features(*model, d.images.data(), d.N, d.H, d.W, batch, [&](int64_t n) { bar.update(n); });
+            feats = backbone_features(*model, d.images.data(), d.N, d.H, d.W, batch, [&](int64_t n) { bar.update(n); },
+                                      device);
             bar.finish();
         }
         std::vector<uint8_t>().swap(d.images);
@@ -92,6 +97,7 @@ int main(int argc, char** argv) {
         std::string json = scores_json(
             tg, results,
             {{"backbone", json_string(backbone)}, {"arch", json_string(spec.arch)}, {"mapping", "\"per_bin\""},
+             {"device", json_string(device_name(device))},
              {"input", json_string(strfmt("%dx%d: short side resized to %d, centre crop, per-channel normalisation "
                                           "from the checkpoint", spec.in_size, spec.in_size, spec.in_size))}});
         file_write_atomic(out + "/results.json", json.data(), json.size());

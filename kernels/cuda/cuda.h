@@ -20,6 +20,26 @@ void cuda_cached_free(float* p);                // back to its size class (no cu
 void cuda_memcpy(float* dst, const float* src,  // n floats; kind 0 host->device,
                  int64_t n, int kind);          //   1 device->host, 2 device->device
 
+// ---- pinned host memory (engine/backend.cpp's backend_host_alloc_pinned) -------------------------
+float* cuda_host_alloc(int64_t n);              // n floats of page-locked host memory (cudaHostAlloc)
+void cuda_host_free(float* p);                  // cudaFreeHost
+
+// ---- CUDA Graphs (engine/autograd.h's TapeGraph, through engine/backend.cpp) ----------------------
+// Between begin and end, the stream is captured (cudaStreamCaptureModeThreadLocal): kernels,
+// cuBLAS/cuDNN calls and device->device copies are recorded into a graph instead of running.
+// What a capture must not do fails at once with a message, before any CUDA call that would
+// invalidate it: a host<->device copy or a synchronisation (cuda_memcpy kinds 0 and 1,
+// cuda_synchronize), or a device allocation (cuda_cached_alloc; the graph would hold its
+// address after the tensor is gone). A block freed during the capture is counted and fails
+// cuda_graph_end. After an error, cuda_graph_abort() ends the capture and discards it.
+struct CudaGraph;                               // an instantiated graph (cudaGraphExec_t)
+void cuda_graph_begin();
+CudaGraph* cuda_graph_end();                    // instantiates what was captured
+void cuda_graph_abort();                        // no-op when not capturing
+bool cuda_graph_capturing();                    // between begin and end/abort
+void cuda_graph_launch(CudaGraph* g);           // on the stream, in order with everything else
+void cuda_graph_destroy(CudaGraph* g);          // waits for the stream first; null is a no-op
+
 // ---- controls --------------------------------------------------------------------------------
 void cuda_synchronize();                        // wait for the stream; reports async errors
 const char* cuda_device_name();                 // "NVIDIA H200" (the device must be present)

@@ -10,6 +10,13 @@
 // retry or cuda_empty_cache(). The allocator and the handles are never destroyed: static
 // destructors run after the CUDA runtime may have shut down, and the driver reclaims
 // everything at exit.
+//
+// CUDA Graphs (cuda_graph_*): the stream is captured in thread-local mode; while it is, the
+// allocator refuses to hand out blocks and counts the blocks given back, and host<->device
+// copies and synchronisations fail with a message before touching CUDA (see cuda.h). cuBLAS
+// works in a workspace of its own (cublasSetWorkspace), allocated once with the handle, so a
+// captured GEMM never asks the driver for memory.
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -42,7 +49,11 @@ namespace {
 struct Context {
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;
+    void* cublas_workspace = nullptr;
 };
+
+// cuBLAS's recommended workspace on Hopper (32 MiB; 4 MiB suffices on older GPUs).
+constexpr size_t CUBLAS_WORKSPACE_BYTES = (size_t)32 << 20;
 
 Context& context() {
     static Context* ctx = [] {
@@ -55,6 +66,9 @@ Context& context() {
         // Plain FP32 GEMMs (no TF32): the CPU twin is the reference. cuBLAS's default already
         // is, unless NVIDIA_TF32_OVERRIDE says otherwise; say it explicitly.
         CUBLAS_CHECK(cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH));
+        // After cublasSetStream, which resets the handle to cuBLAS's own workspace pool.
+        CUDA_CHECK(cudaMalloc(&c->cublas_workspace, CUBLAS_WORKSPACE_BYTES));
+        CUBLAS_CHECK(cublasSetWorkspace(c->cublas, c->cublas_workspace, CUBLAS_WORKSPACE_BYTES));
         return c;
     }();
     return *ctx;
@@ -64,13 +78,23 @@ Context& context() {
 cudaStream_t stream() { return context().stream; }
 cublasHandle_t cublas() { return context().cublas; }
 
+// Graph capture state, shared with the allocator below.
+static std::atomic<bool> g_capturing{false};
+static std::atomic<int64_t> g_capture_frees{0};
+
+static void refuse_in_capture(const char* what) {
+    if (g_capturing.load())
+        fail("%s during a CUDA Graph capture: a captured iteration must run on the device alone (no host<->device "
+             "copies, synchronisations or allocations); this op cannot be captured, run it uncaptured", what);
+}
+
 void launch_check(const char* file, int line) {
     static const bool sync_each = [] {
         const char* s = std::getenv("VT_CUDA_SYNC");
         return s && std::strcmp(s, "0") != 0;
     }();
     cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess && sync_each) e = cudaStreamSynchronize(stream());
+    if (e == cudaSuccess && sync_each && !g_capturing.load()) e = cudaStreamSynchronize(stream());
     if (e != cudaSuccess)
         fail_check(file, line, "kernel launch", "CUDA error %s: %s", cudaGetErrorName(e), cudaGetErrorString(e));
 }
@@ -103,6 +127,9 @@ struct Allocator {
     }
 
     void* alloc(size_t bytes) {
+        // A block handed out during a capture would be baked into the graph, and freed (and
+        // handed to someone else) when its tensor goes: refuse, whether or not it is cached.
+        if (g_capturing.load()) refuse_in_capture(strfmt("a device allocation of %zu bytes", bytes).c_str());
         std::lock_guard<std::mutex> lock(mu);
         size_t cls = size_class(bytes);
         void* p = nullptr;
@@ -145,6 +172,7 @@ struct Allocator {
         }
         size_t cls = it->second;
         live.erase(it);
+        if (g_capturing.load()) g_capture_frees++;  // cuda_graph_end fails on it
         free_lists[cls].push_back(p);
         stats.live_bytes -= (int64_t)cls;
         stats.cached_bytes += (int64_t)cls;
@@ -193,13 +221,107 @@ void cuda_memcpy(float* dst, const float* src, int64_t n, int kind) {
     static const cudaMemcpyKind kinds[3] = {cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost,
                                             cudaMemcpyDeviceToDevice};
     CHECK(kind >= 0 && kind <= 2, "cuda_memcpy: kind %d is not 0 (h2d), 1 (d2h) or 2 (d2d)", kind);
+    if (kind != 2) cuda::refuse_in_capture(kind == 0 ? "a host->device copy" : "a device->host copy");
     cudaStream_t s = cuda::stream();
     CUDA_CHECK(cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float), kinds[kind], s));
     // Host memory may be reused or freed as soon as we return: wait for copies that touch it.
     if (kind != 2) CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
-void cuda_synchronize() { CUDA_CHECK(cudaStreamSynchronize(cuda::stream())); }
+void cuda_synchronize() {
+    cuda::refuse_in_capture("a stream synchronisation");
+    CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
+}
+
+// ---- pinned host memory ----------------------------------------------------------------------
+
+float* cuda_host_alloc(int64_t n) {
+    cuda::context();
+    void* p = nullptr;
+    size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
+    cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        fail("could not allocate %.1f MiB of pinned host memory (%s): use a smaller batch", bytes / 1048576.0,
+             cudaGetErrorString(e));
+    }
+    return (float*)p;
+}
+
+void cuda_host_free(float* p) {
+    if (!p) return;
+    cudaError_t e = cudaFreeHost(p);  // called from destructors: report, do not throw
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        std::fprintf(stderr, "warning: cudaFreeHost(%p): %s\n", (void*)p, cudaGetErrorString(e));
+    }
+}
+
+// ---- CUDA Graphs -----------------------------------------------------------------------------
+
+struct CudaGraph {
+    cudaGraphExec_t exec = nullptr;
+};
+
+bool cuda_graph_capturing() { return cuda::g_capturing.load(); }
+
+void cuda_graph_begin() {
+    CHECK(!cuda::g_capturing.load(), "cuda_graph_begin: a capture is already under way");
+    cudaStream_t s = cuda::stream();
+    CUDA_CHECK(cudaStreamSynchronize(s));  // nothing queued before the capture runs inside it
+    cuda::g_capture_frees = 0;
+    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    cuda::g_capturing = true;
+}
+
+void cuda_graph_abort() {
+    if (!cuda::g_capturing.load()) return;
+    cudaGraph_t g = nullptr;
+    cudaStreamEndCapture(cuda::stream(), &g);  // an invalidated capture returns an error: fine here
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();
+    cuda::g_capturing = false;
+}
+
+CudaGraph* cuda_graph_end() {
+    CHECK(cuda::g_capturing.load(), "cuda_graph_end without cuda_graph_begin");
+    cudaGraph_t g = nullptr;
+    cudaError_t e = cudaStreamEndCapture(cuda::stream(), &g);
+    cuda::g_capturing = false;
+    const int64_t frees = cuda::g_capture_frees.load();
+    if (e != cudaSuccess || frees > 0) {
+        if (g) cudaGraphDestroy(g);
+        cudaGetLastError();
+        if (e != cudaSuccess)
+            fail("the CUDA Graph capture failed (%s: %s): an op in it called CUDA in a way a capture does not allow",
+                 cudaGetErrorName(e), cudaGetErrorString(e));
+        fail("%lld device blocks were freed during the CUDA Graph capture: the graph may refer to them; a captured "
+             "iteration must neither allocate nor free", (long long)frees);
+    }
+    cudaGraphExec_t exec = nullptr;
+    e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    CUDA_CHECK(e);
+    auto* out = new CudaGraph;
+    out->exec = exec;
+    return out;
+}
+
+void cuda_graph_launch(CudaGraph* g) {
+    CHECK(g && g->exec, "cuda_graph_launch of no graph");
+    cuda::refuse_in_capture("a graph launch");
+    CUDA_CHECK(cudaGraphLaunch(g->exec, cuda::stream()));
+}
+
+void cuda_graph_destroy(CudaGraph* g) {
+    if (!g) return;
+    // Called from destructors: no throwing. The stream is drained first so that no launch
+    // of this graph is still pending.
+    if (!cuda::g_capturing.load()) cudaStreamSynchronize(cuda::stream());
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    cudaGetLastError();
+    delete g;
+}
 
 const char* cuda_device_name() {
     static std::string name = [] {
