@@ -341,7 +341,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
     ModelConfig mc;
     mc.arch = spec.arch;
     mc.motifs.assign(spec.layers.size(), motif_parse(cfg.motif));
-    mc.feedback = feedback_parse(cfg.feedback, spec);
+    if (!cfg.time_varied) mc.feedback = feedback_parse(cfg.feedback, spec);  // the baseline has no network
     mc.residual = true;
 
     // areas: the readouts the data can feed

@@ -241,7 +241,6 @@ int main(int argc, char** argv) {
         js += "\n  ],\n  \"notes\": [";
         for (size_t i = 0; i < R.notes.size(); i++) js += (i ? ", " : "") + json_string(R.notes[i]);
         js += strfmt("],\n  \"seconds\": %.1f\n}\n", R.seconds);
-        file_write_atomic(out + "/results.json", js.data(), js.size());
 
         // results.csv: one row per area, unit set and bin
         std::string csv = "area,layer,units,bin_start_ms,bin_end_ms,ev_mean,ev_sem,scoring_units,reliability\n";
@@ -344,6 +343,9 @@ int main(int argc, char** argv) {
             }
             plot_lines(out + "/loss.png", loss);
         }
+
+        // results.json last: a run is finished (the sweep reuses it) iff this file exists
+        file_write_atomic(out + "/results.json", js.data(), js.size());
 
         std::printf("\n%s%s on %s (%s): %s\n", c.time_varied ? "time-varied baseline" : c.motif.c_str(),
                     c.time_varied ? "" : (" + feedback " + c.feedback).c_str(), data.c_str(),

@@ -1,0 +1,968 @@
+// sweep.cpp: grids, the JSON reader, results, the paired t-test and the report of ./bin/sweep
+// (models/sweep.h has the what and why).
+#include "models/sweep.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "engine/common.h"
+#include "engine/npy.h"
+#include "engine/plot.h"
+#include "engine/progress.h"
+#include "models/cells.h"
+#include "models/scoring.h"
+
+namespace vt {
+namespace fs = std::filesystem;
+
+// ---- grids -----------------------------------------------------------------------------
+
+namespace {
+
+enum class FlagKind { Switch, Int, Number, Text, Motif };
+
+struct GridFlag {
+    const char* name;
+    FlagKind kind;
+};
+
+// What a grid line may set: the model and its training. Everything else is the sweep's
+// (kSweepFlags), the same for every configuration.
+const GridFlag kGridFlags[] = {
+    {"--motif", FlagKind::Motif},          {"--feedback", FlagKind::Text},       {"--readout", FlagKind::Text},
+    {"--time-varied", FlagKind::Switch},   {"--backbone", FlagKind::Text},       {"--arch", FlagKind::Text},
+    {"--ms-per-step", FlagKind::Number},   {"--onset-ms", FlagKind::Number},     {"--steps", FlagKind::Int},
+    {"--image-steps", FlagKind::Int},      {"--batch", FlagKind::Int},           {"--iters", FlagKind::Int},
+    {"--val-every", FlagKind::Int},        {"--patience", FlagKind::Int},        {"--val-fraction", FlagKind::Number},
+    {"--lr", FlagKind::Number},            {"--readout-lr", FlagKind::Number},   {"--weight-decay", FlagKind::Number},
+    {"--mean-weight", FlagKind::Number},   {"--heldout-units", FlagKind::Number},
+    {"--heldout-fit-images", FlagKind::Int}, {"--components", FlagKind::Int},    {"--pls", FlagKind::Text},
+    {"--model-seed", FlagKind::Int},       {"--device", FlagKind::Text},
+};
+
+// fit_dynamics flags that must be equal across a grid for its splits to pair up, or that the
+// sweep sets itself.
+const char* const kSweepFlags[] = {"--data", "--out", "--threads", "--splits", "--seed", "--ceiling-splits",
+                                   "--min-reliability"};
+
+const GridFlag* grid_flag(const std::string& name) {
+    for (const GridFlag& f : kGridFlags)
+        if (name == f.name) return &f;
+    return nullptr;
+}
+
+bool valid_name(const std::string& s) {
+    if (s.empty() || s == "." || s == "..") return false;  // DIR/runs/.. would be DIR itself
+    for (char c : s)
+        if (!(std::isalnum((unsigned char)c) || std::strchr("_.+-", c))) return false;
+    return true;
+}
+
+// Checks one flag's value; "" if fine, else what is wrong.
+std::string check_value(const GridFlag& f, const std::string& v) {
+    char* end = nullptr;
+    errno = 0;
+    switch (f.kind) {
+        case FlagKind::Int:
+            std::strtoll(v.c_str(), &end, 10);
+            if (v.empty() || *end || errno) return strfmt("%s: expected an integer, got '%s'", f.name, v.c_str());
+            return "";
+        case FlagKind::Number: {
+            double x = std::strtod(v.c_str(), &end);
+            if (v.empty() || *end || errno || !std::isfinite(x)) return strfmt("%s: expected a number, got '%s'", f.name, v.c_str());
+            return "";
+        }
+        case FlagKind::Motif: {
+            std::vector<std::string> known = motif_names();
+            if (std::find(known.begin(), known.end(), v) != known.end()) return "";
+            std::string list;
+            for (const std::string& m : known) list += (list.empty() ? "" : ", ") + m;
+            return strfmt("unknown motif '%s' (known: %s)", v.c_str(), list.c_str());
+        }
+        default: return "";
+    }
+}
+
+SweepConfig config(const std::string& name, std::vector<std::string> flags) { return {name, std::move(flags)}; }
+
+void add_baselines(SweepGrid& g) {
+    g.configs.push_back(config("ff", {"--motif", "none", "--feedback", "none"}));
+    // motif and feedback play no part in the time-varied baseline; "none" records that (and
+    // keeps the default conv5:conv2 from failing on backbones without conv5)
+    g.configs.push_back(config("time_varied", {"--time-varied", "--motif", "none", "--feedback", "none"}));
+}
+
+}  // namespace
+
+std::vector<std::string> sweep_builtin_grids() { return {"motifs", "feedback", "paper"}; }
+
+std::vector<std::string> sweep_grid_flags() {
+    std::vector<std::string> v;
+    for (const GridFlag& f : kGridFlags) v.push_back(f.name);
+    return v;
+}
+
+SweepGrid sweep_grid_builtin(const std::string& name) {
+    SweepGrid g;
+    g.name = name;
+    g.source = "built-in";
+    if (name == "motifs") {
+        for (const char* m : {"none", "timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"})
+            g.configs.push_back(config(m, {"--motif", m, "--feedback", "conv5:conv2"}));
+        add_baselines(g);
+    } else if (name == "feedback") {
+        // lstm alone (conv5:conv2) keeps the motifs grid's name, so the paper grid runs it once.
+        const char* edges[][2] = {{"lstm", "conv5:conv2"}, {"lstm_5to3", "conv5:conv3"}, {"lstm_5to4", "conv5:conv4"},
+                                  {"lstm_4to2", "conv4:conv2"}, {"lstm_4to3", "conv4:conv3"}, {"lstm_3to2", "conv3:conv2"}};
+        g.configs.push_back(config("lstm_nofb", {"--motif", "lstm", "--feedback", "none"}));
+        std::string all;
+        for (auto& e : edges) {
+            g.configs.push_back(config(e[0], {"--motif", "lstm", "--feedback", e[1]}));
+            all += (all.empty() ? "" : ",") + std::string(e[1]);
+        }
+        g.configs.push_back(config("lstm_allfb", {"--motif", "lstm", "--feedback", all}));
+        add_baselines(g);
+    } else if (name == "paper") {
+        for (const char* part : {"motifs", "feedback"})
+            for (const SweepConfig& c : sweep_grid_builtin(part).configs) {
+                bool seen = false;
+                for (const SweepConfig& o : g.configs) seen |= o.name == c.name;
+                if (!seen) g.configs.push_back(c);
+            }
+    } else {
+        fail("--grid: unknown built-in grid '%s' (built in: motifs, feedback, paper; or a grid file)", name.c_str());
+    }
+    return g;
+}
+
+SweepGrid sweep_grid_parse(const std::string& text, const std::string& path) {
+    SweepGrid g;
+    g.name = fs::path(path).stem().string();
+    g.source = path;
+    std::vector<int> defined_on;  // line of each configuration, for duplicate names
+    std::istringstream in(text);
+    std::string line;
+    for (int ln = 1; std::getline(in, line); ln++) {
+        const char* P = path.c_str();
+        size_t hash = line.find('#');
+        if (hash != std::string::npos) line.erase(hash);
+        std::istringstream words(line);
+        std::vector<std::string> w;
+        for (std::string x; words >> x;) w.push_back(x);
+        if (w.empty()) continue;
+
+        SweepConfig c;
+        c.name = w[0];
+        if (c.name.rfind("--", 0) == 0)
+            fail("%s:%d: expected a configuration name before the flags, found '%s'", P, ln, c.name.c_str());
+        if (!valid_name(c.name))
+            fail("%s:%d: bad configuration name '%s' (letters, digits and _ . + - only, not . or ..: it names a folder)", P, ln,
+                 c.name.c_str());
+        for (size_t k = 0; k < g.configs.size(); k++)
+            if (g.configs[k].name == c.name)
+                fail("%s:%d: configuration '%s' is already defined on line %d", P, ln, c.name.c_str(), defined_on[k]);
+
+        std::vector<std::string> given;
+        for (size_t i = 1; i < w.size(); i++) {
+            std::string name = w[i], value;
+            if (name.rfind("--", 0) != 0) fail("%s:%d: expected a flag (--name), found '%s'", P, ln, name.c_str());
+            size_t eq = name.find('=');
+            bool inline_value = eq != std::string::npos;
+            if (inline_value) value = name.substr(eq + 1), name.erase(eq);
+            for (const char* s : kSweepFlags)
+                if (name == s)
+                    fail("%s:%d: %s is not a per-configuration flag: it is the same for the whole sweep (%s)", P, ln,
+                         name.c_str(),
+                         name == "--data" ? "the sweep's --data" : name == "--out" || name == "--threads"
+                                                                       ? "the sweep sets it"
+                                                                       : "give it after `--` on the sweep's command line");
+            const GridFlag* f = grid_flag(name);
+            if (!f) {
+                std::string known;
+                for (const GridFlag& k : kGridFlags) known += (known.empty() ? "" : " ") + std::string(k.name);
+                fail("%s:%d: unknown flag '%s' (a grid line may set: %s)", P, ln, name.c_str(), known.c_str());
+            }
+            if (std::find(given.begin(), given.end(), name) != given.end())
+                fail("%s:%d: %s is given twice", P, ln, name.c_str());
+            given.push_back(name);
+            c.flags.push_back(name);
+            if (f->kind == FlagKind::Switch) {
+                if (inline_value) fail("%s:%d: %s is a switch and takes no value (found '=%s')", P, ln, name.c_str(), value.c_str());
+                continue;
+            }
+            if (!inline_value) {
+                // a value may be negative (--onset-ms -10) but never another flag
+                if (i + 1 >= w.size() || w[i + 1].rfind("--", 0) == 0) fail("%s:%d: %s needs a value", P, ln, name.c_str());
+                value = w[++i];
+            }
+            std::string bad = check_value(*f, value);
+            if (!bad.empty()) fail("%s:%d: %s", P, ln, bad.c_str());
+            c.flags.push_back(value);
+        }
+        g.configs.push_back(c);
+        defined_on.push_back(ln);
+    }
+    if (g.configs.empty()) fail("%s: no configurations (expected one per line: NAME FLAGS...)", path.c_str());
+    return g;
+}
+
+SweepGrid sweep_grid_load(const std::string& name_or_path) {
+    for (const std::string& b : sweep_builtin_grids())
+        if (name_or_path == b) return sweep_grid_builtin(b);
+    std::error_code ec;
+    if (!fs::is_regular_file(name_or_path, ec))
+        fail("--grid: '%s' is neither a built-in grid (motifs, feedback, paper) nor a grid file", name_or_path.c_str());
+    std::vector<uint8_t> bytes = file_read_all(name_or_path);
+    return sweep_grid_parse(std::string(bytes.begin(), bytes.end()), name_or_path);
+}
+
+// ---- JSON ------------------------------------------------------------------------------
+
+const Json* Json::find(const std::string& key) const {
+    for (const auto& kv : object)
+        if (kv.first == key) return &kv.second;
+    return nullptr;
+}
+
+namespace {
+
+struct JsonParser {
+    const std::string& s;
+    const std::string& where;
+    size_t i = 0;
+    int depth = 0;
+
+    [[noreturn]] void error(const std::string& expected) const {
+        int line = 1, col = 1;
+        for (size_t k = 0; k < i && k < s.size(); k++) {
+            if (s[k] == '\n') line++, col = 1;
+            else col++;
+        }
+        std::string found = i >= s.size()                 ? std::string("the end of the text")
+                            : std::isprint((unsigned char)s[i]) ? strfmt("'%c'", s[i])
+                                                           : strfmt("byte 0x%02x", (unsigned char)s[i]);
+        fail("%s: malformed JSON at line %d, column %d: expected %s, found %s", where.c_str(), line, col,
+             expected.c_str(), found.c_str());
+    }
+    void ws() {
+        while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+    }
+    bool digit() const { return i < s.size() && s[i] >= '0' && s[i] <= '9'; }
+    void expect(char c) {
+        ws();
+        if (i >= s.size() || s[i] != c) error(strfmt("'%c'", c));
+        i++;
+    }
+
+    Json value() {
+        ws();
+        if (i >= s.size()) error("a value");
+        char c = s[i];
+        if (c == '{' || c == '[') {
+            if (++depth > 256) error("at most 256 nested arrays and objects");
+            Json v = c == '{' ? object() : array();
+            depth--;
+            return v;
+        }
+        Json v;
+        if (c == '"') v.type = Json::Type::String, v.string = string();
+        else if (c == '-' || (c >= '0' && c <= '9')) v.type = Json::Type::Number, v.number = number();
+        else if (literal("true")) v.type = Json::Type::Bool, v.boolean = true;
+        else if (literal("false")) v.type = Json::Type::Bool;
+        else if (!literal("null")) error("a value (object, array, string, number, true, false or null)");
+        return v;
+    }
+    bool literal(const char* word) {
+        size_t n = std::strlen(word);
+        if (s.compare(i, n, word) != 0) return false;
+        i += n;
+        return true;
+    }
+    Json object() {
+        Json v;
+        v.type = Json::Type::Object;
+        i++;  // '{'
+        ws();
+        if (i < s.size() && s[i] == '}') return i++, v;
+        for (;;) {
+            ws();
+            if (i >= s.size() || s[i] != '"') error("a member name in double quotes");
+            size_t at = i;
+            std::string key = string();
+            if (v.find(key)) {
+                i = at;
+                error(strfmt("member names that differ (\"%s\" is there twice)", key.c_str()));
+            }
+            expect(':');
+            v.object.emplace_back(key, value());
+            ws();
+            if (i < s.size() && s[i] == ',') { i++; continue; }
+            if (i < s.size() && s[i] == '}') return i++, v;
+            error("',' or '}'");
+        }
+    }
+    Json array() {
+        Json v;
+        v.type = Json::Type::Array;
+        i++;  // '['
+        ws();
+        if (i < s.size() && s[i] == ']') return i++, v;
+        for (;;) {
+            v.array.push_back(value());
+            ws();
+            if (i < s.size() && s[i] == ',') { i++; continue; }
+            if (i < s.size() && s[i] == ']') return i++, v;
+            error("',' or ']'");
+        }
+    }
+    // -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+    double number() {
+        size_t a = i;
+        if (s[i] == '-') i++;
+        if (i < s.size() && s[i] == '0') i++;
+        else if (digit()) while (digit()) i++;
+        else error("a digit");
+        if (i < s.size() && s[i] == '.') {
+            i++;
+            if (!digit()) error("a digit after the decimal point");
+            while (digit()) i++;
+        }
+        if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+            i++;
+            if (i < s.size() && (s[i] == '+' || s[i] == '-')) i++;
+            if (!digit()) error("a digit in the exponent");
+            while (digit()) i++;
+        }
+        double v = std::strtod(s.substr(a, i - a).c_str(), nullptr);
+        if (!std::isfinite(v)) i = a, error("a number within double range");
+        return v;
+    }
+    unsigned hex4() {
+        unsigned u = 0;
+        for (int k = 0; k < 4; k++, i++) {
+            char c = i < s.size() ? s[i] : 0;
+            int h = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (h < 0) error("four hex digits after \\u");
+            u = u * 16 + h;
+        }
+        return u;
+    }
+    std::string string() {
+        std::string o;
+        i++;  // '"'
+        for (;;) {
+            if (i >= s.size()) error("the closing '\"' of the string");
+            unsigned char c = s[i];
+            if (c == '"') return i++, o;
+            if (c < 0x20) error("a character (control characters must be escaped in strings)");
+            if (c != '\\') { o += (char)c, i++; continue; }
+            i++;
+            char e = i < s.size() ? s[i] : 0;
+            const char* from = "\"\\/bfnrt";
+            const char* to = "\"\\/\b\f\n\r\t";
+            if (e && std::strchr(from, e)) { o += to[std::strchr(from, e) - from], i++; continue; }
+            if (e != 'u') error("an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
+            i++;
+            unsigned u = hex4();
+            if (u >= 0xDC00 && u <= 0xDFFF) i -= 6, error("a \\u escape that is not a lone low surrogate");
+            if (u >= 0xD800 && u <= 0xDBFF) {  // a surrogate pair
+                if (s.compare(i, 2, "\\u") != 0) error("the low surrogate (\\uDC00-\\uDFFF) of a pair");
+                i += 2;
+                unsigned lo = hex4();
+                if (lo < 0xDC00 || lo > 0xDFFF) i -= 6, error("a low surrogate (\\uDC00-\\uDFFF)");
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            // UTF-8
+            if (u < 0x80) o += (char)u;
+            else if (u < 0x800) o += (char)(0xC0 | u >> 6), o += (char)(0x80 | (u & 63));
+            else if (u < 0x10000) o += (char)(0xE0 | u >> 12), o += (char)(0x80 | (u >> 6 & 63)), o += (char)(0x80 | (u & 63));
+            else
+                o += (char)(0xF0 | u >> 18), o += (char)(0x80 | (u >> 12 & 63)), o += (char)(0x80 | (u >> 6 & 63)),
+                    o += (char)(0x80 | (u & 63));
+        }
+    }
+};
+
+}  // namespace
+
+Json json_parse(const std::string& text, const std::string& where) {
+    JsonParser p{text, where};
+    Json v = p.value();
+    p.ws();
+    if (p.i != text.size()) p.error("the end of the text after the top-level value");
+    return v;
+}
+
+Json json_read_file(const std::string& path) {
+    std::vector<uint8_t> bytes = file_read_all(path);
+    return json_parse(std::string(bytes.begin(), bytes.end()), path);
+}
+
+// ---- results ---------------------------------------------------------------------------
+
+namespace {
+
+// Field access for one results.json: a missing or mistyped field fails naming file and field.
+struct ResultReader {
+    std::string path;
+
+    const Json& get(const Json& o, const std::string& key, const std::string& ctx) const {
+        const Json* v = o.type == Json::Type::Object ? o.find(key) : nullptr;
+        if (!v)
+            fail("%s: no \"%s%s\" (expected fit_dynamics' results.json)", path.c_str(), ctx.empty() ? "" : (ctx + ".").c_str(),
+                 key.c_str());
+        return *v;
+    }
+    // A number, or NaN for null.
+    double num(const Json& o, const std::string& key, const std::string& ctx) const {
+        const Json& v = get(o, key, ctx);
+        if (v.is_null()) return NAN;
+        if (v.type != Json::Type::Number) fail("%s: \"%s.%s\" is not a number", path.c_str(), ctx.c_str(), key.c_str());
+        return v.number;
+    }
+    std::string str(const Json& o, const std::string& key, const std::string& ctx) const {
+        const Json& v = get(o, key, ctx);
+        if (v.type != Json::Type::String) fail("%s: \"%s.%s\" is not a string", path.c_str(), ctx.c_str(), key.c_str());
+        return v.string;
+    }
+    SweepEv ev(const Json& o, const std::string& ctx) const {
+        const Json& e = get(o, "ev", ctx);
+        SweepEv r;
+        r.mean = num(e, "mean", ctx + ".ev");
+        r.sem = num(e, "sem", ctx + ".ev");
+        if (const Json* ps = e.find("per_split"))  // older results.json lack it: no paired tests then
+            for (const Json& x : ps->array) r.per_split.push_back(x.type == Json::Type::Number ? x.number : NAN);
+        return r;
+    }
+    std::vector<SweepBin> bins(const Json& o, const std::string& ctx) const {
+        std::vector<SweepBin> v;
+        const std::string c = ctx + ".ev_per_bin";
+        for (const Json& b : get(o, "ev_per_bin", ctx).array)
+            v.push_back({num(b, "bin_start_ms", c), num(b, "bin_end_ms", c), num(b, "mean", c), num(b, "sem", c)});
+        return v;
+    }
+};
+
+}  // namespace
+
+const SweepArea* SweepResult::area(const std::string& name) const {
+    for (const SweepArea& a : areas)
+        if (a.area == name) return &a;
+    return nullptr;
+}
+
+double SweepResult::mean_ev() const {
+    double s = 0;
+    int n = 0;
+    for (const SweepArea& a : areas)
+        if (std::isfinite(a.ev.mean)) s += a.ev.mean, n++;
+    return n ? s / n : NAN;
+}
+
+SweepResult sweep_result_load(const std::string& path) {
+    Json j = json_read_file(path);
+    ResultReader r{path};
+    SweepResult R;
+    const Json& st = r.get(j, "settings", "");
+    R.motif = r.str(st, "motif", "settings");
+    R.feedback = r.str(st, "feedback", "settings");
+    R.time_varied = r.get(st, "time_varied", "settings").boolean;
+    R.trainable_params = (int64_t)r.num(st, "trainable_params", "settings");
+    R.splits = (int)r.num(st, "splits", "settings");
+    R.ms_per_step = r.num(st, "ms_per_step", "settings");
+    R.onset_ms = r.num(st, "onset_ms", "settings");
+    R.image_steps = (int)r.num(st, "image_steps", "settings");
+    R.seconds = r.num(j, "seconds", "");
+    const Json& areas = r.get(j, "areas", "");
+    if (areas.type != Json::Type::Object) fail("%s: \"areas\" is not an object", path.c_str());
+    for (const auto& kv : areas.object) {
+        const std::string ctx = "areas." + kv.first;
+        SweepArea a;
+        a.area = kv.first;
+        a.layer = r.str(kv.second, "layer", ctx);
+        a.units = (int)r.num(kv.second, "units", ctx);
+        a.ev = r.ev(kv.second, ctx);
+        a.bins = r.bins(kv.second, ctx);
+        const Json& h = r.get(kv.second, "heldout_units", ctx);
+        a.heldout_units = (int)r.num(h, "units", ctx + ".heldout_units");
+        a.heldout = r.ev(h, ctx + ".heldout_units");
+        if (const Json* t = kv.second.find("teacher")) {
+            a.teacher = r.ev(*t, ctx + ".teacher");
+            a.teacher_bins = r.bins(*t, ctx + ".teacher");
+        }
+        R.areas.push_back(a);
+    }
+    return R;
+}
+
+// ---- statistics ------------------------------------------------------------------------
+
+namespace {
+
+// The continued fraction of I_x(a, b), evaluated by the modified Lentz method; it converges
+// fast for x < (a + 1) / (a + b + 2) (incomplete_beta uses the symmetry otherwise).
+double beta_continued_fraction(double a, double b, double x) {
+    const double tiny = 1e-300, eps = 1e-15;
+    auto guard = [&](double v) { return std::fabs(v) < tiny ? tiny : v; };
+    double c = 1, d = 1 / guard(1 - (a + b) * x / (a + 1)), h = d;
+    for (int m = 1; m <= 10000; m++) {
+        // even step: d_2m = m (b - m) x / ((a + 2m - 1)(a + 2m))
+        double num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m));
+        d = 1 / guard(1 + num * d), c = guard(1 + num / c), h *= d * c;
+        // odd step: d_2m+1 = -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1))
+        num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1));
+        d = 1 / guard(1 + num * d), c = guard(1 + num / c);
+        double step = d * c;
+        h *= step;
+        if (std::fabs(step - 1) < eps) break;
+    }
+    return h;
+}
+
+}  // namespace
+
+double incomplete_beta(double a, double b, double x) {
+    VT_CHECK(a > 0 && b > 0, "incomplete_beta: a and b must be > 0 (got %g, %g)", a, b);
+    if (std::isnan(x)) return NAN;
+    VT_CHECK(x >= 0 && x <= 1, "incomplete_beta: x must be in [0, 1] (got %g)", x);
+    if (x == 0 || x == 1) return x;
+    // x^a (1-x)^b / (a B(a, b)), in logs
+    double front = std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x));
+    if (x < (a + 1) / (a + b + 2)) return front * beta_continued_fraction(a, b, x) / a;
+    return 1 - front * beta_continued_fraction(b, a, 1 - x) / b;
+}
+
+// P(|T| >= |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2).
+double student_t_p_two_sided(double t, double df) {
+    VT_CHECK(df > 0, "student_t_p_two_sided: df must be > 0 (got %g)", df);
+    if (std::isnan(t)) return NAN;
+    if (std::isinf(t)) return 0;
+    return incomplete_beta(df / 2, 0.5, df / (df + t * t));
+}
+
+PairedTest paired_t_test(const std::vector<double>& a, const std::vector<double>& b) {
+    PairedTest r;
+    if (a.size() != b.size()) return r;  // not the same splits: nothing to pair
+    for (size_t s = 0; s < a.size(); s++)
+        if (std::isfinite(a[s]) && std::isfinite(b[s])) r.diff.push_back(a[s] - b[s]);
+    const int n = (int)r.diff.size();
+    if (n == 0) return r;
+    double sum = 0;
+    for (double d : r.diff) sum += d;
+    r.mean = sum / n;
+    r.df = n - 1;
+    if (n < 2) return r;
+    double ss = 0;
+    for (double d : r.diff) ss += (d - r.mean) * (d - r.mean);
+    double se = std::sqrt(ss / (n - 1) / n);
+    if (se == 0) {  // every split moved by the same amount: a certain difference, or none at all
+        r.t = r.mean == 0 ? 0 : std::copysign(INFINITY, r.mean);
+        r.p = r.mean == 0 ? 1 : 0;
+        return r;
+    }
+    r.t = r.mean / se;
+    r.p = student_t_p_two_sided(r.t, r.df);
+    return r;
+}
+
+// ---- the report ------------------------------------------------------------------------
+
+namespace {
+
+bool done(const SweepRun& r) { return r.status == SweepStatus::Done; }
+
+const char* status_word(const SweepRun& r) {
+    switch (r.status) {
+        case SweepStatus::Done: return r.reused ? "reused" : "ran";
+        case SweepStatus::Failed: return "FAILED";
+        default: return "not run";
+    }
+}
+
+// Areas in order of first appearance over the finished runs.
+std::vector<std::string> report_areas(const SweepReport& r) {
+    std::vector<std::string> v;
+    for (const SweepRun& run : r.runs)
+        if (done(run))
+            for (const SweepArea& a : run.result.areas)
+                if (std::find(v.begin(), v.end(), a.area) == v.end()) v.push_back(a.area);
+    return v;
+}
+
+std::string pm(const SweepEv& e) {
+    return std::isfinite(e.mean) ? strfmt("%.3f +- %.3f", e.mean, std::isfinite(e.sem) ? e.sem : 0.0) : "n/a";
+}
+
+std::string model_name(const SweepResult& R) {
+    return R.time_varied ? std::string("time-varied PLS") : R.motif + ", fb " + R.feedback;
+}
+
+// The teacher ceiling of an area (the same for every configuration on the same splits).
+double teacher_ceiling(const SweepReport& r, const std::string& area) {
+    for (const SweepRun& run : r.runs)
+        if (done(run))
+            if (const SweepArea* a = run.result.area(area))
+                if (std::isfinite(a->teacher.mean)) return a->teacher.mean;
+    return NAN;
+}
+
+std::string fmt_num(double v, const char* f = "%.3f") { return std::isfinite(v) ? strfmt(f, v) : std::string("n/a"); }
+
+std::string fmt_p(double p) {
+    if (!std::isfinite(p)) return "n/a";
+    return p < 1e-4 ? strfmt("%.1e", p) : strfmt("%.4f", p);
+}
+
+std::string diffs(const PairedTest& t) {
+    std::string s;
+    for (double d : t.diff) s += (s.empty() ? "" : ", ") + strfmt("%+.3f", d);
+    return s.empty() ? "n/a" : s;
+}
+
+// A text table with columns padded to their widest cell.
+std::string text_table(const std::vector<std::vector<std::string>>& rows) {
+    std::vector<size_t> w;
+    for (const auto& r : rows)
+        for (size_t c = 0; c < r.size(); c++) {
+            if (w.size() <= c) w.push_back(0);
+            w[c] = std::max(w[c], r[c].size());
+        }
+    std::string s;
+    for (const auto& r : rows) {
+        std::string line;
+        for (size_t c = 0; c < r.size(); c++) line += r[c] + std::string(c + 1 < r.size() ? w[c] - r[c].size() + 2 : 0, ' ');
+        s += line + "\n";
+    }
+    return s;
+}
+
+// A Markdown table: rows[0] is the header; the first `text_cols` columns left-aligned, numbers right.
+std::string md_table(const std::vector<std::vector<std::string>>& rows, size_t text_cols) {
+    std::string s;
+    for (size_t i = 0; i < rows.size(); i++) {
+        s += "|";
+        for (const std::string& c : rows[i]) s += " " + c + " |";
+        s += "\n";
+        if (i == 0) {
+            s += "|";
+            for (size_t c = 0; c < rows[i].size(); c++) s += c < text_cols ? "---|" : "---:|";
+            s += "\n";
+        }
+    }
+    return s;
+}
+
+// The summary as rows: a header, then one row per configuration.
+std::vector<std::vector<std::string>> summary_rows(const SweepReport& r) {
+    std::vector<std::string> areas = report_areas(r);
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::string> h = {"config", "model", "params"};
+    for (const std::string& a : areas) h.push_back(a + " EV"), h.push_back(a + " held-out units");
+    h.push_back("fit time"), h.push_back("status");
+    rows.push_back(h);
+    for (const SweepRun& run : r.runs) {
+        std::vector<std::string> row = {run.config.name};
+        if (!done(run)) {
+            row.push_back("");
+            row.push_back("");
+            for (size_t k = 0; k < areas.size(); k++) row.push_back(""), row.push_back("");
+            row.push_back("");
+            row.push_back(run.status == SweepStatus::Failed ? strfmt("FAILED (exit code %d; %s)", run.exit_code, run.log.c_str())
+                                                            : std::string("not run"));
+        } else {
+            const SweepResult& R = run.result;
+            row.push_back(model_name(R));
+            row.push_back(std::to_string((long long)R.trainable_params));
+            for (const std::string& a : areas) {
+                const SweepArea* x = R.area(a);
+                row.push_back(x ? pm(x->ev) : "n/a");
+                row.push_back(x && x->heldout_units > 0 ? pm(x->heldout) : "n/a");
+            }
+            row.push_back(format_duration(R.seconds));
+            row.push_back(status_word(run));
+        }
+        rows.push_back(row);
+    }
+    return rows;
+}
+
+std::string csv_num(double v) { return json_number(v) == "null" ? "" : json_number(v); }
+
+std::string json_ev(const SweepEv& e) {
+    std::string s = strfmt("{\"mean\": %s, \"sem\": %s, \"per_split\": [", json_number(e.mean).c_str(), json_number(e.sem).c_str());
+    for (size_t i = 0; i < e.per_split.size(); i++) s += (i ? ", " : "") + json_number(e.per_split[i]);
+    return s + "]}";
+}
+
+void write_text(const std::string& path, const std::string& s) { file_write_atomic(path, s.data(), s.size()); }
+
+void write_summary_csv(const std::string& path, const SweepReport& r) {
+    std::vector<std::string> areas = report_areas(r);
+    std::string s = "config,area,layer,motif,feedback,time_varied,ev_mean,ev_sem,heldout_ev_mean,heldout_ev_sem,"
+                    "teacher_ev_mean,trainable_params,seconds,status\n";
+    for (const SweepRun& run : r.runs)
+        for (const std::string& a : areas) {
+            const SweepResult& R = run.result;
+            const SweepArea* x = done(run) ? R.area(a) : nullptr;
+            if (done(run) && !x) continue;  // this configuration has no such area
+            s += run.config.name + "," + a + ",";
+            if (x)
+                s += strfmt("%s,%s,%s,%d,%s,%s,%s,%s,%s,%lld,%s,", x->layer.c_str(), R.motif.c_str(), R.feedback.c_str(),
+                            (int)R.time_varied, csv_num(x->ev.mean).c_str(), csv_num(x->ev.sem).c_str(),
+                            csv_num(x->heldout.mean).c_str(), csv_num(x->heldout.sem).c_str(),
+                            csv_num(x->teacher.mean).c_str(), (long long)R.trainable_params, csv_num(R.seconds).c_str());
+            else
+                s += ",,,,,,,,,,,";
+            s += std::string(status_word(run)) + "\n";
+        }
+    write_text(path, s);
+}
+
+void write_summary_json(const std::string& path, const SweepReport& r, const std::vector<SweepComparison>& cmp) {
+    std::string s = "{\n  \"settings\": {";
+    for (size_t i = 0; i < r.settings.size(); i++)
+        s += (i ? ", " : "") + json_string(r.settings[i].first) + ": " + json_string(r.settings[i].second);
+    s += "},\n  \"configurations\": [";
+    for (size_t i = 0; i < r.runs.size(); i++) {
+        const SweepRun& run = r.runs[i];
+        std::string flags = "[";
+        for (size_t k = 0; k < run.config.flags.size(); k++) flags += (k ? ", " : "") + json_string(run.config.flags[k]);
+        flags += "]";
+        s += strfmt("%s\n    {\"name\": %s, \"flags\": %s, \"status\": \"%s\", \"reused\": %s, \"log\": %s",
+                    i ? "," : "", json_string(run.config.name).c_str(), flags.c_str(), status_word(run),
+                    run.reused ? "true" : "false", json_string(run.log).c_str());
+        if (run.status == SweepStatus::Failed) s += strfmt(", \"exit_code\": %d", run.exit_code);
+        if (done(run)) {
+            const SweepResult& R = run.result;
+            s += strfmt(", \"motif\": %s, \"feedback\": %s, \"time_varied\": %s, \"trainable_params\": %lld, "
+                        "\"seconds\": %s, \"areas\": {",
+                        json_string(R.motif).c_str(), json_string(R.feedback).c_str(), R.time_varied ? "true" : "false",
+                        (long long)R.trainable_params, json_number(R.seconds).c_str());
+            for (size_t a = 0; a < R.areas.size(); a++) {
+                const SweepArea& x = R.areas[a];
+                s += strfmt("%s\n      %s: {\"layer\": %s, \"units\": %d, \"ev\": %s, \"heldout_units\": %d, \"heldout_ev\": %s, "
+                            "\"teacher_ev\": %s}",
+                            a ? "," : "", json_string(x.area).c_str(), json_string(x.layer).c_str(), x.units,
+                            json_ev(x.ev).c_str(), x.heldout_units, json_ev(x.heldout).c_str(), json_ev(x.teacher).c_str());
+            }
+            s += "}";
+        }
+        s += "}";
+    }
+    s += "\n  ],\n  \"comparisons\": [";
+    for (size_t i = 0; i < cmp.size(); i++) {
+        const SweepComparison& c = cmp[i];
+        std::string d = "[";
+        for (size_t k = 0; k < c.test.diff.size(); k++) d += (k ? ", " : "") + json_number(c.test.diff[k]);
+        d += "]";
+        s += strfmt("%s\n    {\"a\": %s, \"b\": %s, \"area\": %s, \"why\": %s, \"diff_per_split\": %s, \"mean\": %s, "
+                    "\"t\": %s, \"df\": %d, \"p\": %s}",
+                    i ? "," : "", json_string(c.a).c_str(), json_string(c.b).c_str(), json_string(c.area).c_str(),
+                    json_string(c.why).c_str(), d.c_str(), json_number(c.test.mean).c_str(), json_number(c.test.t).c_str(),
+                    c.test.df, json_number(c.test.p).c_str());
+    }
+    s += "\n  ]\n}\n";
+    write_text(path, s);
+}
+
+// Grouped bars like the paper's Figs. 3 and 4: groups = configurations, a bar per area.
+void write_bars(const std::string& path, const SweepReport& r, const std::vector<std::string>& areas) {
+    BarPlot bp;
+    int splits = 0;
+    for (const SweepRun& run : r.runs) {
+        bp.groups.push_back(run.config.name);
+        if (done(run)) splits = std::max(splits, run.result.splits);
+    }
+    bp.title = strfmt("%s: EV, mean +- SEM over %d splits", r.grid.name.c_str(), splits);  // short: titles do not wrap
+    bp.xlabel = "configuration";
+    bp.ylabel = "noise-corrected EV (fit units)";
+    bp.width = std::max(800, 160 + 70 * (int)r.runs.size());
+    for (size_t a = 0; a < areas.size(); a++) {
+        BarSeries s;
+        s.label = areas[a];
+        s.color = (int)a;
+        for (const SweepRun& run : r.runs) {
+            const SweepArea* x = done(run) ? run.result.area(areas[a]) : nullptr;
+            s.value.push_back(x ? (float)x->ev.mean : NAN);
+            s.err.push_back(x ? (float)x->ev.sem : NAN);
+        }
+        bp.series.push_back(s);
+        double ceiling = teacher_ceiling(r, areas[a]);
+        if (std::isfinite(ceiling)) bp.hlines.push_back({(float)ceiling, areas[a] + " teacher ceiling", palette_color((int)a)});
+    }
+    // headroom above the highest mark, so that a ceiling's label sits above its line
+    float top = 0;
+    for (const BarSeries& s : bp.series)
+        for (size_t g = 0; g < s.value.size(); g++)
+            if (std::isfinite(s.value[g])) top = std::max(top, s.value[g] + (std::isfinite(s.err[g]) ? s.err[g] : 0.f));
+    for (const RefLine& h : bp.hlines) top = std::max(top, h.y);
+    if (top > 0) bp.ymax = 1.15f * top;
+    plot_bars(path, bp);
+}
+
+// EV per bin of the best three configurations and the time-varied baseline, a panel per area.
+void write_ev_over_time(const std::string& path, const SweepReport& r, const std::vector<std::string>& areas) {
+    std::vector<const SweepRun*> shown;
+    for (const SweepRun* run : sweep_ranking(r))
+        if (!run->result.time_varied && shown.size() < 3) shown.push_back(run);
+    for (const SweepRun& run : r.runs)
+        if (done(run) && run.result.time_varied) {
+            shown.push_back(&run);
+            break;
+        }
+    GridPlot gp;
+    gp.title = "EV over time: the best three and time_varied";
+    gp.xlabel = "time after image onset (ms, bin centres)";
+    gp.ylabel = "noise-corrected EV";
+    gp.cols = (int)areas.size();
+    gp.panel_width = 420, gp.panel_height = 280;
+    gp.share_y = true;
+    for (const SweepRun* run : shown) {
+        const SweepResult& R = run->result;
+        if (std::isfinite(R.ms_per_step) && R.image_steps > 0) {
+            gp.xspans.push_back({(float)R.onset_ms, (float)(R.onset_ms + R.image_steps * R.ms_per_step), "image on"});
+            break;
+        }
+    }
+    for (const std::string& area : areas) {
+        GridPanel p;
+        p.title = area;
+        std::vector<SweepBin> teacher;
+        for (size_t k = 0; k < shown.size(); k++) {
+            LineSeries s;
+            s.label = shown[k]->config.name;
+            s.markers = true;
+            if (shown[k]->result.time_varied) s.dash = 8;
+            if (const SweepArea* x = shown[k]->result.area(area)) {
+                for (const SweepBin& b : x->bins) {
+                    s.x.push_back((float)(0.5 * (b.start_ms + b.end_ms)));
+                    s.y.push_back((float)b.mean);
+                    s.y_err.push_back((float)b.sem);
+                }
+                if (teacher.empty()) teacher = x->teacher_bins;
+            }
+            p.series.push_back(s);
+        }
+        LineSeries t;  // the ceiling: what the teacher itself scores
+        t.label = "teacher (ceiling)", t.color = 7, t.dash = 3, t.width = 1.5f;
+        for (const SweepBin& b : teacher) t.x.push_back((float)(0.5 * (b.start_ms + b.end_ms))), t.y.push_back((float)b.mean);
+        if (!teacher.empty()) p.series.push_back(t);
+        gp.panels.push_back(p);
+    }
+    plot_grid_lines(path, gp);
+}
+
+// A file name part from a grid's name: [A-Za-z0-9_.+-], anything else '_'.
+std::string file_part(const std::string& s) {
+    std::string o = s.empty() ? "grid" : s;
+    for (char& c : o)
+        if (!(std::isalnum((unsigned char)c) || std::strchr("_.+-", c))) c = '_';
+    return o;
+}
+
+}  // namespace
+
+std::vector<const SweepRun*> sweep_ranking(const SweepReport& r) {
+    std::vector<const SweepRun*> v;
+    for (const SweepRun& run : r.runs)
+        if (done(run)) v.push_back(&run);
+    auto key = [](const SweepRun* x) {
+        double m = x->result.mean_ev();
+        return std::isfinite(m) ? m : -std::numeric_limits<double>::infinity();
+    };
+    std::stable_sort(v.begin(), v.end(), [&](const SweepRun* a, const SweepRun* b) { return key(a) > key(b); });
+    return v;
+}
+
+std::vector<SweepComparison> sweep_comparisons(const SweepReport& r) {
+    std::vector<SweepComparison> v;
+    std::vector<std::string> areas = report_areas(r);
+    auto compare = [&](const SweepRun& a, const SweepRun& b, const std::string& why) {
+        for (const std::string& area : areas) {
+            const SweepArea *x = a.result.area(area), *y = b.result.area(area);
+            if (x && y) v.push_back({a.config.name, b.config.name, area, why, paired_t_test(x->ev.per_split, y->ev.per_split)});
+        }
+    };
+    const SweepRun* ff = nullptr;
+    for (const SweepRun& run : r.runs)
+        if (done(run) && run.config.name == "ff") ff = &run;
+    if (ff)
+        for (const SweepRun& run : r.runs)
+            if (done(run) && &run != ff) compare(run, *ff, "vs ff");
+    std::vector<const SweepRun*> rank = sweep_ranking(r);
+    if (rank.size() >= 2) compare(*rank[0], *rank[1], "best vs second best");
+    return v;
+}
+
+std::string sweep_table(const SweepReport& r) { return text_table(summary_rows(r)); }
+
+void sweep_write_report(const std::string& dir, const SweepReport& r) {
+    fs::create_directories(dir);
+    std::vector<std::string> areas = report_areas(r);
+    std::vector<SweepComparison> cmp = sweep_comparisons(r);
+    write_summary_csv(dir + "/summary.csv", r);
+    write_summary_json(dir + "/summary.json", r, cmp);
+
+    // The plots need at least one finished configuration with a finite EV.
+    bool plottable = false;
+    for (const SweepRun& run : r.runs) plottable |= done(run) && std::isfinite(run.result.mean_ev());
+    const std::string bars = "bars_" + file_part(r.grid.name) + ".png";
+    if (plottable) {
+        write_bars(dir + "/" + bars, r, areas);
+        write_ev_over_time(dir + "/ev_over_time.png", r, areas);
+    }
+
+    std::string md = "# Sweep `" + r.grid.name + "`\n\n";
+    md += "Each configuration is one `fit_dynamics` run (its folder: `runs/NAME/`, with `log.txt`, `results.json` and "
+          "its own plots). EV: noise-corrected explained variance of the fit units on held-out images, the mean over "
+          "time bins, mean +- SEM over splits; held-out units: units left out of the BPTT fit, read out by a PLS on "
+          "the trained network.\n\n## Settings\n\n";
+    for (const auto& kv : r.settings) md += "- " + kv.first + ": " + kv.second + "\n";
+    md += "\n## Summary\n\n" + md_table(summary_rows(r), 2) + "\n";
+    if (plottable) {
+        md += "![EV per configuration](" + bars + ")\n\n";
+        md += "[`" + bars + "`](" + bars + "): bars = mean over splits, error bars = SEM over splits; dashed lines: the "
+              "teacher's own score (the ceiling), where the data have a teacher.\n\n";
+        md += "![EV over time](ev_over_time.png)\n\n";
+        md += "[`ev_over_time.png`](ev_over_time.png): the three best configurations by EV averaged over areas, and the "
+              "time-varied baseline (dashed).\n\n";
+    } else {
+        md += "No plots: no configuration finished with a finite EV.\n\n";
+    }
+    std::vector<const SweepRun*> rank = sweep_ranking(r);
+    if (!rank.empty()) {
+        md += "Ranking by EV averaged over areas: ";
+        for (size_t i = 0; i < rank.size(); i++)
+            md += (i ? ", " : "") + rank[i]->config.name + " (" + fmt_num(rank[i]->result.mean_ev()) + ")";
+        md += ".\n\n";
+    }
+    md += "## Paired comparisons\n\n"
+          "A - B per split (the same images and splits for every configuration), their mean, t = mean / (sd / sqrt(S)) "
+          "with S - 1 degrees of freedom and the two-sided p of Student's t. The splits share training images, so "
+          "they are not independent: read p as a guide (it tends to be too small), not an exact level.\n\n";
+    if (cmp.empty()) {
+        md += "None: the grid needs a finished `ff` configuration, or two finished configurations.\n";
+    } else {
+        std::vector<std::vector<std::string>> rows = {{"A", "B", "area", "A - B per split", "mean", "t (df)", "p"}};
+        for (const SweepComparison& c : cmp)
+            rows.push_back({c.a + (c.why == "vs ff" ? "" : " (best)"), c.b, c.area, diffs(c.test), fmt_num(c.test.mean, "%+.4f"),
+                            !std::isnan(c.test.t) ? strfmt("%.3f (%d)", c.test.t, c.test.df) : "n/a",
+                            fmt_p(c.test.p)});
+        md += md_table(rows, 4);
+    }
+    std::string failed;
+    for (const SweepRun& run : r.runs)
+        if (run.status == SweepStatus::Failed)
+            failed += strfmt("- %s: exit code %d, log `%s`\n", run.config.name.c_str(), run.exit_code, run.log.c_str());
+    if (!failed.empty()) md += "\n## Failed\n\n" + failed;
+    write_text(dir + "/report.md", md);
+}
+
+}  // namespace vt

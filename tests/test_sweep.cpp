@@ -1,0 +1,562 @@
+// test_sweep.cpp: ./bin/sweep and models/sweep.h: grid files and the built-in grids, the JSON
+// reader, the paired t-test against scipy's values, the report from hand-made results, and the
+// sweep end to end on a tiny virtual primate: a full run, resuming after a deleted result, and
+// resuming after a SIGTERM midway.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "engine/checkpoint.h"
+#include "engine/npy.h"
+#include "models/convrnn.h"
+#include "models/sweep.h"
+#include "models/virtual_primate.h"
+#include "tests/testutil.h"
+
+using namespace vt;
+using vt_test::error_of;
+using vt_test::has;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+int count_lines(const std::string& s) {
+    int n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
+// The line of `text` that contains `key`, or "".
+std::string line_with(const std::string& text, const std::string& key) {
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);)
+        if (has(l, key)) return l;
+    return "";
+}
+
+// A hand-made fit_dynamics results.json: per-split EVs for V4 and IT, 2 bins, a teacher.
+std::string fake_results(const std::string& motif, const std::vector<double>& v4, const std::vector<double>& it) {
+    auto ev = [](const std::vector<double>& s) {
+        double m = 0;
+        for (double x : s) m += x;
+        m /= s.size();
+        std::string o = strfmt("{\"mean\": %g, \"sem\": 0.01, \"per_split\": [", m);
+        for (size_t i = 0; i < s.size(); i++) o += strfmt("%s%g", i ? ", " : "", s[i]);
+        o += "]}, \"ev_per_bin\": [";
+        o += strfmt("{\"bin_start_ms\": 0, \"bin_end_ms\": 20, \"mean\": %g, \"sem\": 0.02, \"units\": 8}, ", m - 0.1);
+        o += strfmt("{\"bin_start_ms\": 20, \"bin_end_ms\": 40, \"mean\": %g, \"sem\": null, \"units\": 8}]", m + 0.1);
+        return o;
+    };
+    auto area = [&](const char* layer, const std::vector<double>& s) {
+        return strfmt("{\"layer\": \"%s\", \"units\": 6, \"ev\": %s, \"heldout_units\": {\"units\": 2, \"ev\": %s}, "
+                      "\"reliability\": [], \"teacher\": {\"units\": 8, \"ev\": %s}, \"fit_units\": [0, 1]}",
+                      layer, ev(s).c_str(), ev(s).c_str(), ev({0.9, 0.9, 0.9, 0.9}).c_str());
+    };
+    return strfmt("{\"settings\": {\"motif\": \"%s\", \"feedback\": \"none\", \"time_varied\": false, \"trainable_params\": 1234, "
+                  "\"splits\": %zu, \"ms_per_step\": 10, \"onset_ms\": 0, \"image_steps\": 10},\n"
+                  "\"areas\": {\"V4\": %s, \"IT\": %s}, \"splits\": [], \"notes\": [\"a \\\"note\\\"\"], \"seconds\": 12.5}\n",
+                  motif.c_str(), v4.size(), area("conv3", v4).c_str(), area("conv5", it).c_str());
+}
+
+// ---- the binaries ----------------------------------------------------------------------
+
+bool have_bins() {
+    return fs::exists(std::string(VT_ROOT) + "/bin/sweep") && fs::exists(std::string(VT_ROOT) + "/bin/fit_dynamics");
+}
+
+struct Run {
+    int rc = -1;
+    std::string out;  // stdout and stderr
+};
+
+Run run_sweep(const std::string& args) {
+    Run r;
+    FILE* p = popen((std::string(VT_ROOT) + "/bin/sweep " + args + " 2>&1").c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
+    int st = pclose(p);
+    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+// A tiny virtual primate (the tiny3 teacher of test_dynamics.cpp's recovery test, smaller) and a
+// random tiny3 backbone for the student, made once.
+struct Fixture {
+    std::string dir, data, backbone;
+};
+
+const Fixture& fixture() {
+    static const Fixture f = [] {
+        Fixture x;
+        x.dir = vt_test::temp_dir();
+        VirtualPrimateConfig c;
+        c.images = 32;
+        c.size = 32;
+        c.teacher_arch = "tiny3";
+        c.teacher_motif = "lstm";
+        c.teacher_feedback = "conv3:conv1";
+        c.v4_layer = "conv2";
+        c.it_layer = "conv3";
+        c.v4_units = 8;
+        c.it_units = 8;
+        c.reps = 20;
+        c.t_max_ms = 100;
+        x.data = x.dir + "/vp_tiny.npz";
+        npz_write(x.data, virtual_primate_generate(c));
+        x.backbone = x.dir + "/tiny3_backbone.npz";
+        ModelConfig mc;
+        mc.arch = "tiny3";
+        Model m(mc, 2);
+        Npz meta;
+        meta_set_string(meta, "meta.arch", "tiny3");
+        checkpoint_save(x.backbone, m.params, meta);
+        return x;
+    }();
+    return f;
+}
+
+const char* const kNames[] = {"ff", "time_varied", "lstm"};
+
+// A grid of three cheap configurations and the sweep's arguments for it.
+std::string tiny_sweep_args(const std::string& out, const std::string& grid_lines, const std::string& extra) {
+    const Fixture& f = fixture();
+    std::string grid = out + "_grid.txt";
+    std::ofstream(grid) << grid_lines;
+    return "--grid " + grid + " --data " + f.data + " --out " + out + " -- --backbone " + f.backbone +
+           " --readout V4=conv2,IT=conv3 --components 3 --heldout-fit-images 0 " + extra;
+}
+
+const char* kTinyGrid =
+    "# three cheap configurations\n"
+    "ff          --motif none --feedback none\n"
+    "time_varied --time-varied --feedback none\n"
+    "lstm        --motif lstm --feedback conv3:conv1   # the teacher's structure\n";
+
+std::set<std::string> finished(const std::string& out) {
+    std::set<std::string> s;
+    for (const char* n : kNames)
+        if (fs::exists(out + "/runs/" + n + "/results.json")) s.insert(n);
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("sweep: grid files") {
+    SweepGrid g = sweep_grid_parse("# a comment\n\n"
+                                   "lstm   --motif lstm --feedback conv5:conv2   # trailing comment\n"
+                                   "  tv --time-varied\n"
+                                   "gru.slow+1 --motif=gru --lr 0.003 --onset-ms -10 --model-seed 3\n",
+                                   "/x/mine.grid");
+    CHECK(g.name == "mine");
+    CHECK(g.source == "/x/mine.grid");
+    REQUIRE(g.configs.size() == 3);
+    CHECK(g.configs[0].name == "lstm");
+    CHECK(g.configs[0].flags == std::vector<std::string>{"--motif", "lstm", "--feedback", "conv5:conv2"});
+    CHECK(g.configs[1].flags == std::vector<std::string>{"--time-varied"});
+    CHECK(g.configs[2].name == "gru.slow+1");
+    CHECK(g.configs[2].flags ==
+          std::vector<std::string>{"--motif", "gru", "--lr", "0.003", "--onset-ms", "-10", "--model-seed", "3"});
+
+    struct Bad {
+        std::string text, says;
+    };
+    for (const Bad& b : {Bad{"ok --motif lstm\nbad/name --motif lstm\n", "g.txt:2: bad configuration name 'bad/name'"},
+                         Bad{"..  --motif lstm\n", "g.txt:1: bad configuration name '..'"},
+                         Bad{"a --motif lstm\n\n# x\na --motif gru\n", "g.txt:4: configuration 'a' is already defined on line 1"},
+                         Bad{"a --motif lstm --frobnicate 3\n", "g.txt:1: unknown flag '--frobnicate'"},
+                         Bad{"a --motif lstm --lr\n", "g.txt:1: --lr needs a value"},
+                         Bad{"a --lr --iters 3\n", "g.txt:1: --lr needs a value"},
+                         Bad{"a\nb --motif lsmt\n", "g.txt:2: unknown motif 'lsmt'"},
+                         Bad{"a --iters many\n", "g.txt:1: --iters: expected an integer, got 'many'"},
+                         Bad{"a --lr fast\n", "g.txt:1: --lr: expected a number, got 'fast'"},
+                         Bad{"a --motif lstm --motif gru\n", "g.txt:1: --motif is given twice"},
+                         Bad{"a --time-varied=yes\n", "g.txt:1: --time-varied is a switch"},
+                         Bad{"a lstm\n", "g.txt:1: expected a flag (--name), found 'lstm'"},
+                         Bad{"--motif lstm\n", "g.txt:1: expected a configuration name before the flags"},
+                         Bad{"a --splits 3\n", "g.txt:1: --splits is not a per-configuration flag"},
+                         Bad{"a --data x.npz\n", "g.txt:1: --data is not a per-configuration flag"},
+                         Bad{"# nothing\n\n", "g.txt: no configurations"}}) {
+        CAPTURE(b.text);
+        std::string e = error_of([&] { sweep_grid_parse(b.text, "g.txt"); });
+        CHECK_MESSAGE(has(e, b.says), e);
+    }
+    CHECK(has(error_of([] { sweep_grid_load("/nonexistent/grid.txt"); }), "neither a built-in grid"));
+    // a file on disk: the error names it
+    std::string dir = vt_test::temp_dir();
+    std::ofstream(dir + "/g.txt") << "a --motif lstm\nb --motif lstm --batch\n";
+    CHECK(has(error_of([&] { sweep_grid_load(dir + "/g.txt"); }), dir + "/g.txt:2: --batch needs a value"));
+    fs::remove_all(dir);
+}
+
+TEST_CASE("sweep: built-in grids") {
+    auto names = [](const SweepGrid& g) {
+        std::vector<std::string> v;
+        for (const SweepConfig& c : g.configs) v.push_back(c.name);
+        return v;
+    };
+    auto flags = [](const SweepGrid& g, const std::string& name) {
+        for (const SweepConfig& c : g.configs)
+            if (c.name == name) return c.flags;
+        FAIL("no configuration " << name);
+        return std::vector<std::string>{};
+    };
+    SweepGrid m = sweep_grid_load("motifs");
+    CHECK(m.source == "built-in");
+    CHECK(names(m) == std::vector<std::string>{"none", "timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc", "ff",
+                                               "time_varied"});
+    CHECK(flags(m, "rnn-large") == std::vector<std::string>{"--motif", "rnn-large", "--feedback", "conv5:conv2"});
+    CHECK(flags(m, "ff") == std::vector<std::string>{"--motif", "none", "--feedback", "none"});
+    CHECK(flags(m, "time_varied") == std::vector<std::string>{"--time-varied", "--motif", "none", "--feedback", "none"});
+
+    SweepGrid f = sweep_grid_load("feedback");
+    CHECK(names(f) == std::vector<std::string>{"lstm_nofb", "lstm", "lstm_5to3", "lstm_5to4", "lstm_4to2", "lstm_4to3",
+                                               "lstm_3to2", "lstm_allfb", "ff", "time_varied"});
+    CHECK(flags(f, "lstm_nofb") == std::vector<std::string>{"--motif", "lstm", "--feedback", "none"});
+    CHECK(flags(f, "lstm_4to3") == std::vector<std::string>{"--motif", "lstm", "--feedback", "conv4:conv3"});
+    CHECK(flags(f, "lstm_allfb") == std::vector<std::string>{"--motif", "lstm", "--feedback",
+                                                             "conv5:conv2,conv5:conv3,conv5:conv4,conv4:conv2,conv4:conv3,conv3:conv2"});
+    CHECK(flags(f, "lstm") == flags(m, "lstm"));  // the same configuration under one name
+
+    SweepGrid p = sweep_grid_load("paper");
+    CHECK(p.configs.size() == 17);  // 10 + 10 - {lstm, ff, time_varied}
+    std::set<std::string> uniq;
+    for (const std::string& n : names(p)) uniq.insert(n);
+    CHECK(uniq.size() == p.configs.size());
+    CHECK(names(p)[10] == "lstm_nofb");
+    CHECK(has(error_of([] { sweep_grid_builtin("motif"); }), "unknown built-in grid 'motif'"));
+}
+
+TEST_CASE("sweep: the JSON reader") {
+    Json j = json_parse(" {\"a\": [1, -2.5, 3e2, 1E-3, -0, 0.5e+1, null, true, false],\n"
+                        "  \"b\": {\"c\": {\"d\": \"x\\\"y\\\\z\\n\\u00e9\\ud83d\\ude00\"}}, \"e\": [], \"f\": {}} ",
+                        "t.json");
+    REQUIRE(j.type == Json::Type::Object);
+    const Json* a = j.find("a");
+    REQUIRE(a);
+    REQUIRE(a->array.size() == 9);
+    CHECK(a->array[0].number == 1);
+    CHECK(a->array[1].number == -2.5);
+    CHECK(a->array[2].number == 300);
+    CHECK(a->array[3].number == doctest::Approx(1e-3));
+    CHECK(a->array[4].number == 0);
+    CHECK(a->array[5].number == 5);
+    CHECK(a->array[6].is_null());
+    CHECK((a->array[7].type == Json::Type::Bool && a->array[7].boolean));
+    CHECK((a->array[8].type == Json::Type::Bool && !a->array[8].boolean));
+    CHECK(j.find("b")->find("c")->find("d")->string == "x\"y\\z\n\xc3\xa9\xf0\x9f\x98\x80");
+    CHECK(j.find("e")->array.empty());
+    CHECK(j.find("f")->object.empty());
+    CHECK(j.find("zz") == nullptr);
+    CHECK(json_parse("42", "t").number == 42);
+
+    struct Bad {
+        std::string text, says;
+    };
+    for (const Bad& b : {Bad{"{\"a\": 1,}", "line 1, column 9: expected a member name"},
+                         Bad{"[1, 2,]", "column 7: expected a value"},
+                         Bad{"{\"a\": NaN}", "column 7: expected a value"},
+                         Bad{"{\"a\": 1}\n{}", "line 2, column 1: expected the end of the text"},
+                         Bad{"{\"a\": \"open", "expected the closing '\"'"},
+                         Bad{"[1e]", "expected a digit in the exponent"},
+                         Bad{"[01]", "expected ',' or ']'"},
+                         Bad{"[.5]", "expected a value"},
+                         Bad{"[1.]", "expected a digit after the decimal point"},
+                         Bad{"[1e999]", "within double range"},
+                         Bad{"{\"a\" 1}", "expected ':'"},
+                         Bad{"{\"a\": 1, \"a\": 2}", "\"a\" is there twice"},
+                         Bad{"[\"\\x\"]", "expected an escape"},
+                         Bad{"[\"\\ud800\"]", "low surrogate"},
+                         Bad{"[tru]", "expected a value"},
+                         Bad{"", "line 1, column 1: expected a value, found the end of the text"},
+                         Bad{std::string(300, '['), "at most 256 nested"}}) {
+        CAPTURE(b.text);
+        std::string e = error_of([&] { json_parse(b.text, "bad.json"); });
+        CHECK(has(e, "bad.json: malformed JSON"));
+        CHECK_MESSAGE(has(e, b.says), e);
+    }
+    CHECK(has(error_of([] { json_read_file("/nonexistent/results.json"); }), "/nonexistent/results.json"));
+}
+
+TEST_CASE("sweep: the paired t-test and Student's t against scipy") {
+    // scipy.stats.ttest_1samp([1, 2, 3, 4], 0): t = 3.872983346207417, p = 0.030466291662170977
+    PairedTest t = paired_t_test({1, 2, 3, 4}, {0, 0, 0, 0});
+    CHECK(t.diff == std::vector<double>{1, 2, 3, 4});
+    CHECK(t.mean == doctest::Approx(2.5));
+    CHECK(t.df == 3);
+    CHECK(t.t == doctest::Approx(3.872983346207417).epsilon(1e-9));
+    CHECK(std::fabs(t.p - 0.030466291662170977) < 1e-6);
+    // scipy.stats.ttest_rel([.61, .58, .65, .60], [.55, .56, .60, .52]): t = 4.2, p = 0.024632078176939316
+    t = paired_t_test({0.61, 0.58, 0.65, 0.60}, {0.55, 0.56, 0.60, 0.52});
+    CHECK(t.t == doctest::Approx(4.2).epsilon(1e-9));
+    CHECK(std::fabs(t.p - 0.024632078176939316) < 1e-6);
+    // the sign of the difference does not change p
+    PairedTest r = paired_t_test({0.55, 0.56, 0.60, 0.52}, {0.61, 0.58, 0.65, 0.60});
+    CHECK(r.t == doctest::Approx(-4.2).epsilon(1e-9));
+    CHECK(r.p == doctest::Approx(t.p));
+
+    // 2 * scipy.stats.t.sf(t, df)
+    CHECK(std::fabs(student_t_p_two_sided(1.0, 1) - 0.5) < 1e-9);
+    CHECK(std::fabs(student_t_p_two_sided(2.0, 7) - 0.08561932856297605) < 1e-9);
+    CHECK(std::fabs(student_t_p_two_sided(10, 2) - 0.00985245702332569) < 1e-9);
+    CHECK(std::fabs(student_t_p_two_sided(-0.5, 30) - 0.6207230048851272) < 1e-9);
+    CHECK(student_t_p_two_sided(0, 5) == doctest::Approx(1));
+    // scipy.special.betainc(a, b, x)
+    CHECK(std::fabs(incomplete_beta(2, 3, 0.5) - 0.6875) < 1e-12);
+    CHECK(std::fabs(incomplete_beta(0.5, 0.5, 0.3) - 0.36901011956554536) < 1e-10);
+    CHECK(std::fabs(incomplete_beta(5, 0.5, 0.9) - 0.3166429150200122) < 1e-10);
+    CHECK(std::fabs(incomplete_beta(50, 60, 0.45) - 0.4642352914306031) < 1e-9);
+
+    // edge cases: NaN splits are left out; fewer than two differences give no test
+    t = paired_t_test({1, NAN, 3, 4}, {0, 0, NAN, 1});
+    CHECK(t.diff == std::vector<double>{1, 3});
+    CHECK(t.df == 1);
+    t = paired_t_test({1}, {0});
+    CHECK(t.mean == 1);
+    CHECK(std::isnan(t.t));
+    CHECK(std::isnan(t.p));
+    t = paired_t_test({1, 2}, {0, 1, 2});  // different splits: nothing pairs
+    CHECK(t.diff.empty());
+    CHECK(std::isnan(t.p));
+    t = paired_t_test({1, 2, 3}, {0.5, 1.5, 2.5});  // the same shift in every split
+    CHECK(std::isinf(t.t));
+    CHECK(t.p == 0);
+}
+
+TEST_CASE("sweep: results.json summaries, comparisons and the report files") {
+    std::string dir = vt_test::temp_dir();
+    std::ofstream(dir + "/ff.json") << fake_results("none", {0.50, 0.52, 0.49, 0.51}, {0.40, 0.41, 0.42, 0.40});
+    std::ofstream(dir + "/lstm.json") << fake_results("lstm", {0.60, 0.63, 0.58, 0.62}, {0.45, 0.44, 0.47, 0.46});
+    std::ofstream(dir + "/broken.json") << "{\"settings\": {\"motif\": \"lstm\"}}";
+
+    SweepResult R = sweep_result_load(dir + "/lstm.json");
+    CHECK(R.motif == "lstm");
+    CHECK(R.trainable_params == 1234);
+    CHECK(R.splits == 4);
+    CHECK(R.seconds == 12.5);
+    REQUIRE(R.areas.size() == 2);
+    const SweepArea* v4 = R.area("V4");
+    REQUIRE(v4);
+    CHECK(v4->layer == "conv3");
+    CHECK(v4->ev.mean == doctest::Approx(0.6075));
+    CHECK(v4->ev.per_split.size() == 4);
+    CHECK(v4->heldout_units == 2);
+    CHECK(v4->teacher.mean == doctest::Approx(0.9));
+    REQUIRE(v4->bins.size() == 2);
+    CHECK(std::isnan(v4->bins[1].sem));  // null
+    CHECK(R.mean_ev() == doctest::Approx((0.6075 + 0.455) / 2));
+    CHECK(has(error_of([&] { sweep_result_load(dir + "/broken.json"); }), "broken.json: no \"settings.feedback\""));
+
+    SweepReport rep;
+    rep.grid = sweep_grid_parse("lstm --motif lstm\nff --motif none --feedback none\nbad --motif gru\n", dir + "/g.txt");
+    rep.settings = {{"data", "test"}};
+    for (const SweepConfig& c : rep.grid.configs) {
+        SweepRun run;
+        run.config = c;
+        run.log = dir + "/" + c.name + ".log";
+        if (c.name == "bad") run.status = SweepStatus::Failed, run.exit_code = 1;
+        else run.status = SweepStatus::Done, run.result = sweep_result_load(dir + "/" + c.name + ".json");
+        run.reused = c.name == "ff";
+        rep.runs.push_back(run);
+    }
+    std::vector<const SweepRun*> rank = sweep_ranking(rep);
+    REQUIRE(rank.size() == 2);
+    CHECK(rank[0]->config.name == "lstm");
+    std::vector<SweepComparison> cmp = sweep_comparisons(rep);
+    REQUIRE(cmp.size() == 4);  // lstm vs ff, best vs second: V4 and IT each
+    CHECK(cmp[0].a == "lstm");
+    CHECK(cmp[0].b == "ff");
+    CHECK(cmp[0].area == "V4");
+    CHECK(cmp[0].test.diff.size() == 4);
+    CHECK(cmp[0].test.mean == doctest::Approx(0.1025));
+    PairedTest want = paired_t_test({0.60, 0.63, 0.58, 0.62}, {0.50, 0.52, 0.49, 0.51});
+    CHECK(cmp[0].test.p == doctest::Approx(want.p));
+    CHECK(cmp[2].why == "best vs second best");
+
+    sweep_write_report(dir + "/out", rep);
+    for (const char* f : {"summary.csv", "summary.json", "report.md", "bars_g.png", "ev_over_time.png"}) {
+        CAPTURE(f);
+        CHECK(fs::exists(dir + "/out/" + f));
+    }
+    std::string csv = slurp(dir + "/out/summary.csv");
+    CHECK(count_lines(csv) == 1 + 3 * 2);  // header, 3 configurations x 2 areas
+    CHECK(has(csv, "lstm,V4,conv3,lstm,none,0,0.6075,0.01,"));
+    CHECK(has(csv, "ff,IT,conv5,none,none,0,0.4075,"));
+    CHECK(has(csv, ",reused\n"));
+    CHECK(has(csv, "bad,V4,,,,,,,,,,,,FAILED\n"));
+    Json js = json_read_file(dir + "/out/summary.json");  // our own output parses
+    CHECK(js.find("configurations")->array.size() == 3);
+    CHECK(js.find("comparisons")->array.size() == 4);
+    std::string md = slurp(dir + "/out/report.md");
+    CHECK(has(md, "![EV per configuration](bars_g.png)"));
+    CHECK(has(md, "(ev_over_time.png)"));
+    CHECK(has(md, "| lstm | ff | V4 | +0.100, +0.110, +0.090, +0.110 | +0.1025 |"));
+    CHECK(has(md, "## Failed"));
+    std::string table = sweep_table(rep);
+    CHECK(has(line_with(table, "lstm "), "0.608 +- 0.010"));
+    CHECK(has(line_with(table, "bad "), "FAILED (exit code 1"));
+    fs::remove_all(dir);
+}
+
+TEST_CASE("sweep: a bad grid file or command line fails before any fit, in one line") {
+    if (!have_bins()) { MESSAGE("bin/sweep or bin/fit_dynamics not built: skipped"); return; }
+    std::string dir = vt_test::temp_dir();
+    std::ofstream(dir + "/g.txt") << "ok --motif lstm\n\nbroken --motif lstm --iters\n";
+    struct Case {
+        std::string args, says;
+    };
+    for (const Case& c : {Case{"--grid " + dir + "/g.txt --out " + dir + "/o", dir + "/g.txt:3: --iters needs a value"},
+                          Case{"--grid motifs --out " + dir + "/o -- --threads 3", "--threads after `--` is the sweep's"},
+                          Case{"--grid motifs --out " + dir + "/o --jobs 0", "--jobs: need at least 1"},
+                          Case{"--grid motifs --out " + dir + "/o --data " + dir + "/none.npz", "none.npz' does not exist"},
+                          Case{"--grid motifz --out " + dir + "/o", "'motifz' is neither a built-in grid"},
+                          Case{"--grid motifs", "--grid and --out are required"}}) {
+        CAPTURE(c.args);
+        Run r = run_sweep(c.args);
+        CAPTURE(r.out);
+        CHECK(r.rc == 1);
+        CHECK(count_lines(r.out) == 1);
+        CHECK(has(r.out, "error: "));
+        CHECK(has(r.out, c.says));
+    }
+    CHECK(!fs::exists(dir + "/o/runs"));
+    fs::remove_all(dir);
+}
+
+TEST_CASE("sweep: end to end; a deleted result is rerun and the others reused untouched") {
+    if (!have_bins()) { MESSAGE("bin/sweep or bin/fit_dynamics not built: skipped"); return; }
+    std::string out = vt_test::temp_dir() + "/sweep";
+    std::string args = tiny_sweep_args(out, kTinyGrid, "--iters 2 --val-every 2");
+    Run r = run_sweep(args);
+    CAPTURE(r.out);
+    REQUIRE(r.rc == 0);
+    for (const char* f : {"summary.csv", "summary.json", "report.md", "bars_sweep_grid.png", "ev_over_time.png"}) {
+        CAPTURE(f);
+        CHECK(fs::exists(out + "/" + f));
+    }
+    CHECK(count_lines(slurp(out + "/summary.csv")) == 1 + 3 * 2);
+    for (const char* n : kNames) {
+        CAPTURE(n);
+        CHECK(has(line_with(r.out, std::string("] ") + n + ":"), ", ran"));
+        CHECK(fs::exists(out + "/runs/" + n + "/log.txt"));
+        CHECK(fs::exists(out + "/runs/" + n + "/flags.txt"));
+    }
+    CHECK(has(slurp(out + "/report.md"), "| lstm | ff | V4 |"));
+    CHECK(has(r.out, "time_varied"));
+
+    // delete one result: only that one reruns; the others' results.json stay as they were
+    std::map<std::string, std::pair<fs::file_time_type, std::string>> before;
+    for (const char* n : {"ff", "lstm"}) {
+        std::string p = out + "/runs/" + n + "/results.json";
+        before[n] = {fs::last_write_time(p), slurp(p)};
+    }
+    fs::remove(out + "/runs/time_varied/results.json");
+    Run again = run_sweep(args);
+    CAPTURE(again.out);
+    REQUIRE(again.rc == 0);
+    CHECK(has(again.out, "3 configurations, 2 finished earlier, 1 to fit"));
+    CHECK(has(line_with(again.out, "] ff:"), ", reused"));
+    CHECK(has(line_with(again.out, "] lstm:"), ", reused"));
+    CHECK(has(line_with(again.out, "] time_varied:"), ", ran"));
+    CHECK(fs::exists(out + "/runs/time_varied/results.json"));
+    for (const auto& kv : before) {
+        std::string p = out + "/runs/" + kv.first + "/results.json";
+        CHECK(fs::last_write_time(p) == kv.second.first);
+        CHECK(slurp(p) == kv.second.second);
+    }
+
+    // reusing under other flags is refused, naming the folder
+    Run other = run_sweep(tiny_sweep_args(out, kTinyGrid, "--iters 3 --val-every 3"));
+    CHECK(other.rc != 0);
+    CHECK(has(other.out, "finished with other flags"));
+    CHECK(has(other.out, out + "/runs/ff"));
+    fs::remove_all(fs::path(out).parent_path());
+}
+
+TEST_CASE("sweep: killed midway with SIGTERM, a rerun fits only the unfinished configurations") {
+    if (!have_bins()) { MESSAGE("bin/sweep or bin/fit_dynamics not built: skipped"); return; }
+    std::string out = vt_test::temp_dir() + "/sweep";
+    // each line sets its own length: lstm, second, takes a few seconds, so the kill lands inside it
+    std::string grid = "ff          --motif none --feedback none --iters 2 --val-every 2\n"
+                       "lstm        --motif lstm --feedback conv3:conv1 --iters 60 --val-every 20 --patience 9\n"
+                       "time_varied --time-varied --feedback none\n";
+    std::string args = tiny_sweep_args(out, grid, "--splits 4");
+    std::string log = out + "_first.txt";
+    std::string cmd = std::string(VT_ROOT) + "/bin/sweep " + args + " > " + log + " 2>&1";
+
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        setpgid(0, 0);  // its own process group, like a job started from a shell
+        execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), (char*)nullptr);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    // wait until ff has finished and lstm has started, then stop the sweep
+    auto t0 = std::chrono::steady_clock::now();
+    while (!(finished(out).count("ff") && fs::exists(out + "/runs/lstm/log.txt")) &&
+           std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    REQUIRE(finished(out).count("ff"));
+    kill(pid, SIGTERM);
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    std::string first = slurp(log);
+    CAPTURE(first);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 128 + SIGTERM);
+    CHECK(has(first, "interrupted"));
+    std::set<std::string> done = finished(out);
+    CHECK(done == std::set<std::string>{"ff"});  // lstm was stopped before it finished; time_varied never started
+    CHECK(has(first, "stopped lstm"));
+    CHECK(!fs::exists(out + "/runs/time_varied"));
+    // the stopped fit is gone: nothing finishes behind the sweep's back
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    CHECK(finished(out) == done);
+
+    Run again = run_sweep(args);
+    CAPTURE(again.out);
+    REQUIRE(again.rc == 0);
+    for (const char* n : kNames) {
+        CAPTURE(n);
+        CHECK(has(line_with(again.out, std::string("] ") + n + ":"), done.count(n) ? ", reused" : ", ran"));
+    }
+    CHECK(finished(out).size() == 3);
+    fs::remove_all(fs::path(out).parent_path());
+}
+
+TEST_CASE("sweep: a failing configuration is reported, the others finish, the exit code says so") {
+    if (!have_bins()) { MESSAGE("bin/sweep or bin/fit_dynamics not built: skipped"); return; }
+    std::string out = vt_test::temp_dir() + "/sweep";
+    // tiny3 has no conv5: fit_dynamics refuses the feedback edge
+    std::string grid = "ff  --motif none --feedback none\n"
+                       "bad --motif lstm --feedback conv5:conv2\n";
+    Run r = run_sweep("--jobs 2 " + tiny_sweep_args(out, grid, "--iters 2 --val-every 2"));
+    CAPTURE(r.out);
+    CHECK(r.rc == 1);
+    CHECK(has(r.out, "2 at a time"));
+    CHECK(has(line_with(r.out, "] ff:"), ", ran"));
+    std::string bad = line_with(r.out, "] bad:");
+    CHECK(has(bad, "FAILED (exit code 1)"));
+    CHECK(has(bad, out + "/runs/bad/log.txt"));
+    CHECK(has(bad, "conv5"));  // the log's last line: fit_dynamics' error
+    CHECK(has(r.out, "1 of 2 configurations failed: bad"));
+    std::string csv = slurp(out + "/summary.csv");
+    CHECK(count_lines(csv) == 1 + 2 * 2);
+    CHECK(has(csv, "bad,V4,"));
+    CHECK(has(slurp(out + "/report.md"), "## Failed"));
+    fs::remove_all(fs::path(out).parent_path());
+}
