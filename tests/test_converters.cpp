@@ -20,22 +20,8 @@ using vt_test::has;
 
 namespace {
 
-struct Run {
-    int rc = -1;
-    std::string out;
-};
-
-Run sh(const std::string& cmd) {
-    Run r;
-    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int st = pclose(p);
-    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
+using Run = vt_test::ShellRun;
+Run sh(const std::string& cmd) { return vt_test::shell_run(cmd + " 2>&1"); }
 
 std::string root() { return std::string(VT_ROOT); }
 

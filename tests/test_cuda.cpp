@@ -777,30 +777,9 @@ namespace {
 
 // bin/<tool> of the source tree, as tests/test_tools.cpp runs them. (The CUDA check builds
 // only its tests; without a device in this process there is none for the tools either.)
-std::string tool_path(const std::string& tool) { return std::string(VT_ROOT) + "/bin/" + tool; }
-
-struct ToolRun {
-    int rc = -1;
-    std::string out;  // stdout and stderr together
-};
-
-ToolRun run_tool_cmd(const std::string& tool, const std::string& args) {
-    ToolRun r;
-    FILE* p = popen((tool_path(tool) + " " + args + " 2>&1").c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int st = pclose(p);
-    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
-
-int count_lines(const std::string& s) {
-    int n = 0;
-    for (char c : s) n += c == '\n';
-    return n;
-}
+using ToolRun = vt_test::ShellRun;
+using vt_test::count_lines;
+ToolRun run_tool_cmd(const std::string& tool, const std::string& args) { return vt_test::run_tool(tool, args); }
 
 }  // namespace
 
@@ -815,8 +794,8 @@ TEST_CASE("cuda: every tool's --device cuda gives one clear line without a GPU, 
     };
     for (const auto& [tool, rest] : tools) {
         INFO(tool);
-        if (access(tool_path(tool).c_str(), X_OK) != 0) {
-            MESSAGE(tool_path(tool) << " not built: skipped");
+        if (access(vt_test::tool_path(tool).c_str(), X_OK) != 0) {
+            MESSAGE(vt_test::tool_path(tool) << " not built: skipped");
             continue;
         }
         ToolRun r = run_tool_cmd(tool, std::string("--device cuda ") + rest);

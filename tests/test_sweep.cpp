@@ -33,11 +33,7 @@ std::string slurp(const std::string& path) {
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-int count_lines(const std::string& s) {
-    int n = 0;
-    for (char c : s) n += c == '\n';
-    return n;
-}
+using vt_test::count_lines;
 
 // The line of `text` that contains `key`, or "".
 std::string line_with(const std::string& text, const std::string& key) {
@@ -77,21 +73,8 @@ bool have_bins() {
     return fs::exists(std::string(VT_ROOT) + "/bin/sweep") && fs::exists(std::string(VT_ROOT) + "/bin/fit_dynamics");
 }
 
-struct Run {
-    int rc = -1;
-    std::string out;  // stdout and stderr
-};
-
-Run run_sweep(const std::string& args) {
-    Run r;
-    FILE* p = popen((std::string(VT_ROOT) + "/bin/sweep " + args + " 2>&1").c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
-    int st = pclose(p);
-    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
+using Run = vt_test::ShellRun;
+Run run_sweep(const std::string& args) { return vt_test::run_tool("sweep", args); }
 
 // A tiny virtual primate (the tiny3 teacher of test_dynamics.cpp's recovery test, smaller) and a
 // random tiny3 backbone for the student, made once.

@@ -15,33 +15,10 @@ using vt_test::has;
 
 namespace {
 
-struct Run {
-    int rc = -1;
-    std::string out;  // stdout and stderr together, or stderr alone
-};
-
-// Runs bin/<tool> with args from the source tree, capturing its output and exit code.
-Run run_tool(const std::string& tool, const std::string& args, bool stderr_only = false) {
-    Run r;
-    std::string bin = std::string(VT_ROOT) + "/bin/" + tool;
-    std::string cmd = bin + " " + args + (stderr_only ? " 2>&1 >/dev/null" : " 2>&1");
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int st = pclose(p);
-    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
-
-bool have_tool(const std::string& tool) { return std::ifstream(std::string(VT_ROOT) + "/bin/" + tool).good(); }
-
-int lines(const std::string& s) {
-    int n = 0;
-    for (char c : s) n += c == '\n';
-    return n;
-}
+using Run = vt_test::ShellRun;
+using vt_test::have_tool;
+using vt_test::run_tool;
+int lines(const std::string& s) { return vt_test::count_lines(s); }
 
 }  // namespace
 

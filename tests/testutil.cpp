@@ -1,7 +1,11 @@
-// testutil.cpp: temporary directories for tests.
+// testutil.cpp: temporary directories and running the tools, for tests.
 #include "tests/testutil.h"
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 
@@ -12,6 +16,25 @@ std::string temp_dir() {
     std::string tmpl = std::string(base && *base ? base : "/tmp") + "/ventral_test_XXXXXX";
     if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
     return tmpl;
+}
+
+ShellRun shell_run(const std::string& cmd) {
+    ShellRun r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
+    int st = pclose(p);
+    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+std::string tool_path(const std::string& tool) { return std::string(VT_ROOT) + "/bin/" + tool; }
+
+bool have_tool(const std::string& tool) { return std::ifstream(tool_path(tool)).good(); }
+
+ShellRun run_tool(const std::string& tool, const std::string& args, bool stderr_only) {
+    return shell_run(tool_path(tool) + " " + args + (stderr_only ? " 2>&1 >/dev/null" : " 2>&1"));
 }
 
 }  // namespace vt_test

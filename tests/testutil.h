@@ -37,6 +37,26 @@ inline std::string error_of(const std::function<void()>& f) {
 
 inline bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
+// A shell command's exit code and output (what the command line sends to stdout; add 2>&1
+// to it for stderr too).
+struct ShellRun {
+    int rc = -1;
+    std::string out;
+};
+ShellRun shell_run(const std::string& cmd);
+
+// bin/<tool> in the source tree; whether it is built; running it with `args`, capturing
+// stdout and stderr together, or stderr alone.
+std::string tool_path(const std::string& tool);
+bool have_tool(const std::string& tool);
+ShellRun run_tool(const std::string& tool, const std::string& args, bool stderr_only = false);
+
+inline int count_lines(const std::string& s) {
+    int n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
 // |a - b| <= atol + rtol * |b|
 inline bool close(double a, double b, double atol, double rtol) { return std::fabs(a - b) <= atol + rtol * std::fabs(b); }
 
