@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
                                      "known teacher network, not recordings; delete the file to regenerate it)\n", data.c_str());
             } else {
                 std::fprintf(stderr, "fit_dynamics: no --data: generating the virtual primate (SIMULATED responses of a "
-                                     "known teacher network, not recordings) into %s, once; about 3 minutes ...\n", data.c_str());
+                                     "known teacher network, not recordings) into %s, once; about 1-2 minutes ...\n", data.c_str());
                 VirtualPrimateConfig vc;
                 Npz z = virtual_primate_generate(vc, true);
                 fs::create_directories(fs::path(data).parent_path());
