@@ -12,14 +12,6 @@
 
 namespace vt {
 
-namespace {
-
-constexpr float PI = 3.14159265f;
-const char* CATEGORIES[8] = {"animals", "boats", "cars", "chairs", "faces", "fruits", "planes", "tables"};
-const char* OBJECT_STEM[8] = {"animal", "boat", "car", "chair", "face", "fruit", "plane", "table"};
-const int LEVEL_CYCLE[10] = {3, 6, 0, 3, 6, 3, 6, 0, 3, 6};
-constexpr float OBJECT_RADIUS = 0.6f;  // object half-extent at scale 1, in image half-widths
-
 uint64_t seed_mix(uint64_t a, uint64_t b) {  // splitmix64 of a pair
     uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -30,6 +22,16 @@ uint64_t seed_mix(uint64_t a, uint64_t b) {  // splitmix64 of a pair
 float U(Rng& r, float a, float b) {
     return a + (b - a) * r.uniform();
 }
+
+
+namespace {
+
+constexpr float PI = 3.14159265f;
+const char* CATEGORIES[8] = {"animals", "boats", "cars", "chairs", "faces", "fruits", "planes", "tables"};
+const char* OBJECT_STEM[8] = {"animal", "boat", "car", "chair", "face", "fruit", "plane", "table"};
+const int LEVEL_CYCLE[10] = {3, 6, 0, 3, 6, 3, 6, 0, 3, 6};
+constexpr float OBJECT_RADIUS = 0.6f;  // object half-extent at scale 1, in image half-widths
+
 
 struct Rgb {
     float r = 0, g = 0, b = 0;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "engine/image.h"
+#include "engine/tensor.h"
 
 namespace vt {
 
@@ -48,5 +49,10 @@ std::vector<Stimulus> stimuli_render(const StimulusConfig& cfg);  // cfg.images 
 
 // A grid of the images (cols per row, 2 px grey gaps), for looking at a stimulus set.
 Image stimuli_contact_sheet(const std::vector<Stimulus>& s, int cols);
+
+// Seeding helpers shared by the stimulus renderer and the virtual primate: splitmix64 of a
+// pair (an independent stream per purpose and index), and a uniform draw in [a, b).
+uint64_t seed_mix(uint64_t a, uint64_t b);
+float U(Rng& r, float a, float b);
 
 }  // namespace vt

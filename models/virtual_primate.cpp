@@ -21,15 +21,6 @@ constexpr int CALIBRATION_STEPS = 10;  // over a layer's first image-driven step
 constexpr double RATE_MAX = 500;       // sp/s: rates saturate as RATE_MAX tanh(rate / RATE_MAX)
 const char* GENERATOR = "make_virtual_primate 1";
 
-uint64_t seed_mix(uint64_t a, uint64_t b) {  // splitmix64 of a pair
-    uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-float U(Rng& r, float a, float b) {
-    return a + (b - a) * r.uniform();
-}
 double softplus(double x) {
     return x > 30 ? x : x < -30 ? std::exp(x) : std::log1p(std::exp(x));
 }
