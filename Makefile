@@ -2,7 +2,8 @@
 #
 #   make                 CPU build (OpenBLAS + OpenMP), tools and tests in bin/
 #   make test            build and run ./bin/tests
-#   make check           make test, plus the CUDA build (warnings as errors) where nvcc exists
+#   make check           make test, the gradient checks again under other BLAS kernels and thread
+#                        counts, and the CUDA build (warnings as errors) where nvcc exists
 #   make sanitize        build and run the tests under ASan + UBSan (in build-san/)
 #   make fuzz            build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 #   make CUDA=1          also build the CUDA backend (kernels/cuda, nvcc)
@@ -166,8 +167,16 @@ test: $(BIN)/tests
 # (with cuDNN where its header exists) built with warnings as errors, and its tests, which
 # skip cleanly without a GPU.
 CUDNN_FOUND := $(wildcard /usr/local/cuda/include/cudnn.h /usr/include/cudnn.h /usr/include/$(shell gcc -print-multiarch 2>/dev/null)/cudnn.h)
+# The gradient checks also run under other OpenBLAS kernel families (those this CPU can run)
+# and 1 and 2 threads: float32 round-off differs between them, and a check must hold on all.
+GRAD_TESTS := -tc='*gradient*,gradcheck:*'
+BLAS_CORES := Prescott $(if $(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),Haswell) \
+              $(if $(shell grep -m1 -ow avx512bw /proc/cpuinfo 2>/dev/null),SkylakeX)
 check: all
 	./$(BIN)/tests
+	@for core in $(BLAS_CORES); do for th in 1 2; do \
+	  echo "check: gradient checks with OPENBLAS_CORETYPE=$$core, $$th thread(s)"; \
+	  OPENBLAS_CORETYPE=$$core OMP_NUM_THREADS=$$th ./$(BIN)/tests $(GRAD_TESTS) -m || exit 1; done; done
 ifneq ($(NVCC),)
 	$(MAKE) CUDA=1 $(if $(CUDNN_FOUND),CUDNN=1) WERROR=1 BUILD=build-cuda BIN=build-cuda/bin build-cuda/bin/tests
 	./build-cuda/bin/tests -tc='cuda:*'

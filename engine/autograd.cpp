@@ -19,6 +19,10 @@ static thread_local bool g_frozen = false;
 bool choices_frozen() { return g_frozen; }
 FrozenChoices::FrozenChoices() : prev(g_frozen) { g_frozen = true; }
 FrozenChoices::~FrozenChoices() { g_frozen = prev; }
+static thread_local bool g_recording = false;
+bool choices_recording() { return g_recording; }
+RecordChoices::RecordChoices() : prev(g_recording) { g_recording = true; }
+RecordChoices::~RecordChoices() { g_recording = prev; }
 
 Tensor op_output(const Shape& s, const std::vector<const Tensor*>& inputs) {
     CHECK(!inputs.empty(), "op_output without inputs");

@@ -108,14 +108,25 @@ struct NoGradScope {
     ~NoGradScope();
 };
 
-// While a FrozenChoices scope is active, replayed forwards keep the discrete choices of
-// their last run: max-pool winners and dropout masks. The function then stays on one smooth
-// piece, the one whose derivative backward computes (the gradient checker uses this).
+// The discrete choices of a forward (max-pool winners, dropout masks, which branch of ELU and
+// ReLU each element took) can be held, so that replays stay on one smooth piece of the
+// function, the one whose derivative backward computes (the gradient checker's numeric side):
+//   RecordChoices  while active, ops that have branches also note the branch of every
+//                  element (CPU only; costs memory, so nothing else records);
+//   FrozenChoices  while active, replayed forwards keep the choices of the recorded run
+//                  (max-pool: of their last unfrozen run; ELU/ReLU: of the recorded run, when
+//                  there was one) and only the smooth parts move.
 bool choices_frozen();
+bool choices_recording();
 struct FrozenChoices {
     bool prev;
     FrozenChoices();
     ~FrozenChoices();
+};
+struct RecordChoices {
+    bool prev;
+    RecordChoices();
+    ~RecordChoices();
 };
 
 // For op implementations: an output tensor that requires a gradient when a tape is active

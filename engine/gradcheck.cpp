@@ -17,9 +17,24 @@ static double dot_g(const Tensor& out, const std::vector<float>& g) {
     return s;
 }
 
-// Two finite differences agree when within tol of each other (relative, floored at 1e-3).
-static bool agree(double a, double b, double tol) {
-    return std::fabs(a - b) <= tol * std::max({std::fabs(a), std::fabs(b), 1e-3});
+// Two derivative estimates agree when within tol of each other, relative to the larger of
+// them or to `floor` (the scale below which values are judged absolutely).
+static bool agree(double a, double b, double tol, double floor) {
+    return std::fabs(a - b) <= tol * std::max({std::fabs(a), std::fabs(b), floor, 1e-12});
+}
+
+// The derivative of L along a direction, by the fourth-order central difference
+//   L'(0) ~ (8 (L(h) - L(-h)) - (L(2h) - L(-2h))) / 12h,   error O(h^4 L^(5)),
+// where move(s) sets the parameters to base + s * direction and L() replays the forward.
+template <class Move, class Eval>
+static double derivative4(Move move, Eval L, double h) {
+    double v[4], s[4] = {h, -h, 2 * h, -2 * h};
+    for (int k = 0; k < 4; k++) {
+        move(s[k]);
+        v[k] = L();
+    }
+    move(0);
+    return (8 * (v[0] - v[1]) - (v[2] - v[3])) / (12 * h);
 }
 
 GradCheckResult grad_check(const std::function<Tensor()>& f, const std::vector<Tensor>& wrt,
@@ -30,11 +45,13 @@ GradCheckResult grad_check(const std::function<Tensor()>& f, const std::vector<T
         CHECK(w.requires_grad() && w.device() == Device::CPU, "grad_check: %s must be a CPU tensor requiring a gradient",
               w.desc().c_str());
 
-    // Analytic: seed each gradient, NaN-fill intermediates, backward, subtract the seed.
+    // Analytic: record the graph (and the branch every ELU/ReLU element takes), seed each
+    // gradient, NaN-fill intermediates, backward, subtract the seed.
     Tape tape;
     Tensor out;
     {
         TapeScope scope(tape);
+        RecordChoices record;
         out = f();
     }
     std::vector<float> g((size_t)out.numel());
@@ -56,16 +73,62 @@ GradCheckResult grad_check(const std::function<Tensor()>& f, const std::vector<T
         analytic.push_back(std::move(a));
     }
 
-    // Numeric, at sampled elements: replay the recorded forward with the element moved,
-    // max-pool winners and dropout masks held as in the analytic pass.
+    // Numeric: replay the recorded forward with parameters moved, every discrete choice
+    // (max-pool winners, dropout masks, ELU/ReLU branches) held as in the analytic pass.
     FrozenChoices frozen;
     auto L = [&] {
         tape.forward();
         return dot_g(out, g);
     };
+    auto note = [&](double err, const std::string& where) {
+        res.checked++;
+        if (err > res.max_err || !std::isfinite(err)) {
+            res.max_err = err;
+            res.worst = where;
+        }
+    };
     for (size_t k = 0; k < wrt.size(); k++) {
         const Tensor& w = wrt[k];
+        const std::vector<float>& a = analytic[k];
+        std::string name = w.name.empty() ? strfmt("wrt#%zu", k) : w.name;
         int64_t n = w.numel();
+        std::vector<float> base(w.data(), w.data() + n);
+        double scale = 0;  // the tensor's largest gradient
+        for (float v : a)
+            if (std::isfinite(v)) scale = std::max(scale, (double)std::fabs(v));
+
+        // 1. Along one direction through every element: d = a + r * rms(a), r = +-1 at
+        //    random, of unit length, so that the step moves the parameters as far as one
+        //    element's step does. Its derivative a.d gathers the whole tensor's gradient
+        //    (~|a|, against ~|a_i| for one element), far above the round-off in L.
+        if (n > 1 && scale > 0) {
+            double ss = 0;
+            for (float v : a) ss += std::isfinite(v) ? (double)v * v : 0;
+            double rms = std::sqrt(ss / n), dd = 0;
+            std::vector<double> d((size_t)n);
+            for (int64_t i = 0; i < n; i++) {
+                d[i] = (std::isfinite(a[i]) ? a[i] : 0.) + (rng.uniform() < 0.5 ? -rms : rms);
+                dd += d[i] * d[i];
+            }
+            double ad = 0;
+            for (int64_t i = 0; i < n; i++) {
+                d[i] /= std::sqrt(dd);
+                ad += (double)a[i] * d[i];
+            }
+            auto move = [&](double s) {
+                for (int64_t i = 0; i < n; i++) w.data()[i] = (float)(base[i] + s * d[i]);
+            };
+            double d1 = derivative4(move, L, opt.eps), d2 = derivative4(move, L, opt.eps / 2);
+            if (!agree(d1, d2, opt.kink_tol, 0) && std::isfinite(ad)) {
+                res.skipped++;
+            } else {
+                double err = std::isfinite(ad) ? std::fabs(ad - d1) / std::max({std::fabs(ad), std::fabs(d1), 1e-12})
+                                               : INFINITY;
+                note(err, strfmt("%s along a direction: analytic %.6g numeric %.6g", name.c_str(), ad, d1));
+            }
+        }
+
+        // 2. Element by element, at sampled elements (all of them for small tensors).
         std::vector<int64_t> idx;
         if (n <= opt.max_samples) {
             idx.resize((size_t)n);
@@ -74,42 +137,24 @@ GradCheckResult grad_check(const std::function<Tensor()>& f, const std::vector<T
             idx = {0, n - 1};
             while ((int)idx.size() < opt.max_samples) idx.push_back(rng.randint(n));
         }
-        // central difference at element i with step h (the actual float steps taken)
-        auto central = [&](int64_t i, double h) {
-            float& x = w.data()[i];
-            float orig = x;
-            x = (float)(orig + h);
-            double up = (double)x - orig, lp = L();
-            x = (float)(orig - h);
-            double dn = orig - (double)x, lm = L();
-            x = orig;
-            return (lp - lm) / (up + dn);
-        };
-        std::vector<double> num(idx.size());
-        std::vector<bool> kink(idx.size());
-        double scale = 0;  // the tensor's largest gradient: all analytic ones, sampled numeric ones
-        for (float a : analytic[k])
-            if (std::isfinite(a)) scale = std::max(scale, (double)std::fabs(a));
+        std::vector<double> num(idx.size()), half(idx.size());  // steps eps and eps/2
         for (size_t j = 0; j < idx.size(); j++) {
-            double d1 = central(idx[j], opt.eps), d2 = central(idx[j], opt.eps / 2);
-            num[j] = d2;
-            kink[j] = !agree(d1, d2, opt.kink_tol);
+            float& x = w.data()[idx[j]];
+            float orig = x;
+            auto move = [&](double s) { x = (float)(orig + s); };
+            num[j] = derivative4(move, L, opt.eps);
+            half[j] = derivative4(move, L, opt.eps / 2);
             scale = std::max(scale, std::fabs(num[j]));
         }
         for (size_t j = 0; j < idx.size(); j++) {
-            double a = analytic[k][idx[j]], nm = num[j];
-            double denom = std::max({std::fabs(a), std::fabs(nm), opt.floor * scale, 1e-12});
-            double err = std::isfinite(a) ? std::fabs(a - nm) / denom : INFINITY;
-            if (kink[j] && std::isfinite(a) && std::fabs(num[j]) > opt.floor * scale) {
+            double an = a[idx[j]], nm = num[j];
+            double denom = std::max({std::fabs(an), std::fabs(nm), opt.floor * scale, 1e-12});
+            double err = std::isfinite(an) ? std::fabs(an - nm) / denom : INFINITY;
+            if (!agree(nm, half[j], opt.kink_tol, opt.floor * scale) && std::isfinite(an)) {
                 res.skipped++;
                 continue;
             }
-            res.checked++;
-            if (err > res.max_err || !std::isfinite(err)) {
-                res.max_err = err;
-                std::string name = w.name.empty() ? strfmt("wrt#%zu", k) : w.name;
-                res.worst = strfmt("%s[%lld]: analytic %.6g numeric %.6g", name.c_str(), (long long)idx[j], a, nm);
-            }
+            note(err, strfmt("%s[%lld]: analytic %.6g numeric %.6g", name.c_str(), (long long)idx[j], an, nm));
         }
     }
     tape.forward();  // leave the outputs as they were

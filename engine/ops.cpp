@@ -85,11 +85,29 @@ Tensor resize_bilinear(const Tensor& x, int OH, int OW) {
 
 // ---- activations -------------------------------------------------------------------------------
 
+// ELU and ReLU have two branches; under RecordChoices the branch of each element is noted
+// (x > 0) and frozen replays keep it: y = x on the positive branch, exp(x) - 1 (ELU) or 0
+// (ReLU) on the other, whatever the sign of x now (autograd.h; CPU only, as recording is).
+static void act_forward_on_branch(Act act, float* out, const float* inp, const uint8_t* pos, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = pos[i] ? inp[i] : act == Act::ELU ? std::expm1(inp[i]) : 0.f;
+}
+
 static Tensor activation(const char* name, Act act, const Tensor& x) {
     Tensor out = op_output(x.shape, {&x});
     const KernelTable& K = kernels_for(x.device());
     int64_t n = x.numel();
-    auto fwd = [=, &K] { K.act_forward(act, out.data(), x.data(), n); };
+    bool branches = act == Act::ELU || act == Act::ReLU;
+    auto pos = std::make_shared<std::vector<uint8_t>>();  // (n) x > 0 in the recorded run; empty unless recorded
+    auto fwd = [=, &K] {
+        if (branches && choices_frozen() && !pos->empty()) return act_forward_on_branch(act, out.data(), x.data(), pos->data(), n);
+        K.act_forward(act, out.data(), x.data(), n);
+        if (branches && choices_recording()) {
+            CHECK(x.device() == Device::CPU, "RecordChoices: %s is on %s; recording runs on the CPU", x.desc().c_str(),
+                  device_name(x.device()));
+            pos->resize((size_t)n);
+            for (int64_t i = 0; i < n; i++) (*pos)[i] = x.data()[i] > 0;
+        }
+    };
     auto bwd = [=, &K] {
         if (x.requires_grad()) K.act_backward(act, x.grad(), out.grad(), out.data(), n);
     };

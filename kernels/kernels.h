@@ -121,13 +121,13 @@ struct KernelTable {
     void (*ugrnn_backward)(float* dG, float* dh_prev, const float* dh, const float* G, const float* h_prev, int N,
                            int C, int64_t P);
     // rgc (reciprocal gated cell): A = conv(c_prev) = [tc, gh], B = conv(h_prev) = [gc, th],
-    // Xc = conv(x); c = elu((1 - s(tc))*c_prev + (1 - s(gc))*Xc), h = elu((1 - s(th))*h_prev + (1 - s(gh))*x).
-    void (*rgc_forward)(float* c, float* h, const float* A, const float* B, const float* Xc, const float* x,
-                        const float* c_prev, const float* h_prev, int N, int C, int64_t P);
-    void (*rgc_backward)(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dc,
-                         const float* dh, const float* A, const float* B, const float* Xc, const float* x,
-                         const float* c_prev, const float* h_prev, const float* c, const float* h, int N, int C,
-                         int64_t P);
+    // Xc = conv(x); the gates' part, before the ELUs (the caller applies elu: c = elu(pc), h = elu(ph)):
+    // pc = (1 - s(tc))*c_prev + (1 - s(gc))*Xc, ph = (1 - s(th))*h_prev + (1 - s(gh))*x.
+    void (*rgc_gates_forward)(float* pc, float* ph, const float* A, const float* B, const float* Xc, const float* x,
+                              const float* c_prev, const float* h_prev, int N, int C, int64_t P);
+    void (*rgc_gates_backward)(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev,
+                               const float* dpc, const float* dph, const float* A, const float* B, const float* Xc,
+                               const float* x, const float* c_prev, const float* h_prev, int N, int C, int64_t P);
 
     // ---- optimiser updates over a flat parameter arena ---------------------------------
     void (*sgd_update)(float* p, const float* g, float* mom, int64_t n, float lr, float momentum, float wd);

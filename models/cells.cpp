@@ -135,22 +135,24 @@ static Tensor ugrnn_op(const Tensor& G, const Tensor& h_prev) {
     return op_record("ugrnn_cell", h, fwd, bwd);
 }
 
-static Tensor rgc_op(const Tensor& A, const Tensor& B, const Tensor& Xc, const Tensor& x, const Tensor& c_prev,
-                     const Tensor& h_prev) {
+// [pc; ph], the rgc's gated sums before its ELUs; the caller applies elu (an engine op, so
+// that the gradient checker can hold its branches).
+static Tensor rgc_gates_op(const Tensor& A, const Tensor& B, const Tensor& Xc, const Tensor& x, const Tensor& c_prev,
+                           const Tensor& h_prev) {
     Dims d = dims_of(x);
-    Tensor st = op_output({2, d.N, d.C, x.dim(2), x.dim(3)}, {&A, &B, &Xc, &x, &c_prev, &h_prev});
+    Tensor pre = op_output({2, d.N, d.C, x.dim(2), x.dim(3)}, {&A, &B, &Xc, &x, &c_prev, &h_prev});
     const KernelTable& K = kernels_for(x.device());
-    int64_t half = st.numel() / 2;
+    int64_t half = pre.numel() / 2;
     auto fwd = [=, &K] {
-        K.rgc_forward(st.data(), st.data() + half, A.data(), B.data(), Xc.data(), x.data(), c_prev.data(),
-                      h_prev.data(), d.N, d.C, d.P);
+        K.rgc_gates_forward(pre.data(), pre.data() + half, A.data(), B.data(), Xc.data(), x.data(), c_prev.data(),
+                            h_prev.data(), d.N, d.C, d.P);
     };
     auto bwd = [=, &K] {
-        K.rgc_backward(grad_or_null(A), grad_or_null(B), grad_or_null(Xc), grad_or_null(x), grad_or_null(c_prev),
-                       grad_or_null(h_prev), st.grad(), st.grad() + half, A.data(), B.data(), Xc.data(), x.data(),
-                       c_prev.data(), h_prev.data(), st.data(), st.data() + half, d.N, d.C, d.P);
+        K.rgc_gates_backward(grad_or_null(A), grad_or_null(B), grad_or_null(Xc), grad_or_null(x), grad_or_null(c_prev),
+                             grad_or_null(h_prev), pre.grad(), pre.grad() + half, A.data(), B.data(), Xc.data(),
+                             x.data(), c_prev.data(), h_prev.data(), d.N, d.C, d.P);
     };
-    return op_record("rgc_cell", st, fwd, bwd);
+    return op_record("rgc_gates", pre, fwd, bwd);
 }
 
 // ---- one step ----------------------------------------------------------------------------
@@ -200,7 +202,7 @@ Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const T
     case Motif::RGC: {
         Tensor hp = st.h.defined() ? st.h : zeros_like_channels(x, C);
         Tensor cp = st.c.defined() ? st.c : zeros_like_channels(x, C);
-        Tensor s = rgc_op(conv3(cp, "c."), conv3(hp, "h."), conv3(x, "x."), x, cp, hp);
+        Tensor s = elu(rgc_gates_op(conv3(cp, "c."), conv3(hp, "h."), conv3(x, "x."), x, cp, hp));
         st.c = state_c(s);
         st.h = state_h(s);
         return st.h;

@@ -288,6 +288,58 @@ TEST_CASE("gradcheck: catches a wrong gradient") {
     CHECK(!grad_check(overwrite, {a}).ok);
 }
 
+TEST_CASE("gradcheck: the check along a direction catches errors in elements it does not sample") {
+    // Wrong (factor 1.5) everywhere except the first and last elements, which are the only
+    // ones the element-wise check samples with max_samples = 2.
+    const int n = 400;
+    Tensor a = randn({n}, 41);
+    auto bad = [&] {
+        Tensor out = op_output(a.shape, {&a});
+        return op_record(
+            "bad_inside", out, [=] { for (int i = 0; i < n; i++) out.data()[i] = a.data()[i] * a.data()[i]; },
+            [=] {
+                for (int i = 0; i < n; i++)
+                    a.grad()[i] += (i == 0 || i == n - 1 ? 2.f : 3.f) * a.data()[i] * out.grad()[i];
+            });
+    };
+    GradCheckOptions opt;
+    opt.max_samples = 2;
+    GradCheckResult res = grad_check(bad, {a}, opt);
+    CHECK(!res.ok);
+    CHECK(res.worst.find("along a direction") != std::string::npos);
+    // the same op with a right backward passes
+    auto good = [&] { return mul(a, a); };
+    CHECK(grad_check(good, {a}, opt).ok);
+}
+
+TEST_CASE("gradcheck: frozen replays keep each ELU/ReLU element on its recorded branch") {
+    Tensor x = tensor_from({4}, {-0.5f, -0.01f, 0.01f, 0.5f}, true);
+    Tape tape;
+    Tensor ye, yr;
+    {
+        TapeScope scope(tape);
+        RecordChoices record;
+        ye = elu(x);
+        yr = relu(x);
+    }
+    for (int i = 0; i < 4; i++) x.data()[i] = -x.data()[i];  // every element crosses 0
+    {
+        FrozenChoices frozen;
+        tape.forward();
+        // recorded negative, now positive: still exp(x) - 1 and 0; recorded positive, now negative: still x
+        CHECK(ye.data()[0] == doctest::Approx(std::expm1(0.5)).epsilon(1e-6));
+        CHECK(ye.data()[1] == doctest::Approx(std::expm1(0.01)).epsilon(1e-6));
+        CHECK(ye.data()[2] == doctest::Approx(-0.01).epsilon(1e-6));
+        CHECK(ye.data()[3] == doctest::Approx(-0.5).epsilon(1e-6));
+        CHECK(yr.data()[0] == 0.f);
+        CHECK(yr.data()[3] == doctest::Approx(-0.5).epsilon(1e-6));
+    }
+    tape.forward();  // unfrozen: the usual functions again
+    CHECK(ye.data()[0] == doctest::Approx(0.5).epsilon(1e-6));
+    CHECK(ye.data()[3] == doctest::Approx(std::expm1(-0.5)).epsilon(1e-5));
+    CHECK(yr.data()[3] == 0.f);
+}
+
 TEST_CASE("optim: SGD and Adam minimise a quadratic and skip frozen parameters") {
     for (int which = 0; which < 2; which++) {
         ParamArena p({{"x", {5}, Init::Const, 3.f}, {"frozen", {2}, Init::Const, 1.f}}, 4);

@@ -17,9 +17,6 @@ static inline float sigm(float x) {
 static inline float tanh_(float x) {
     return fast_tanh(x);
 }
-static inline float elu_grad_from_out(float y) {
-    return y > 0.f ? 1.f : y + 1.f;
-}
 
 // Calls f(s, g, c) for every unit (n, c, p): s is its offset in a state (N, C, P), g the
 // offset of its first gate in G (N, k*C, P) (gate j is at g + j*C*P), c its channel.
@@ -143,44 +140,41 @@ void ugrnn_backward(float* dG, float* dh_prev, const float* dh, const float* G, 
     });
 }
 
-// ---- rgc -------------------------------------------------------------------------------
+// ---- rgc: the gates, before the ELUs ----------------------------------------------------
 
-void rgc_forward(float* c, float* h, const float* A, const float* B, const float* Xc, const float* x,
-                 const float* c_prev, const float* h_prev, int N, int C, int64_t P) {
+void rgc_gates_forward(float* pc, float* ph, const float* A, const float* B, const float* Xc, const float* x,
+                       const float* c_prev, const float* h_prev, int N, int C, int64_t P) {
     const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
     for_each_unit<2>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float cp = c_prev ? c_prev[s] : 0.f, hp = h_prev ? h_prev[s] : 0.f;
         float sa = sigm(A[gbase]), sgh = sigm(A[gbase + gstride]);
         float sgc = sigm(B[gbase]), sth = sigm(B[gbase + gstride]);
-        float cpre = (1.f - sa) * cp + (1.f - sgc) * Xc[s];
-        float hpre = (1.f - sth) * hp + (1.f - sgh) * x[s];
-        float ec = fast_expm1_neg(cpre), eh = fast_expm1_neg(hpre);
-        c[s] = cpre > 0.f ? cpre : ec;
-        h[s] = hpre > 0.f ? hpre : eh;
+        pc[s] = (1.f - sa) * cp + (1.f - sgc) * Xc[s];
+        ph[s] = (1.f - sth) * hp + (1.f - sgh) * x[s];
     });
 }
 
-void rgc_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dc,
-                  const float* dh, const float* A, const float* B, const float* Xc, const float* x, const float* c_prev,
-                  const float* h_prev, const float* c, const float* h, int N, int C, int64_t P) {
+void rgc_gates_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dpc,
+                        const float* dph, const float* A, const float* B, const float* Xc, const float* x,
+                        const float* c_prev, const float* h_prev, int N, int C, int64_t P) {
     const int64_t gstride = (int64_t)C * P;  // from one gate to the next in G
     for_each_unit<2>(N, C, P, [&](int64_t s, int64_t gbase, int c_) {
         float cp = c_prev ? c_prev[s] : 0.f, hp = h_prev ? h_prev[s] : 0.f;
         float sa = sigm(A[gbase]), sgh = sigm(A[gbase + gstride]);
         float sgc = sigm(B[gbase]), sth = sigm(B[gbase + gstride]);
-        float pc = dc[s] * elu_grad_from_out(c[s]), ph = dh[s] * elu_grad_from_out(h[s]);
+        float gc = dpc[s], gh = dph[s];
         if (dA) {
-            dA[gbase] += -pc * cp * sa * (1.f - sa);
-            dA[gbase + gstride] += -ph * x[s] * sgh * (1.f - sgh);
+            dA[gbase] += -gc * cp * sa * (1.f - sa);
+            dA[gbase + gstride] += -gh * x[s] * sgh * (1.f - sgh);
         }
         if (dB) {
-            dB[gbase] += -pc * Xc[s] * sgc * (1.f - sgc);
-            dB[gbase + gstride] += -ph * hp * sth * (1.f - sth);
+            dB[gbase] += -gc * Xc[s] * sgc * (1.f - sgc);
+            dB[gbase + gstride] += -gh * hp * sth * (1.f - sth);
         }
-        if (dXc) dXc[s] += pc * (1.f - sgc);
-        if (dx) dx[s] += ph * (1.f - sgh);
-        if (dc_prev) dc_prev[s] += pc * (1.f - sa);
-        if (dh_prev) dh_prev[s] += ph * (1.f - sth);
+        if (dXc) dXc[s] += gc * (1.f - sgc);
+        if (dx) dx[s] += gh * (1.f - sgh);
+        if (dc_prev) dc_prev[s] += gc * (1.f - sa);
+        if (dh_prev) dh_prev[s] += gh * (1.f - sth);
     });
 }
 

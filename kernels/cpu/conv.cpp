@@ -21,7 +21,7 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
 }
 
 void bias_add_rows(float* out, const float* bias, int rows, int cols) {
-#pragma omp parallel for if ((int64_t)rows * cols > (1 << 15))
+#pragma omp parallel for if ((int64_t)rows * cols > PAR_MIN)
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) out[(int64_t)r * cols + c] += bias[c];
 }
@@ -35,7 +35,7 @@ void sum_rows(float* dbias, const float* dout, int rows, int cols) {
 
 void im2col(float* cols, const float* inp, const ConvDims& d) {
     const int64_t P = (int64_t)d.OH * d.OW, NP = d.N * P;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if ((int64_t)d.C * d.KH * d.KW * NP > PAR_MIN)
     for (int c = 0; c < d.C; c++) {
         for (int n = 0; n < d.N; n++) {
             const float* x = inp + ((int64_t)n * d.C + c) * d.H * d.W;
@@ -72,7 +72,7 @@ void im2col(float* cols, const float* inp, const ConvDims& d) {
 // The adjoint of im2col, accumulated into dinp. One thread per (n, c) plane: no races.
 void col2im(float* dinp, const float* dcols, const ConvDims& d) {
     const int64_t P = (int64_t)d.OH * d.OW, NP = d.N * P;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if ((int64_t)d.C * d.KH * d.KW * NP > PAR_MIN)
     for (int n = 0; n < d.N; n++) {
         for (int c = 0; c < d.C; c++) {
             float* dx = dinp + ((int64_t)n * d.C + c) * d.H * d.W;
@@ -97,7 +97,7 @@ void col2im(float* dinp, const float* dcols, const ConvDims& d) {
 
 // (OC, N*P) <-> (N, OC, P)
 static void cnp_to_ncp(float* out, const float* y, const float* bias, int N, int OC, int64_t P) {
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if ((int64_t)N * OC * P > PAR_MIN)
     for (int n = 0; n < N; n++)
         for (int oc = 0; oc < OC; oc++) {
             const float* src = y + (int64_t)oc * N * P + n * P;
@@ -108,7 +108,7 @@ static void cnp_to_ncp(float* out, const float* y, const float* bias, int N, int
 }
 
 static void ncp_to_cnp(float* y, const float* dout, int N, int OC, int64_t P) {
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if ((int64_t)N * OC * P > PAR_MIN)
     for (int n = 0; n < N; n++)
         for (int oc = 0; oc < OC; oc++)
             std::memcpy(y + (int64_t)oc * N * P + n * P, dout + ((int64_t)n * OC + oc) * P, sizeof(float) * P);
@@ -125,7 +125,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
             gemm(false, false, d.OC, (int)P, d.C, 1.f, weight, d.C, inp + (int64_t)n * d.C * P, (int)P, 0.f,
                  out + (int64_t)n * d.OC * P, (int)P);
         if (bias) {
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if ((int64_t)d.N * d.OC * P > PAR_MIN)
             for (int n = 0; n < d.N; n++)
                 for (int oc = 0; oc < d.OC; oc++) {
                     float* o = out + ((int64_t)n * d.OC + oc) * P;

@@ -5,6 +5,11 @@
 
 namespace vt::cpu {
 
+// Loops are OpenMP-parallel above PAR_MIN elements of work: below it waking the pool's
+// (passive, sleeping) threads costs more than the loop (a tiny3 gradient check spent 95% of
+// its time in the kernel's futex calls before im2col and the transposes had this guard).
+constexpr int64_t PAR_MIN = 1 << 15;
+
 // elementwise.cpp
 void fill(float* p, int64_t n, float v);
 void axpy(float* y, const float* x, int64_t n, float a);
@@ -61,10 +66,10 @@ void gru_update_backward(float* dG1, float* dGc, float* dh_prev, const float* dh
 void ugrnn_forward(float* h, const float* G, const float* h_prev, int N, int C, int64_t P);
 void ugrnn_backward(float* dG, float* dh_prev, const float* dh, const float* G, const float* h_prev, int N, int C,
                     int64_t P);
-void rgc_forward(float* c, float* h, const float* A, const float* B, const float* Xc, const float* x,
-                 const float* c_prev, const float* h_prev, int N, int C, int64_t P);
-void rgc_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dc,
-                  const float* dh, const float* A, const float* B, const float* Xc, const float* x, const float* c_prev,
-                  const float* h_prev, const float* c, const float* h, int N, int C, int64_t P);
+void rgc_gates_forward(float* pc, float* ph, const float* A, const float* B, const float* Xc, const float* x,
+                       const float* c_prev, const float* h_prev, int N, int C, int64_t P);
+void rgc_gates_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dpc,
+                        const float* dph, const float* A, const float* B, const float* Xc, const float* x,
+                        const float* c_prev, const float* h_prev, int N, int C, int64_t P);
 
 }  // namespace vt::cpu

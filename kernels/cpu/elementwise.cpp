@@ -1,5 +1,5 @@
 // elementwise.cpp: CPU elementwise ops, activations, reductions, losses and optimiser steps.
-// Loops are OpenMP-parallel above PAR_MIN elements (below it the fork costs more than it saves).
+// Loops are OpenMP-parallel above PAR_MIN elements (cpu.h).
 #include <cmath>
 
 #include "kernels/cpu/cpu.h"
@@ -7,7 +7,6 @@
 
 namespace vt::cpu {
 
-static constexpr int64_t PAR_MIN = 1 << 15;
 
 void fill(float* p, int64_t n, float v) {
 #pragma omp parallel for simd if (n > PAR_MIN)

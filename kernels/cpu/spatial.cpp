@@ -10,7 +10,7 @@ namespace vt::cpu {
 // Padded cells never win: the window max is taken over the in-bounds cells only.
 void maxpool_forward(float* out, int32_t* argmax, const float* inp, const PoolDims& d) {
     const int64_t planes = (int64_t)d.N * d.C;
-#pragma omp parallel for if (planes > 1)
+#pragma omp parallel for if (planes * d.H * d.W > PAR_MIN)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float* x = inp + pl * d.H * d.W;
         float* y = out + pl * d.OH * d.OW;
@@ -40,7 +40,7 @@ void maxpool_forward(float* out, int32_t* argmax, const float* inp, const PoolDi
 
 void maxpool_backward(float* dinp, const float* dout, const int32_t* argmax, const PoolDims& d) {
     const int64_t planes = (int64_t)d.N * d.C, OP = (int64_t)d.OH * d.OW;
-#pragma omp parallel for if (planes > 1)
+#pragma omp parallel for if (planes * OP > PAR_MIN)
     for (int64_t pl = 0; pl < planes; pl++) {
         float* dx = dinp + pl * d.H * d.W;
         for (int64_t o = 0; o < OP; o++) dx[argmax[pl * OP + o]] += dout[pl * OP + o];
@@ -49,14 +49,14 @@ void maxpool_backward(float* dinp, const float* dout, const int32_t* argmax, con
 
 void maxpool_gather(float* out, const int32_t* argmax, const float* inp, const PoolDims& d) {
     const int64_t planes = (int64_t)d.N * d.C, OP = (int64_t)d.OH * d.OW;
-#pragma omp parallel for if (planes > 1)
+#pragma omp parallel for if (planes * OP > PAR_MIN)
     for (int64_t pl = 0; pl < planes; pl++)
         for (int64_t o = 0; o < OP; o++) out[pl * OP + o] = inp[pl * d.H * d.W + argmax[pl * OP + o]];
 }
 
 void chan_copy(float* dst, int DC, int dc0, const float* src, int SC, int sc0, int C, int N, int64_t HW,
                bool accumulate) {
-#pragma omp parallel for collapse(2) if ((int64_t)N * C * HW > (1 << 15))
+#pragma omp parallel for collapse(2) if ((int64_t)N * C * HW > PAR_MIN)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             float* o = dst + ((int64_t)n * DC + dc0 + c) * HW;
@@ -83,7 +83,7 @@ static Tap bilinear_tap(int o, int in, int out) {
 }
 
 void resize_forward(float* out, const float* inp, int NC, int H, int W, int OH, int OW) {
-#pragma omp parallel for if (NC > 1)
+#pragma omp parallel for if ((int64_t)NC * (H * W + OH * OW) > PAR_MIN)
     for (int pl = 0; pl < NC; pl++) {
         const float* x = inp + (int64_t)pl * H * W;
         float* y = out + (int64_t)pl * OH * OW;
@@ -100,7 +100,7 @@ void resize_forward(float* out, const float* inp, int NC, int H, int W, int OH, 
 }
 
 void resize_backward(float* dinp, const float* dout, int NC, int H, int W, int OH, int OW) {
-#pragma omp parallel for if (NC > 1)
+#pragma omp parallel for if ((int64_t)NC * (H * W + OH * OW) > PAR_MIN)
     for (int pl = 0; pl < NC; pl++) {
         float* dx = dinp + (int64_t)pl * H * W;
         const float* dy = dout + (int64_t)pl * OH * OW;

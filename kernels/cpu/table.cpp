@@ -36,7 +36,7 @@ const KernelTable& cpu_kernels() {
         cpu::lstm_forward, cpu::lstm_backward,
         cpu::gru_gates_forward, cpu::gru_gates_backward, cpu::gru_update_forward, cpu::gru_update_backward,
         cpu::ugrnn_forward, cpu::ugrnn_backward,
-        cpu::rgc_forward, cpu::rgc_backward,
+        cpu::rgc_gates_forward, cpu::rgc_gates_backward,
         cpu::sgd_update, cpu::adam_update,
     };
     return t;

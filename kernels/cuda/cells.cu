@@ -24,7 +24,6 @@ __device__ inline Unit unit_at(int64_t i, int k, int C, int64_t P) {
 }
 
 __device__ inline float sigm(float x) { return 1.f / (1.f + expf(-x)); }
-__device__ inline float elu_grad_from_out(float y) { return y > 0.f ? 1.f : y + 1.f; }
 
 // ---- per-channel scale -----------------------------------------------------------------------
 
@@ -222,62 +221,61 @@ void ugrnn_backward(float* dG, float* dh_prev, const float* dh, const float* G, 
     CUDA_LAUNCH_CHECK();
 }
 
-// ---- rgc: A = [tc, gh], B = [gc, th] -----------------------------------------------------------
+// ---- rgc: A = [tc, gh], B = [gc, th]; the gates, before the ELUs ----------------------------
 
-__global__ void rgc_forward_kernel(float* c, float* h, const float* A, const float* B, const float* Xc, const float* x,
-                                   const float* c_prev, const float* h_prev, int N, int C, int64_t P) {
+__global__ void rgc_gates_forward_kernel(float* pc, float* ph, const float* A, const float* B, const float* Xc,
+                                         const float* x, const float* c_prev, const float* h_prev, int N, int C,
+                                         int64_t P) {
     CUDA_GRID_LOOP(t, (int64_t)N * C * P) {
         Unit u = unit_at(t, 2, C, P);
         float cp = c_prev ? c_prev[u.s] : 0.f, hp = h_prev ? h_prev[u.s] : 0.f;
         float sa = sigm(A[u.g]), sgh = sigm(A[u.g + u.gs]);
         float sgc = sigm(B[u.g]), sth = sigm(B[u.g + u.gs]);
-        float cpre = (1.f - sa) * cp + (1.f - sgc) * Xc[u.s];
-        float hpre = (1.f - sth) * hp + (1.f - sgh) * x[u.s];
-        c[u.s] = cpre > 0.f ? cpre : expm1f(cpre);
-        h[u.s] = hpre > 0.f ? hpre : expm1f(hpre);
+        pc[u.s] = (1.f - sa) * cp + (1.f - sgc) * Xc[u.s];
+        ph[u.s] = (1.f - sth) * hp + (1.f - sgh) * x[u.s];
     }
 }
 
-__global__ void rgc_backward_kernel(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev,
-                                    const float* dc, const float* dh, const float* A, const float* B, const float* Xc,
-                                    const float* x, const float* c_prev, const float* h_prev, const float* c,
-                                    const float* h, int N, int C, int64_t P) {
+__global__ void rgc_gates_backward_kernel(float* dA, float* dB, float* dXc, float* dx, float* dc_prev,
+                                          float* dh_prev, const float* dpc, const float* dph, const float* A,
+                                          const float* B, const float* Xc, const float* x, const float* c_prev,
+                                          const float* h_prev, int N, int C, int64_t P) {
     CUDA_GRID_LOOP(t, (int64_t)N * C * P) {
         Unit u = unit_at(t, 2, C, P);
         float cp = c_prev ? c_prev[u.s] : 0.f, hp = h_prev ? h_prev[u.s] : 0.f;
         float sa = sigm(A[u.g]), sgh = sigm(A[u.g + u.gs]);
         float sgc = sigm(B[u.g]), sth = sigm(B[u.g + u.gs]);
-        float pc = dc[u.s] * elu_grad_from_out(c[u.s]), ph = dh[u.s] * elu_grad_from_out(h[u.s]);
+        float gc = dpc[u.s], gh = dph[u.s];
         if (dA) {
-            dA[u.g] += -pc * cp * sa * (1.f - sa);
-            dA[u.g + u.gs] += -ph * x[u.s] * sgh * (1.f - sgh);
+            dA[u.g] += -gc * cp * sa * (1.f - sa);
+            dA[u.g + u.gs] += -gh * x[u.s] * sgh * (1.f - sgh);
         }
         if (dB) {
-            dB[u.g] += -pc * Xc[u.s] * sgc * (1.f - sgc);
-            dB[u.g + u.gs] += -ph * hp * sth * (1.f - sth);
+            dB[u.g] += -gc * Xc[u.s] * sgc * (1.f - sgc);
+            dB[u.g + u.gs] += -gh * hp * sth * (1.f - sth);
         }
-        if (dXc) dXc[u.s] += pc * (1.f - sgc);
-        if (dx) dx[u.s] += ph * (1.f - sgh);
-        if (dc_prev) dc_prev[u.s] += pc * (1.f - sa);
-        if (dh_prev) dh_prev[u.s] += ph * (1.f - sth);
+        if (dXc) dXc[u.s] += gc * (1.f - sgc);
+        if (dx) dx[u.s] += gh * (1.f - sgh);
+        if (dc_prev) dc_prev[u.s] += gc * (1.f - sa);
+        if (dh_prev) dh_prev[u.s] += gh * (1.f - sth);
     }
 }
 
-void rgc_forward(float* c, float* h, const float* A, const float* B, const float* Xc, const float* x,
-                 const float* c_prev, const float* h_prev, int N, int C, int64_t P) {
+void rgc_gates_forward(float* pc, float* ph, const float* A, const float* B, const float* Xc, const float* x,
+                       const float* c_prev, const float* h_prev, int N, int C, int64_t P) {
     int64_t n = (int64_t)N * C * P;
     if (n <= 0) return;
-    rgc_forward_kernel<<<grid_for(n), BLOCK, 0, stream()>>>(c, h, A, B, Xc, x, c_prev, h_prev, N, C, P);
+    rgc_gates_forward_kernel<<<grid_for(n), BLOCK, 0, stream()>>>(pc, ph, A, B, Xc, x, c_prev, h_prev, N, C, P);
     CUDA_LAUNCH_CHECK();
 }
 
-void rgc_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dc,
-                  const float* dh, const float* A, const float* B, const float* Xc, const float* x, const float* c_prev,
-                  const float* h_prev, const float* c, const float* h, int N, int C, int64_t P) {
+void rgc_gates_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dpc,
+                        const float* dph, const float* A, const float* B, const float* Xc, const float* x,
+                        const float* c_prev, const float* h_prev, int N, int C, int64_t P) {
     int64_t n = (int64_t)N * C * P;
     if (n <= 0 || (!dA && !dB && !dXc && !dx && !dc_prev && !dh_prev)) return;
-    rgc_backward_kernel<<<grid_for(n), BLOCK, 0, stream()>>>(dA, dB, dXc, dx, dc_prev, dh_prev, dc, dh, A, B, Xc, x,
-                                                             c_prev, h_prev, c, h, N, C, P);
+    rgc_gates_backward_kernel<<<grid_for(n), BLOCK, 0, stream()>>>(dA, dB, dXc, dx, dc_prev, dh_prev, dpc, dph, A, B,
+                                                                   Xc, x, c_prev, h_prev, N, C, P);
     CUDA_LAUNCH_CHECK();
 }
 

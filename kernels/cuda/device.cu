@@ -391,7 +391,7 @@ const KernelTable& cuda_kernels() {
         k.gru_gates_forward = cuda::gru_gates_forward; k.gru_gates_backward = cuda::gru_gates_backward;
         k.gru_update_forward = cuda::gru_update_forward; k.gru_update_backward = cuda::gru_update_backward;
         k.ugrnn_forward = cuda::ugrnn_forward; k.ugrnn_backward = cuda::ugrnn_backward;
-        k.rgc_forward = cuda::rgc_forward; k.rgc_backward = cuda::rgc_backward;
+        k.rgc_gates_forward = cuda::rgc_gates_forward; k.rgc_gates_backward = cuda::rgc_gates_backward;
         k.sgd_update = cuda::sgd_update; k.adam_update = cuda::adam_update;
         return k;
     }();

@@ -140,11 +140,11 @@ void gru_update_backward(float* dG1, float* dGc, float* dh_prev, const float* dh
 void ugrnn_forward(float* h, const float* G, const float* h_prev, int N, int C, int64_t P);
 void ugrnn_backward(float* dG, float* dh_prev, const float* dh, const float* G, const float* h_prev, int N, int C,
                     int64_t P);
-void rgc_forward(float* c, float* h, const float* A, const float* B, const float* Xc, const float* x,
-                 const float* c_prev, const float* h_prev, int N, int C, int64_t P);
-void rgc_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dc,
-                  const float* dh, const float* A, const float* B, const float* Xc, const float* x, const float* c_prev,
-                  const float* h_prev, const float* c, const float* h, int N, int C, int64_t P);
+void rgc_gates_forward(float* pc, float* ph, const float* A, const float* B, const float* Xc, const float* x,
+                       const float* c_prev, const float* h_prev, int N, int C, int64_t P);
+void rgc_gates_backward(float* dA, float* dB, float* dXc, float* dx, float* dc_prev, float* dh_prev, const float* dpc,
+                        const float* dph, const float* A, const float* B, const float* Xc, const float* x,
+                        const float* c_prev, const float* h_prev, int N, int C, int64_t P);
 
 // spatial.cu
 void maxpool_forward(float* out, int32_t* argmax, const float* inp, const PoolDims& d);
