@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -220,8 +221,24 @@ void backend_graph_destroy(DeviceGraph* g) {
 static int g_threads = 0;
 
 void backend_set_threads(int n) {
-    if (n <= 0) n = (int)std::thread::hardware_concurrency();
-    if (n <= 0) n = 1;
+    const int hw = hardware_threads();
+    const int asked = n;
+    if (n <= 0) n = hw;
+    if (n > hw) {
+        std::fprintf(stderr, "note: %d compute threads asked (--threads), more than the %d hardware threads this process "
+                             "may run on; using %d\n", n, hw, hw);
+        n = hw;
+    }
+    // Each thread costs OpenBLAS and OpenMP about 100 MB of address space (buffers, stacks,
+    // malloc arenas); when an address-space limit (ulimit -v) cannot give it, OpenBLAS spins
+    // in blas_memory_alloc forever. Keep 128 MB of headroom per thread.
+    const MemoryLimit lim = memory_limit();
+    const int by_memory = (int)std::max<uint64_t>(1, std::min<uint64_t>(lim.bytes / (128ull << 20), 1 << 20));
+    if (n > by_memory) {
+        std::fprintf(stderr, "note: %d compute threads%s need about %d MB of address space, more than %s; using %d\n", n,
+                     asked > 0 ? " (--threads)" : "", n * 128, lim.what.c_str(), by_memory);
+        n = by_memory;
+    }
     g_threads = n;
 #ifdef _OPENMP
     omp_set_num_threads(n);

@@ -108,7 +108,7 @@ void check_image(const Image& img, const char* fn) {
 
 }  // namespace
 
-Image image_decode(const uint8_t* data, size_t n, const std::string& what, int64_t max_pixels) {
+ImageInfo image_probe(const uint8_t* data, size_t n, const std::string& what, int64_t max_pixels) {
     const char* name = what.c_str();
     if (n == 0) fail("cannot read image '%s': the file is empty", name);
     Format fmt = image_sniff(data, n);
@@ -123,12 +123,28 @@ Image image_decode(const uint8_t* data, size_t n, const std::string& what, int64
         std::string bad = jpeg_check(data, n);
         if (!bad.empty()) fail("cannot read image '%s': %s", name, bad.c_str());
     }
-    int w = 0, h = 0, comp = 0;
-    if (!stbi_info_from_memory(data, (int)n, &w, &h, &comp)) fail("cannot read image '%s': %s", name, stb_reason());
-    if (w <= 0 || h <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || (int64_t)w * h > max_pixels)
+    ImageInfo info;
+    info.format = fmt == Format::JPEG ? "JPEG" : fmt == Format::PNG ? "PNG" : "BMP";
+    if (!stbi_info_from_memory(data, (int)n, &info.W, &info.H, &info.channels))
+        fail("cannot read image '%s': %s", name, stb_reason());
+    if (info.W <= 0 || info.H <= 0 || info.W > IMAGE_MAX_SIDE || info.H > IMAGE_MAX_SIDE ||
+        (int64_t)info.W * info.H > max_pixels)
         fail("cannot read image '%s': its header says width %d, height %d, beyond the limit of %d per side and %lld pixels "
-             "in all (corrupt, or a decompression bomb)", name, w, h, IMAGE_MAX_SIDE, (long long)max_pixels);
-    int w2 = 0, h2 = 0;
+             "in all (corrupt, or a decompression bomb)", name, info.W, info.H, IMAGE_MAX_SIDE, (long long)max_pixels);
+    // What decoding holds at its peak: stb_image's decoded and converted buffers (16-bit PNGs
+    // at two bytes a channel, and zlib's raw rows before that) and our RGB copy.
+    const int64_t depth = stbi_is_16_bit_from_memory(data, (int)n) ? 2 : 1;
+    info.decode_bytes = (int64_t)info.W * info.H * (2 * info.channels * depth + 6);
+    return info;
+}
+
+Image image_decode(const uint8_t* data, size_t n, const std::string& what, int64_t max_pixels) {
+    const char* name = what.c_str();
+    ImageInfo info = image_probe(data, n, what, max_pixels);
+    const int w = info.W, h = info.H;
+    mem_check(strfmt("image '%s' (%s, %d x %d, %d channels) to decode", name, info.format, w, h, info.channels),
+              (uint64_t)info.decode_bytes);
+    int w2 = 0, h2 = 0, comp = 0;
     uint8_t* px = stbi_load_from_memory(data, (int)n, &w2, &h2, &comp, 3);
     if (!px) fail("cannot read image '%s': %s", name, stb_reason());
     Image img;
@@ -147,6 +163,15 @@ Image image_load(const std::string& path) {
     if (S_ISDIR(st.st_mode)) fail("cannot read image '%s': %s", path.c_str(), strerror(EISDIR));
     std::vector<uint8_t> d = file_read_all(path);
     return image_decode(d.data(), d.size(), path);
+}
+
+ImageInfo image_info(const std::string& path) {
+    struct stat st;
+    if (access(path.c_str(), R_OK) != 0 || stat(path.c_str(), &st) != 0)
+        fail("cannot read image '%s': %s", path.c_str(), strerror(errno));
+    if (S_ISDIR(st.st_mode)) fail("cannot read image '%s': %s", path.c_str(), strerror(EISDIR));
+    std::vector<uint8_t> d = file_read_all(path);
+    return image_probe(d.data(), d.size(), path);
 }
 
 Image image_resize(const Image& img, int H, int W) {

@@ -4,7 +4,8 @@
 // Decoding accepts JPEG, PNG and BMP (stb_image's other formats are refused: they are not
 // dataset formats and carry most of its known decoder bugs). Every channel count becomes
 // RGB (grey is replicated, alpha dropped). The size is read from the header before anything
-// is decoded, and images above the pixel limit are refused (decompression bombs). JPEG
+// is decoded, and images above the pixel limit are refused (decompression bombs), as are
+// images whose decoding would need more memory than the process may use (mem_check). JPEG
 // segments are checked first: no end-of-image marker means truncated, and Huffman tables
 // that would overflow stb_image 2.27's buffers are refused.
 //
@@ -27,7 +28,19 @@ struct Image {
     std::vector<uint8_t> rgb;  // (H, W, 3) interleaved, row-major
 };
 
+// What an image file's header says, checked as image_decode checks it, without decoding.
+struct ImageInfo {
+    int W = 0, H = 0, channels = 0;
+    const char* format = "";       // "JPEG", "PNG", "BMP"
+    int64_t decode_bytes = 0;      // memory image_decode needs at its peak (mem_check'd there)
+};
+
 Image image_load(const std::string& path);          // "cannot read image 'X': <reason>" on failure
+ImageInfo image_info(const std::string& path);      // the header only (./bin/inspect)
+ImageInfo image_probe(const uint8_t* data,          // an encoded JPEG/PNG/BMP file in memory
+                      size_t n,                     // its length in bytes
+                      const std::string& what,      // file name, for messages
+                      int64_t max_pixels = IMAGE_MAX_PIXELS);  // refuse larger images
 Image image_decode(const uint8_t* data,             // an encoded JPEG/PNG/BMP file in memory
                    size_t n,                        // its length in bytes
                    const std::string& what,         // file name, for messages

@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <set>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -156,15 +157,6 @@ void utf8_append(std::string& out, uint32_t c) {
 }
 
 // ---- .npy header ---------------------------------------------------------------------------
-struct NpyHeader {
-    DType dtype = DType::F32;
-    int str_len = 0;
-    int swap_width = 0;        // > 0: big-endian data, swap groups of this many bytes
-    bool fortran = false;
-    Shape shape;
-    size_t data_offset = 0;    // where the elements start
-};
-
 // A parser for the one dict literal numpy writes: string keys; string, bool and int-tuple values.
 struct DictParser {
     const char* begin;
@@ -250,6 +242,8 @@ void parse_descr(const std::string& descr, NpyHeader& h, const std::string& labe
     h.swap_width = order == '>' && width > 1 ? width : 0;
 }
 
+}  // namespace
+
 NpyHeader npy_parse_header(const uint8_t* d, size_t n, const std::string& label) {
     static const uint8_t magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
     if (n < 6 || memcmp(d, magic, 6) != 0) {
@@ -302,8 +296,13 @@ NpyHeader npy_parse_header(const uint8_t* d, size_t n, const std::string& label)
         failf(label, "bad .npy header dict: missing key '%s' (header \"%s\")",
               !seen_descr ? "descr" : !seen_fortran ? "fortran_order" : "shape",
               excerpt(ps.begin, ps.end - ps.begin, 80).c_str());
+    if (!shape_bytes(h.shape, dtype_itemsize(h.dtype, h.str_len), h.numel, h.nbytes))
+        failf(label, "shape %s of %s overflows a 64-bit byte count (corrupt header)", shape_text(h.shape).c_str(),
+              dtype_name(h.dtype));
     return h;
 }
+
+namespace {
 
 // (d0, ..., dk) column-major -> row-major, elements of `w` bytes. numel(s) > 0.
 void fortran_to_c(uint8_t* dst, const uint8_t* src, const Shape& s, int64_t numel, size_t w) {
@@ -325,10 +324,7 @@ void fortran_to_c(uint8_t* dst, const uint8_t* src, const Shape& s, int64_t nume
 
 NpyArray npy_parse_labeled(const uint8_t* d, size_t n, const std::string& label) {
     NpyHeader h = npy_parse_header(d, n, label);
-    int64_t itemsize = dtype_itemsize(h.dtype, h.str_len), numel = 0, nbytes = 0;
-    if (!shape_bytes(h.shape, itemsize, numel, nbytes))
-        failf(label, "shape %s of %s overflows a 64-bit byte count (corrupt header)", shape_text(h.shape).c_str(),
-              dtype_name(h.dtype));
+    const int64_t itemsize = dtype_itemsize(h.dtype, h.str_len), numel = h.numel, nbytes = h.nbytes;
     size_t avail = n - h.data_offset;
     if ((uint64_t)nbytes > avail)
         failf(label, "data too short for %s %s: expected %lld bytes after the %zu-byte header, found %zu (truncated?)",
@@ -739,28 +735,46 @@ void Npz::set(const std::string& k, NpyArray a) {
     arrays[k] = std::move(a);
 }
 
-Npz npz_parse(const uint8_t* d, size_t n, const std::string& what) {
+// ---- zip: the one reader of .npz archives (npz_parse here, models/npz_stream streams) ------
+std::string npz_member_label(const std::string& what, const std::string& name) { return member_label(what, name); }
+
+std::vector<ZipMember> zip_directory(const ZipReadAt& read_at, uint64_t n, const std::string& what) {
     std::string label = "'" + what + "'";
-    if (n >= 6 && !memcmp(d, "\x93NUMPY", 6)) failf(label, "is a .npy file, not an .npz archive (read it with npy_read)");
 
     // 1. The EOCD: the last signature in the final 64 KiB whose comment fits in the file.
     if (n < 22)
-        failf(label, "truncated or not an .npz (zip) file: %zu bytes, less than the 22-byte end record", n);
-    size_t eocd = SIZE_MAX, lo = n > 22 + 0xffff ? n - 22 - 0xffff : 0;
-    for (size_t i = n - 22 + 1; i-- > lo;)
-        if (rd32(d + i) == kSigEocd && i + 22 + rd16(d + i + 20) <= n) { eocd = i; break; }
-    if (eocd == SIZE_MAX)
+        failf(label, "truncated or not an .npz (zip) file: %llu bytes, less than the 22-byte end record",
+              (unsigned long long)n);
+    const uint64_t tail_n = std::min<uint64_t>(n, 22 + 0xffff), tail_off = n - tail_n;
+    std::vector<uint8_t> tail((size_t)tail_n);
+    read_at(tail_off, tail.data(), tail.size());
+    const uint8_t* t = tail.data();
+    uint64_t eocd = UINT64_MAX;
+    for (uint64_t i = tail_n - 22 + 1; i-- > 0;)
+        if (rd32(t + i) == kSigEocd && i + 22 + rd16(t + i + 20) <= tail_n) { eocd = i; break; }
+    if (eocd == UINT64_MAX) {
+        uint8_t head[8] = {0};
+        read_at(0, head, (size_t)std::min<uint64_t>(n, 8));
+        if (n >= 6 && !memcmp(head, "\x93NUMPY", 6))
+            failf(label, "is a .npy file, not an .npz archive (read it with npy_read; numpy.savez writes .npz)");
         failf(label, "truncated or not an .npz (zip) file: no end-of-central-directory record in its last "
-              "%zu bytes (file starts \"%s\")", n - lo, excerpt(d, std::min<size_t>(n, 8)).c_str());
-    uint64_t disk = rd16(d + eocd + 4), cd_disk = rd16(d + eocd + 6), count = rd16(d + eocd + 10);
-    uint64_t cd_size = rd32(d + eocd + 12), cd_offset = rd32(d + eocd + 16), cd_limit = eocd;
-    if (eocd >= 20 && rd32(d + eocd - 20) == kSigLocator64) {  // ZIP64: take the 64-bit values
-        uint64_t rec = rd64(d + eocd - 12);
-        if (rec > eocd - 20 || eocd - 20 - rec < 56 || rd32(d + rec) != kSigEocd64)
+              "%llu bytes (file starts \"%s\")", (unsigned long long)tail_n,
+              excerpt(head, (size_t)std::min<uint64_t>(n, 8)).c_str());
+    }
+    const uint8_t* e = t + eocd;
+    eocd += tail_off;  // from here on, offsets in the file
+    uint64_t disk = rd16(e + 4), cd_disk = rd16(e + 6), count = rd16(e + 10);
+    uint64_t cd_size = rd32(e + 12), cd_offset = rd32(e + 16), cd_limit = eocd;
+    uint8_t loc[20];
+    if (eocd >= 20 && (read_at(eocd - 20, loc, 20), rd32(loc) == kSigLocator64)) {  // ZIP64: the 64-bit values
+        uint64_t rec = rd64(loc + 8);
+        uint8_t r[56];
+        if (rec > eocd - 20 || eocd - 20 - rec < 56 || (read_at(rec, r, 56), rd32(r) != kSigEocd64))
             failf(label, "corrupt zip: the ZIP64 locator points at offset %llu, where no ZIP64 end record "
-                  "(signature 0x%08x, 56 bytes) lies before offset %zu", (unsigned long long)rec, kSigEocd64, eocd - 20);
-        disk = rd32(d + rec + 16), cd_disk = rd32(d + rec + 20), count = rd64(d + rec + 32);
-        cd_size = rd64(d + rec + 40), cd_offset = rd64(d + rec + 48), cd_limit = rec;
+                  "(signature 0x%08x, 56 bytes) lies before offset %llu", (unsigned long long)rec, kSigEocd64,
+                  (unsigned long long)(eocd - 20));
+        disk = rd32(r + 16), cd_disk = rd32(r + 20), count = rd64(r + 32);
+        cd_size = rd64(r + 40), cd_offset = rd64(r + 48), cd_limit = rec;
     }
     if (disk != 0 || cd_disk != 0)
         failf(label, "multi-disk zip archives are not supported (disk %llu, central directory on disk %llu)",
@@ -773,30 +787,35 @@ Npz npz_parse(const uint8_t* d, size_t n, const std::string& what) {
         failf(label, "corrupt zip: %llu entries cannot fit in a %llu-byte central directory",
               (unsigned long long)count, (unsigned long long)cd_size);
 
-    // 2. The central directory.
-    std::vector<ZipEntry> entries((size_t)count);
-    uint64_t p = cd_offset, cd_end = cd_offset + cd_size;
+    // 2. The central directory (its bytes are in the file: cd_size <= n).
+    mem_check(label + ": the zip central directory", cd_size);
+    std::vector<uint8_t> cd((size_t)cd_size);
+    read_at(cd_offset, cd.data(), cd.size());
+    std::vector<ZipMember> members;
+    std::set<std::string> keys;
+    uint64_t p = 0;
     for (uint64_t i = 0; i < count; i++) {
-        ZipEntry& e = entries[i];
-        if (cd_end - p < 46 || rd32(d + p) != kSigCentral)
+        if (cd_size - p < 46 || rd32(&cd[p]) != kSigCentral)
             failf(label, "corrupt zip: central directory entry %llu at offset %llu (expected signature 0x%08x, found \"%s\")",
-                  (unsigned long long)i, (unsigned long long)p, kSigCentral,
-                  excerpt(d + p, std::min<uint64_t>(cd_end - p, 4)).c_str());
-        const uint8_t* c = d + p;
-        e.flags = rd16(c + 8), e.method = rd16(c + 10), e.crc = rd32(c + 16);
-        e.csize = rd32(c + 20), e.usize = rd32(c + 24), e.offset = rd32(c + 42);
+                  (unsigned long long)i, (unsigned long long)(cd_offset + p), kSigCentral,
+                  excerpt(&cd[p], (size_t)std::min<uint64_t>(cd_size - p, 4)).c_str());
+        const uint8_t* c = &cd[p];
+        ZipMember m;
+        uint16_t flags = rd16(c + 8);
+        m.method = rd16(c + 10), m.crc = rd32(c + 16);
+        m.csize = rd32(c + 20), m.usize = rd32(c + 24), m.offset = rd32(c + 42);
         uint32_t disk_start = rd16(c + 34);
         size_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
-        if (46 + nlen + xlen + clen > cd_end - p)
+        if (46 + nlen + xlen + clen > cd_size - p)
             failf(label, "corrupt zip: central directory entry %llu overruns the directory", (unsigned long long)i);
-        e.name.assign((const char*)c + 46, nlen);
-        std::string mlabel = member_label(what, e.name);
+        std::string raw_name((const char*)c + 46, nlen);
+        std::string mlabel = member_label(what, raw_name);
         for (const uint8_t *x = c + 46 + nlen, *xend = x + xlen; xend - x >= 4;) {
             uint16_t id = rd16(x), sz = rd16(x + 2);
             if (sz > xend - x - 4) failf(mlabel, "corrupt zip: extra field 0x%04x of %u bytes overruns its entry", id, sz);
             if (id == 1) {  // ZIP64: the 64-bit values of the fields set to 0xffffffff, in this order
                 const uint8_t *q = x + 4, *qend = q + sz;
-                for (uint64_t* f : {&e.usize, &e.csize, &e.offset}) {
+                for (uint64_t* f : {&m.usize, &m.csize, &m.offset}) {
                     if (*f != 0xffffffffu) continue;
                     if (qend - q < 8) failf(mlabel, "corrupt zip: ZIP64 extra field of %u bytes is too short", sz);
                     *f = rd64(q), q += 8;
@@ -805,61 +824,91 @@ Npz npz_parse(const uint8_t* d, size_t n, const std::string& what) {
             }
             x += 4 + sz;
         }
-        if (disk_start != 0) failf(mlabel, "multi-disk zip archives are not supported");
         p += 46 + nlen + xlen + clen;
+        if (disk_start != 0) failf(mlabel, "multi-disk zip archives are not supported");
+        if (!raw_name.empty() && raw_name.back() == '/' && m.usize == 0) continue;  // a directory entry
+        if (flags & 1) failf(mlabel, "encrypted zip members are not supported");
+        if (m.method != 0 && m.method != 8)
+            failf(mlabel, "unsupported compression method %u (expected 0 stored or 8 deflate)", m.method);
+        if (m.method == 0 && m.csize != m.usize)
+            failf(mlabel, "stored member of %llu bytes declares %llu uncompressed bytes", (unsigned long long)m.csize,
+                  (unsigned long long)m.usize);
+        if (m.method == 8 && m.usize / 1032 > m.csize + 1)  // deflate expands at most ~1032:1
+            failf(mlabel, "declares %llu uncompressed bytes from %llu compressed, beyond deflate's 1032:1 limit "
+                  "(corrupt or a zip bomb)", (unsigned long long)m.usize, (unsigned long long)m.csize);
+        m.name = raw_name;
+        if (m.name.size() >= 4 && m.name.compare(m.name.size() - 4, 4, ".npy") == 0) m.name.resize(m.name.size() - 4);
+        if (!keys.insert(m.name).second)
+            failf(mlabel, "duplicate member name: the archive holds array '%s' twice (numpy would silently take the "
+                  "last one; rewrite the file with one array per name)", excerpt(m.name.data(), m.name.size(), 100).c_str());
+        m.raw_name = raw_name;
+        members.push_back(std::move(m));
     }
 
     // 3. Local headers: each member's data must lie before the directory, without overlap
     // (overlapping members are the classic way to build a zip bomb).
-    std::vector<size_t> order(entries.size());
-    for (size_t i = 0; i < entries.size(); i++) {
-        ZipEntry& e = entries[i];
-        std::string mlabel = member_label(what, e.name);
-        if (e.offset > cd_offset || cd_offset - e.offset < 30 || rd32(d + e.offset) != kSigLocal)
+    for (ZipMember& m : members) {
+        std::string mlabel = member_label(what, m.raw_name);
+        uint8_t h[30];
+        if (m.offset > cd_offset || cd_offset - m.offset < 30 || (read_at(m.offset, h, 30), rd32(h) != kSigLocal))
             failf(mlabel, "corrupt zip: no local header at offset %llu (expected signature 0x%08x before the "
-                  "central directory at %llu)", (unsigned long long)e.offset, kSigLocal, (unsigned long long)cd_offset);
-        e.data = e.offset + 30 + rd16(d + e.offset + 26) + rd16(d + e.offset + 28);
-        if (e.data > cd_offset || e.csize > cd_offset - e.data)
+                  "central directory at %llu)", (unsigned long long)m.offset, kSigLocal, (unsigned long long)cd_offset);
+        m.data = m.offset + 30 + rd16(h + 26) + rd16(h + 28);
+        if (m.data > cd_offset || m.csize > cd_offset - m.data)
             failf(mlabel, "member data (%llu bytes at offset %llu) runs past the central directory at offset %llu "
-                  "(truncated?)", (unsigned long long)e.csize, (unsigned long long)e.data, (unsigned long long)cd_offset);
-        order[i] = i;
+                  "(truncated?)", (unsigned long long)m.csize, (unsigned long long)m.data, (unsigned long long)cd_offset);
     }
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return entries[a].offset < entries[b].offset; });
+    std::vector<const ZipMember*> order;
+    for (const ZipMember& m : members) order.push_back(&m);
+    std::sort(order.begin(), order.end(), [](const ZipMember* a, const ZipMember* b) { return a->offset < b->offset; });
     for (size_t i = 1; i < order.size(); i++) {
-        const ZipEntry &a = entries[order[i - 1]], &b = entries[order[i]];
+        const ZipMember &a = *order[i - 1], &b = *order[i];
         if (a.data + a.csize > b.offset)
             failf(label, "corrupt zip: members '%s' and '%s' overlap (a zip bomb or a damaged file)",
-                  excerpt(a.name.data(), a.name.size(), 100).c_str(), excerpt(b.name.data(), b.name.size(), 100).c_str());
+                  excerpt(a.raw_name.data(), a.raw_name.size(), 100).c_str(),
+                  excerpt(b.raw_name.data(), b.raw_name.size(), 100).c_str());
     }
+    return members;
+}
 
-    // 4. Members: inflate, check the CRC, parse the .npy.
+NpyArray zip_member_array(const uint8_t* raw, const ZipMember& m, const std::string& what) {
+    std::string mlabel = member_label(what, m.raw_name);
+    std::vector<uint8_t> inflated;
+    const uint8_t* mem = raw;
+    if (m.method == 8) {
+        inflated = zip_inflate(raw, m.csize, m.usize, mlabel);
+        mem = inflated.data();
+    }
+    uint32_t crc = crc32_bytes(0, mem, m.usize);
+    if (crc != m.crc)
+        failf(mlabel, "CRC-32 mismatch (central directory says 0x%08x, data gives 0x%08x): the file is corrupt",
+              m.crc, crc);
+    return npy_parse_labeled(mem, (size_t)m.usize, mlabel);
+}
+
+Npz npz_parse(const uint8_t* d, size_t n, const std::string& what) {
+    std::string label = "'" + what + "'";
+    if (n >= 6 && !memcmp(d, "\x93NUMPY", 6)) failf(label, "is a .npy file, not an .npz archive (read it with npy_read)");
+    std::vector<ZipMember> members = zip_directory(
+        [&](uint64_t off, void* dst, size_t len) {
+            if (off > n || len > n - off)
+                failf(label, "truncated: needs bytes [%llu, %llu) of a %zu-byte file", (unsigned long long)off,
+                      (unsigned long long)(off + len), n);
+            memcpy(dst, d + off, len);
+        },
+        n, what);
+    // Memory: every array kept, plus the largest member while it is inflated.
+    uint64_t total = 0, largest = 0;
+    for (const ZipMember& m : members) {
+        if (__builtin_add_overflow(total, m.usize, &total)) total = UINT64_MAX;
+        largest = std::max(largest, m.usize);
+    }
+    mem_check(label + strfmt(" (%zu arrays)", members.size()), total > UINT64_MAX - largest ? UINT64_MAX : total + largest);
     Npz z;
     z.path = what;
-    for (const ZipEntry& e : entries) {
-        std::string mlabel = member_label(what, e.name);
-        if (!e.name.empty() && e.name.back() == '/' && e.usize == 0) continue;  // a directory entry
-        if (e.flags & 1) failf(mlabel, "encrypted zip members are not supported");
-        if (e.method != 0 && e.method != 8)
-            failf(mlabel, "unsupported compression method %u (expected 0 stored or 8 deflate)", e.method);
-        std::vector<uint8_t> inflated;
-        const uint8_t* mem = d + e.data;
-        if (e.method == 8) {
-            inflated = zip_inflate(mem, e.csize, e.usize, mlabel);
-            mem = inflated.data();
-        } else if (e.csize != e.usize) {
-            failf(mlabel, "stored member of %llu bytes declares %llu uncompressed bytes", (unsigned long long)e.csize,
-                  (unsigned long long)e.usize);
-        }
-        uint32_t crc = crc32_bytes(0, mem, e.usize);
-        if (crc != e.crc)
-            failf(mlabel, "CRC-32 mismatch (central directory says 0x%08x, data gives 0x%08x): the file is corrupt",
-                  e.crc, crc);
-        std::string key = e.name;
-        if (key.size() >= 4 && key.compare(key.size() - 4, 4, ".npy") == 0) key.resize(key.size() - 4);
-        if (z.has(key)) failf(mlabel, "duplicate member name");
-        NpyArray a = npy_parse_labeled(mem, (size_t)e.usize, mlabel);
-        z.names.push_back(key);
-        z.arrays.emplace(key, std::move(a));
+    for (const ZipMember& m : members) {
+        z.names.push_back(m.name);
+        z.arrays.emplace(m.name, zip_member_array(d + m.data, m, what));
     }
     return z;
 }
@@ -896,7 +945,7 @@ std::vector<uint8_t> file_read_all(const std::string& path) {
     struct stat st;
     if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) fail("cannot open '%s': %s", path.c_str(), strerror(EISDIR));
     std::vector<uint8_t> d;
-    if (st.st_size > 0) d.reserve((size_t)st.st_size);
+    if (st.st_size > 0) mem_check("'" + path + "'", (uint64_t)st.st_size), d.reserve((size_t)st.st_size);
     uint8_t buf[1 << 16];
     size_t got;
     while ((got = fread(buf, 1, sizeof buf, f)) > 0) d.insert(d.end(), buf, buf + got);

@@ -6,14 +6,20 @@
 // An Npz is a zip of .npy members (stored or deflated, ZIP64 when large), read through the
 // central directory.
 //
-// Every malformed input (truncated, corrupt, lying sizes, zip bombs) ends in vt::fail with
-// one line that names the file and member and says what was expected and what was found.
-// Sizes are checked against the bytes actually present before anything is allocated.
+// Every malformed input (truncated, corrupt, lying sizes, zip bombs, duplicate member names)
+// ends in vt::fail with one line that names the file and member and says what was expected
+// and what was found. Sizes are multiplied in checked 64-bit arithmetic and checked against
+// the bytes actually present and the memory the process may use (engine/common.h mem_check)
+// before anything is allocated.
+//
+// There is one zip reader, zip_directory: npz_parse reads through it from memory and
+// models/npz_stream.h from a file, member by member.
 //
 // This file depends on engine/common.* only (the fuzz targets link it without the tensor
 // engine). Loaders that build Tensors convert with to_f32().
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -55,6 +61,21 @@ struct NpyArray {
 };
 
 // ---- .npy -----------------------------------------------------------------------------
+struct NpyHeader {
+    DType dtype = DType::F32;
+    int str_len = 0;                 // Unicode only
+    int swap_width = 0;              // > 0: big-endian data, swap groups of this many bytes
+    bool fortran = false;            // fortran_order
+    Shape shape;
+    size_t data_offset = 0;          // where the elements start (preamble + dict)
+    int64_t numel = 0;               // product of shape, checked
+    int64_t nbytes = 0;              // numel * itemsize, checked (no int64 overflow)
+};
+// The preamble and dict at the start of a .npy; the data need not follow.
+NpyHeader npy_parse_header(const uint8_t* data,       // the first n bytes of a .npy
+                           size_t n,                  // at least preamble + dict
+                           const std::string& label); // message prefix, quoted: "'f.npz' member 'x'"
+
 NpyArray npy_parse(const uint8_t* data,      // a whole .npy image
                    size_t n,                 // its length in bytes
                    const std::string& what); // file or member name, for messages
@@ -85,8 +106,37 @@ std::vector<uint8_t> npz_serialize(const Npz& z,              // the bytes npz_w
                                    bool compress = true,      // deflate or stored
                                    bool force_zip64 = false); // ZIP64 records even when small (tests)
 
+// ---- zip: the central directory, checked ------------------------------------------------
+struct ZipMember {
+    std::string name;                // the array name: the member name without ".npy", unique
+    std::string raw_name;            // the member name as stored, for messages
+    uint16_t method = 0;             // 0 stored, 8 deflate
+    uint32_t crc = 0;                // CRC-32 of the uncompressed bytes
+    uint64_t csize = 0, usize = 0;   // compressed / uncompressed bytes (usize <= 1032 csize + 1032)
+    uint64_t offset = 0;             // the member's local header
+    uint64_t data = 0;               // its compressed bytes: [data, data + csize), before the directory
+};
+// Reads n bytes at offset `off` of the archive into dst, or fails (truncated).
+using ZipReadAt = std::function<void(uint64_t off, void* dst, size_t n)>;
+
+// The members of a zip of `size` bytes, in central-directory order (directory entries left
+// out). Fails naming the file (and member) on anything malformed: no end record, a directory
+// that does not fit, ZIP64 records that lie, multi-disk, encrypted or unsupported compression,
+// stored sizes that differ, a ratio beyond deflate's, members past the directory or
+// overlapping, and duplicate array names.
+std::vector<ZipMember> zip_directory(const ZipReadAt& read_at,  // the archive's bytes
+                                     uint64_t size,             // its length
+                                     const std::string& what);  // file name, for messages
+// One member's array from its compressed bytes: inflated (growing with the output, at most
+// m.usize), CRC-checked, parsed.
+NpyArray zip_member_array(const uint8_t* raw,        // m.csize bytes read from m.data
+                          const ZipMember& m,        // from zip_directory
+                          const std::string& what);  // file name, for messages
+std::string npz_member_label(const std::string& what,  // "'f.npz' member 'x.npy'", control
+                             const std::string& raw_name);  // characters replaced, for messages
+
 // ---- whole files (shared with engine/image.cpp) ----------------------------------------
-std::vector<uint8_t> file_read_all(const std::string& path);  // missing: "cannot open 'X': ..."
+std::vector<uint8_t> file_read_all(const std::string& path);  // missing: "cannot open 'X': ..."; mem_check'd
 void file_write_atomic(const std::string& path,  // path.tmp.<pid> + fsync + rename
                        const void* data,         // bytes to write
                        size_t n);                // their count

@@ -128,10 +128,10 @@ std::vector<FeatureArray> features_inspect(const std::string& path, int64_t N, i
     for (const std::string& w : only) z.member(w);  // fails listing the arrays
     std::vector<FeatureArray> out;
     const char* f = path.c_str();
-    for (const NpzMember& m : z.members) {
+    for (const ZipMember& m : z.members) {
         if (m.name.compare(0, 5, "meta.") == 0) continue;
         if (!only.empty() && std::find(only.begin(), only.end(), m.name) == only.end()) continue;
-        NpyHead h = npz_head(z, m.name);
+        NpyHeader h = npz_head(z, m.name);
         const char* a = m.name.c_str();
         if (h.dtype != DType::F32 && h.dtype != DType::F64)
             fail("features '%s': array '%s' is %s, expected float32", f, a, dtype_name(h.dtype));

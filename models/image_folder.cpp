@@ -18,6 +18,7 @@
 #include <exception>
 #include <filesystem>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "engine/common.h"
@@ -372,7 +373,18 @@ BatchLoader::BatchLoader(const ImageFolder& data, const LoaderConfig& cfg) : s(n
         slot.labels.resize(cfg.batch);
         slot.valid.resize(cfg.batch);
     }
-    for (int t = 0; t < cfg.threads; t++) s->threads.emplace_back(loader_worker, s.get());
+    try {
+        for (int t = 0; t < cfg.threads; t++) s->threads.emplace_back(loader_worker, s.get());
+    } catch (const std::system_error& e) {  // out of threads: stop those started, then say so
+        {
+            std::lock_guard<std::mutex> lk(s->mu);
+            s->quit = true;
+        }
+        s->work_cv.notify_all();
+        for (std::thread& t : s->threads) t.join();
+        fail("loader: cannot start decoding thread %zu of %d (%s); use fewer loader threads", s->threads.size() + 1,
+             cfg.threads, e.what());
+    }
 }
 
 BatchLoader::~BatchLoader() {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/common.h"
+#include "engine/image.h"
 #include "engine/npy.h"
 #include "models/npz_stream.h"
 
@@ -51,7 +52,7 @@ NeuralData neural_data_load(const std::string& path, bool with_images) {
     NeuralData d;
     d.path = path;
 
-    NpyHead rh = npz_head(z, "responses");
+    NpyHeader rh = npz_head(z, "responses");
     if (rh.dtype != DType::F32)
         fail("'%s': 'responses' must be float32, found %s (convert with responses.astype(numpy.float32))", path.c_str(),
              dtype_name(rh.dtype));
@@ -63,7 +64,7 @@ NeuralData neural_data_load(const std::string& path, bool with_images) {
         fail("'%s': 'responses' %s has an empty dimension (R, N, U, B must all be >= 1)", path.c_str(),
              shape_text(rh.shape).c_str());
 
-    NpyHead ih = npz_head(z, "images");
+    NpyHeader ih = npz_head(z, "images");
     if (ih.dtype != DType::U8)
         fail("'%s': 'images' must be uint8 RGB, found %s", path.c_str(), dtype_name(ih.dtype));
     if (ih.shape.size() != 4 || ih.shape[3] != 3)
@@ -72,14 +73,19 @@ NeuralData neural_data_load(const std::string& path, bool with_images) {
         fail("'%s': 'images' holds %lld images but 'responses' %s has N = %lld", path.c_str(), (long long)ih.shape[0],
              shape_text(rh.shape).c_str(), (long long)d.N);
     if (ih.shape[1] < 1 || ih.shape[2] < 1) fail("'%s': 'images' has an empty side: %s", path.c_str(), shape_text(ih.shape).c_str());
+    if (ih.shape[1] > IMAGE_MAX_SIDE || ih.shape[2] > IMAGE_MAX_SIDE)
+        fail("'%s': 'images' %s has a side above %d pixels (the image limit of engine/image.h)", path.c_str(),
+             shape_text(ih.shape).c_str(), IMAGE_MAX_SIDE);
     if (with_images) {
         NpyArray a = npz_array(z, "images");
         d.H = (int)ih.shape[1], d.W = (int)ih.shape[2];
         d.images = std::move(a.bytes);
     }
 
-    d.responses.resize((size_t)(d.R * d.N * d.U * d.B));
-    npz_read_f32(z, "responses", d.responses.data(), (int64_t)d.responses.size());
+    // npz_head checked that the shape's bytes (in 64-bit checked arithmetic) are in the member
+    mem_check(strfmt("'%s': 'responses' float32 %s", path.c_str(), shape_text(rh.shape).c_str()), (uint64_t)rh.nbytes);
+    d.responses.resize((size_t)rh.numel);
+    npz_read_f32(z, "responses", d.responses.data(), rh.numel);
 
     d.unit_area = load_strings(z, "unit_area", d.U, "one area per unit");
     d.bin_start_ms = load_floats(z, "bin_start_ms", d.B);
@@ -115,11 +121,14 @@ void neural_data_validate(const NeuralData& d) {
     if (d.R < 1 || d.N < 1 || d.U < 1 || d.B < 1)
         fail("'%s': empty dataset: R=%lld N=%lld U=%lld B=%lld (all must be >= 1)", p, (long long)d.R, (long long)d.N,
              (long long)d.U, (long long)d.B);
-    if ((int64_t)d.responses.size() != d.R * d.N * d.U * d.B)
-        fail("'%s': responses hold %zu values, expected R*N*U*B = %lld", p, d.responses.size(),
-             (long long)(d.R * d.N * d.U * d.B));
-    if (!d.images.empty() && (int64_t)d.images.size() != d.N * d.H * d.W * 3)
-        fail("'%s': images hold %zu bytes, expected N*H*W*3 = %lld", p, d.images.size(), (long long)(d.N * d.H * d.W * 3));
+    const int64_t RNUB = checked_bytes({d.R, d.N, d.U, d.B}, 1, strfmt("'%s': responses (R, N, U, B)", p));
+    if ((int64_t)d.responses.size() != RNUB)
+        fail("'%s': responses hold %zu values, expected R*N*U*B = %lld", p, d.responses.size(), (long long)RNUB);
+    if (!d.images.empty()) {
+        const int64_t NHW3 = checked_bytes({d.N, d.H, d.W, 3}, 1, strfmt("'%s': images (N, H, W, 3)", p));
+        if ((int64_t)d.images.size() != NHW3)
+            fail("'%s': images hold %zu bytes, expected N*H*W*3 = %lld", p, d.images.size(), (long long)NHW3);
+    }
     auto sized = [&](const char* key, size_t n, int64_t want, bool optional) {
         if ((optional && n == 0) || (int64_t)n == want) return;
         fail("'%s': '%s' has %zu entries, expected %lld", p, key, n, (long long)want);

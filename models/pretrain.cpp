@@ -6,15 +6,19 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <numeric>
 #include <vector>
 
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
+#include "engine/image.h"
+#include "engine/rundir.h"
 #include "engine/ops.h"
 #include "engine/progress.h"
 #include "models/convrnn.h"
 #include "models/image_folder.h"
+#include "models/npz_stream.h"
 
 namespace vt {
 
@@ -176,12 +180,82 @@ static Accuracy evaluate(ClassifierGraph& g, const ImageFolder& val, const Model
     return acc;
 }
 
-PretrainResult pretrain_run(const PretrainConfig& cfg) {
+// Every class of `f` must have at least one image that decodes: a class whose every file is
+// unreadable would silently train a classifier without it. Stops at each class's first
+// readable image, so this costs about one decode per class.
+static void check_classes_readable(const ImageFolder& f) {
+    std::vector<uint8_t> ok(f.classes.size(), 0), tried(f.classes.size(), 0);
+    std::vector<std::string> first_error(f.classes.size());
+    for (size_t i = 0; i < f.paths.size(); i++) {
+        int c = f.labels[i];
+        if (ok[c]) continue;
+        try {
+            image_load(f.paths[i]);
+            ok[c] = 1;
+        } catch (const Error& e) {
+            if (first_error[c].empty()) first_error[c] = e.what();
+        }
+        tried[c]++;
+    }
+    for (size_t c = 0; c < f.classes.size(); c++)
+        if (!ok[c] && tried[c] > 0)
+            fail("class '%s' in '%s' has no readable image: all %d of its files fail to decode (the first: %s)",
+                 f.classes[c].c_str(), f.root.c_str(), (int)tried[c], first_error[c].c_str());
+}
+
+// --resume: the checkpoint at cfg.out must be of this run's architecture, motif, feedback,
+// steps and classes; else one line naming every difference.
+static void check_resume(const PretrainConfig& cfg, const std::string& feedback, bool recurrent,
+                         const std::vector<std::string>& classes) {
+    NpzIndex z = npz_index(cfg.out);
+    auto text = [&](const char* key, const std::string& dflt) -> std::string {
+        if (!z.has(key)) return dflt;
+        NpyArray a = npz_array(z, key);
+        std::vector<std::string> v = a.dtype == DType::Unicode ? a.to_strings() : std::vector<std::string>{};
+        if (v.size() != 1) fail("--resume: '%s': '%s' should hold one string", cfg.out.c_str(), key);
+        return v[0];
+    };
+    std::string diff;
+    auto differ = [&](const char* flag, const std::string& then, const std::string& now) {
+        if (then != now) diff += strfmt("%s%s %s, not %s", diff.empty() ? "" : "; ", flag, then.c_str(), now.c_str());
+    };
+    differ("--arch", text("meta.arch", "(none)"), cfg.arch);
+    differ("--motif", text("meta.motif", "none"), cfg.motif);
+    differ("--feedback", text("meta.feedback", "none"), feedback);
+    if (recurrent && z.has("meta.steps")) {
+        std::vector<float> v = npz_array(z, "meta.steps").to_f32();
+        differ("--steps", v.size() == 1 ? strfmt("%g", v[0]) : "?", std::to_string(cfg.steps));
+    } else if (recurrent) {
+        std::fprintf(stderr, "pretrain: note: '%s' does not record its --steps (an older checkpoint): resuming with "
+                             "--steps %d unchecked\n", cfg.out.c_str(), cfg.steps);
+    }
+    if (z.has("meta.classes")) {
+        std::vector<std::string> then = npz_array(z, "meta.classes").to_strings();
+        if (then != classes)
+            diff += strfmt("%s%zu classes (first '%s'), not the %zu class folders of this data (first '%s')",
+                           diff.empty() ? "" : "; ", then.size(), then.empty() ? "" : then[0].c_str(), classes.size(),
+                           classes.empty() ? "" : classes[0].c_str());
+    }
+    if (!diff.empty())
+        fail("--resume: '%s' was trained with %s: resume with the checkpoint's flags, or train into another --out",
+             cfg.out.c_str(), diff.c_str());
+}
+
+PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
+    PretrainConfig cfg = cfg_in;
     if (cfg.epochs < 1) fail("--epochs: expected at least 1, got %d", cfg.epochs);
     if (cfg.batch < 1) fail("--batch: expected at least 1, got %d", cfg.batch);
     if (!(cfg.lr > 0)) fail("--lr: expected a positive learning rate, got %g", cfg.lr);
+    if (cfg.steps < 1) fail("--steps: expected at least 1, got %d", cfg.steps);
+    if (cfg.loader_threads < 1) fail("--loader-threads: expected at least 1, got %d", cfg.loader_threads);
     if (cfg.schedule != "cosine" && cfg.schedule != "step")
         fail("--schedule: expected cosine or step, got '%s'", cfg.schedule.c_str());
+    if (cfg.resume && cfg.overwrite) fail("--resume and --overwrite: pick one (continue the checkpoint, or replace it)");
+    if (cfg.loader_threads > hardware_threads()) {
+        std::fprintf(stderr, "note: --loader-threads %d is more than the %d hardware threads this process may run on; "
+                             "using %d\n", cfg.loader_threads, hardware_threads(), hardware_threads());
+        cfg.loader_threads = hardware_threads();
+    }
     backend_set_threads(cfg.threads);
 
     FolderSplits data = image_folder_splits(cfg.data, cfg.holdout, cfg.seed);
@@ -208,6 +282,20 @@ PretrainResult pretrain_run(const PretrainConfig& cfg) {
     mc.motifs.assign(spec.layers.size(), motif_parse(cfg.motif));
     mc.feedback = feedback_parse(cfg.feedback, spec);
     mc.num_classes = K;
+    const bool recurrent = cfg.motif != "none" || !mc.feedback.empty();
+    check_classes_readable(data.train);
+
+    // The output, before any work: writable, ours alone, and not another run's checkpoint.
+    FileClaim claim = file_claim(cfg.out, "--out");
+    {
+        std::error_code ec;
+        bool exists = std::filesystem::exists(cfg.out, ec);
+        if (cfg.resume && !exists) fail("--resume: there is no checkpoint at --out '%s' to continue", cfg.out.c_str());
+        if (!cfg.resume && !cfg.overwrite && exists)
+            fail("--out '%s' holds a checkpoint of an earlier run: pass --resume to continue it, --overwrite to replace "
+                 "it, or choose another --out", cfg.out.c_str());
+        if (cfg.resume) check_resume(cfg, feedback_str(mc.feedback, spec), recurrent, data.train.classes);
+    }
     Model m(mc, cfg.seed, cfg.device);
     std::fprintf(stderr,
                  "pretrain: %s, motif %s, feedback %s, %d classes, %zu train / %zu val images, %lld parameters, on %s\n",
@@ -251,14 +339,13 @@ PretrainResult pretrain_run(const PretrainConfig& cfg) {
         meta_set_floats(meta, "meta.mean", {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2]});
         meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
         meta_set_floats(meta, "meta.epochs_done", {(float)epochs_done});
+        meta_set_floats(meta, "meta.steps", {(float)cfg.steps});
         meta_set_floats(meta, "meta.val_top1", history);
         if (sgd.mom.defined()) {
             std::vector<float> mom = sgd.mom.to_vector();
             meta.set("optim.momentum", NpyArray::from_f32({sgd.mom.numel()}, mom.data()));
         }
-        std::string dir = cfg.out.substr(0, cfg.out.find_last_of('/'));
-        if (cfg.out.find('/') != std::string::npos && !dir.empty()) std::system(("mkdir -p '" + dir + "'").c_str());
-        checkpoint_save(cfg.out, m.params, meta);
+        checkpoint_save(cfg.out, m.params, meta);  // its folder was made (and checked) by file_claim
     };
 
     const int B = cfg.batch;

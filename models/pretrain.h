@@ -5,6 +5,10 @@
 // the train graph is recorded once and replayed per batch; per-epoch val top-1 and top-5;
 // a checkpoint after every epoch (written to a temporary name and renamed) that --resume
 // continues from; SIGINT (Ctrl-C) saves and stops after the current batch.
+//
+// Before any training: the flags are checked, every training class must have a readable
+// image, and `out` is claimed (engine/rundir.h file_claim: its folder created and writable,
+// locked against a second run onto the same path, stale temporaries of killed saves removed).
 #pragma once
 #include <string>
 
@@ -32,7 +36,9 @@ struct PretrainConfig {
     int loader_threads = 2;
     uint64_t seed = 0;
     std::string out = "runs/pretrain/backbone.npz";
-    bool resume = false;              // continue from `out`
+    bool resume = false;              // continue from `out` (refused when its arch, motif, feedback,
+                                      // steps or classes differ from this run's)
+    bool overwrite = false;           // replace an existing `out` (else refused unless resume)
 };
 
 struct PretrainResult {

@@ -129,7 +129,7 @@ TEST_CASE("neural: npz_stream reads members like npz_read, stored, deflated and 
             NpyArray a = npz_array(z, k);
             CHECK(a.bytes == ref.get(k).bytes);
             CHECK(a.shape == ref.get(k).shape);
-            NpyHead h = npz_head(z, k);
+            NpyHeader h = npz_head(z, k);
             CHECK(h.shape == ref.get(k).shape);
             CHECK(h.dtype == ref.get(k).dtype);
         }
@@ -152,7 +152,7 @@ TEST_CASE("neural: npz_stream reads members like npz_read, stored, deflated and 
         npz_read_f32(zi, "g", out.data(), 1000);
         CHECK(out[999] == 249.75f);
         CHECK(has(error_of([&] { npz_read_f32(zi, "f", out.data(), 999); }), "holds 1000 elements, expected 999"));
-        CHECK(has(error_of([&] { npz_read_f32(zi, "s", out.data(), 1); }), "member 's'"));
+        CHECK(has(error_of([&] { npz_read_f32(zi, "s", out.data(), 1); }), "member 's.npy'"));
         CHECK(has(error_of([&] { npz_index(path).member("nope"); }), "has no array 'nope' (it has: f, g, s)"));
     }
     // A flipped byte in the data is caught by the CRC.

@@ -403,7 +403,7 @@ TEST_CASE("sweep: a bad grid file or command line fails before any fit, in one l
     };
     for (const Case& c : {Case{"--grid " + dir + "/g.txt --out " + dir + "/o", dir + "/g.txt:3: --iters needs a value"},
                           Case{"--grid motifs --out " + dir + "/o -- --threads 3", "--threads after `--` is the sweep's"},
-                          Case{"--grid motifs --out " + dir + "/o --jobs 0", "--jobs: need at least 1"},
+                          Case{"--grid motifs --out " + dir + "/o --jobs 0", "--jobs: expected an integer from 1 to 1024, got '0'"},
                           Case{"--grid motifs --out " + dir + "/o --data " + dir + "/none.npz", "none.npz' does not exist"},
                           Case{"--grid motifz --out " + dir + "/o", "'motifz' is neither a built-in grid"},
                           Case{"--grid motifs", "--grid and --out are required"}}) {

@@ -16,10 +16,14 @@
 // replay their iteration as a CUDA Graph (engine/autograd.h's TapeGraph; --no-graph for
 // plain launches). Every line names its device.
 #include <cblas.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -399,6 +403,38 @@ void rel_errors(const std::vector<float>& a, const std::vector<float>& b, int64_
     col_median = col[q / 2], col_max = col.back();
 }
 
+// Runs a program found in PATH with `args` (argv[0] first), without a shell: its stdout into
+// *out, its stderr to /dev/null. Returns its exit code, or -1 if it could not be started.
+int run_program(const std::vector<std::string>& args, std::string* out) {
+    std::vector<char*> av;
+    for (const std::string& a : args) av.push_back(const_cast<char*>(a.c_str()));
+    av.push_back(nullptr);
+    int fd[2];
+    if (pipe2(fd, O_CLOEXEC) != 0) return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = -1;
+    int rc = posix_spawnp(&pid, av[0], &fa, nullptr, av.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd[1]);
+    if (rc != 0) {
+        close(fd[0]);
+        return -1;
+    }
+    char buf[4096];
+    for (ssize_t got; (got = read(fd[0], buf, sizeof buf)) != 0;) {
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) break;
+        out->append(buf, (size_t)got);
+    }
+    close(fd[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 void bench_simpls(const Opts& o) {
     const int n = 3200, nte = 800, p = 8192, q = 256, ncomp = 25;
     std::string script = "tools/bench_simpls.py";
@@ -410,8 +446,9 @@ void bench_simpls(const Opts& o) {
         root = root.substr(0, root.rfind('/'));
         if (access((root + "/tools/bench_simpls.py").c_str(), R_OK) == 0) script = root + "/tools/bench_simpls.py";
     }
+    std::string ignored;
     const bool sklearn =
-        access(script.c_str(), R_OK) == 0 && std::system("python3 -c 'import numpy, sklearn' >/dev/null 2>&1") == 0;
+        access(script.c_str(), R_OK) == 0 && run_program({"python3", "-c", "import numpy, sklearn"}, &ignored) == 0;
     auto fit_time = [&](const std::vector<float>& X, const std::vector<float>& Y, int qq, PlsModel& m,
                         PlsAlgorithm algo = PlsAlgorithm::Simpls) {
         return median_ms(o.reps, [&] { m = pls_fit(X.data(), Y.data(), n, p, qq, ncomp, algo); });
@@ -439,16 +476,16 @@ void bench_simpls(const Opts& o) {
     for (int qq : {q, 1}) {
         const std::string sub = dir + "/q" + std::to_string(qq);
         // Same seed and kind: X is identical for both q (bench_simpls.py draws X before W).
-        std::string cmd =
-            "python3 " + script +
-            strfmt(" --n %d --n-test %d --p %d --q %d --ncomp %d --save %s", n, nte, p, qq, ncomp, sub.c_str()) +
-            (qq > 1 ? " --numpy-simpls" : "");
-        FILE* pipe = popen(cmd.c_str(), "r");
+        std::vector<std::string> cmd = {"python3", script, "--n", std::to_string(n), "--n-test", std::to_string(nte),
+                                        "--p", std::to_string(p), "--q", std::to_string(qq), "--ncomp",
+                                        std::to_string(ncomp), "--save", sub};
+        if (qq > 1) cmd.push_back("--numpy-simpls");
         std::string out;
-        char buf[4096];
-        size_t got;
-        while (pipe && (got = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, got);
-        if (!pipe || pclose(pipe) != 0) fail("bench simpls: '%s' failed:\n%s", cmd.c_str(), out.c_str());
+        if (run_program(cmd, &out) != 0) {
+            std::string line;
+            for (const std::string& a : cmd) line += (line.empty() ? "" : " ") + a;
+            fail("bench simpls: '%s' failed:\n%s", line.c_str(), out.c_str());
+        }
         std::string sk_line = out.substr(0, out.find('\n'));
         const double sk_fit_s = json_field(sk_line, "fit_s");
         size_t v = sk_line.find("\"impl\": \"");
@@ -511,16 +548,6 @@ const Workload WORKLOADS[] = {
      bench_simpls},
 };
 
-void usage() {
-    std::printf(
-        "usage: bench [--workload NAME[,NAME...]] [--reps N] [--threads N] [--device cpu|cuda] [--no-graph] [--list]\n\n"
-        "Benchmarks, one JSON line per measurement; the median of --reps runs (default 5).\n"
-        "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed for the run (native kernels).\n"
-        "--device cuda runs conv and W1-W5 on the GPU (simpls stays on the CPU), against cuBLAS's sgemm;\n"
-        "W1-W5 replay each iteration as a CUDA Graph unless --no-graph.\n\nworkloads:\n");
-    for (const Workload& w : WORKLOADS) std::printf("  %-8s %s\n", w.name, w.what);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -529,50 +556,37 @@ int main(int argc, char** argv) {
     runtime_init(argv, rt);
     return run_main([&] {
         Opts o;
-        for (int i = 1; i < argc; i++) {
-            std::string a = argv[i];
-            auto value = [&]() -> std::string {
-                if (i + 1 >= argc) fail("%s needs a value (see --help)", a.c_str());
-                return argv[++i];
-            };
-            if (a == "--help" || a == "-h") {
-                usage();
-                return 0;
-            }
-            if (a == "--list") {
-                for (const Workload& w : WORKLOADS) std::printf("%s\n", w.name);
-                return 0;
-            }
-            if (a == "--workload") {
-                std::string v = value();
-                for (size_t s = 0, e; s <= v.size(); s = e + 1) {
-                    e = v.find(',', s);
-                    if (e == std::string::npos) e = v.size();
-                    o.workloads.push_back(v.substr(s, e - s));
-                }
-            } else if (a == "--reps") {
-                std::string v = value();
-                o.reps = std::atoi(v.c_str());
-                if (o.reps < 1) fail("--reps: expected a positive integer, got '%s'", v.c_str());
-            } else if (a == "--threads") {
-                o.threads = std::atoi(value().c_str());
-            } else if (a == "--device") {
-                o.device = parse_device(value());
-            } else if (a == "--no-graph") {
-                o.graph = false;
-            } else {
-                fail("unknown flag '%s' (see --help)", a.c_str());
-            }
+        std::string workloads, listing;
+        bool list = false, no_graph = false;
+        for (const Workload& w : WORKLOADS) listing += strfmt("\n  %-8s %s", w.name, w.what);
+        Cli cli("bench", "",
+                "Benchmarks, one JSON line per measurement; the median of --reps runs.\n"
+                "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are removed for the run (native kernels).\n"
+                "--device cuda runs conv and W1-W5 on the GPU (simpls stays on the CPU), against cuBLAS's sgemm;\n"
+                "W1-W5 replay each iteration as a CUDA Graph unless --no-graph.\n\nworkloads:" + listing);
+        cli.flag("--workload", &workloads, "comma-separated workloads to run (default: all)");
+        cli.flag("--reps", &o.reps, "runs per measurement (the median is reported)").range(1, 100000);
+        cli.flag("--threads", &o.threads, "compute threads (0 = all cores)").range(0, 1 << 16);
+        cli.flag("--device", &o.device, "cpu or cuda");
+        cli.flag("--no-graph", &no_graph, "W1-W5 on the GPU: plain runs instead of a captured CUDA Graph");
+        cli.flag("--list", &list, "print the workload names and exit");
+        cli.parse(argc, argv);
+        if (!cli.positional.empty()) fail("bench: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
+        if (list) {
+            for (const Workload& w : WORKLOADS) std::printf("%s\n", w.name);
+            return 0;
         }
-        backend_set_threads(o.threads);
-        o.sgemm = sgemm_gflops(o.reps, o.device);
-        std::printf("{\"workload\": \"sgemm\", \"n\": %d, \"gflops\": %.1f, %s}\n", sgemm_n(o.device), o.sgemm,
-                    common_fields(o.device).c_str());
+        o.graph = !no_graph;
+        o.workloads = split_list(workloads);
         for (const std::string& name : o.workloads) {
             bool found = false;
             for (const Workload& w : WORKLOADS) found = found || name == w.name;
             if (!found) fail("--workload: unknown workload '%s' (see --list)", name.c_str());
         }
+        backend_set_threads(o.threads);
+        o.sgemm = sgemm_gflops(o.reps, o.device);
+        std::printf("{\"workload\": \"sgemm\", \"n\": %d, \"gflops\": %.1f, %s}\n", sgemm_n(o.device), o.sgemm,
+                    common_fields(o.device).c_str());
         for (const Workload& w : WORKLOADS)
             if (o.workloads.empty() || std::find(o.workloads.begin(), o.workloads.end(), w.name) != o.workloads.end())
                 w.run(o);

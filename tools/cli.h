@@ -2,10 +2,14 @@
 // from which parsing, validation and --help come. Header-only, shared by tools/*.cpp.
 //
 //   Cli cli("pretrain", "DIR", "Pretrain a backbone on an image-classification folder.");
-//   cli.flag("--epochs", &epochs, "training epochs");
+//   cli.flag("--epochs", &epochs, "training epochs").range(1, 100000);
 //   cli.parse(argc, argv);          // exits 0 after --help; vt::fail on a bad flag or value
 #pragma once
+#include <cctype>
 #include <cerrno>
+#include <cfloat>
+#include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -41,11 +45,36 @@ inline Device parse_device(const std::string& flag_value) {
     fail("--device: expected cpu or cuda, got '%s'", flag_value.c_str());
 }
 
+// Numeric flags are parsed whole and without wrap-around: an int flag refuses values outside
+// int's range, a uint64 flag refuses negatives, a float flag refuses nan, inf and values
+// beyond float's range. A flag may also carry its own range, checked at parse time:
+//   cli.flag("--batch", &batch, "images per batch").range(1, 1 << 20);
+//   cli.flag("--lr", &lr, "learning rate").positive().range(0, 10);   // 0 < lr <= 10
+// Switches (bool) take no value, or =true/=false (=1/=0); any other =value is refused.
 struct Cli {
     struct Flag {
         std::string name, help, def;
-        bool is_switch;
-        std::function<void(const std::string&)> set;  // parses and stores a value
+        bool is_switch = false, numeric = false, integral = false;
+        bool ranged = false, open_below = false;  // a user range; lo excluded (positive())
+        long double lo = 0, hi = 0;               // the range (the type's own when not ranged)
+        std::function<void(const std::string&, const Flag&)> set;  // parses, checks and stores a value
+    };
+    // What flag() returns: the flag just declared, to give it a range.
+    struct FlagRef {
+        Cli* cli;
+        size_t index;
+        FlagRef& range(long double lo, long double hi) {  // inclusive; numeric flags only
+            Flag& f = cli->flags[index];
+            VT_CHECK(f.numeric && lo <= hi && lo >= f.lo && hi <= f.hi, "Cli: bad range [%Lg, %Lg] for %s", lo, hi, f.name.c_str());
+            f.ranged = true, f.lo = lo, f.hi = hi;
+            return *this;
+        }
+        FlagRef& positive() {  // > 0 (with range(0, hi): 0 < x <= hi)
+            Flag& f = cli->flags[index];
+            VT_CHECK(f.numeric, "Cli: positive() on the non-numeric flag %s", f.name.c_str());
+            f.ranged = true, f.open_below = true, f.lo = 0;
+            return *this;
+        }
     };
     std::string prog, positional_name, about;
     std::vector<Flag> flags;
@@ -54,26 +83,32 @@ struct Cli {
 
     Cli(std::string p, std::string pos, std::string a) : prog(std::move(p)), positional_name(std::move(pos)), about(std::move(a)) {}
 
-    void flag(const std::string& name, int* v, const std::string& help) {
-        flags.push_back({name, help, std::to_string(*v), false, [=](const std::string& s) { *v = (int)parse_int(name, s); }});
+    FlagRef flag(const std::string& name, int* v, const std::string& help) {
+        return number(name, help, std::to_string(*v), true, INT_MIN, INT_MAX,
+                      [=](const std::string& s, const Flag& f) { *v = (int)parse_int(s, f); });
     }
-    void flag(const std::string& name, int64_t* v, const std::string& help) {
-        flags.push_back({name, help, std::to_string(*v), false, [=](const std::string& s) { *v = parse_int(name, s); }});
+    FlagRef flag(const std::string& name, int64_t* v, const std::string& help) {
+        return number(name, help, std::to_string(*v), true, (long double)INT64_MIN, (long double)INT64_MAX,
+                      [=](const std::string& s, const Flag& f) { *v = parse_int(s, f); });
     }
-    void flag(const std::string& name, uint64_t* v, const std::string& help) {
-        flags.push_back({name, help, std::to_string(*v), false, [=](const std::string& s) { *v = (uint64_t)parse_int(name, s); }});
+    FlagRef flag(const std::string& name, uint64_t* v, const std::string& help) {
+        return number(name, help, std::to_string(*v), true, 0, (long double)UINT64_MAX,
+                      [=](const std::string& s, const Flag& f) { *v = parse_uint(s, f); });
     }
-    void flag(const std::string& name, float* v, const std::string& help) {
-        flags.push_back({name, help, strfmt("%g", *v), false, [=](const std::string& s) { *v = (float)parse_float(name, s); }});
+    FlagRef flag(const std::string& name, float* v, const std::string& help) {
+        return number(name, help, strfmt("%g", *v), false, -FLT_MAX, FLT_MAX,
+                      [=](const std::string& s, const Flag& f) { *v = (float)parse_float(s, f); });
     }
-    void flag(const std::string& name, std::string* v, const std::string& help) {
-        flags.push_back({name, help, *v, false, [=](const std::string& s) { *v = s; }});
+    FlagRef flag(const std::string& name, std::string* v, const std::string& help) {
+        return add({name, help, *v, false, false, false, false, false, 0, 0, [=](const std::string& s, const Flag&) { *v = s; }});
     }
-    void flag(const std::string& name, Device* v, const std::string& help) {  // parse_device, as it is given
-        flags.push_back({name, help, device_name(*v), false, [=](const std::string& s) { *v = parse_device(s); }});
+    FlagRef flag(const std::string& name, Device* v, const std::string& help) {  // parse_device, as it is given
+        return add({name, help, device_name(*v), false, false, false, false, false, 0, 0,
+                    [=](const std::string& s, const Flag&) { *v = parse_device(s); }});
     }
-    void flag(const std::string& name, bool* v, const std::string& help) {  // a switch
-        flags.push_back({name, help, "", true, [=](const std::string&) { *v = true; }});
+    FlagRef flag(const std::string& name, bool* v, const std::string& help) {  // a switch
+        return add({name, help, "", true, false, false, false, false, 0, 0,
+                    [=](const std::string& s, const Flag& f) { *v = parse_switch(s, f); }});
     }
     bool was_given(const std::string& name) const {
         for (const std::string& g : given)
@@ -86,12 +121,14 @@ struct Cli {
                     positional_name.c_str(), about.c_str());
         for (const Flag& f : flags) {
             std::string left = f.name + (f.is_switch ? "" : " X");
-            std::printf("  %-22s %s%s\n", left.c_str(), f.help.c_str(),
-                        f.is_switch || f.def.empty() ? "" : (" (default " + f.def + ")").c_str());
+            std::string right = f.help;
+            if (!f.is_switch && !f.def.empty()) right += " (default " + f.def + (f.ranged ? "; " + range_text(f) : "") + ")";
+            std::printf("  %-22s %s\n", left.c_str(), right.c_str());
         }
         std::printf("  %-22s %s\n", "--help", "this message");
     }
 
+    // `--flag value`, `--flag=value`, `--switch`, `--switch=true|false|1|0`, positionals.
     void parse(int argc, char** argv) {
         for (int i = 1; i < argc; i++) {
             std::string a = argv[i];
@@ -106,11 +143,12 @@ struct Cli {
                 if (inline_value) name = a.substr(0, eq), value = a.substr(eq + 1);
                 const Flag* f = find(name);
                 if (!f) fail("%s: unknown flag '%s' (see %s --help)", prog.c_str(), name.c_str(), prog.c_str());
+                if (f->is_switch && !inline_value) value = "true";
                 if (!f->is_switch && !inline_value) {
                     if (i + 1 >= argc) fail("%s: %s needs a value (%s)", prog.c_str(), name.c_str(), f->help.c_str());
                     value = argv[++i];
                 }
-                f->set(value);
+                f->set(value, *f);
                 given.push_back(name);
             } else {
                 positional.push_back(a);
@@ -119,24 +157,66 @@ struct Cli {
     }
 
   private:
+    FlagRef add(Flag f) {
+        VT_CHECK(!find(f.name), "Cli: flag %s declared twice", f.name.c_str());
+        flags.push_back(std::move(f));
+        return FlagRef{this, flags.size() - 1};
+    }
+    FlagRef number(const std::string& name, const std::string& help, const std::string& def, bool integral,
+                   long double lo, long double hi, std::function<void(const std::string&, const Flag&)> set) {
+        return add({name, help, def, false, true, integral, false, false, lo, hi, std::move(set)});
+    }
     const Flag* find(const std::string& name) const {
         for (const Flag& f : flags)
             if (f.name == name) return &f;
         return nullptr;
     }
-    static int64_t parse_int(const std::string& name, const std::string& s) {
+    static std::string num_text(long double x, bool integral) {
+        if (integral && x == (long double)UINT64_MAX) return std::to_string(UINT64_MAX);
+        if (integral) return std::to_string((long long)x);
+        return strfmt("%Lg", x);
+    }
+    // "from 1 to 1000", "above 0 and at most 10", ...
+    static std::string range_text(const Flag& f) {
+        std::string hi = num_text(f.hi, f.integral);
+        if (f.open_below) return "above " + num_text(f.lo, f.integral) + " and at most " + hi;
+        return "from " + num_text(f.lo, f.integral) + " to " + hi;
+    }
+    [[noreturn]] static void bad(const Flag& f, const std::string& s) {
+        fail("%s: expected %s %s, got '%s'", f.name.c_str(), f.integral ? "an integer" : "a finite number",
+             range_text(f).c_str(), s.c_str());
+    }
+    static void check_range(long double v, const std::string& s, const Flag& f) {
+        if (v < f.lo || v > f.hi || (f.open_below && v <= f.lo)) bad(f, s);
+    }
+    static int64_t parse_int(const std::string& s, const Flag& f) {
         char* end = nullptr;
         errno = 0;
-        long long v = std::strtoll(s.c_str(), &end, 10);
-        if (s.empty() || *end || errno) fail("%s: expected an integer, got '%s'", name.c_str(), s.c_str());
+        long long v = s.empty() || !(std::isdigit((unsigned char)s[0]) || s[0] == '-') ? 0 : std::strtoll(s.c_str(), &end, 10);
+        if (!end || *end || errno) bad(f, s);
+        check_range((long double)v, s, f);
         return v;
     }
-    static double parse_float(const std::string& name, const std::string& s) {
+    static uint64_t parse_uint(const std::string& s, const Flag& f) {
         char* end = nullptr;
         errno = 0;
-        double v = std::strtod(s.c_str(), &end);
-        if (s.empty() || *end || errno) fail("%s: expected a number, got '%s'", name.c_str(), s.c_str());
+        unsigned long long v = s.empty() || !std::isdigit((unsigned char)s[0]) ? 0 : std::strtoull(s.c_str(), &end, 10);
+        if (!end || *end || errno) bad(f, s);  // "-1" included: strtoull would wrap it
+        check_range((long double)v, s, f);
         return v;
+    }
+    static double parse_float(const std::string& s, const Flag& f) {
+        char* end = nullptr;
+        errno = 0;
+        double v = s.empty() || std::isspace((unsigned char)s[0]) ? 0 : std::strtod(s.c_str(), &end);
+        if (!end || *end || errno || !std::isfinite(v)) bad(f, s);  // nan, inf, 1e999
+        check_range((long double)v, s, f);
+        return v;
+    }
+    static bool parse_switch(const std::string& s, const Flag& f) {
+        if (s == "true" || s == "1") return true;
+        if (s == "false" || s == "0") return false;
+        fail("%s: a switch takes no value, or =true/=false (=1/=0), got '%s=%s'", f.name.c_str(), f.name.c_str(), s.c_str());
     }
 };
 

@@ -61,8 +61,8 @@ int main(int argc, char** argv) {
                 std::printf("%s: npy\n", path.c_str());
                 print_array("", npy_read(path));
             } else {
-                Image im = image_load(path);
-                std::printf("%s: image %d x %d\n", path.c_str(), im.W, im.H);
+                ImageInfo im = image_info(path);  // the header only: a huge image costs no memory here
+                std::printf("%s: image %d x %d (%s, %d channels)\n", path.c_str(), im.W, im.H, im.format, im.channels);
             }
         }
         return 0;

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
         cli.flag("--device", &device,
                  "cpu or cuda (accepted and checked for scripts that pass it to every tool; score runs no model, and "
                  "its PLS fits run on the CPU either way)");
-        cli.flag("--threads", &threads, "compute threads (0 = all cores)");
+        cli.flag("--threads", &threads, "compute threads (0 = all cores; at most the hardware threads)").range(0, 1 << 16);
         cli.parse(argc, argv);
         scoring.apply(c);
         if (!cli.positional.empty()) fail("score: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
@@ -77,7 +77,10 @@ int main(int argc, char** argv) {
         std::vector<LayerScore> results;
         NpzIndex fz = npz_index(features);
         for (const FeatureArray& li : todo) {
-            std::vector<float> F((size_t)(tg.N * li.T * li.D));
+            const int64_t fbytes = checked_bytes({tg.N, li.T, li.D}, 4, strfmt("features '%s': array '%s'", features.c_str(), li.name.c_str()));
+            mem_check(strfmt("features '%s': array '%s' (N, T, D) = (%lld, %lld, %lld) as float32", features.c_str(),
+                             li.name.c_str(), (long long)tg.N, (long long)li.T, (long long)li.D), (uint64_t)fbytes);
+            std::vector<float> F((size_t)(fbytes / 4));
             npz_read_f32(fz, li.name, F.data(), (int64_t)F.size());
             Progress bar("score " + li.name, score_layer_fits(tg, li.T, mappings), "fits");
             int64_t fits = 0;

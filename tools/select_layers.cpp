@@ -50,9 +50,9 @@ int main(int argc, char** argv) {
         cli.flag("--areas", &areas, "comma-separated areas (default: all of the data's)");
         ScoringFlags scoring;
         scoring.add(cli, c);
-        cli.flag("--batch", &batch, "images per forward pass");
+        cli.flag("--batch", &batch, "images per forward pass").range(1, 1 << 16);
         cli.flag("--device", &device, "cpu or cuda: where the backbone's forward passes run (the PLS fits run on the CPU)");
-        cli.flag("--threads", &threads, "compute threads (0 = all cores)");
+        cli.flag("--threads", &threads, "compute threads (0 = all cores; at most the hardware threads)").range(0, 1 << 16);
         cli.parse(argc, argv);
         scoring.apply(c);
         if (!cli.positional.empty()) fail("select_layers: unexpected argument '%s' (see --help)", cli.positional[0].c_str());

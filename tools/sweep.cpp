@@ -14,7 +14,8 @@
 // numbers would not compare. --jobs N runs N fits at once with cores / N threads each.
 //
 // Without --data the fits use the virtual primate (SIMULATED), generated here once before any
-// fit starts so that parallel fits do not race to write it.
+// fit starts so that parallel fits do not race to write it. DIR is locked for the sweep's life
+// (engine/rundir.h): a second sweep into the same DIR is refused while the first runs.
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include "engine/backend.h"
 #include "engine/npy.h"
 #include "engine/progress.h"
+#include "engine/rundir.h"
 #include "models/npz_stream.h"
 #include "models/sweep.h"
 #include "models/virtual_primate.h"
@@ -178,7 +180,7 @@ int main(int argc, char** argv) {
         cli.flag("--grid", &grid_arg, "motifs, feedback, paper, or a grid file");
         cli.flag("--data", &data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
         cli.flag("--out", &out, "output folder: the report, and runs/NAME/ per configuration");
-        cli.flag("--jobs", &jobs, "configurations fitted at once (each with cores / jobs threads)");
+        cli.flag("--jobs", &jobs, "configurations fitted at once (each with cores / jobs threads)").range(1, 1024);
         cli.flag("--quick", &quick,
                  "reduced size for CI: " + std::string(kQuickData) + " (128 images to 200 ms, 32 V4 + 64 IT sites) and " +
                      join(kQuickFlags) + " for every fit");
@@ -202,6 +204,13 @@ int main(int argc, char** argv) {
         if (simulated) data = quick ? kQuickData : kDefaultData;
         else if (!fs::exists(data)) fail("--data: '%s' does not exist", data.c_str());
         else simulated = npz_index(data).has("teacher_config");
+
+        // One sweep at a time in DIR (a second one would remove the first's unfinished runs):
+        // the lock is held until exit; a rerun of the same command resumes (finished runs reused).
+        RunDirOptions claim_opt;
+        claim_opt.tool = "sweep";
+        claim_opt.lock_only = true;
+        RunDir claim = rundir_claim(out, claim_opt);
 
         const int threads = std::max(1, cores() / jobs);
         // A fit's flags: `shared`, the configuration's own, then `after` (--quick's, then the
