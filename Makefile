@@ -194,7 +194,7 @@ sanitize:
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard fuzz/*.cpp)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.cpp=build-fuzz/%)
-FUZZ_LIB_SRC := engine/common.cpp engine/npy.cpp engine/image.cpp
+FUZZ_LIB_SRC := engine/common.cpp engine/npy.cpp engine/image.cpp models/npz_stream.cpp
 build-fuzz/%: fuzz/%.cpp $(FUZZ_LIB_SRC)
 	@mkdir -p build-fuzz
 	clang++ -std=c++17 -O1 -g -I. $(OPENBLAS_CFLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIB_SRC) -lz -lstb -o $@

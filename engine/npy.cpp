@@ -888,13 +888,12 @@ NpyArray zip_member_array(const uint8_t* raw, const ZipMember& m, const std::str
 
 Npz npz_parse(const uint8_t* d, size_t n, const std::string& what) {
     std::string label = "'" + what + "'";
-    if (n >= 6 && !memcmp(d, "\x93NUMPY", 6)) failf(label, "is a .npy file, not an .npz archive (read it with npy_read)");
     std::vector<ZipMember> members = zip_directory(
         [&](uint64_t off, void* dst, size_t len) {
             if (off > n || len > n - off)
                 failf(label, "truncated: needs bytes [%llu, %llu) of a %zu-byte file", (unsigned long long)off,
                       (unsigned long long)(off + len), n);
-            memcpy(dst, d + off, len);
+            if (len > 0) memcpy(dst, d + off, len);  // an empty directory reads nothing
         },
         n, what);
     // Memory: every array kept, plus the largest member while it is inflated.

@@ -50,6 +50,7 @@ struct File {
         if (off > size || n > size - off)
             fail("'%s': truncated: needs bytes [%llu, %llu) of a %llu-byte file", path.c_str(), (unsigned long long)off,
                  (unsigned long long)(off + n), (unsigned long long)size);
+        if (n == 0) return;
         if (fseeko(f, (off_t)off, SEEK_SET) != 0 || std::fread(dst, 1, n, f) != n)
             fail("cannot read '%s' at offset %llu: %s", path.c_str(), (unsigned long long)off,
                  ferror(f) ? std::strerror(errno) : "the file changed while it was read");

@@ -37,4 +37,15 @@ ShellRun run_tool(const std::string& tool, const std::string& args, bool stderr_
     return shell_run(tool_path(tool) + " " + args + (stderr_only ? " 2>&1 >/dev/null" : " 2>&1"));
 }
 
+ShellRun run_tool_limited(const std::string& tool, const std::string& args, long mem_kb, int seconds) {
+    return shell_run("ulimit -v " + std::to_string(mem_kb) + " && timeout " + std::to_string(seconds) + " " +
+                     tool_path(tool) + " " + args + " 2>&1 >/dev/null");
+}
+
+std::string shell_quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\"'\"'") : std::string(1, c);
+    return q + "'";
+}
+
 }  // namespace vt_test

@@ -51,6 +51,13 @@ std::string tool_path(const std::string& tool);
 bool have_tool(const std::string& tool);
 ShellRun run_tool(const std::string& tool, const std::string& args, bool stderr_only = false);
 
+// Runs bin/<tool> with `args` under an address-space limit (ulimit -v, in KB) and a
+// wall-clock limit (timeout: exit code 124 when it runs out), capturing stderr only.
+ShellRun run_tool_limited(const std::string& tool, const std::string& args, long mem_kb, int seconds);
+
+// `s` as one word for /bin/sh: 'it'"'"'s'.
+std::string shell_quote(const std::string& s);
+
 inline int count_lines(const std::string& s) {
     int n = 0;
     for (char c : s) n += c == '\n';

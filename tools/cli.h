@@ -178,6 +178,7 @@ struct Cli {
     }
     // "from 1 to 1000", "above 0 and at most 10", ...
     static std::string range_text(const Flag& f) {
+        if (!f.ranged && !f.integral) return "(within float32's range)";
         std::string hi = num_text(f.hi, f.integral);
         if (f.open_below) return "above " + num_text(f.lo, f.integral) + " and at most " + hi;
         return "from " + num_text(f.lo, f.integral) + " to " + hi;
