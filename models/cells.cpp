@@ -73,6 +73,115 @@ void cell_param_specs(std::vector<ParamSpec>& specs, Motif m, const std::string&
     }
 }
 
+// ---- a start with memory ---------------------------------------------------------------------
+
+namespace {
+
+float logit(float p) { return std::log(p / (1 - p)); }
+
+// Sets one conv of a cell: w (OC, IC, 3, 3) keeps half its random init, plus `self` at the
+// centre tap from input channel in0 + c to output channel out0 + c, for c < C.
+void conv_add_identity(const Tensor& w, int out0, int in0, int C, const std::vector<float>& self) {
+    std::vector<float> W = w.to_vector();
+    const int64_t IC = w.dim(1);
+    CHECK(w.dim(2) == 3 && w.dim(3) == 3 && out0 + C <= w.dim(0) && in0 + C <= IC && (int)self.size() >= C,
+          "cell_init_memory: %s has no room for %d channels at output %d, input %d", w.desc().c_str(), C, out0, in0);
+    for (float& v : W) v *= 0.5f;
+    for (int c = 0; c < C; c++) W[(((int64_t)(out0 + c) * IC + in0 + c) * 3 + 1) * 3 + 1] += self[c];
+    backend_copy_from_host(w.device(), w.data(), W.data(), w.numel());
+}
+
+void set_values(const Tensor& t, int64_t offset, const std::vector<float>& v) {
+    std::vector<float> all = t.to_vector();
+    CHECK(offset + (int64_t)v.size() <= (int64_t)all.size(), "cell_init_memory: %s has no room for %zu values at %lld",
+          t.desc().c_str(), v.size(), (long long)offset);
+    std::copy(v.begin(), v.end(), all.begin() + offset);
+    backend_copy_from_host(t.device(), t.data(), all.data(), t.numel());
+}
+
+}  // namespace
+
+std::vector<float> cell_init_memory(ParamArena& p, Motif m, const std::string& layer, int C, uint64_t seed,
+                                    float tau_min, float tau_max) {
+    const std::string n = layer + ".cell.";
+    if (m != Motif::None) {
+        const std::string any = m == Motif::TimeDecay ? "tau" : m == Motif::GRU ? "cand.bias" : m == Motif::RGC ? "x.bias" : "bias";
+        const Tensor& b = p[n + any];
+        const int64_t per = m == Motif::RNNLarge ? rnn_large_depth(C) : C;
+        const int64_t want = m == Motif::TimeDecay || m == Motif::GRU || m == Motif::RGC || m == Motif::RNN ? C
+                             : m == Motif::RNNLarge ? per : m == Motif::LSTM ? 4 * C : 2 * C;
+        if (b.numel() != want)
+            fail("cell_init_memory: %s has %lld values, expected %lld for a %s cell of depth %d", b.desc().c_str(),
+                 (long long)b.numel(), (long long)want, motif_name(m), C);
+    }
+    Rng rng(seed);
+    std::vector<float> r(C), one(C, 1.f), keep(C), lose(C);
+    for (int c = 0; c < C; c++) {
+        float tau = tau_min * std::pow(tau_max / tau_min, rng.uniform());
+        r[c] = 1.f - 1.f / tau;
+        keep[c] = logit(r[c]), lose[c] = logit(1.f - r[c]);
+    }
+    auto fill = [&](const std::string& name, int64_t offset, int count, float v) {
+        set_values(p[n + name], offset, std::vector<float>(count, v));
+    };
+    switch (m) {
+    case Motif::None: break;
+    case Motif::TimeDecay: set_values(p[n + "tau"], 0, keep); break;
+    case Motif::RNN:
+    case Motif::RNNLarge: {  // [x (C), h (D)] -> D; the first C channels integrate x_c
+        const int D = (int)p[n + "weight"].dim(0);
+        std::vector<float> in(C), self(D, 0.9f);
+        for (int c = 0; c < C; c++) in[c] = 1 - r[c], self[c] = r[c];
+        conv_add_identity(p[n + "weight"], 0, 0, C, in);
+        std::vector<float> W = p[n + "weight"].to_vector();
+        for (int d = 0; d < D; d++) W[(((int64_t)d * (C + D) + C + d) * 3 + 1) * 3 + 1] += self[d];
+        backend_copy_from_host(p[n + "weight"].device(), p[n + "weight"].data(), W.data(), (int64_t)W.size());
+        fill("bias", 0, D, 0.f);
+        break;
+    }
+    case Motif::GRU: {  // gates [r, u] (+1 inside), cand on [x, r*h]
+        conv_add_identity(p[n + "gates.weight"], 0, 0, 0, {});
+        fill("gates.bias", 0, C, 2.f);                                   // r: read the state
+        std::vector<float> u(C);
+        for (int c = 0; c < C; c++) u[c] = keep[c] - 1;                   // s(u + 1) = r
+        set_values(p[n + "gates.bias"], C, u);
+        conv_add_identity(p[n + "cand.weight"], 0, 0, C, one);
+        fill("cand.bias", 0, C, 0.f);
+        break;
+    }
+    case Motif::LSTM: {  // [i, j, f, o]
+        conv_add_identity(p[n + "weight"], C, 0, C, one);                // j: x_c
+        std::vector<float> f(C);
+        for (int c = 0; c < C; c++) f[c] = keep[c] - 1;                   // s(f + 1) = r
+        set_values(p[n + "bias"], 0, lose);                               // s(i) = 1 - r
+        fill("bias", C, C, 0.f);
+        set_values(p[n + "bias"], 2 * C, f);
+        fill("bias", 3 * C, C, 2.f);                                      // o: open
+        break;
+    }
+    case Motif::UGRNN: {  // [g, m], g (+1 inside) keeps the state
+        conv_add_identity(p[n + "weight"], C, 0, C, one);                // m: x_c
+        std::vector<float> g(C);
+        for (int c = 0; c < C; c++) g[c] = keep[c] - 1;
+        set_values(p[n + "bias"], 0, g);
+        fill("bias", C, C, 0.f);
+        break;
+    }
+    case Motif::RGC: {  // c.weight on c_prev: [tc, gh]; h.weight on h_prev: [gc, th]; x.weight: W_xc
+        conv_add_identity(p[n + "c.weight"], 0, 0, 0, {});
+        conv_add_identity(p[n + "h.weight"], 0, 0, 0, {});
+        conv_add_identity(p[n + "x.weight"], 0, 0, C, one);
+        set_values(p[n + "c.bias"], 0, lose);  // c keeps 1 - s(tc) = r
+        set_values(p[n + "c.bias"], C, keep);  // h takes 1 - s(gh) = 1 - r of x
+        set_values(p[n + "h.bias"], 0, keep);  // c takes 1 - s(gc) = 1 - r of W_xc x
+        set_values(p[n + "h.bias"], C, lose);  // h keeps 1 - s(th) = r
+        fill("x.bias", 0, C, 0.f);
+        break;
+    }
+    }
+    return r;
+}
+
 // ---- fused ops -------------------------------------------------------------------------
 // Two-state cells return one (2, N, C, H, W) tensor [c; h]; state_c/state_h are its halves
 // as views, so the gradients of both land in the one buffer the op's backward reads.

@@ -35,6 +35,22 @@ void cell_param_specs(std::vector<ParamSpec>& specs,  // appended to
                       const std::string& layer,       // "conv3": parameters "conv3.cell.*"
                       int C);                         // layer depth
 
+// A start with memory (fit_dynamics' default, dynamics.h): every channel c of the cell
+// becomes a leaky integrator of its own input x_c, h_c ~ r_c h_c + (1 - r_c) f(x_c), with a
+// retention r_c = 1 - 1/tau_c per step, tau_c log-uniform in [tau_min, tau_max] steps (seeded),
+// set through the gate biases and a centre-tap identity on x_c in the candidate's conv (the
+// conv's random weights are halved: channels stay mostly themselves). A fresh network then
+// keeps a fading trace of the image after it has gone, which a time-shared readout can use
+// from the start. Returns the retentions (C). timedecay: tau = logit(r); rnn/rnn-large: the
+// centre taps (1 - r) on x_c and r on h_c; gru/ugrnn: the keep gate's bias; lstm: forget bias
+// logit(r) - 1, input bias logit(1 - r), output bias 2; rgc: c and h both retain r (c from W_xc x).
+std::vector<float> cell_init_memory(ParamArena& p,              // the cell's parameters are set
+                                    Motif m,                    // the cell
+                                    const std::string& layer,   // "conv3"
+                                    int C,                      // layer depth
+                                    uint64_t seed,              // timescales and random weights
+                                    float tau_min = 1.5f, float tau_max = 20.f);
+
 struct CellState {
     Tensor c;  // memory (lstm, rgc), (N, C, H, W); undefined = zero
     Tensor h;  // hidden state, (N, C or D, H, W); undefined = zero

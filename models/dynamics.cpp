@@ -76,6 +76,7 @@ struct AreaPlan {
 
 struct Plan {
     int T = 0, image_steps = 0;
+    float onset_ms = 0;                 // time of step 0 after image onset
     int64_t N = 0, B = 0, S = 0;        // S: input side
     std::vector<std::vector<int>> steps;  // per bin
     std::vector<int64_t> bins_fitted;   // bins with at least one step
@@ -247,12 +248,19 @@ Standardised standardise(const Targets& tg, const std::vector<int64_t>& train) {
     return st;
 }
 
-// P (rows, Ua) = X (rows, D) W^T + bias.
-void readout_apply(float* P, const std::vector<float>& W, const std::vector<float>& bias, const float* X, int64_t rows,
-                   int64_t D, int64_t Ua) {
-    kernels_for(Device::CPU).gemm(false, true, (int)rows, (int)Ua, (int)D, 1.f, X, (int)D, W.data(), (int)D, 0.f, P, (int)Ua);
+// ---- the readout in closed form ------------------------------------------------------------
+// A time-shared linear readout P (rows, Ua) = X (rows, D) W^T + bias, rows = (image, bin).
+
+struct Readout {
+    std::vector<float> W, bias;  // (Ua, D), (Ua)
+    std::vector<int> comps;      // (Ua) PLS components each unit uses
+};
+
+void readout_apply(float* P, const Readout& r, const float* X, int64_t rows, int64_t D, int64_t Ua) {
+    kernels_for(Device::CPU).gemm(false, true, (int)rows, (int)Ua, (int)D, 1.f, X, (int)D, r.W.data(), (int)D, 0.f, P,
+                                  (int)Ua);
     for (int64_t i = 0; i < rows; i++)
-        for (int64_t k = 0; k < Ua; k++) P[i * Ua + k] += bias[k];
+        for (int64_t k = 0; k < Ua; k++) P[i * Ua + k] += r.bias[k];
 }
 
 // Removes from rows (image, bin) of A (n, B, W) the mean over the n images of each bin.
@@ -264,25 +272,76 @@ void center_within_bins(std::vector<float>& A, int64_t n, int64_t B, int64_t W) 
         for (int64_t q = 0; q < B * W; q++) A[i * B * W + q] -= (float)(m[q] / n);
 }
 
-// The time-shared linear readout in closed form: W (Ua, D), bias (Ua) from rows (image, bin)
-// X (n*B, D) -> Y (n*B, Ua): PLS on X and Y centred within each bin, then the bias that
-// zeroes the mean residual (dynamics.h, step 3).
-void fit_shared_readout(std::vector<float>& W, std::vector<float>& bias, const std::vector<float>& X,
-                        const std::vector<float>& Y, int64_t n, int64_t B, int64_t D, int64_t Ua, int comps,
-                        PlsAlgorithm algo) {
+// PLS (up to max_comps components) from X (n, B, D) to Y (n, B, Ua), both centred within
+// each bin (the image-to-image variation the score measures). Each unit keeps the number
+// of components that predicts the validation images Xv, Yv (nv, B, .) best (the least
+// squared error within bins; nv = 0: all components, or `fixed`[k] for unit k when given),
+// then the bias that zeroes its mean training residual (dynamics.h, step 3).
+Readout readout_fit(const std::vector<float>& X, const std::vector<float>& Y, int64_t n, const std::vector<float>& Xv,
+                    const std::vector<float>& Yv, int64_t nv, int64_t B, int64_t D, int64_t Ua, int max_comps,
+                    PlsAlgorithm algo, const std::vector<int>& fixed = {}) {
+    Readout r;
+    r.W.assign((size_t)(Ua * D), 0.f), r.bias.assign((size_t)Ua, 0.f), r.comps.assign((size_t)Ua, 0);
+    if (Ua == 0) return r;
     std::vector<float> Xc = X, Yc = Y;
     center_within_bins(Xc, n, B, D), center_within_bins(Yc, n, B, Ua);
-    PlsModel pm = pls_fit(Xc.data(), Yc.data(), n * B, (int)D, (int)Ua, comps, algo);
+    PlsModel pm = pls_fit(Xc.data(), Yc.data(), n * B, (int)D, (int)Ua, max_comps, algo);
     std::vector<float>().swap(Xc);
-    W.assign((size_t)(Ua * D), 0.f), bias.assign((size_t)Ua, 0.f);
-    for (int64_t k = 0; k < Ua; k++)
-        for (int64_t j = 0; j < D; j++) W[k * D + j] = pm.coef[j * Ua + k];
+    const int A = pm.ncomp;
+    std::vector<int> best((size_t)Ua, A);
+    for (size_t k = 0; k < fixed.size() && k < best.size(); k++) best[k] = std::max(1, std::min(fixed[k], A));
+    if (fixed.empty() && nv > 0 && A > 1) {  // validation: the held-out error of every unit with 1..A components
+        std::vector<float> Xvc = Xv, Yvc = Yv, Tv((size_t)(nv * B * A));
+        center_within_bins(Xvc, nv, B, D), center_within_bins(Yvc, nv, B, Ua);
+        pls_transform(Tv.data(), pm, Xvc.data(), nv * B);
+        for (int64_t k = 0; k < Ua; k++) {
+            std::vector<double> pred((size_t)(nv * B), 0.0);
+            double best_err = INFINITY;
+            for (int a = 0; a < A; a++) {
+                double err = 0;
+                for (int64_t i = 0; i < nv * B; i++) {
+                    pred[i] += (double)Tv[i * A + a] * pm.y_loadings[k * A + a];
+                    double e = Yvc[i * Ua + k] - pred[i];
+                    err += e * e;
+                }
+                if (err < best_err) best_err = err, best[k] = a + 1;
+            }
+        }
+    }
+    for (int64_t k = 0; k < Ua; k++) {  // W[k] = R[:, :a_k] L[k, :a_k]^T
+        r.comps[k] = best[k];
+        for (int a = 0; a < best[k]; a++) {
+            const float l = pm.y_loadings[k * A + a];
+            for (int64_t j = 0; j < D; j++) r.W[k * D + j] += pm.x_weights[j * A + a] * l;
+        }
+    }
     std::vector<float> P((size_t)(n * B * Ua));
-    readout_apply(P.data(), W, bias, X.data(), n * B, D, Ua);
-    std::vector<double> r((size_t)Ua, 0.0);
+    readout_apply(P.data(), r, X.data(), n * B, D, Ua);
+    std::vector<double> res((size_t)Ua, 0.0);
     for (int64_t i = 0; i < n * B; i++)
-        for (int64_t k = 0; k < Ua; k++) r[k] += Y[i * Ua + k] - P[i * Ua + k];
-    for (int64_t k = 0; k < Ua; k++) bias[k] = (float)(r[k] / (double)(n * B));
+        for (int64_t k = 0; k < Ua; k++) res[k] += Y[i * Ua + k] - P[i * Ua + k];
+    for (int64_t k = 0; k < Ua; k++) r.bias[k] = (float)(res[k] / (double)(n * B));
+    return r;
+}
+
+// The same where no validation images are set aside: a seeded quarter of the n images
+// chooses each unit's components, then the readout is refitted on all n with those.
+Readout readout_fit_cv(const std::vector<float>& X, const std::vector<float>& Y, int64_t n, int64_t B, int64_t D,
+                       int64_t Ua, int max_comps, PlsAlgorithm algo, uint64_t seed) {
+    if (n < 8) return readout_fit(X, Y, n, {}, {}, 0, B, D, Ua, max_comps, algo);
+    std::vector<size_t> order((size_t)n);
+    std::iota(order.begin(), order.end(), 0);
+    Rng rng(seed);
+    for (size_t i = order.size(); i > 1; i--) std::swap(order[i - 1], order[(size_t)rng.randint((int64_t)i)]);
+    const size_t nv = order.size() / 4;
+    std::vector<size_t> val(order.begin(), order.begin() + nv), fit(order.begin() + nv, order.end());
+    auto rows = [&](const std::vector<float>& A, const std::vector<size_t>& which, int64_t W) {
+        return gather_rows(A, which, B, W);
+    };
+    Readout sel = readout_fit(rows(X, fit, D), rows(Y, fit, Ua), (int64_t)fit.size(), rows(X, val, D), rows(Y, val, Ua),
+                              (int64_t)nv, B, D, Ua, max_comps, algo);
+    const int most = *std::max_element(sel.comps.begin(), sel.comps.end());
+    return readout_fit(X, Y, n, {}, {}, 0, B, D, Ua, most, algo, sel.comps);  // PLS components are nested
 }
 
 void copy_backbone(Model& dst, const Model& src) {
@@ -310,41 +369,37 @@ float loss_value(const Graph& g) {
     return v;
 }
 
-}  // namespace
+// ---- stage 1: the plan ------------------------------------------------------------------------
 
-// ---- the protocol ----------------------------------------------------------------------------
-
-FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vector<float>& teacher,
-                       const std::function<void(const std::string&)>& log_fn) {
-    auto log = [&](const std::string& s) {
-        if (log_fn) log_fn(s);
-    };
-    const double t_start = now_s();
-    FitResult R;
+void settings_check(const NeuralData& d, const FitConfig& cfg, const std::vector<float>& teacher) {
     if (cfg.batch < 1) fail("--batch: need at least 1 image, got %d", cfg.batch);
     if (cfg.iters < 0) fail("--iters: expected >= 0, got %d", cfg.iters);
     if (cfg.val_every < 1) fail("--val-every: expected >= 1, got %d", cfg.val_every);
     if (!(cfg.ms_per_step > 0)) fail("--ms-per-step: expected > 0, got %g", cfg.ms_per_step);
+    if (cfg.readout_components < 1) fail("--readout-components: expected at least 1, got %d", cfg.readout_components);
     if (!(cfg.heldout_fraction >= 0 && cfg.heldout_fraction < 1))
         fail("--heldout-units: expected a fraction in [0, 1), got %g", cfg.heldout_fraction);
     if (!(cfg.val_fraction > 0 && cfg.val_fraction < 1))
         fail("--val-fraction: expected a fraction in (0, 1), got %g", cfg.val_fraction);
     if (!(cfg.mean_weight >= 0 && cfg.mean_weight <= 1))
         fail("--mean-weight: expected a weight in [0, 1], got %g", cfg.mean_weight);
+    if (!(std::isnan(cfg.onset_ms) || std::isfinite(cfg.onset_ms)))
+        fail("--onset-ms: expected a time in ms or auto, got %g", cfg.onset_ms);
     if (d.images.empty()) fail("'%s': the dataset has no images to show the network", d.path.c_str());
+    const int need = steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, 0.f);
+    if (need > 1000 || cfg.steps > 1000)
+        fail("'%s': its bins reach %g ms, which at %g ms per step (--ms-per-step) needs %d model steps; at most 1000 are "
+             "allowed (each step holds every layer's activations): use a coarser --ms-per-step or drop the late bins",
+             d.path.c_str(), d.bin_end_ms.empty() ? 0.f : *std::max_element(d.bin_end_ms.begin(), d.bin_end_ms.end()),
+             cfg.ms_per_step, std::max(need, cfg.steps));
     if (!teacher.empty() && (int64_t)teacher.size() != d.N * d.U * d.B)
         fail("teacher responses: expected %lld values (N, U, B), found %zu", (long long)(d.N * d.U * d.B), teacher.size());
+}
 
-    // the backbone and the student's structure
-    std::unique_ptr<Model> bb = backbone_load(cfg.backbone, cfg.arch);
-    const BackboneSpec& spec = bb->spec;
-    ModelConfig mc;
-    mc.arch = spec.arch;
-    mc.motifs.assign(spec.layers.size(), motif_parse(cfg.motif));
-    if (!cfg.time_varied) mc.feedback = feedback_parse(cfg.feedback, spec);  // the baseline has no network
-    mc.residual = true;
-
-    // areas: the readouts the data can feed
+// The areas the data can feed (with their readout layers), the targets, each area's unit
+// split, the network inputs and the empty scores. The time comes with plan_time.
+Plan plan_make(const NeuralData& d, const FitConfig& cfg, const Model& backbone, bool has_teacher, FitResult& R) {
+    const BackboneSpec& spec = backbone.spec;
     std::vector<std::string> known = neural_areas(d);
     std::vector<std::pair<std::string, std::string>> ro_pairs, wanted = readout_parse(cfg.readout);
     for (const auto& p : wanted) {
@@ -370,41 +425,13 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
     R.targets = targets_prepare(d, sc);
     const Targets& tg = R.targets;
 
-    // time
     Plan P;
     P.N = d.N, P.B = d.B, P.S = spec.in_size;
-    const int need = steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, cfg.onset_ms);
-    P.T = cfg.steps > 0 ? cfg.steps : need;
-    if (P.T < need) {
-        int64_t last = 0;
-        for (int64_t b = 0; b < d.B; b++)
-            if (d.bin_end_ms[b] > d.bin_end_ms[last]) last = b;
-        fail("--steps %d: the unroll ends at %g ms but the data's bins reach %g ms (bin [%g, %g) ms); at %g ms per step "
-             "(onset %g ms) they need --steps %d, or leave --steps out to use that",
-             cfg.steps, (P.T - 1) * cfg.ms_per_step + cfg.onset_ms, d.bin_end_ms[last], d.bin_start_ms[last],
-             d.bin_end_ms[last], cfg.ms_per_step, cfg.onset_ms, need);
-    }
-    P.image_steps = cfg.image_steps >= 0 ? cfg.image_steps : (int)std::lround(d.presentation_ms / cfg.ms_per_step);
-    P.steps = bin_steps(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, cfg.onset_ms, P.T);
-    std::string empty_bins;
-    for (int64_t b = 0; b < d.B; b++) {
-        if (!P.steps[b].empty()) P.bins_fitted.push_back(b);
-        else empty_bins += strfmt("%s[%g, %g)", empty_bins.empty() ? "" : ", ", d.bin_start_ms[b], d.bin_end_ms[b]);
-    }
-    if (P.bins_fitted.empty())
-        fail("no bin of '%s' contains a model step (steps at %g ms + t * %g ms, t < %d): check --ms-per-step / --onset-ms",
-             d.path.c_str(), cfg.onset_ms, cfg.ms_per_step, P.T);
-    if (!empty_bins.empty())
-        R.notes.push_back("bins with no model step (constant prediction, not fitted): " + empty_bins);
-    R.T = P.T, R.image_steps = P.image_steps, R.steps_of_bin = P.steps;
-
-    // inputs
     const int64_t isz = 3 * P.S * P.S;
     P.inputs.resize((size_t)(d.N * isz));
     for (int64_t i = 0; i < d.N; i++)
-        stimulus_to_input(&P.inputs[(size_t)(i * isz)], &d.images[(size_t)(i * d.H * d.W * 3)], d.H, d.W, (int)P.S, bb->norm);
-
-    // areas and their unit split
+        stimulus_to_input(&P.inputs[(size_t)(i * isz)], &d.images[(size_t)(i * d.H * d.W * 3)], d.H, d.W, (int)P.S,
+                          backbone.norm);
     for (const auto& p : ro_pairs) {
         AreaPlan ap;
         ap.area = p.first, ap.layer = p.second;
@@ -433,265 +460,595 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         Mapping mp = cfg.time_varied ? Mapping::PerBin : Mapping::Shared;
         af.fit = area_score_new(tg, ap.fit, mp);
         af.heldout = area_score_new(tg, ap.heldout, mp);
-        af.has_teacher = !teacher.empty();
+        af.has_teacher = has_teacher;
         if (af.has_teacher) af.teacher = area_score_new(tg, *ap.units, Mapping::Shared);
         R.areas.push_back(std::move(af));
     }
     R.predictions.assign((size_t)(d.N * d.U * d.B), NAN);
-    const int S = tg.folds.k;
+    return P;
+}
 
-    // the teacher, scored like a model on each split's held-out images
-    if (!teacher.empty())
-        for (int s = 0; s < S; s++) {
-            std::vector<int64_t> test;
-            for (int64_t i = 0; i < d.N; i++)
-                if (tg.folds.fold[i] == s) test.push_back(i);
-            for (size_t a = 0; a < P.areas.size(); a++) {
-                const std::vector<int>& units = P.areas[a].units->units;
-                std::vector<float> p(test.size() * units.size() * d.B);
-                for (size_t j = 0; j < test.size(); j++)
-                    for (size_t k = 0; k < units.size(); k++)
-                        for (int64_t b = 0; b < d.B; b++)
-                            p[(j * units.size() + k) * d.B + b] = teacher[(test[j] * d.U + units[k]) * d.B + b];
-                score_predictions(tg, *P.areas[a].units, s, test, p.data(), R.areas[a].teacher);
-            }
+// The unroll's length and the steps of each bin at this onset (dynamics.h, time).
+void plan_time(Plan& P, const NeuralData& d, const FitConfig& cfg, float onset_ms, FitResult& R) {
+    P.onset_ms = onset_ms;
+    const int need = steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onset_ms);
+    P.T = cfg.steps > 0 ? cfg.steps : need;
+    if (P.T < need) {
+        int64_t last = 0;
+        for (int64_t b = 0; b < d.B; b++)
+            if (d.bin_end_ms[b] > d.bin_end_ms[last]) last = b;
+        fail("--steps %d: the unroll ends at %g ms but the data's bins reach %g ms (bin [%g, %g) ms); at %g ms per step "
+             "(onset %g ms) they need --steps %d, or leave --steps out to use that",
+             cfg.steps, (P.T - 1) * cfg.ms_per_step + onset_ms, d.bin_end_ms[last], d.bin_start_ms[last],
+             d.bin_end_ms[last], cfg.ms_per_step, onset_ms, need);
+    }
+    P.image_steps = cfg.image_steps >= 0 ? cfg.image_steps : (int)std::lround(d.presentation_ms / cfg.ms_per_step);
+    P.steps = bin_steps(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onset_ms, P.T);
+    P.bins_fitted.clear();
+    std::string empty_bins;
+    for (int64_t b = 0; b < d.B; b++) {
+        if (!P.steps[b].empty()) P.bins_fitted.push_back(b);
+        else empty_bins += strfmt("%s[%g, %g)", empty_bins.empty() ? "" : ", ", d.bin_start_ms[b], d.bin_end_ms[b]);
+    }
+    if (P.bins_fitted.empty())
+        fail("no bin of '%s' contains a model step (steps at %g ms + t * %g ms, t < %d): check --ms-per-step / --onset-ms",
+             d.path.c_str(), onset_ms, cfg.ms_per_step, P.T);
+    if (!empty_bins.empty())
+        R.notes.push_back("bins with no model step (constant prediction, not fitted): " + empty_bins);
+    R.T = P.T, R.image_steps = P.image_steps, R.steps_of_bin = P.steps, R.onset_ms = onset_ms;
+}
+
+// The images of split s: `test` (fold s), and the others shuffled into `val` (val_fraction,
+// for early stopping and the readout's components) and `train` (the BPTT minibatches and
+// the readout fit); `heldout_fit` (a seeded subset of train + val) fits the held-out units.
+struct SplitImages {
+    std::vector<int64_t> test, val, train, heldout_fit;
+};
+
+SplitImages split_images(const Targets& tg, int s, const FitConfig& cfg) {
+    SplitImages si;
+    std::vector<int64_t> pool;
+    for (int64_t i = 0; i < tg.N; i++) (tg.folds.fold[i] == s ? si.test : pool).push_back(i);
+    if (pool.size() < 2) fail("split %d: %zu training images; need at least 2", s, pool.size());
+    Rng rng(cfg.seed * 1000003 + 31 * s + 5);
+    for (size_t i = pool.size(); i > 1; i--) std::swap(pool[i - 1], pool[(size_t)rng.randint((int64_t)i)]);
+    size_t nval = std::max<size_t>(1, (size_t)std::lround(cfg.val_fraction * (double)pool.size()));
+    nval = std::min(nval, pool.size() - 1);
+    si.val.assign(pool.begin(), pool.begin() + (int64_t)nval);
+    si.train.assign(pool.begin() + (int64_t)nval, pool.end());
+    si.heldout_fit = pool;  // pool is shuffled: a prefix is a seeded subset
+    if (cfg.heldout_fit_images > 0 && si.heldout_fit.size() > (size_t)cfg.heldout_fit_images)
+        si.heldout_fit.resize((size_t)cfg.heldout_fit_images);
+    for (auto* v : {&si.val, &si.train, &si.heldout_fit}) std::sort(v->begin(), v->end());
+    return si;
+}
+
+// ---- stage 2: the teacher, scored like a model on each split's held-out images -------------
+
+void score_teacher(const Plan& P, const Targets& tg, const std::vector<float>& teacher, FitResult& R) {
+    const int64_t U = tg.U, B = tg.B;
+    for (int s = 0; s < tg.folds.k; s++) {
+        std::vector<int64_t> test;
+        for (int64_t i = 0; i < tg.N; i++)
+            if (tg.folds.fold[i] == s) test.push_back(i);
+        for (size_t a = 0; a < P.areas.size(); a++) {
+            const std::vector<int>& units = P.areas[a].units->units;
+            std::vector<float> pred(test.size() * units.size() * B);
+            for (size_t j = 0; j < test.size(); j++)
+                for (size_t k = 0; k < units.size(); k++)
+                    for (int64_t b = 0; b < B; b++)
+                        pred[(j * units.size() + k) * B + b] = teacher[(test[j] * U + units[k]) * B + b];
+            score_predictions(tg, *P.areas[a].units, s, test, pred.data(), R.areas[a].teacher);
         }
+    }
+}
 
-    // time-varied baseline: static backbone features, an independent PLS per bin
-    if (cfg.time_varied) {
-        log("time-varied baseline: feedforward " + spec.arch + " features, an independent PLS per bin");
-        std::vector<std::vector<float>> feats = backbone_features(*bb, d.images.data(), d.N, d.H, d.W, 32, nullptr, cfg.device);
+// Scores held-out predictions Pr (nte * B, Ua) (rows (image, bin), standardised) of units
+// `au` into `out` and keeps them, in the data's units, in R.predictions.
+void keep_predictions(const Targets& tg, const AreaUnits& au, int s, const std::vector<int64_t>& test,
+                      const std::vector<float>& Pr, const Standardised& st, AreaScore& out, FitResult& R) {
+    const int64_t nte = (int64_t)test.size(), Ua = (int64_t)au.units.size(), B = tg.B;
+    std::vector<float> pred((size_t)(nte * Ua * B));
+    for (int64_t j = 0; j < nte; j++)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t k = 0; k < Ua; k++) {
+                const int u = au.units[k];
+                const float v = Pr[(j * B + b) * Ua + k];
+                pred[(j * Ua + k) * B + b] = v;
+                R.predictions[(test[j] * tg.U + u) * B + b] = v * st.sd[u] + st.mu[u];
+            }
+    score_predictions(tg, au, s, test, pred.data(), out);
+}
+
+// ---- stage 3: the time-varied baseline: static features, an independent readout per bin -----
+
+void fit_time_varied(const NeuralData& d, const FitConfig& cfg, const Plan& P, const Model& backbone, FitResult& R) {
+    const Targets& tg = R.targets;
+    const int64_t B = tg.B;
+    std::vector<std::vector<float>> feats =
+        backbone_features(backbone, d.images.data(), d.N, d.H, d.W, 32, nullptr, cfg.device);
+    for (int s = 0; s < tg.folds.k; s++) {
+        SplitImages si = split_images(tg, s, cfg);
+        std::vector<int64_t> pool = si.train;
+        pool.insert(pool.end(), si.val.begin(), si.val.end());
+        const Standardised st = standardise(tg, pool);
+        std::vector<size_t> tr(pool.begin(), pool.end()), te(si.test.begin(), si.test.end());
         for (size_t a = 0; a < P.areas.size(); a++) {
             const AreaPlan& ap = P.areas[a];
+            const std::vector<float>& F = feats[ap.layer_index];  // (N, D)
+            std::vector<float> X = gather_rows(F, tr, 1, ap.D), Xt = gather_rows(F, te, 1, ap.D);
             for (int which = 0; which < 2; which++) {
                 const AreaUnits& au = which == 0 ? ap.fit : ap.heldout;
-                if (au.units.empty()) continue;
-                Targets t2 = tg;
-                t2.areas = {au};
-                LayerScore ls = score_layer(t2, ap.layer, feats[ap.layer_index].data(), 1, ap.D, {Mapping::PerBin});
-                (which == 0 ? R.areas[a].fit : R.areas[a].heldout) = ls.scores[0];
-            }
-        }
-        for (AreaFit& af : R.areas)
-            if (af.has_teacher) area_score_summarise(af.teacher, S, d.B);
-        R.seconds = now_s() - t_start;
-        return R;
-    }
-
-    // the fresh student's features = its feedforward unroll's (residual cells at a = 0, zero
-    // feedback): computed once, with the cheap feedforward model, for every split's PLS init
-    std::vector<int64_t> all((size_t)d.N);
-    std::iota(all.begin(), all.end(), 0);
-    std::vector<std::vector<float>> F0;
-    {
-        ModelConfig ff;
-        ff.arch = spec.arch;
-        Model mff(ff, cfg.seed, cfg.device);
-        copy_backbone(mff, *bb);
-        mff.freeze_backbone();
-        Graph g;
-        graph_build(g, mff, P, std::min<int>(16, (int)d.N), nullptr, 0);
-        Progress bar("features of the fresh network", d.N, "img");
-        int64_t done = 0;
-        F0 = graph_features(g, P, all, &bar, &done);
-        bar.finish();
-    }
-
-    R.splits.resize(S);
-    for (int s = 0; s < S; s++) {
-        SplitLog& L = R.splits[s];
-        const double t_split = now_s();
-        std::vector<int64_t> test, pool;
-        for (int64_t i = 0; i < d.N; i++) (tg.folds.fold[i] == s ? test : pool).push_back(i);
-        Rng rng(cfg.seed * 1000003 + 31 * s + 5);
-        for (size_t i = pool.size(); i > 1; i--) std::swap(pool[i - 1], pool[(size_t)rng.randint((int64_t)i)]);
-        size_t nval = std::max<size_t>(1, (size_t)std::lround(cfg.val_fraction * (double)pool.size()));
-        if (pool.size() < 2) fail("split %d: %zu training images; need at least 2", s, pool.size());
-        nval = std::min(nval, pool.size() - 1);
-        std::vector<int64_t> val(pool.begin(), pool.begin() + (int64_t)nval), train(pool.begin() + (int64_t)nval, pool.end());
-        std::vector<int64_t> fit_imgs = train;  // PLS and readout init: training images proper
-        std::sort(fit_imgs.begin(), fit_imgs.end());
-        std::vector<int64_t> train_all = pool;  // held-out units' PLS: (a subset of) the training images
-        if (cfg.heldout_fit_images > 0 && train_all.size() > (size_t)cfg.heldout_fit_images)
-            train_all.resize((size_t)cfg.heldout_fit_images);  // pool is shuffled: a seeded subset
-        std::sort(train_all.begin(), train_all.end());
-        const Standardised st = standardise(tg, train);
-        const std::vector<float>& Ys = st.Y;
-
-        // the student and its readouts
-        Model m(mc, cfg.seed + 101, cfg.device);
-        copy_backbone(m, *bb);
-        m.freeze_backbone();
-        std::vector<ParamSpec> rs;
-        for (const AreaPlan& ap : P.areas) {
-            rs.push_back({ro_name(ap.area, "weight"), {(int64_t)ap.fit.units.size(), ap.D}, Init::Zeros});
-            rs.push_back({ro_name(ap.area, "bias"), {(int64_t)ap.fit.units.size()}, Init::Zeros});
-        }
-        ParamArena ro(rs, cfg.seed, cfg.device);
-        for (const AreaPlan& ap : P.areas) {  // closed-form start
-            std::vector<size_t> pos(fit_imgs.begin(), fit_imgs.end());
-            const int64_t Ua = (int64_t)ap.fit.units.size(), D = ap.D;
-            std::vector<float> X = gather_rows(F0[&ap - &P.areas[0]], pos, d.B, D);
-            std::vector<float> Y = gather_targets(Ys, d.U, d.B, ap.fit.units, fit_imgs);
-            std::vector<float> W, bias;
-            fit_shared_readout(W, bias, X, Y, (int64_t)fit_imgs.size(), d.B, D, Ua, sc.components, sc.pls);
-            upload(ro[ro_name(ap.area, "weight")], W.data(), Ua * D);
-            upload(ro[ro_name(ap.area, "bias")], bias.data(), Ua);
-        }
-        R.trainable_params = m.params.numel_trainable() + ro.numel_trainable();
-
-        // BPTT
-        Graph g;
-        graph_build(g, m, P, cfg.batch, &ro, cfg.mean_weight);
-        Adam opt_m, opt_r;
-        opt_m.lr = cfg.lr, opt_r.lr = cfg.readout_lr;
-        for (const auto& e : m.params.entries) {  // weights step lr / sqrt(fan_in) (see dynamics.h)
-            int64_t fan_in = 1;
-            for (size_t k = 1; k < e.shape.size(); k++) fan_in *= e.shape[k];
-            opt_m.lr_scale.push_back(1.f / std::sqrt((float)fan_in));
-        }
-        opt_m.weight_decay = opt_r.weight_decay = cfg.weight_decay;
-        auto val_loss = [&] {
-            double sum = 0;
-            int cnt = 0;
-            for (size_t i0 = 0; i0 < val.size(); i0 += (size_t)g.n) {
-                graph_load(g, P, val, i0, &Ys, d.U);
-                g.u.tape.forward();
-                sum += loss_value(g), cnt++;
-            }
-            return (float)(sum / cnt);
-        };
-        L.init_val_loss = val_loss();
-        float best = L.init_val_loss;
-        std::vector<float> best_m = snapshot(m.params), best_r = snapshot(ro);
-        std::string ckpt = cfg.checkpoint_dir.empty() ? "" : cfg.checkpoint_dir + strfmt("/split%d.npz", s);
-        auto save = [&](int iter) {
-            if (ckpt.empty()) return;
-            Npz meta;
-            meta_set_string(meta, "meta.arch", spec.arch);
-            meta_set_string(meta, "meta.motif", cfg.motif);
-            meta_set_string(meta, "meta.feedback", feedback_str(mc.feedback, spec));
-            meta_set_string(meta, "meta.readout", cfg.readout);
-            meta_set_floats(meta, "meta.mean", {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2]});
-            meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
-            meta_set_floats(meta, "meta.split", {(float)s});
-            meta_set_floats(meta, "meta.iteration", {(float)iter});
-            meta_set_floats(meta, "meta.val_loss", {best});
-            for (const auto& e : ro.entries) {  // the readouts beside the model's parameters
-                std::vector<float> v((size_t)e.view.numel());
-                download(v.data(), e.view, e.view.numel());
-                meta.set(e.name, NpyArray::from_f32(e.shape, v.data()));
-            }
-            checkpoint_save(ckpt, m.params, meta);
-        };
-        save(0);
-        int bad = 0;
-        TapeGraph step(g.u.tape, g.loss);
-        std::vector<int64_t> order = train;
-        size_t cursor = order.size();
-        Progress bar(strfmt("split %d/%d", s + 1, S), cfg.iters, "it");
-        for (int it = 1; it <= cfg.iters; it++) {
-            if (cursor + (size_t)g.n > order.size()) {  // a new epoch: reshuffle
-                for (size_t i = order.size(); i > 1; i--) std::swap(order[i - 1], order[(size_t)rng.randint((int64_t)i)]);
-                cursor = 0;
-            }
-            graph_load(g, P, order, cursor, &Ys, d.U);
-            cursor += (size_t)g.n;
-            m.params.zero_grad(), ro.zero_grad();
-            step.run();  // forward + BPTT: on a GPU one captured CUDA graph after the first runs
-            float lv = loss_value(g);
-            if (!std::isfinite(lv)) {  // before the update: the parameters are still the last finite ones
-                bar.finish("stopped");
-                restore(m.params, best_m), restore(ro, best_r);
-                fail("split %d: the loss became %s at iteration %d (lower --lr?); stopped. %s", s, std::isnan(lv) ? "NaN" : "infinite", it,
-                     ckpt.empty() ? "No checkpoint was asked for (--out)."
-                                  : strfmt("The last good checkpoint (iteration %d) is kept in %s", L.best_iter, ckpt.c_str()).c_str());
-            }
-            L.train_loss.push_back(lv);
-            opt_m.step(m.params), opt_r.step(ro);
-            L.iters_done = it;
-            if (it % cfg.val_every == 0 || it == cfg.iters) {
-                float v = val_loss();
-                L.val_iter.push_back(it), L.val_loss.push_back(v);
-                if (!std::isfinite(v)) continue;  // caught as a training loss next
-                if (v < best) {
-                    best = v, L.best_iter = it, bad = 0;
-                    best_m = snapshot(m.params), best_r = snapshot(ro);
-                    save(it);
-                } else if (++bad >= cfg.patience) {
-                    bar.update(it, strfmt("loss %.4f val %.4f (best %.4f @%d), early stop", lv, v, best, L.best_iter));
-                    break;
+                const int64_t Ua = (int64_t)au.units.size();
+                if (Ua == 0) continue;
+                std::vector<float> Pr((size_t)(te.size() * B * Ua));
+                for (int64_t b = 0; b < B; b++) {
+                    std::vector<float> Y((size_t)(tr.size() * Ua)), Pb((size_t)(te.size() * Ua));
+                    for (size_t j = 0; j < tr.size(); j++)
+                        for (int64_t k = 0; k < Ua; k++) Y[j * Ua + k] = st.Y[(pool[j] * tg.U + au.units[k]) * B + b];
+                    Readout r = readout_fit_cv(X, Y, (int64_t)tr.size(), 1, ap.D, Ua, cfg.readout_components,
+                                               tg.cfg.pls, cfg.seed * 131 + s * 17 + b);
+                    readout_apply(Pb.data(), r, Xt.data(), (int64_t)te.size(), ap.D, Ua);
+                    for (size_t j = 0; j < te.size(); j++)
+                        for (int64_t k = 0; k < Ua; k++) Pr[(j * B + b) * Ua + k] = Pb[j * Ua + k];
                 }
+                keep_predictions(tg, au, s, si.test, Pr, st, which == 0 ? R.areas[a].fit : R.areas[a].heldout, R);
             }
-            bar.update(it, strfmt("loss %.4f val %.4f", lv, best));
         }
-        bar.finish(strfmt("best val %.4f at iteration %d (start %.4f)", best, L.best_iter, L.init_val_loss));
-        restore(m.params, best_m), restore(ro, best_r);
+    }
+}
 
-        // evaluation: the trained network's features of the test and training images
-        std::vector<int64_t> eval = test;
-        eval.insert(eval.end(), train_all.begin(), train_all.end());
-        Graph ge;
-        graph_build(ge, m, P, std::min<int>(16, (int)d.N), nullptr, 0);
-        Progress ebar(strfmt("split %d/%d eval", s + 1, S), (int64_t)eval.size(), "img");
-        int64_t done = 0;
-        std::vector<std::vector<float>> F = graph_features(ge, P, eval, &ebar, &done);
-        ebar.finish();
-        const int64_t B = d.B, nte = (int64_t)test.size();
+// ---- the fresh student and its features ------------------------------------------------------
+
+// The cells' start: with memory_init, leaky integrators of a spread of timescales; the
+// residual scale a = cell_scale_init (timedecay, whose state sums x / (1 - r): a (1 - r)).
+void cells_start(Model& m, const FitConfig& cfg) {
+    for (size_t l = 0; l < m.spec.layers.size(); l++) {
+        const Motif mo = m.motif((int)l);
+        if (mo == Motif::None) continue;
+        const LayerSpec& ls = m.spec.layers[l];
+        std::vector<float> r(ls.out_ch, 0.f);
+        if (cfg.memory_init) r = cell_init_memory(m.params, mo, ls.name, ls.out_ch, cfg.seed * 131 + 7 + l);
+        std::vector<float> a(ls.out_ch, cfg.cell_scale_init);
+        if (mo == Motif::TimeDecay)
+            for (int c = 0; c < ls.out_ch; c++) a[c] *= 1 - r[c];
+        upload(m.params[ls.name + ".cell.scale"], a.data(), ls.out_ch);
+    }
+}
+
+// The student before training, the same for every split: the frozen backbone, the cells'
+// start, feedback at zero.
+std::unique_ptr<Model> student_fresh(const ModelConfig& mc, const Model& backbone, const FitConfig& cfg) {
+    auto m = std::make_unique<Model>(mc, cfg.seed + 101, cfg.device);
+    copy_backbone(*m, backbone);
+    m->freeze_backbone();
+    cells_start(*m, cfg);
+    return m;
+}
+
+// The readout layers' outputs at every step t < T of the images idx: [area] (n, T, D)
+// (zero where a layer is silent).
+std::vector<std::vector<float>> step_features(const Model& m, const Plan& P, const std::vector<int64_t>& idx, int T,
+                                              int image_steps, const char* what) {
+    const int nb = (int)std::min<size_t>(16, idx.size());
+    std::vector<std::vector<float>> out(P.areas.size());
+    for (size_t a = 0; a < P.areas.size(); a++) out[a].assign(idx.size() * T * P.areas[a].D, 0.f);
+    Unrolled u;
+    unroll_build(u, m, UnrollConfig{T, image_steps, nb}, true);
+    const int64_t isz = 3 * P.S * P.S;
+    std::vector<float> x((size_t)(nb * isz));
+    Progress bar(what, (int64_t)idx.size(), "img");
+    for (size_t i0 = 0; i0 < idx.size(); i0 += nb) {
+        for (int j = 0; j < nb; j++)
+            std::memcpy(&x[j * isz], &P.inputs[idx[std::min(i0 + j, idx.size() - 1)] * isz], isz * sizeof(float));
+        upload(u.image, x.data(), nb * isz);
+        u.tape.forward();
+        for (size_t a = 0; a < P.areas.size(); a++) {
+            const int64_t D = P.areas[a].D;
+            std::vector<float> o((size_t)(nb * D));
+            for (int t = 0; t < T; t++) {
+                const Tensor& ot = u.out[t][P.areas[a].layer_index];
+                if (!ot.defined()) continue;
+                download(o.data(), ot, nb * D);
+                for (size_t j = 0; j < (size_t)nb && i0 + j < idx.size(); j++)
+                    std::memcpy(&out[a][((i0 + j) * T + t) * D], &o[j * D], D * sizeof(float));
+            }
+        }
+        bar.update((int64_t)std::min(i0 + nb, idx.size()));
+    }
+    bar.finish();
+    return out;
+}
+
+// Bins per-step features S (n, T, D) into (n, B, D): the mean of each bin's steps (graph_build's rule).
+std::vector<float> bin_features(const std::vector<float>& S, int64_t n, int T, int64_t D,
+                                const std::vector<std::vector<int>>& steps) {
+    const int64_t B = (int64_t)steps.size();
+    std::vector<float> F((size_t)(n * B * D), 0.f);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t b = 0; b < B; b++)
+            for (int t : steps[b]) {
+                if (t >= T) continue;
+                const float w = 1.f / (float)steps[b].size();
+                const float* src = &S[(i * T + t) * D];
+                float* dst = &F[(i * B + b) * D];
+                for (int64_t j = 0; j < D; j++) dst[j] += w * src[j];
+            }
+    return F;
+}
+
+// ---- the onset ------------------------------------------------------------------------------
+// With --onset-ms auto, the time of step 0 after image onset is chosen among 0, 1, ... 6
+// steps (0-60 ms at 10 ms per step): for each, the fresh student's features (what every
+// split starts from) of up to 256 of split 0's training images, a closed-form readout (25
+// components) on three quarters and its within-bin error on the rest, summed over areas
+// (standardised units); the least error wins. Split 0's test images take no part.
+// `steps` are the images' per-step features ([area] (n, T, D), T for onset 0).
+
+std::vector<int64_t> onset_images(const Targets& tg, const FitConfig& cfg) {
+    SplitImages si = split_images(tg, 0, cfg);
+    std::vector<int64_t> imgs = si.train;
+    imgs.insert(imgs.end(), si.val.begin(), si.val.end());
+    Rng rng(cfg.seed * 4242 + 1);
+    for (size_t i = imgs.size(); i > 1; i--) std::swap(imgs[i - 1], imgs[(size_t)rng.randint((int64_t)i)]);
+    if (imgs.size() > 256) imgs.resize(256);
+    return imgs;
+}
+
+float onset_choose(const NeuralData& d, const FitConfig& cfg, const Plan& P, const Targets& tg,
+                   const std::vector<int64_t>& imgs, const std::vector<std::vector<float>>& steps, int T,
+                   const std::function<void(const std::string&)>& log) {
+    const Standardised st = standardise(tg, imgs);
+    const size_t nfit = imgs.size() - imgs.size() / 4;
+    std::vector<size_t> fit_pos(nfit), val_pos(imgs.size() - nfit);
+    std::iota(fit_pos.begin(), fit_pos.end(), 0);
+    std::iota(val_pos.begin(), val_pos.end(), nfit);
+    const std::vector<int64_t> fit_img(imgs.begin(), imgs.begin() + (int64_t)nfit), val_img(imgs.begin() + (int64_t)nfit, imgs.end());
+    float best = 0;
+    double best_err = INFINITY;
+    std::string line = "onset (ms) -> validation error:";
+    for (int k = 0; k <= 6; k++) {
+        const float onset = (float)(k * cfg.ms_per_step);
+        const std::vector<std::vector<int>> bs = bin_steps(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onset, T);
+        double err = 0;
         for (size_t a = 0; a < P.areas.size(); a++) {
             const AreaPlan& ap = P.areas[a];
-            const int64_t D = ap.D;
-            // fit units: the trained readout
+            const int64_t D = ap.D, B = d.B, Ua = (int64_t)ap.fit.units.size();
+            const std::vector<float> F = bin_features(steps[a], (int64_t)imgs.size(), T, D, bs);
+            Readout r = readout_fit(gather_rows(F, fit_pos, B, D), gather_targets(st.Y, tg.U, B, ap.fit.units, fit_img),
+                                    (int64_t)nfit, {}, {}, 0, B, D, Ua, std::min(25, cfg.readout_components), tg.cfg.pls);
+            const std::vector<float> Xv = gather_rows(F, val_pos, B, D), Yv = gather_targets(st.Y, tg.U, B, ap.fit.units, val_img);
+            std::vector<float> Pv(Yv.size());
+            readout_apply(Pv.data(), r, Xv.data(), (int64_t)val_pos.size() * B, D, Ua);
+            for (size_t i = 0; i < Pv.size(); i++) Pv[i] -= Yv[i];
+            center_within_bins(Pv, (int64_t)val_pos.size(), B, Ua);
+            double e = 0;
+            for (float v : Pv) e += (double)v * v;
+            err += e / (double)Pv.size();
+        }
+        line += strfmt(" %g: %.4f", onset, err);
+        if (err < best_err) best_err = err, best = onset;
+    }
+    log(line + strfmt("; onset %g ms", best));
+    return best;
+}
+
+// ---- stage 4: training one split ----------------------------------------------------------
+
+struct Trained {
+    std::unique_ptr<Model> model;
+    std::unique_ptr<ParamArena> readouts;  // "readout.<area>.weight" (Ua, D), ".bias" (Ua)
+};
+
+// The student of split s and its readouts, trained by BPTT (dynamics.h, steps 2-5). F0 are
+// the fresh network's features of every image ([area] (N, B, D)), for the closed-form start.
+Trained train_split(const FitConfig& cfg, const Plan& P, const Targets& tg, const ModelConfig& mc, const Model& backbone,
+                    const std::vector<std::vector<float>>& F0, int s, const SplitImages& si, const Standardised& st,
+                    SplitLog& L) {
+    const int64_t B = P.B, U = tg.U;
+    Trained tr;
+    tr.model = student_fresh(mc, backbone, cfg);
+    Model& m = *tr.model;
+    std::vector<ParamSpec> rs;
+    for (const AreaPlan& ap : P.areas) {
+        rs.push_back({ro_name(ap.area, "weight"), {(int64_t)ap.fit.units.size(), ap.D}, Init::Zeros});
+        rs.push_back({ro_name(ap.area, "bias"), {(int64_t)ap.fit.units.size()}, Init::Zeros});
+    }
+    tr.readouts = std::make_unique<ParamArena>(rs, cfg.seed, cfg.device);
+    ParamArena& ro = *tr.readouts;
+
+    // the readouts in closed form, on the fresh student's features
+    std::vector<size_t> train_pos(si.train.begin(), si.train.end()), val_pos(si.val.begin(), si.val.end());
+    for (size_t a = 0; a < P.areas.size(); a++) {
+        const AreaPlan& ap = P.areas[a];
+        const int64_t Ua = (int64_t)ap.fit.units.size(), D = ap.D;
+        Readout r = readout_fit(gather_rows(F0[a], train_pos, B, D), gather_targets(st.Y, U, B, ap.fit.units, si.train),
+                                (int64_t)si.train.size(), gather_rows(F0[a], val_pos, B, D),
+                                gather_targets(st.Y, U, B, ap.fit.units, si.val), (int64_t)si.val.size(), B, D, Ua,
+                                cfg.readout_components, tg.cfg.pls);
+        upload(ro[ro_name(ap.area, "weight")], r.W.data(), Ua * D);
+        upload(ro[ro_name(ap.area, "bias")], r.bias.data(), Ua);
+        L.readout_components.push_back(r.comps);
+    }
+
+    // BPTT
+    Graph g;
+    graph_build(g, m, P, cfg.batch, &ro, cfg.mean_weight);
+    Adam opt_m, opt_r;
+    opt_m.lr = cfg.lr, opt_r.lr = cfg.readout_lr;
+    for (const auto& e : m.params.entries) {  // weights step lr / sqrt(fan_in) (see dynamics.h)
+        int64_t fan_in = 1;
+        for (size_t k = 1; k < e.shape.size(); k++) fan_in *= e.shape[k];
+        opt_m.lr_scale.push_back(1.f / std::sqrt((float)fan_in));
+    }
+    opt_m.weight_decay = opt_r.weight_decay = cfg.weight_decay;
+    // Features of the readout layers, kept for re-solving the readouts in closed form
+    // (readout_refit): `cache` [area] (n_train, B, D) holds each training image's features as
+    // of the last minibatch it was in (the fresh student's until then); `valF` the
+    // validation images' of the last validation pass.
+    const bool refit = cfg.readout_refit;
+    std::vector<std::vector<float>> cache(P.areas.size()), valF(P.areas.size()), Ytr(P.areas.size()), Yva(P.areas.size());
+    std::vector<int64_t> row_of((size_t)tg.N, -1);
+    for (size_t j = 0; j < si.train.size(); j++) row_of[si.train[j]] = (int64_t)j;
+    if (refit)
+        for (size_t a = 0; a < P.areas.size(); a++) {
+            cache[a] = gather_rows(F0[a], train_pos, B, P.areas[a].D);
+            valF[a].assign(si.val.size() * B * P.areas[a].D, 0.f);
+            Ytr[a] = gather_targets(st.Y, U, B, P.areas[a].fit.units, si.train);
+            Yva[a] = gather_targets(st.Y, U, B, P.areas[a].fit.units, si.val);
+        }
+    // copies the graph's binned features of the batch idx[i0 ..] into rows of `dst`
+    auto keep_batch = [&](std::vector<std::vector<float>>& dst, const std::vector<int64_t>& idx, size_t i0, bool by_row) {
+        for (size_t a = 0; a < P.areas.size(); a++) {
+            const int64_t D = P.areas[a].D;
+            std::vector<float> f((size_t)(g.n * D));
+            for (int64_t b = 0; b < B; b++) {
+                download(f.data(), g.feat[a][b], g.n * D);
+                for (size_t j = 0; j < (size_t)g.n && i0 + j < idx.size(); j++) {
+                    const int64_t row = by_row ? row_of[idx[i0 + j]] : (int64_t)(i0 + j);
+                    std::memcpy(&dst[a][(row * B + b) * D], &f[j * D], D * sizeof(float));
+                }
+            }
+        }
+    };
+    auto val_loss = [&] {
+        double sum = 0;
+        int cnt = 0;
+        for (size_t i0 = 0; i0 < si.val.size(); i0 += (size_t)g.n) {
+            graph_load(g, P, si.val, i0, &st.Y, U);
+            g.u.tape.forward();
+            sum += loss_value(g), cnt++;
+            if (refit) keep_batch(valF, si.val, i0, false);
+        }
+        return (float)(sum / cnt);
+    };
+    // the readouts re-solved on the kept features (variable projection: the cells then
+    // descend the loss of the best readout for their features, not of a lagging one)
+    auto refit_readouts = [&] {
+        for (size_t a = 0; a < P.areas.size(); a++) {
+            const AreaPlan& ap = P.areas[a];
             const int64_t Ua = (int64_t)ap.fit.units.size();
-            std::vector<float> W((size_t)(Ua * D)), bias((size_t)Ua);
-            download(W.data(), ro[ro_name(ap.area, "weight")], Ua * D);
-            download(bias.data(), ro[ro_name(ap.area, "bias")], Ua);
-            std::vector<float> P1((size_t)(nte * B * Ua)), pred((size_t)(nte * Ua * B));
-            readout_apply(P1.data(), W, bias, F[a].data(), nte * B, D, Ua);  // test images come first in F
-            for (int64_t j = 0; j < nte; j++)
-                for (int64_t b = 0; b < B; b++)
-                    for (int64_t k = 0; k < Ua; k++) pred[(j * Ua + k) * B + b] = P1[(j * B + b) * Ua + k];
-            score_predictions(tg, ap.fit, s, test, pred.data(), R.areas[a].fit);
-            for (int64_t j = 0; j < nte; j++)
-                for (int64_t k = 0; k < Ua; k++)
-                    for (int64_t b = 0; b < B; b++)
-                        R.predictions[(test[j] * d.U + ap.fit.units[k]) * B + b] =
-                            pred[(j * Ua + k) * B + b] * st.sd[ap.fit.units[k]] + st.mu[ap.fit.units[k]];
-            // held-out units: a time-shared PLS on the trained features of the training images
-            const int64_t Uh = (int64_t)ap.heldout.units.size();
-            if (Uh == 0) continue;
-            std::vector<size_t> tr_pos, te_pos;
-            for (size_t j = 0; j < eval.size(); j++) (j < (size_t)nte ? te_pos : tr_pos).push_back(j);
-            std::vector<float> X = gather_rows(F[a], tr_pos, B, D), Xt = gather_rows(F[a], te_pos, B, D);
-            std::vector<float> Y((size_t)(train_all.size() * B * Uh));
-            for (size_t j = 0; j < train_all.size(); j++)
-                for (int64_t b = 0; b < B; b++)
-                    for (int64_t k = 0; k < Uh; k++) Y[(j * B + b) * Uh + k] = Ys[(train_all[j] * d.U + ap.heldout.units[k]) * B + b];
-            std::vector<float> Wh, bh;
-            fit_shared_readout(Wh, bh, X, Y, (int64_t)train_all.size(), B, D, Uh, sc.components, sc.pls);
-            std::vector<float> P2((size_t)(nte * B * Uh)), ph((size_t)(nte * Uh * B));
-            readout_apply(P2.data(), Wh, bh, Xt.data(), nte * B, D, Uh);
-            for (int64_t j = 0; j < nte; j++)
-                for (int64_t b = 0; b < B; b++)
-                    for (int64_t k = 0; k < Uh; k++) {
-                        ph[(j * Uh + k) * B + b] = P2[(j * B + b) * Uh + k];
-                        const int u = ap.heldout.units[k];
-                        R.predictions[(test[j] * d.U + u) * B + b] = P2[(j * B + b) * Uh + k] * st.sd[u] + st.mu[u];
-                    }
-            score_predictions(tg, ap.heldout, s, test, ph.data(), R.areas[a].heldout);
+            Readout r = readout_fit(cache[a], Ytr[a], (int64_t)si.train.size(), valF[a], Yva[a], (int64_t)si.val.size(), B,
+                                    ap.D, Ua, cfg.readout_components, tg.cfg.pls);
+            upload(ro[ro_name(ap.area, "weight")], r.W.data(), Ua * ap.D);
+            upload(ro[ro_name(ap.area, "bias")], r.bias.data(), Ua);
         }
-        L.seconds = now_s() - t_split;
-        std::string line = strfmt("split %d/%d: %d iterations (best %d), %s;", s + 1, S, L.iters_done, L.best_iter,
-                                  format_duration(L.seconds).c_str());
-        for (const AreaFit& af : R.areas) {
-            std::vector<float> e(af.fit.ev.begin() + s * d.B, af.fit.ev.begin() + (s + 1) * d.B);
-            double sum = 0;
-            int c = 0;
-            for (float v : e)
-                if (v == v) sum += v, c++;
-            line += strfmt(" %s EV %.3f", af.area.c_str(), c ? sum / c : NAN);
+        Adam fresh;  // the readouts' moments restart with them
+        fresh.lr = opt_r.lr, fresh.weight_decay = opt_r.weight_decay;
+        opt_r = fresh;
+    };
+    L.init_val_loss = val_loss();
+    float best = L.init_val_loss;
+    std::vector<float> best_m = snapshot(m.params), best_r = snapshot(ro);
+    const std::string ckpt = cfg.checkpoint_dir.empty() ? "" : cfg.checkpoint_dir + strfmt("/split%d.npz", s);
+    auto save = [&](int iter) {
+        if (ckpt.empty()) return;
+        Npz meta;
+        meta_set_string(meta, "meta.arch", m.spec.arch);
+        meta_set_string(meta, "meta.motif", cfg.motif);
+        meta_set_string(meta, "meta.feedback", feedback_str(mc.feedback, m.spec));
+        meta_set_string(meta, "meta.readout", cfg.readout);
+        meta_set_floats(meta, "meta.mean", {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2]});
+        meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
+        meta_set_floats(meta, "meta.split", {(float)s});
+        meta_set_floats(meta, "meta.iteration", {(float)iter});
+        meta_set_floats(meta, "meta.val_loss", {best});
+        meta_set_floats(meta, "meta.onset_ms", {P.onset_ms});
+        for (const auto& e : ro.entries) {  // the readouts beside the model's parameters
+            std::vector<float> v((size_t)e.view.numel());
+            download(v.data(), e.view, e.view.numel());
+            meta.set(e.name, NpyArray::from_f32(e.shape, v.data()));
         }
-        log(line);
+        checkpoint_save(ckpt, m.params, meta);
+    };
+    save(0);
+    int bad = 0;
+    TapeGraph step(g.u.tape, g.loss);
+    Rng rng(cfg.seed * 1000003 + 31 * s + 6);
+    std::vector<int64_t> order = si.train;
+    size_t cursor = order.size();
+    Progress bar(strfmt("split %d/%d", s + 1, tg.folds.k), cfg.iters, "it");
+    for (int it = 1; it <= cfg.iters; it++) {
+        if (cursor + (size_t)g.n > order.size()) {  // a new epoch: reshuffle
+            for (size_t i = order.size(); i > 1; i--) std::swap(order[i - 1], order[(size_t)rng.randint((int64_t)i)]);
+            cursor = 0;
+        }
+        graph_load(g, P, order, cursor, &st.Y, U);
+        cursor += (size_t)g.n;
+        m.params.zero_grad(), ro.zero_grad();
+        step.run();  // forward + BPTT: on a GPU one captured CUDA graph after the first runs
+        float lv = loss_value(g);
+        if (!std::isfinite(lv)) {  // before the update: the parameters are still the last finite ones
+            bar.finish("stopped");
+            restore(m.params, best_m), restore(ro, best_r);
+            fail("split %d: the loss became %s at iteration %d (best validation at iteration %d); stopped. Lower --lr "
+                 "(now %g) or --cell-scale-init (now %g)", s, std::isnan(lv) ? "NaN" : "infinite", it, L.best_iter, cfg.lr,
+                 cfg.cell_scale_init);
+        }
+        L.train_loss.push_back(lv);
+        opt_m.step(m.params), opt_r.step(ro);
+        L.iters_done = it;
+        if (refit) keep_batch(cache, order, cursor - (size_t)g.n, true);
+        if (it % cfg.val_every == 0 || it == cfg.iters) {
+            float v = val_loss();
+            if (refit && std::isfinite(v)) {  // re-solve the readouts; keep them if validation agrees
+                std::vector<float> before = snapshot(ro);
+                Adam kept = opt_r;
+                refit_readouts();
+                float v2 = val_loss();
+                if (v2 < v) v = v2, L.refits++;
+                else restore(ro, before), opt_r = kept;
+            }
+            L.val_iter.push_back(it), L.val_loss.push_back(v);
+            if (!std::isfinite(v)) continue;  // caught as a training loss next
+            if (v < best) {
+                best = v, L.best_iter = it, bad = 0;
+                best_m = snapshot(m.params), best_r = snapshot(ro);
+                save(it);
+            } else if (++bad >= cfg.patience) {
+                bar.update(it, strfmt("loss %.4f val %.4f (best %.4f @%d), early stop", lv, v, best, L.best_iter));
+                break;
+            }
+        }
+        bar.update(it, strfmt("loss %.4f val %.4f", lv, best));
+    }
+    bar.finish(strfmt("best val %.4f at iteration %d (start %.4f)", best, L.best_iter, L.init_val_loss));
+    restore(m.params, best_m), restore(ro, best_r);
+    return tr;
+}
+
+// ---- stage 5: evaluating one split -----------------------------------------------------------
+// Fit units: the trained readout on the trained network's features of the test images.
+// Held-out units: a closed-form readout on its features of the held-out-fit images.
+
+void evaluate_split(const FitConfig& cfg, const Plan& P, const Trained& tr, int s, const SplitImages& si,
+                    const Standardised& st, FitResult& R) {
+    const Targets& tg = R.targets;
+    const int64_t B = P.B, nte = (int64_t)si.test.size();
+    std::vector<int64_t> eval = si.test;  // test images first, then the held-out-fit images
+    eval.insert(eval.end(), si.heldout_fit.begin(), si.heldout_fit.end());
+    Graph ge;
+    graph_build(ge, *tr.model, P, std::min<int>(16, (int)P.N), nullptr, 0);
+    Progress bar(strfmt("split %d/%d eval", s + 1, tg.folds.k), (int64_t)eval.size(), "img");
+    int64_t done = 0;
+    std::vector<std::vector<float>> F = graph_features(ge, P, eval, &bar, &done);
+    bar.finish();
+    std::vector<size_t> te_pos((size_t)nte), fit_pos(si.heldout_fit.size());
+    std::iota(te_pos.begin(), te_pos.end(), 0);
+    std::iota(fit_pos.begin(), fit_pos.end(), (size_t)nte);
+    for (size_t a = 0; a < P.areas.size(); a++) {
+        const AreaPlan& ap = P.areas[a];
+        const int64_t D = ap.D, Ua = (int64_t)ap.fit.units.size(), Uh = (int64_t)ap.heldout.units.size();
+        const std::vector<float> Xt = gather_rows(F[a], te_pos, B, D);
+        Readout r;
+        r.W.resize((size_t)(Ua * D)), r.bias.resize((size_t)Ua);
+        download(r.W.data(), (*tr.readouts)[ro_name(ap.area, "weight")], Ua * D);
+        download(r.bias.data(), (*tr.readouts)[ro_name(ap.area, "bias")], Ua);
+        std::vector<float> Pr((size_t)(nte * B * Ua));
+        readout_apply(Pr.data(), r, Xt.data(), nte * B, D, Ua);
+        keep_predictions(tg, ap.fit, s, si.test, Pr, st, R.areas[a].fit, R);
+        if (Uh == 0) continue;
+        Readout rh = readout_fit_cv(gather_rows(F[a], fit_pos, B, D),
+                                    gather_targets(st.Y, tg.U, B, ap.heldout.units, si.heldout_fit),
+                                    (int64_t)si.heldout_fit.size(), B, D, Uh, cfg.readout_components, tg.cfg.pls,
+                                    cfg.seed * 977 + s);
+        std::vector<float> Ph((size_t)(nte * B * Uh));
+        readout_apply(Ph.data(), rh, Xt.data(), nte * B, D, Uh);
+        keep_predictions(tg, ap.heldout, s, si.test, Ph, st, R.areas[a].heldout, R);
+    }
+}
+
+// The mean over bins of split s's EV of an area's fit units, for the log.
+double split_ev(const AreaScore& a, int s, int64_t B) {
+    double sum = 0;
+    int c = 0;
+    for (int64_t b = 0; b < B; b++) {
+        float v = a.ev[s * B + b];
+        if (v == v) sum += v, c++;
+    }
+    return c ? sum / c : NAN;
+}
+
+}  // namespace
+
+// ---- the protocol ----------------------------------------------------------------------------
+
+FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vector<float>& teacher,
+                       const std::function<void(const std::string&)>& log_fn) {
+    auto log = [&](const std::string& s) {
+        if (log_fn) log_fn(s);
+    };
+    const double t_start = now_s();
+    settings_check(d, cfg, teacher);
+    FitResult R;
+    std::unique_ptr<Model> backbone = backbone_load(cfg.backbone, cfg.arch);
+    ModelConfig mc;  // the student: the backbone, residual cells everywhere, the feedback edges
+    mc.arch = backbone->spec.arch;
+    mc.motifs.assign(backbone->spec.layers.size(), motif_parse(cfg.motif));
+    if (!cfg.time_varied) mc.feedback = feedback_parse(cfg.feedback, backbone->spec);  // the baseline has no network
+    mc.residual = true;
+    Plan P = plan_make(d, cfg, *backbone, !teacher.empty(), R);
+    const Targets& tg = R.targets;
+    const int S = tg.folds.k;
+
+    if (!teacher.empty()) score_teacher(P, tg, teacher, R);
+    if (cfg.time_varied) {
+        log("time-varied baseline: feedforward " + mc.arch + " features, an independent readout per bin");
+        fit_time_varied(d, cfg, P, *backbone, R);
+    } else {
+        // the fresh student's features, for the onset and every split's closed-form readout
+        std::unique_ptr<Model> fresh = student_fresh(mc, *backbone, cfg);
+        const int image_steps = cfg.image_steps >= 0 ? cfg.image_steps : (int)std::lround(d.presentation_ms / cfg.ms_per_step);
+        std::vector<int64_t> all((size_t)d.N);
+        std::iota(all.begin(), all.end(), 0);
+        std::vector<std::vector<float>> F0;
+        float onset = cfg.onset_ms;
+        if (std::isnan(onset)) {  // per-step features: of every image when few, else of the choice's images
+            const int T0 = std::max(cfg.steps, steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, 0.f));
+            const bool keep_all = d.N <= 512;
+            const std::vector<int64_t> imgs = onset_images(tg, cfg);
+            std::vector<std::vector<float>> steps =
+                step_features(*fresh, P, keep_all ? all : imgs, T0, image_steps, "features of the fresh student");
+            std::vector<std::vector<float>> sub = steps;
+            if (keep_all)
+                for (size_t a = 0; a < P.areas.size(); a++) {
+                    const int64_t per = (int64_t)T0 * P.areas[a].D;
+                    sub[a].resize(imgs.size() * per);
+                    for (size_t i = 0; i < imgs.size(); i++)
+                        std::memcpy(&sub[a][i * per], &steps[a][imgs[i] * per], per * sizeof(float));
+                }
+            onset = onset_choose(d, cfg, P, tg, imgs, sub, T0, log);
+            plan_time(P, d, cfg, onset, R);
+            if (keep_all)
+                for (size_t a = 0; a < P.areas.size(); a++)
+                    F0.push_back(bin_features(steps[a], d.N, T0, P.areas[a].D, P.steps));
+        } else {
+            plan_time(P, d, cfg, onset, R);
+        }
+        if (F0.empty()) {
+            Graph g;
+            graph_build(g, *fresh, P, std::min<int>(16, (int)d.N), nullptr, 0);
+            Progress bar("features of the fresh student", d.N, "img");
+            int64_t done = 0;
+            F0 = graph_features(g, P, all, &bar, &done);
+            bar.finish();
+        }
+        fresh.reset();
+        R.splits.resize(S);
+        for (int s = 0; s < S; s++) {
+            SplitLog& L = R.splits[s];
+            const double t_split = now_s();
+            const SplitImages si = split_images(tg, s, cfg);
+            const Standardised st = standardise(tg, si.train);
+            Trained tr = train_split(cfg, P, tg, mc, *backbone, F0, s, si, st, L);
+            R.trainable_params = tr.model->params.numel_trainable() + tr.readouts->numel_trainable();
+            evaluate_split(cfg, P, tr, s, si, st, R);
+            L.seconds = now_s() - t_split;
+            std::string line = strfmt("split %d/%d: %d iterations (best %d), %s;", s + 1, S, L.iters_done, L.best_iter,
+                                      format_duration(L.seconds).c_str());
+            for (const AreaFit& af : R.areas) line += strfmt(" %s EV %.3f", af.area.c_str(), split_ev(af.fit, s, d.B));
+            log(line);
+        }
     }
     for (AreaFit& af : R.areas) {
         area_score_summarise(af.fit, S, d.B);

@@ -49,6 +49,7 @@
 // time_varied: no BPTT: the feedforward backbone's features with an independent PLS per bin
 // (the paper's "time-varied" baseline), for the fit and the held-out units alike.
 #pragma once
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -68,7 +69,8 @@ struct FitConfig {
     std::string readout = "V4=conv3,IT=conv5";  // area=layer pairs
     // time
     float ms_per_step = 10.f;
-    float onset_ms = 0.f;                  // time of step 0 relative to image onset
+    float onset_ms = NAN;                  // time of step 0 relative to image onset; NaN = auto (chosen
+                                           // on training images, see onset_choose in dynamics.cpp)
     int steps = 0;                         // T; 0 = what the latest bin needs
     int image_steps = -1;                  // -1 = round(presentation_ms / ms_per_step)
     // training
@@ -79,8 +81,14 @@ struct FitConfig {
     float val_fraction = 0.1f;             // of the training images
     float lr = 1e-2f;                      // cells and feedback (weights: lr / sqrt(fan-in))
     float readout_lr = 1e-4f;              // readouts (they start at their closed-form fit)
+    bool readout_refit = true;             // re-solve the readouts in closed form at every validation
     float weight_decay = 1e-4f;
     float mean_weight = 0.1f;              // weight of the mean time course in the loss
+    bool memory_init = true;               // cells start as leaky integrators (cells.h cell_init_memory)
+    float cell_scale_init = 0.5f;          // the residual scale a at the start (0: the fresh student is
+                                           // exactly its feedforward unroll)
+    int readout_components = 200;          // at most this many PLS components per readout, each unit's
+                                           // count chosen on validation images
     // evaluation
     float heldout_fraction = 0.25f;        // of each area's units
     int heldout_fit_images = 64;           // training images the held-out units' PLS is fitted
@@ -116,7 +124,9 @@ struct SplitLog {
     std::vector<int> val_iter;
     std::vector<float> val_loss;
     int best_iter = 0, iters_done = 0;
+    int refits = 0;                              // closed-form readout re-solves kept
     float init_val_loss = 0;                     // before any BPTT step (PLS readout)
+    std::vector<std::vector<int>> readout_components;  // [area] (fit units) PLS components of the closed-form start
     double seconds = 0;
 };
 
@@ -127,6 +137,7 @@ struct FitResult {
     std::vector<SplitLog> splits;
     std::vector<std::vector<int>> steps_of_bin;  // (B) steps per bin
     int T = 0, image_steps = 0;
+    float onset_ms = 0;                          // the onset used (chosen, with --onset-ms auto)
     int64_t trainable_params = 0;
     std::vector<float> predictions;              // (N, U, B) held-out prediction of every
                                                  // image (NaN for units not in an area fitted)

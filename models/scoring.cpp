@@ -122,6 +122,20 @@ struct FitContext {
     }
 };
 
+// Pearson r across the held-out images of a prediction p[j * sp] and a target y[j]. Where r
+// is undefined because the prediction is constant (e.g. a silent layer's, or grey-screen
+// features after the image is gone) while the target varies, it explains nothing: r = 0.
+// NaN where the target itself does not vary (the unit is not scored in that bin).
+double held_out_r(const float* p, int64_t sp, const float* y, int64_t n) {
+    double r = pearson_r(p, sp, y, 1, n);
+    if (r == r) return r;
+    double lo = INFINITY, hi = -INFINITY, plo = INFINITY, phi = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        if (y[j] == y[j]) lo = std::min(lo, (double)y[j]), hi = std::max(hi, (double)y[j]),
+                          plo = std::min(plo, (double)p[j * sp]), phi = std::max(phi, (double)p[j * sp]);
+    return hi > lo && !(phi > plo) ? 0.0 : NAN;
+}
+
 // Scores bin b of split s from held-out predictions pred(j, k) = pred[j*stride + k] of the
 // test images: per unit r, EV; medians into out.ev / out.r.
 void score_bin(const FitContext& c, int s, int64_t b, const float* pred, int64_t stride, AreaScore& out) {
@@ -133,7 +147,7 @@ void score_bin(const FitContext& c, int s, int64_t b, const float* pred, int64_t
         float rho = tg.has_ceiling() ? tg.ceiling[u * tg.B + b] : 1.f;
         if (tg.has_ceiling() && !(rho > tg.cfg.min_reliability)) continue;
         for (int64_t j = 0; j < nte; j++) y[j] = c.target(c.test[j], k, b);
-        double r = pearson_r(pred + k, stride, y.data(), 1, nte);
+        double r = held_out_r(pred + k, stride, y.data(), nte);
         if (r != r) continue;
         double rp = std::max(r, 0.0);
         evs.push_back((float)(rp * rp / rho));
@@ -393,15 +407,8 @@ void score_predictions(const Targets& tg, const AreaUnits& au, int s, const std:
             float rho = tg.has_ceiling() ? tg.ceiling[u * B + b] : 1.f;
             if (tg.has_ceiling() && !(rho > tg.cfg.min_reliability)) continue;
             for (int64_t j = 0; j < nte; j++) y[j] = tg.mean[(test[j] * tg.U + u) * B + b], p[j] = pred[(j * Ua + k) * B + b];
-            double r = pearson_r(p.data(), 1, y.data(), 1, nte);
-            if (r != r) {  // undefined: a constant prediction explains nothing of a varying target
-                double lo = INFINITY, hi = -INFINITY, plo = INFINITY, phi = -INFINITY;
-                for (int64_t j = 0; j < nte; j++)
-                    if (y[j] == y[j]) lo = std::min(lo, (double)y[j]), hi = std::max(hi, (double)y[j]),
-                                      plo = std::min(plo, (double)p[j]), phi = std::max(phi, (double)p[j]);
-                if (!(hi > lo) || phi > plo) continue;
-                r = 0;
-            }
+            double r = held_out_r(p.data(), 1, y.data(), nte);
+            if (r != r) continue;
             double rp = std::max(r, 0.0);
             evs.push_back((float)(rp * rp / rho));
             rs.push_back((float)r);

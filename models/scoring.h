@@ -38,7 +38,9 @@
 //      per_bin an independent PLS for each bin ("time-varied"); T = B gathers bin b's rows
 //              (N, D) into a buffer, T = 1 uses the same features for every bin.
 //  - Score: per unit and bin, r = Pearson correlation across held-out images between
-//    prediction and trial average; EV = max(r, 0)^2 / rho (a negative held-out correlation
+//    prediction and trial average (a prediction that is constant over the held-out images
+//    while the target varies, e.g. a layer the stimulus has not reached yet, has r = 0: it
+//    explains nothing; every scorer counts such bins the same way); EV = max(r, 0)^2 / rho (a negative held-out correlation
 //    explains nothing; EV is not clipped at 1, sampling noise can put it above); raw
 //    max(r, 0)^2 without a ceiling. Median over the area's scoring units per split and bin;
 //    per bin the mean and SEM over splits; per split the mean over bins that have scoring

@@ -508,6 +508,9 @@ void virtual_primate_check(const VirtualPrimateConfig& c) {
             "--t-max-ms %d is not a positive multiple of --bin-ms %d: the bins must tile [0, t-max) (e.g. --t-max-ms "
             "%d)",
             c.t_max_ms, c.bin_ms, std::max(1, c.t_max_ms / c.bin_ms) * c.bin_ms);
+    if (c.t_max_ms / c.ms_per_step > 1000)
+        fail("--t-max-ms %d at --ms-per-step %d needs %d model steps; at most 1000 are allowed (every step holds the "
+             "teacher's activations)", c.t_max_ms, c.ms_per_step, c.t_max_ms / c.ms_per_step);
     if (c.batch < 1) fail("--batch: expected at least 1, got %d", c.batch);
 }
 
@@ -596,7 +599,7 @@ Model virtual_primate_teacher(const VirtualPrimateConfig& c, const std::vector<S
 
 // ---- the dataset -------------------------------------------------------------------------------
 
-Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress) {
+Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress, Model* teacher_out) {
     virtual_primate_check(c);
     StimulusConfig sc;
     sc.images = std::max(c.images, CALIBRATION_IMAGES);
@@ -738,7 +741,21 @@ Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress) {
                                   strfmt("steps=%d", T)}));
     z.set("teacher_unit_layer", NpyArray::from_strings(unit_layer));
     z.set("teacher_unit_latency_ms", NpyArray::from_f32({U_}, latency.data()));
+    if (teacher_out) *teacher_out = std::move(m);
     return z;
+}
+
+void virtual_primate_save_backbone(const Model& teacher, const std::string& path) {
+    ModelConfig mc;
+    mc.arch = teacher.spec.arch;
+    Model bb(mc, 0);
+    for (const auto& e : bb.params.entries) tensor_copy(e.view, teacher.params[e.name]);
+    Npz meta;
+    meta_set_string(meta, "meta.arch", mc.arch);
+    meta_set_floats(meta, "meta.mean", {teacher.norm.mean[0], teacher.norm.mean[1], teacher.norm.mean[2]});
+    meta_set_floats(meta, "meta.std", {teacher.norm.std[0], teacher.norm.std[1], teacher.norm.std[2]});
+    meta_set_string(meta, "meta.source", "the virtual primate's teacher backbone (make_virtual_primate)");
+    checkpoint_save(path, bb.params, meta);
 }
 
 // ---- summary -------------------------------------------------------------------------------------

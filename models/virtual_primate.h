@@ -108,8 +108,15 @@ Model virtual_primate_teacher(const VirtualPrimateConfig& c, const std::vector<S
                               float* feedback_gain = nullptr);
 
 // The whole dataset, as the arrays of the file (write it with npz_write). With `progress`,
-// a progress bar on stderr during the teacher's forward passes.
-Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress = false);
+// a progress bar on stderr during the teacher's forward passes. `teacher` (optional)
+// receives the teacher network the data were recorded from.
+Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress = false, Model* teacher = nullptr);
+
+// Writes the teacher's backbone, its convs as calibrated (rescaled per channel), as a
+// backbone checkpoint (meta.arch, meta.mean, meta.std; no cells, no feedback): a student
+// given it (fit_dynamics --backbone) differs from the teacher only in its dynamics, which
+// separates failures to learn the dynamics from a mismatch of backbones.
+void virtual_primate_save_backbone(const Model& teacher, const std::string& path);
 
 // Summary of a dataset's arrays (the generator's, or any file in the interchange format).
 struct VirtualPrimateStats {

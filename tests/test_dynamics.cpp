@@ -82,6 +82,11 @@ FitConfig small_fit(const std::string& motif, const std::string& feedback) {
     c.patience = 3;
     c.score.components = 5;
     c.heldout_fit_images = 0;
+    // the long-fit start (--preset gpu): the feedforward unroll at onset 0; the student learns
+    // its own dynamics and delays over 150 iterations (readout re-solved at every validation)
+    c.onset_ms = 0;
+    c.memory_init = false;
+    c.cell_scale_init = 0;
     return c;
 }
 
@@ -200,6 +205,77 @@ TEST_CASE("dynamics: a fresh residual student is its feedforward unroll; trainin
     }
 }
 
+TEST_CASE("dynamics: the memory start makes every cell channel a leaky integrator of a spread of timescales") {
+    // cells.h cell_init_memory: the gate biases that set each channel's retention r, and the
+    // effect: a fresh student keeps image-specific activity after the image has gone, which
+    // the feedforward unroll (and the residual student at a = 0) does not.
+    for (const char* motif : {"timedecay", "lstm", "gru", "ugrnn", "rnn", "rgc"}) {
+        CAPTURE(std::string(motif));
+        ModelConfig mc;
+        mc.arch = "tiny3";
+        mc.motifs.assign(3, motif_parse(motif));
+        mc.residual = true;
+        Model m(mc, 5);
+        const int C = m.spec.layers[1].out_ch;
+        CHECK(has(error_of([&] { cell_init_memory(m.params, motif_parse(motif), "conv2", C + 1, 11); }), "expected"));
+        std::vector<float> r = cell_init_memory(m.params, motif_parse(motif), "conv2", C, 11);
+        REQUIRE(r.size() == (size_t)C);
+        const float lo = *std::min_element(r.begin(), r.end()), hi = *std::max_element(r.begin(), r.end());
+        CHECK(lo >= 1 - 1 / 1.5f - 1e-5f);
+        CHECK(hi <= 1 - 1 / 20.f + 1e-5f);
+        CHECK(hi - lo > 0.2f);  // a spread, not one timescale
+        const int Cs = C;
+        auto sig = [](float x) { return 1 / (1 + std::exp(-x)); };
+        if (std::string(motif) == "timedecay")
+            for (int c = 0; c < Cs; c++) CHECK(sig(m.params["conv2.cell.tau"].data()[c]) == doctest::Approx(r[c]).epsilon(1e-4));
+        if (std::string(motif) == "lstm")  // [i, j, f, o]: s(f + 1) = r, s(i) = 1 - r
+            for (int c = 0; c < Cs; c++) {
+                CHECK(sig(m.params["conv2.cell.bias"].data()[2 * Cs + c] + 1) == doctest::Approx(r[c]).epsilon(1e-4));
+                CHECK(sig(m.params["conv2.cell.bias"].data()[c]) == doctest::Approx(1 - r[c]).epsilon(1e-4));
+            }
+        if (std::string(motif) == "gru" || std::string(motif) == "ugrnn") {  // the keep gate s(g + 1) = r
+            const Tensor& b = m.params[std::string(motif) == "gru" ? "conv2.cell.gates.bias" : "conv2.cell.bias"];
+            const int off = std::string(motif) == "gru" ? Cs : 0;
+            for (int c = 0; c < Cs; c++) CHECK(sig(b.data()[off + c] + 1) == doctest::Approx(r[c]).epsilon(1e-4));
+        }
+    }
+    // image memory after offset: outputs at the last step vary across images with the memory
+    // start and a = 0.5, and not without cells
+    ModelConfig mc;
+    mc.arch = "tiny3";
+    mc.motifs.assign(3, Motif::LSTM);
+    mc.residual = true;
+    Model mem(mc, 5);
+    for (int l = 0; l < 3; l++) {
+        const LayerSpec& ls = mem.spec.layers[l];
+        cell_init_memory(mem.params, Motif::LSTM, ls.name, ls.out_ch, 20 + l);
+        tensor_fill(mem.params[ls.name + ".cell.scale"], 0.5f);
+    }
+    ModelConfig ffc;
+    ffc.arch = "tiny3";
+    Model ff(ffc, 5);
+    for (const auto& e : ff.params.entries) tensor_copy(mem.params[e.name], e.view);
+    Rng rng(3);
+    Tensor img = tensor_empty({4, 3, 8, 8});
+    tensor_randn(img, rng);
+    auto late_spread = [&](const Model& m) {  // SD across images of conv2's output, 8 steps after the image
+        Unrolled u;
+        unroll_build(u, m, UnrollConfig{14, 3, 4}, false, img);
+        std::vector<float> v = u.out[13][1].to_vector();
+        const size_t per = v.size() / 4;
+        double s = 0;
+        for (size_t k = 0; k < per; k++) {
+            double mean = 0, var = 0;
+            for (int i = 0; i < 4; i++) mean += v[i * per + k] / 4;
+            for (int i = 0; i < 4; i++) var += (v[i * per + k] - mean) * (v[i * per + k] - mean) / 4;
+            s += std::sqrt(var) / per;
+        }
+        return s;
+    };
+    CHECK(late_spread(ff) < 1e-6);
+    CHECK(late_spread(mem) > 1e-3);
+}
+
 TEST_CASE("dynamics: model recovery: the teacher's structure beats the feedforward student in V4 and IT") {
     const FitResult &rec = recovery_fits().first, &ff = recovery_fits().second;
     for (const char* a : {"V4", "IT"}) {
@@ -212,11 +288,15 @@ TEST_CASE("dynamics: model recovery: the teacher's structure beats the feedforwa
         CHECK(std::isfinite(r.heldout.ev_mean));
         CHECK(r.fit_units.size() + r.heldout_units.size() == (size_t)r.fit.units + (size_t)r.heldout.units);
     }
-    // training improved on the closed-form start in every split
+    // training improved on the closed-form start in every split, and the closed-form re-solve
+    // of the readouts was kept at validations
+    int refits = 0;
     for (const SplitLog& L : rec.splits) {
+        refits += L.refits;
         CHECK(L.iters_done > 0);
         CHECK(*std::min_element(L.val_loss.begin(), L.val_loss.end()) < L.init_val_loss);
     }
+    CHECK(refits > 0);
     // every image has a held-out prediction of every unit fitted
     size_t nan = 0;
     for (float v : rec.predictions) nan += std::isnan(v);
@@ -264,6 +344,7 @@ TEST_CASE("dynamics: bad input") {
     }
     SUBCASE("bins later than the unroll") {
         FitConfig c = small_fit("none", "none");
+        c.onset_ms = 0;
         c.steps = 8;  // 0..70 ms, the bins reach 200 ms
         std::string e = error_of([&] { fit_dynamics(ds.d, c); });
         CHECK(has(e, "--steps 8"));
@@ -280,13 +361,13 @@ TEST_CASE("dynamics: bad input") {
         c.readout = "V4=conv2,IT=conv5";
         CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "conv5"));
     }
-    SUBCASE("NaN in the loss stops the fit and keeps the last good checkpoint") {
+    SUBCASE("NaN in the loss stops the fit; the checkpoint of the start stays as it was") {
         FitConfig c = small_fit("lstm", "conv3:conv1");
         c.lr = c.readout_lr = 1e30f;
         c.checkpoint_dir = vt_test::temp_dir();
         std::string e = error_of([&] { fit_dynamics(ds.d, c); });
         CHECK(has(e, "the loss became"));
-        CHECK(has(e, "last good checkpoint"));
+        CHECK(has(e, "Lower --lr"));
         std::string ck = c.checkpoint_dir + "/split0.npz";
         REQUIRE(std::filesystem::exists(ck));
         Npz z = npz_read(ck);
@@ -331,9 +412,11 @@ TEST_CASE("dynamics: --device cuda gives the CPU's loss curve") {
 
 TEST_CASE("dynamics: null control: the recurrent student's gain is specific to a recurrent teacher") {
     // SCIENCE.md section 6. On a feedforward teacher (no cells, no feedback; otherwise the
-    // recovery data) the lstm student still gains a little: its cells are extra nonlinear
-    // convolutions on a backbone that is not the teacher's (capacity, not dynamics; measured
-    // V4 +0.09, IT +0.04). Its gain on the recurrent teacher must be larger (measured +0.18, +0.13).
+    // recovery data) the lstm student still gains: its sites fire 50-100 ms after onset while
+    // the student's layers answer from 20 ms (onset 0), and a recurrent student learns to
+    // delay (feedback alone, motif none, gains +0.06 V4 there); its cells are also extra
+    // nonlinear convolutions on a backbone that is not the teacher's. Measured: +0.13 V4,
+    // +0.13 IT on the feedforward teacher; +0.16, +0.16 on the recurrent one, which must be larger.
     VirtualPrimateConfig vc = recovery_config();
     vc.teacher_motif = "none";
     vc.teacher_feedback = "none";

@@ -260,6 +260,28 @@ TEST_CASE("scoring: the shared map fits (image, bin) rows in place, equals the T
     CHECK(std::isfinite(Lb.scores[0].ev_mean));
 }
 
+TEST_CASE("scoring: features constant over the images in a bin explain nothing there (EV 0, not left out)") {
+    // Bin 1's features are the same for every image (a layer the stimulus has not reached):
+    // its prediction is constant, so the bin scores 0 (as fit_dynamics scores it), instead of
+    // dropping out of the mean over bins and flattering the model.
+    Synth s = synth(120, 4, 2, 6, 6, 0.5f, 12);
+    ScoreConfig c;
+    c.components = 6;
+    Targets tg = targets_prepare(s.d, c);
+    const int64_t N = 120, B = 2, D = 6;
+    std::vector<float> F(N * B * D, 0.25f);
+    for (int64_t i = 0; i < N; i++) std::memcpy(&F[(i * B + 0) * D], &s.X[i * D], D * sizeof(float));
+    LayerScore L = score_layer(tg, "half_silent", F.data(), B, D, {Mapping::PerBin});
+    for (const char* area : {"V4", "IT"}) {
+        const AreaScore& a = score_for(L, Mapping::PerBin, area);
+        CAPTURE(area);
+        CHECK(a.ev_bin_mean[0] > 0.5f);
+        CHECK(a.ev_bin_mean[1] == 0.f);
+        CHECK(a.bins_scored == 2);
+        CHECK(a.ev_mean == doctest::Approx(a.ev_bin_mean[0] / 2).epsilon(1e-4));
+    }
+}
+
 TEST_CASE("scoring: without a ceiling (R = 1) EV is raw r^2 and every output says so") {
     Synth s = synth(100, 2, 1, 1, 6, 0.f, 6);
     ScoreConfig c;

@@ -13,6 +13,7 @@
 
 #include "engine/checkpoint.h"
 #include "models/neural_data.h"
+#include "models/features.h"
 #include "models/virtual_primate.h"
 #include "tests/testutil.h"
 
@@ -378,6 +379,44 @@ TEST_CASE("virtual_primate: a teacher backbone from a checkpoint") {
         CHECK(m.find("hcnn5-s") != std::string::npos);
     }
     std::remove((dir + "/tiny3.npz").c_str());
+}
+
+TEST_CASE("virtual_primate: the teacher's backbone, written as a checkpoint, is the calibrated one") {
+    // The identifiability test's input (issue 11): a student given this backbone differs from
+    // the teacher only in its dynamics. It must hold the teacher's rescaled convs, not the
+    // He-initialised ones, and load as a backbone (meta.arch, normalisation).
+    std::string path = vt_test::temp_dir() + "/teacher_backbone.npz";
+    VirtualPrimateConfig c = small_config();
+    c.images = 8, c.reps = 3;
+    Model teacher{ModelConfig{}, 0};
+    Npz z = virtual_primate_generate(c, false, &teacher);
+    virtual_primate_save_backbone(teacher, path);
+    std::unique_ptr<Model> bb = backbone_load(path, "tiny3");
+    CHECK(bb->spec.arch == "tiny3");
+    for (const auto& e : bb->params.entries) {
+        CAPTURE(e.name);
+        CHECK(e.view.to_vector() == teacher.params[e.name].to_vector());
+    }
+    ModelConfig mc;
+    mc.arch = "tiny3";
+    Model he(mc, c.teacher_seed);  // the uncalibrated network differs
+    CHECK(he.params["conv1.weight"].to_vector() != bb->params["conv1.weight"].to_vector());
+    Npz f = npz_read(path);
+    for (const std::string& n : f.names) CHECK(n.find(".cell.") == std::string::npos);  // backbone only
+    for (int k = 0; k < 3; k++) CHECK(bb->norm.mean[k] == teacher.norm.mean[k]);
+    // and through the tool
+    if (vt_test::have_tool("make_virtual_primate")) {
+        std::string dir = vt_test::temp_dir();
+        auto r = vt_test::run_tool("make_virtual_primate", "--images 8 --reps 3 --size 32 --teacher-arch tiny3 "
+                                   "--teacher-feedback conv3:conv1 --v4-layer conv2 --it-layer conv3 --v4 4 --it 4 --out " +
+                                   dir + "/vp8.npz --write-teacher-backbone " + dir + "/tb.npz");
+        CHECK(r.rc == 0);
+        CHECK(backbone_load(dir + "/tb.npz", "")->spec.arch == "tiny3");
+        r = vt_test::run_tool("make_virtual_primate", "--images 8 --out " + dir + "/vp9.npz --write-teacher-backbone " +
+                              dir + "/tb.txt");
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "--write-teacher-backbone"));
+    }
 }
 
 TEST_CASE("virtual_primate: bad settings fail naming the flag") {

@@ -17,6 +17,7 @@
 #include "engine/npy.h"
 #include "engine/plot.h"
 #include "engine/progress.h"
+#include "engine/rundir.h"
 #include "models/dynamics.h"
 #include "models/features.h"
 #include "models/npz_stream.h"
@@ -73,6 +74,32 @@ std::string json_floats(const std::vector<float>& v) {
     return s + "]";
 }
 
+// --preset: settings for a compute budget, applied before the flags (a flag given wins).
+//   cpu  the default: a 10-minute run on 2 cores. 24 BPTT iterations of 4 images per split
+//        teach little, so the student starts where a short fit does best (measured,
+//        README): cells as leaky integrators (memory of the image after it goes, a = 0.5)
+//        and the onset chosen on training images.
+//   gpu  the paper-scale fit: 400 iterations of 16 images per split; the student starts as
+//        its feedforward unroll (a = 0) at onset 0 and learns its own dynamics and delays
+//        (measured on the recovery data: long fits do better from there).
+void preset_apply(const std::string& name, FitConfig& c, std::string& onset) {
+    if (name == "cpu") return;
+    if (name != "gpu") fail("--preset: expected cpu or gpu, got '%s'", name.c_str());
+    c.batch = 16, c.iters = 400, c.val_every = 20, c.patience = 4;
+    c.memory_init = false, c.cell_scale_init = 0.f;
+    onset = "0";
+}
+
+std::string preset_of(int argc, char** argv) {
+    std::string p = "cpu";
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--preset" && i + 1 < argc) p = argv[i + 1];
+        else if (a.rfind("--preset=", 0) == 0) p = a.substr(9);
+    }
+    return p;
+}
+
 // The ev table printed at the end.
 std::string table(const FitResult& R, bool time_varied) {
     std::string s = strfmt("%-5s %-7s %5s  %-18s %-18s %-18s\n", "area", "layer", "units", time_varied ? "EV time-varied" : "EV (fit units)",
@@ -95,7 +122,8 @@ int main(int argc, char** argv) {
     runtime_init(argv);
     return run_main([&] {
         FitConfig c;
-        std::string data, out;
+        std::string data, out, onset = "auto";
+        bool no_memory_init = false, overwrite = false, no_refit = false;
         int threads = 0;
         Cli cli("fit_dynamics", "",
                 "Fit a ConvRNN to the time course of V4 and IT responses by backpropagation through time (the\n"
@@ -113,33 +141,72 @@ int main(int argc, char** argv) {
         cli.flag("--readout", &c.readout, "area=layer pairs: the layer each area is read from");
         cli.flag("--time-varied", &c.time_varied,
                  "the paper's baseline instead of BPTT: feedforward features, an independent PLS per bin");
-        cli.flag("--ms-per-step", &c.ms_per_step, "milliseconds per model step");
-        cli.flag("--onset-ms", &c.onset_ms, "time of model step 0 after image onset (ms)");
-        cli.flag("--steps", &c.steps, "model steps T (0 = what the latest bin needs)");
-        cli.flag("--image-steps", &c.image_steps, "steps the image is shown (-1 = the data's presentation_ms / ms-per-step)");
-        cli.flag("--batch", &c.batch, "images per BPTT minibatch");
-        cli.flag("--iters", &c.iters, "BPTT iterations per split, at most");
-        cli.flag("--val-every", &c.val_every, "iterations between validations (early stopping)");
-        cli.flag("--patience", &c.patience, "validations without improvement before stopping");
-        cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation");
-        cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a weight tensor: lr / sqrt(fan-in))");
-        cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts (they start at their PLS fit)");
-        cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)");
-        cli.flag("--mean-weight", &c.mean_weight, "loss weight of each unit's mean time course (vs image-to-image variation)");
-        cli.flag("--heldout-units", &c.heldout_fraction, "fraction of each area's units held out of the fit");
+        cli.flag("--ms-per-step", &c.ms_per_step, "milliseconds per model step").positive().range(0, 1000);
+        cli.flag("--onset-ms", &onset, "time of model step 0 after image onset (ms), or auto: chosen among 0-6 steps "
+                 "on training images with the fresh network");
+        cli.flag("--steps", &c.steps, "model steps T (0 = what the latest bin needs)").range(0, 1000);
+        cli.flag("--image-steps", &c.image_steps, "steps the image is shown (-1 = the data's presentation_ms / ms-per-step)").range(-1, 1000);
+        cli.flag("--batch", &c.batch, "images per BPTT minibatch").range(1, 1 << 16);
+        cli.flag("--iters", &c.iters, "BPTT iterations per split, at most").range(0, 10000000);
+        cli.flag("--val-every", &c.val_every, "iterations between validations (early stopping)").range(1, 10000000);
+        cli.flag("--patience", &c.patience, "validations without improvement before stopping").range(0, 1000000);
+        cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation").positive().range(0, 0.9f);
+        cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a weight tensor: lr / sqrt(fan-in))").positive().range(0, 10);
+        cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts (they start at their PLS fit)").range(0, 10);
+        cli.flag("--readout-components", &c.readout_components,
+                 "at most this many PLS components per readout; each unit's count is chosen on validation images").range(1, 100000);
+        cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)").range(0, 1);
+        cli.flag("--no-readout-refit", &no_refit,
+                 "never re-solve the readouts in closed form during training (Adam alone moves them)");
+        cli.flag("--cell-scale-init", &c.cell_scale_init,
+                 "residual scale a of every cell at the start (0: the fresh student is its feedforward unroll)").range(0, 10);
+        cli.flag("--no-memory-init", &no_memory_init,
+                 "cells start with PyTorch's default init instead of leaky integrators of a spread of timescales");
+        cli.flag("--mean-weight", &c.mean_weight, "loss weight of each unit's mean time course (vs image-to-image variation)").range(0, 1);
+        cli.flag("--heldout-units", &c.heldout_fraction, "fraction of each area's units held out of the fit").range(0, 0.9f);
         cli.flag("--heldout-fit-images", &c.heldout_fit_images,
-                 "training images the held-out units' PLS is fitted on (a seeded subset; 0 = all)");
+                 "training images the held-out units' PLS is fitted on (a seeded subset; 0 = all)").range(0, 1 << 30);
         ScoringFlags scoring;
         scoring.add(cli, c.score);
         cli.flag("--model-seed", &c.seed, "seed of the student's cells, the unit hold-out and the minibatches");
         cli.flag("--device", &c.device, "cpu or cuda");
-        cli.flag("--threads", &threads, "compute threads (0 = all cores)");
+        cli.flag("--threads", &threads, "compute threads (0 = all cores)").range(0, 1 << 16);
+        cli.flag("--overwrite", &overwrite, "replace the finished run in --out (refused otherwise)");
+        std::string preset = preset_of(argc, argv);
+        preset_apply(preset, c, onset);
+        bool memory_flag = c.memory_init;
+        no_memory_init = !memory_flag;
+        cli.flag("--preset", &preset, "cpu (a 10-minute CPU fit) or gpu (400 iterations of 16 images: the paper-scale "
+                 "fit; with --device cuda); flags given after it win");
         cli.parse(argc, argv);
         scoring.apply(c.score);
+        c.memory_init = !no_memory_init;
+        c.readout_refit = !no_refit;
+        if (onset != "auto") {
+            char* end = nullptr;
+            c.onset_ms = std::strtof(onset.c_str(), &end);
+            if (onset.empty() || *end || !std::isfinite(c.onset_ms))
+                fail("--onset-ms: expected a time in ms or auto, got '%s'", onset.c_str());
+        }
         if (!cli.positional.empty()) fail("fit_dynamics: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
         backend_set_threads(threads);
         if (c.backbone.empty()) c.backbone = find_default_backbone("fit_dynamics");
         motif_parse(c.motif);  // fail early on a bad flag, before any data work
+        if (out.empty()) {
+            std::string fb = c.feedback;
+            std::replace(fb.begin(), fb.end(), ':', '-');
+            std::replace(fb.begin(), fb.end(), ',', '+');
+            out = c.time_varied ? "runs/fit_dynamics/time_varied" : "runs/fit_dynamics/" + c.motif + "_" + fb;
+        }
+        // The run claims its folder (a second run into it is refused while this one runs; a
+        // finished run in it is refused unless --overwrite), writes into a private partial
+        // folder and publishes everything together at the end (engine/rundir.h).
+        RunDirOptions claim_opt;
+        claim_opt.tool = "fit_dynamics";
+        claim_opt.overwrite = overwrite;
+        RunDir claim = rundir_claim(out, claim_opt);
+        const std::string final_out = out;
+        out = claim.partial;
 
         // the data: given, or the virtual primate
         bool virtual_primate = data.empty();
@@ -169,12 +236,6 @@ int main(int argc, char** argv) {
                 teacher = t.to_f32();
             }
         }
-        if (out.empty()) {
-            std::string fb = c.feedback;
-            std::replace(fb.begin(), fb.end(), ':', '-');
-            std::replace(fb.begin(), fb.end(), ',', '+');
-            out = c.time_varied ? "runs/fit_dynamics/time_varied" : "runs/fit_dynamics/" + c.motif + "_" + fb;
-        }
         fs::create_directories(out);
         if (!c.time_varied) {
             c.checkpoint_dir = out + "/checkpoints";
@@ -193,13 +254,17 @@ int main(int argc, char** argv) {
         for (size_t b = 0; b < R.steps_of_bin.size(); b++) steps += (b ? ", " : "") + json_ints(R.steps_of_bin[b]);
         steps += "]";
         std::string js = "{\n  \"settings\": {";
+        js += strfmt("\"preset\": %s, ", json_string(preset).c_str());
         js += strfmt("\"tool\": \"fit_dynamics\", \"data\": %s, \"virtual_primate\": %s, \"backbone\": %s, ",
                      json_string(data).c_str(), virtual_primate ? "true" : "false", json_string(c.backbone).c_str());
         js += strfmt("\"motif\": %s, \"feedback\": %s, \"readout\": %s, \"time_varied\": %s, \"residual_cells\": true, ",
                      json_string(c.motif).c_str(), json_string(c.feedback).c_str(), json_string(c.readout).c_str(),
                      c.time_varied ? "true" : "false");
         js += strfmt("\"ms_per_step\": %g, \"onset_ms\": %g, \"steps\": %d, \"image_steps\": %d, \"steps_per_bin\": %s, ",
-                     c.ms_per_step, c.onset_ms, R.T, R.image_steps, steps.c_str());
+                     c.ms_per_step, R.onset_ms, R.T, R.image_steps, steps.c_str());
+        js += strfmt("\"onset_chosen\": %s, \"readout_components\": %d, \"memory_init\": %s, \"cell_scale_init\": %g, \"readout_refit\": %s, ",
+                     std::isnan(c.onset_ms) ? "true" : "false", c.readout_components, c.memory_init ? "true" : "false",
+                     c.cell_scale_init, c.readout_refit ? "true" : "false");
         js += strfmt("\"batch\": %d, \"iters\": %d, \"val_every\": %d, \"patience\": %d, \"val_fraction\": %g, \"lr\": %g, "
                      "\"readout_lr\": %g, \"weight_decay\": %g, \"mean_weight\": %g, \"heldout_fraction\": %g, "
                      "\"heldout_fit_images\": %d, ",
@@ -234,9 +299,9 @@ int main(int argc, char** argv) {
         for (size_t s = 0; s < R.splits.size(); s++) {
             const SplitLog& L = R.splits[s];
             js += strfmt("%s\n    {\"iterations\": %d, \"best_iteration\": %d, \"init_val_loss\": %s, \"seconds\": %.1f, "
-                         "\"val_iterations\": %s, \"val_loss\": %s, \"train_loss\": %s}",
+                         "\"refits\": %d, \"val_iterations\": %s, \"val_loss\": %s, \"train_loss\": %s}",
                          s ? "," : "", L.iters_done, L.best_iter, json_number(L.init_val_loss).c_str(), L.seconds,
-                         json_ints(L.val_iter).c_str(), json_floats(L.val_loss).c_str(), json_floats(L.train_loss).c_str());
+                         L.refits, json_ints(L.val_iter).c_str(), json_floats(L.val_loss).c_str(), json_floats(L.train_loss).c_str());
         }
         js += "\n  ],\n  \"notes\": [";
         for (size_t i = 0; i < R.notes.size(); i++) js += (i ? ", " : "") + json_string(R.notes[i]);
@@ -346,6 +411,8 @@ int main(int argc, char** argv) {
 
         // results.json last: a run is finished (the sweep reuses it) iff this file exists
         file_write_atomic(out + "/results.json", js.data(), js.size());
+        rundir_publish(claim);  // every file into the folder, results.json last
+        out = final_out;
 
         std::printf("\n%s%s on %s (%s): %s\n", c.time_varied ? "time-varied baseline" : c.motif.c_str(),
                     c.time_varied ? "" : (" + feedback " + c.feedback).c_str(), data.c_str(),

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
     runtime_init(argv);
     return run_main([&] {
         VirtualPrimateConfig c;
-        std::string out = "data/virtual_primate.npz", examples;
+        std::string out = "data/virtual_primate.npz", examples, teacher_backbone;
         int threads = 0;
         Cli cli("make_virtual_primate", "",
                 "Write a SIMULATED neural dataset: HvM-like images (8 categories x 8 objects, variation V0/V3/V6)\n"
@@ -25,8 +25,8 @@ int main(int argc, char** argv) {
                 "pretrained backbone). Per-site latencies, Poisson-like trial noise, NaN for missing trials.\n"
                 "The same settings give a byte-identical file.");
         cli.flag("--out", &out, "output .npz");
-        cli.flag("--images", &c.images, "number of images");
-        cli.flag("--size", &c.size, "image side in pixels (the teacher sees them resized to its input)");
+        cli.flag("--images", &c.images, "number of images").range(1, 1 << 20);
+        cli.flag("--size", &c.size, "image side in pixels (the teacher sees them resized to its input)").range(8, 1024);
         cli.flag("--teacher-arch", &c.teacher_arch, "teacher backbone: hcnn5-s, hcnn5, alexnet, tiny3");
         cli.flag("--teacher-motif", &c.teacher_motif,
                  "teacher cell at every layer: none, timedecay, rnn, rnn-large, gru, lstm, ugrnn, rgc");
@@ -37,19 +37,21 @@ int main(int argc, char** argv) {
                  "checkpoint with the teacher's backbone weights (instead of He init)");
         cli.flag("--v4-layer", &c.v4_layer, "teacher layer the V4 sites read");
         cli.flag("--it-layer", &c.it_layer, "teacher layer the IT sites read");
-        cli.flag("--v4", &c.v4_units, "number of V4 sites");
-        cli.flag("--it", &c.it_units, "number of IT sites");
-        cli.flag("--reps", &c.reps, "repetitions per image");
-        cli.flag("--fano", &c.fano, "Fano factor of the spike counts (0: noiseless trials)");
-        cli.flag("--missing", &c.missing, "fraction of images recorded with fewer repetitions (NaN trials)");
-        cli.flag("--ms-per-step", &c.ms_per_step, "milliseconds per model step");
-        cli.flag("--presentation-ms", &c.presentation_ms, "image on for this long, then mean grey");
-        cli.flag("--bin-ms", &c.bin_ms, "time-bin width (a multiple of --ms-per-step)");
-        cli.flag("--t-max-ms", &c.t_max_ms, "end of the last bin (a multiple of --bin-ms)");
+        cli.flag("--v4", &c.v4_units, "number of V4 sites").range(0, 1 << 20);
+        cli.flag("--it", &c.it_units, "number of IT sites").range(0, 1 << 20);
+        cli.flag("--reps", &c.reps, "repetitions per image").range(2, 10000);
+        cli.flag("--fano", &c.fano, "Fano factor of the spike counts (0: noiseless trials)").range(0, 100);
+        cli.flag("--missing", &c.missing, "fraction of images recorded with fewer repetitions (NaN trials)").range(0, 1);
+        cli.flag("--ms-per-step", &c.ms_per_step, "milliseconds per model step").range(1, 1000);
+        cli.flag("--presentation-ms", &c.presentation_ms, "image on for this long, then mean grey").range(1, 100000);
+        cli.flag("--bin-ms", &c.bin_ms, "time-bin width (a multiple of --ms-per-step)").range(1, 100000);
+        cli.flag("--t-max-ms", &c.t_max_ms, "end of the last bin (a multiple of --bin-ms)").range(1, 100000);
         cli.flag("--seed", &c.seed, "seed of the stimuli, recording sites and trial noise");
-        cli.flag("--batch", &c.batch, "images per teacher forward pass");
-        cli.flag("--threads", &threads, "compute threads (0 = all cores)");
+        cli.flag("--batch", &c.batch, "images per teacher forward pass").range(1, 1 << 16);
+        cli.flag("--threads", &threads, "compute threads (0 = all cores)").range(0, 1 << 16);
         cli.flag("--examples", &examples, "also write a contact sheet of the first 64 images to this PNG");
+        cli.flag("--write-teacher-backbone", &teacher_backbone,
+                 "also write the teacher's backbone (as calibrated) as a checkpoint for fit_dynamics --backbone");
         cli.parse(argc, argv);
         if (!cli.positional.empty())
             fail("make_virtual_primate: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
@@ -57,10 +59,20 @@ int main(int argc, char** argv) {
         backend_set_threads(threads);
 
         auto t0 = std::chrono::steady_clock::now();
-        Npz z = virtual_primate_generate(c, /*progress=*/true);
+        if (!teacher_backbone.empty() && std::filesystem::path(teacher_backbone).extension() != ".npz")
+            fail("--write-teacher-backbone: expected a .npz path, got '%s'", teacher_backbone.c_str());
+        Model teacher{ModelConfig{}, 0};
+        Npz z = virtual_primate_generate(c, /*progress=*/true, &teacher);
         std::filesystem::path dir = std::filesystem::path(out).parent_path();
         if (!dir.empty()) std::filesystem::create_directories(dir);
         npz_write(out, z);
+        if (!teacher_backbone.empty()) {
+            std::filesystem::path tdir = std::filesystem::path(teacher_backbone).parent_path();
+            if (!tdir.empty()) std::filesystem::create_directories(tdir);
+            virtual_primate_save_backbone(teacher, teacher_backbone);
+            std::fprintf(stderr, "make_virtual_primate: wrote the teacher's backbone to %s (fit_dynamics --backbone %s)\n",
+                         teacher_backbone.c_str(), teacher_backbone.c_str());
+        }
         if (!examples.empty()) {
             StimulusConfig sc;
             sc.images = std::min(c.images, 64), sc.size = c.size, sc.seed = c.seed;
