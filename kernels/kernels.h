@@ -98,7 +98,7 @@ struct KernelTable {
     void (*chan_scale_backward)(float* dx, float* da, const float* dout, const float* x, const float* a, int N, int C,
                                 int64_t P);
 
-    // ---- fused recurrent cells (SCIENCE.md section 2) ----------------------------------
+    // ---- fused recurrent cells (docs/science.md section 2) ----------------------------------
     // One pass computes every gate nonlinearity and the state update from the gate
     // pre-activations G, laid out as the conv that made them: G (N, k*C, P), gate g of
     // channel c at G[n, g*C + c, p]. States are (N, C, P). A null previous state means zero;

@@ -1,4 +1,4 @@
-// backbone.h: the feedforward backbones (SCIENCE.md section 1) as data.
+// backbone.h: the feedforward backbones (docs/science.md section 1) as data.
 //
 // A backbone is five conv layers, conv1..conv5, each conv -> activation -> max-pool; then
 // a linear classifier for pretraining. The ConvRNN (convrnn.h) puts a recurrent cell between

@@ -1,4 +1,4 @@
-// cells.h: the local recurrent cells (SCIENCE.md section 2), one step at a time.
+// cells.h: the local recurrent cells (docs/science.md section 2), one step at a time.
 //
 // A cell turns a layer's pre-memory x (N, C, H, W) and its state into the layer's memory
 // output h (N, C, H, W). Convolutions are 3x3 'same', stride 1, state depth C. Gated cells

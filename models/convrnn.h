@@ -1,4 +1,4 @@
-// convrnn.h: the convolutional recurrent model and its time unrolling (SCIENCE.md section 2).
+// convrnn.h: the convolutional recurrent model and its time unrolling (docs/science.md section 2).
 //
 // Layer l at step t (every edge takes one step, "biological" unrolling):
 //   harbor       inputs: the feedforward source's output and every feedback source's output,
@@ -39,7 +39,7 @@ struct ModelConfig {
     std::vector<Motif> motifs;           // one per layer; empty = `none` everywhere
     std::vector<FeedbackEdge> feedback;
     int num_classes = 0;                 // > 0: a classifier head (pretraining)
-    // Residual cells ("pass-through" start, SCIENCE.md section 6; fit_dynamics uses it): a
+    // Residual cells ("pass-through" start, docs/science.md section 6; fit_dynamics uses it): a
     // layer with a cell outputs x + a * h instead of h, a = "<layer>.cell.scale" (C) per
     // channel, initialised to zero (ReZero), so a fresh model reproduces the feedforward
     // unroll exactly and training grows the dynamics from there. The cell's own state

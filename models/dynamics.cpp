@@ -762,10 +762,11 @@ Trained train_split(const FitConfig& cfg, const Plan& P, const Targets& tg, cons
     for (size_t a = 0; a < P.areas.size(); a++) {
         const AreaPlan& ap = P.areas[a];
         const int64_t Ua = (int64_t)ap.fit.units.size(), D = ap.D;
-        Readout r = readout_fit(gather_rows(F0[a], train_pos, B, D), gather_targets(st.Y, U, B, ap.fit.units, si.train),
-                                (int64_t)si.train.size(), gather_rows(F0[a], val_pos, B, D),
-                                gather_targets(st.Y, U, B, ap.fit.units, si.val), (int64_t)si.val.size(), B, D, Ua,
-                                cfg.readout_components, tg.cfg.pls);
+        // components chosen on a quarter of the training images: the validation images stay
+        // unseen for early stopping
+        Readout r = readout_fit_cv(gather_rows(F0[a], train_pos, B, D), gather_targets(st.Y, U, B, ap.fit.units, si.train),
+                                   (int64_t)si.train.size(), B, D, Ua, cfg.readout_components, tg.cfg.pls,
+                                   cfg.seed * 733 + s * 31 + a);
         upload(ro[ro_name(ap.area, "weight")], r.W.data(), Ua * D);
         upload(ro[ro_name(ap.area, "bias")], r.bias.data(), Ua);
         L.readout_components.push_back(r.comps);
@@ -828,8 +829,8 @@ Trained train_split(const FitConfig& cfg, const Plan& P, const Targets& tg, cons
         for (size_t a = 0; a < P.areas.size(); a++) {
             const AreaPlan& ap = P.areas[a];
             const int64_t Ua = (int64_t)ap.fit.units.size();
-            Readout r = readout_fit(cache[a], Ytr[a], (int64_t)si.train.size(), valF[a], Yva[a], (int64_t)si.val.size(), B,
-                                    ap.D, Ua, cfg.readout_components, tg.cfg.pls);
+            Readout r = readout_fit_cv(cache[a], Ytr[a], (int64_t)si.train.size(), B, ap.D, Ua, cfg.readout_components,
+                                       tg.cfg.pls, cfg.seed * 733 + s * 31 + a);
             upload(ro[ro_name(ap.area, "weight")], r.W.data(), Ua * ap.D);
             upload(ro[ro_name(ap.area, "bias")], r.bias.data(), Ua);
         }

@@ -1,10 +1,10 @@
 // dynamics.h: fitting a ConvRNN to the time course of V4 and IT responses by
-// backpropagation through time (SCIENCE.md sections 4-6; ./bin/fit_dynamics).
+// backpropagation through time (docs/science.md sections 4-6; ./bin/fit_dynamics).
 //
 // Sizes: N images, U units, B bins, T model steps, S splits, D_a features of the layer that
 // area a reads (C * H * W of its output after the pool).
 //
-// Time (SCIENCE.md section 5): step t happens at t * ms_per_step + onset_ms after image
+// Time (docs/science.md section 5): step t happens at t * ms_per_step + onset_ms after image
 // onset; bin [a, b) is predicted by the mean of the readout layer's outputs over the steps
 // whose time falls in [a, b) (a silent step counts as zero). T defaults to what the latest
 // bin needs; a --steps too small for the latest bin is an error naming the bin. A bin that

@@ -1,7 +1,7 @@
 // neural_data.h: the neural dataset (.npz) that ventral fits and scores against.
 //
 // Sizes: R repetitions, N images, U units (recording sites), B time bins.
-// Arrays of the file (SCIENCE.md section 3; tools/convert_*.py write them):
+// Arrays of the file (docs/science.md section 3; tools/convert_*.py write them):
 //   images          uint8 (N, H, W, 3)   RGB stimuli                              required
 //   responses       float32 (R, N, U, B) firing rates; NaN where an image has
 //                                         fewer than R repetitions                 required

@@ -1,4 +1,4 @@
-// scoring.h: the fitting protocol of SCIENCE.md section 4: noise ceilings, image folds, PLS
+// scoring.h: the fitting protocol of docs/science.md section 4: noise ceilings, image folds, PLS
 // mappings from model features to units, and the noise-corrected explained variance.
 //
 // Sizes: R repetitions, N images, U units, B time bins of the data; S folds (= splits);

@@ -36,7 +36,7 @@
 //     500 tanh(rate / 500). Per site, the baseline (grey) U(5, 20) sp/s and the peak over
 //     time of the image-averaged rate U(30, 100) sp/s are met by solving for A and b;
 //     a ~ U(1, 2) sets the selectivity. These gains are fitted to the N images' responses.
-//  4. time: model step t is time t * ms_per_step (SCIENCE.md section 5); a site's rate at
+//  4. time: model step t is time t * ms_per_step (docs/science.md section 5); a site's rate at
 //     time tau is the step time course, linearly interpolated, at (tau - delay) /
 //     ms_per_step. The delay places the site's onset (the time its rate leaves baseline,
 //     one step before the layer's first output) at a latency drawn from U(50, 70) ms for V4

@@ -63,7 +63,7 @@ GradCheckOptions model_check_options() {
 
 }  // namespace
 
-TEST_CASE("models: backbone shapes follow SCIENCE.md") {
+TEST_CASE("models: backbone shapes follow docs/science.md") {
     BackboneSpec s = backbone_spec("hcnn5-s");
     REQUIRE(s.layers.size() == 5);
     CHECK(s.in_size == 64);

@@ -143,7 +143,7 @@ std::string device_peak_mb(Device dev) {
 }
 
 // ---- workload: conv ------------------------------------------------------------------------
-// conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (SCIENCE.md section 1),
+// conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (docs/science.md section 1),
 // batch 16. FLOPs: forward 2*N*OC*OH*OW*C*K*K, backward twice that (weights and input).
 struct ConvLayer {
     const char* arch;
