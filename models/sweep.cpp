@@ -38,13 +38,15 @@ struct GridFlag {
 const GridFlag kGridFlags[] = {
     {"--motif", FlagKind::Motif},          {"--feedback", FlagKind::Text},       {"--readout", FlagKind::Text},
     {"--time-varied", FlagKind::Switch},   {"--backbone", FlagKind::Text},       {"--arch", FlagKind::Text},
-    {"--ms-per-step", FlagKind::Number},   {"--onset-ms", FlagKind::Number},     {"--steps", FlagKind::Int},
+    {"--ms-per-step", FlagKind::Number},   {"--onset-ms", FlagKind::Text},       {"--steps", FlagKind::Int},
     {"--image-steps", FlagKind::Int},      {"--batch", FlagKind::Int},           {"--iters", FlagKind::Int},
     {"--val-every", FlagKind::Int},        {"--patience", FlagKind::Int},        {"--val-fraction", FlagKind::Number},
     {"--lr", FlagKind::Number},            {"--readout-lr", FlagKind::Number},   {"--weight-decay", FlagKind::Number},
     {"--mean-weight", FlagKind::Number},   {"--heldout-units", FlagKind::Number},
     {"--heldout-fit-images", FlagKind::Int}, {"--components", FlagKind::Int},    {"--pls", FlagKind::Text},
-    {"--model-seed", FlagKind::Int},       {"--device", FlagKind::Text},
+    {"--model-seed", FlagKind::Int},       {"--device", FlagKind::Text},         {"--preset", FlagKind::Text},
+    {"--readout-components", FlagKind::Int}, {"--cell-scale-init", FlagKind::Number},
+    {"--no-memory-init", FlagKind::Switch}, {"--no-readout-refit", FlagKind::Switch},
 };
 
 // fit_dynamics flags that must be equal across a grid for its splits to pair up, or that the

@@ -185,6 +185,36 @@ TEST_CASE("sweep: grid files") {
     fs::remove_all(dir);
 }
 
+TEST_CASE("sweep: the flags a grid line may set are fit_dynamics' own, and every model/training flag of it is one") {
+    // The sweep keeps the list (models/sweep.cpp); this ties it to fit_dynamics --help, so a
+    // flag added to one and not the other fails here.
+    if (!vt_test::have_tool("fit_dynamics")) {
+        MESSAGE("bin/fit_dynamics not built: skipped");
+        return;
+    }
+    vt_test::ShellRun r = vt_test::run_tool("fit_dynamics", "--help");
+    REQUIRE(r.rc == 0);
+    std::vector<std::string> tool;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("  --", 0) == 0) tool.push_back(line.substr(2, line.find_first_of(" \t", 2) - 2));
+    REQUIRE(tool.size() > 20);
+    // the sweep's own (equal for every configuration) and the tool's housekeeping
+    const std::vector<std::string> not_grid = {"--data", "--out", "--threads", "--splits", "--seed", "--ceiling-splits",
+                                               "--min-reliability", "--help", "--overwrite"};
+    std::vector<std::string> grid = sweep_grid_flags();
+    for (const std::string& f : tool) {
+        CAPTURE(f);
+        bool known = std::find(grid.begin(), grid.end(), f) != grid.end() ||
+                     std::find(not_grid.begin(), not_grid.end(), f) != not_grid.end();
+        CHECK(known);
+    }
+    for (const std::string& f : grid) {
+        CAPTURE(f);
+        CHECK(std::find(tool.begin(), tool.end(), f) != tool.end());
+    }
+}
+
 TEST_CASE("sweep: built-in grids") {
     auto names = [](const SweepGrid& g) {
         std::vector<std::string> v;
