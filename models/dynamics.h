@@ -17,37 +17,48 @@
 //  1. Units: per area, a seeded `heldout_fraction` of the scored units is held out of the
 //     BPTT fit (the held-out units); the rest are the fit units.
 //  2. Model: the backbone (a checkpoint) frozen; `motif` cells at every layer in the
-//     residual form of ModelConfig::residual (h = x + a * cell, a = 0 at the start: a fresh
-//     student IS its feedforward unroll), feedback edges starting at zero.
+//     residual form of ModelConfig::residual (h = x + a * cell), feedback edges starting at
+//     zero. The cells' start (dynamics.cpp cells_start): a = cell_scale_init; with a = 0 a
+//     fresh student IS its feedforward unroll; with memory_init every cell channel is a
+//     leaky integrator of its input (cells.h cell_init_memory). The fresh student is the same
+//     for every split; its features are computed once.
 //  3. Readout: per area one linear map from its layer (time-shared: the same map for every
-//     bin), initialised in closed form on the fresh network's features of the training
-//     images (the feedforward unroll's, computed once): PLS (`components`) from features to
-//     targets with both centred within each bin (the image-to-image variation the score
-//     measures, as the loss below), then the bias that zeroes the mean residual.
+//     bin), in closed form on the fresh student's features of the training images: PLS from
+//     features to targets, both centred within each bin (the image-to-image variation the
+//     score measures, as the loss below), each unit keeping the number of components (at
+//     most readout_components) that predicts a held-out quarter of the training images
+//     best; then the bias that zeroes the mean residual.
 //  4. Loss, per area and bin, on unit-standardised targets (each unit's mean over training
 //     images and bins removed, divided by its pooled within-bin SD over images):
 //       (1 - mean_weight) * mean over batch and units of the batch-centred error^2
 //           + mean_weight * mean of the error^2
 //     i.e. mostly the image-to-image variation within each bin (what the score measures),
 //     a little of the mean time course; summed over areas, averaged over bins.
-//  5. Training: Adam (decoupled weight decay) on cells, feedback and readouts together; a
-//     weight tensor of fan-in F (inputs per output, C*K*K for a conv) steps with lr/sqrt(F),
-//     vectors (biases, per-channel scales) with lr: Adam moves every weight by about its lr,
-//     so without the scaling a wide zero-initialised feedback conv would shift its target's
-//     input by ~lr * F at the first steps and knock the fit off its start. The readouts,
-//     which start at their closed-form fit, step with readout_lr (measured on the default
-//     virtual primate: 1e-4 per weight kept V4 at 0.160, ~2e-4 dropped it to ~0.14).
-//     minibatches of training images; a validation set (`val_fraction` of the training
-//     images) is scored every `val_every` iterations; the best parameters are kept and
-//     training stops after `patience` validations without improvement or `iters` iterations.
-//     A non-finite loss stops the run with an error; the last good checkpoint stays.
+//  5. Training: Adam (decoupled weight decay) on cells and feedback; a weight tensor of
+//     fan-in F (inputs per output, C*K*K for a conv) steps with lr/sqrt(F), vectors (biases,
+//     per-channel scales) with lr: Adam moves every weight by about its lr, so without the
+//     scaling a wide zero-initialised feedback conv would shift its target's input by
+//     ~lr * F at the first steps and knock the fit off its start. Minibatches of training
+//     images; a validation set (`val_fraction` of the training images, never used to fit
+//     anything) is scored every `val_every` iterations. At each validation (readout_refit)
+//     the readouts are re-solved as in step 3 on the latest features of the training images
+//     (each image's from the last minibatch it was in): variable projection, the cells
+//     descend the loss of the best readout for their features; the re-solve is kept when the
+//     validation loss falls. Between re-solves the readouts stay (readout_lr = 0; Adam on
+//     them moves all D weights of a unit at once, a prediction by ~lr * |x|_1 per step, which
+//     on the teacher's backbone blew the loss up 10^4-fold). The best parameters are kept;
+//     training stops after `patience` validations without improvement or `iters`
+//     iterations. A non-finite loss stops the run with an error.
 //  6. Evaluation on the held-out fold: fit units by the trained readout; held-out units by a
-//     time-shared PLS on the trained network's features of `heldout_fit_images` training
-//     images (a subset bounds the cost of the extra forward passes). The score
-//     is scoring.h's noise-corrected EV. Every image is held out exactly once, so the
-//     held-out predictions of all splits together cover the dataset (`predictions`).
-// time_varied: no BPTT: the feedforward backbone's features with an independent PLS per bin
-// (the paper's "time-varied" baseline), for the fit and the held-out units alike.
+//     closed-form readout (as in step 3) on the trained network's features of
+//     `heldout_fit_images` training images (a subset bounds the cost of the extra forward
+//     passes). The score is scoring.h's noise-corrected EV. Every image is held out exactly
+//     once, so the held-out predictions of all splits together cover the dataset.
+// time_varied: no BPTT: the feedforward backbone's features with an independent readout per
+// bin (the paper's "time-varied" baseline; closed form as in step 3), for the fit and the
+// held-out units alike.
+// Onset (onset_ms = NaN, `--onset-ms auto`): chosen among 0-60 ms with the fresh student's
+// features of split 0's training images (dynamics.cpp onset_choose).
 #pragma once
 #include <cmath>
 #include <functional>
@@ -80,8 +91,10 @@ struct FitConfig {
     int patience = 3;                      // validations without improvement before stopping
     float val_fraction = 0.1f;             // of the training images
     float lr = 1e-2f;                      // cells and feedback (weights: lr / sqrt(fan-in))
-    float readout_lr = 1e-4f;              // readouts (they start at their closed-form fit)
     bool readout_refit = true;             // re-solve the readouts in closed form at every validation
+    float readout_lr = 0.f;                // Adam on the readouts between re-solves (0: they stay as solved;
+                                           // without re-solves use ~1e-4: Adam moves all D weights of a
+                                           // unit at once, its prediction by ~lr * |x|_1 per step)
     float weight_decay = 1e-4f;
     float mean_weight = 0.1f;              // weight of the mean time course in the loss
     bool memory_init = true;               // cells start as leaky integrators (cells.h cell_init_memory)

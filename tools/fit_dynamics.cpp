@@ -152,7 +152,8 @@ int main(int argc, char** argv) {
         cli.flag("--patience", &c.patience, "validations without improvement before stopping").range(0, 1000000);
         cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation").positive().range(0, 0.9f);
         cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a weight tensor: lr / sqrt(fan-in))").positive().range(0, 10);
-        cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts (they start at their PLS fit)").range(0, 10);
+        cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts between closed-form re-solves (0: they stay as solved; "
+                 "1e-4 with --no-readout-refit)").range(0, 10);
         cli.flag("--readout-components", &c.readout_components,
                  "at most this many PLS components per readout; each unit's count is chosen on validation images").range(1, 100000);
         cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)").range(0, 1);
@@ -182,6 +183,7 @@ int main(int argc, char** argv) {
         scoring.apply(c.score);
         c.memory_init = !no_memory_init;
         c.readout_refit = !no_refit;
+        if (!c.readout_refit && !cli.was_given("--readout-lr")) c.readout_lr = 1e-4f;  // Adam alone moves them
         if (onset != "auto") {
             char* end = nullptr;
             c.onset_ms = std::strtof(onset.c_str(), &end);
