@@ -777,10 +777,11 @@ Trained train_split(const FitConfig& cfg, const Plan& P, const Targets& tg, cons
     graph_build(g, m, P, cfg.batch, &ro, cfg.mean_weight);
     Adam opt_m, opt_r;
     opt_m.lr = cfg.lr, opt_r.lr = cfg.readout_lr;
-    for (const auto& e : m.params.entries) {  // weights step lr / sqrt(fan_in) (see dynamics.h)
+    for (const auto& e : m.params.entries) {  // weights step lr / sqrt(fan_in), feedback lr / fan_in (see dynamics.h)
         int64_t fan_in = 1;
         for (size_t k = 1; k < e.shape.size(); k++) fan_in *= e.shape[k];
-        opt_m.lr_scale.push_back(1.f / std::sqrt((float)fan_in));
+        const bool feedback = e.name.find(".fb.") != std::string::npos;  // convrnn.h: <dst>.fb.<src>.weight
+        opt_m.lr_scale.push_back(feedback ? 1.f / (float)fan_in : 1.f / std::sqrt((float)fan_in));
     }
     opt_m.weight_decay = opt_r.weight_decay = cfg.weight_decay;
     // Features of the readout layers, kept for re-solving the readouts in closed form

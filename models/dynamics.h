@@ -34,11 +34,14 @@
 //           + mean_weight * mean of the error^2
 //     i.e. mostly the image-to-image variation within each bin (what the score measures),
 //     a little of the mean time course; summed over areas, averaged over bins.
-//  5. Training: Adam (decoupled weight decay) on cells and feedback; a weight tensor of
-//     fan-in F (inputs per output, C*K*K for a conv) steps with lr/sqrt(F), vectors (biases,
-//     per-channel scales) with lr: Adam moves every weight by about its lr, so without the
-//     scaling a wide zero-initialised feedback conv would shift its target's input by
-//     ~lr * F at the first steps and knock the fit off its start. Minibatches of training
+//  5. Training: Adam (decoupled weight decay) on cells and feedback; a cell weight tensor of
+//     fan-in F (inputs per output, C*K*K for a conv) steps with lr/sqrt(F), a feedback conv's
+//     with lr/F, vectors (biases, per-channel scales) with lr: Adam moves every weight by
+//     about its step, and the F weights of a zero-initialised feedback conv all move the
+//     same way at first, shifting its target's input by ~step * F * |x|: lr/F keeps that
+//     at ~lr * |x| (with lr/sqrt(F), conv5:conv2's F = 2304 on hcnn5-s, the shift blew the
+//     loss up 10^3-fold in the first iterations on the teacher's own backbone). The cell
+//     weights start random (their gradients' signs disagree), so lr/sqrt(F) is enough. Minibatches of training
 //     images; a validation set (`val_fraction` of the training images, never used to fit
 //     anything) is scored every `val_every` iterations. At each validation (readout_refit)
 //     the readouts are re-solved as in step 3 on the latest features of the training images

@@ -301,7 +301,7 @@ struct Site {
 };
 
 // A site's place: channels, receptive field, latency (its channel weights come later).
-Site site_sample(const BackboneSpec& spec, int area, int layer, int ms_per_step, Rng& r) {
+Site site_sample(const BackboneSpec& spec, int area, int layer, int ms_per_step, bool latencies, Rng& r) {
     const LayerSpec& l = spec.layers[layer];
     const int M = l.out_size, C = l.out_ch;
     const int win = area == 0 ? std::max(1, (M + 1) / 2) : M;
@@ -320,8 +320,9 @@ Site site_sample(const BackboneSpec& spec, int area, int layer, int ms_per_step,
                 s.entry_channel.push_back(k);
                 s.rf.push_back(std::exp(-d2 / (2 * width * width)));
             }
-    s.latency_ms = area == 0 ? U(r, 50, 70) : U(r, 70, 100);
+    s.latency_ms = area == 0 ? U(r, 50, 70) : U(r, 70, 100);  // drawn either way: the same sites
     // the rate leaves baseline one step before the layer's first output (step layer + 1)
+    if (!latencies) s.latency_ms = (float)layer * ms_per_step;
     s.delay_ms = std::max(0.f, s.latency_ms - (float)layer * ms_per_step);
     return s;
 }
@@ -620,7 +621,7 @@ Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress, Model
     std::vector<Site> sites;
     for (int k = 0; k < U_; k++) {
         int area = k < c.v4_units ? 0 : 1;
-        sites.push_back(site_sample(spec, area, layer[area], c.ms_per_step, site_rng));
+        sites.push_back(site_sample(spec, area, layer[area], c.ms_per_step, c.latencies, site_rng));
     }
     float min_delay = 1e9f;
     for (const Site& s : sites) min_delay = std::min(min_delay, s.delay_ms);
@@ -738,6 +739,7 @@ Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress, Model
                                   strfmt("presentation_ms=%d", c.presentation_ms),
                                   strfmt("bin_ms=%d", c.bin_ms),
                                   strfmt("t_max_ms=%d", c.t_max_ms),
+                                  strfmt("latencies=%d", (int)c.latencies),
                                   strfmt("steps=%d", T)}));
     z.set("teacher_unit_layer", NpyArray::from_strings(unit_layer));
     z.set("teacher_unit_latency_ms", NpyArray::from_f32({U_}, latency.data()));

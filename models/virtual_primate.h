@@ -40,7 +40,8 @@
 //     time tau is the step time course, linearly interpolated, at (tau - delay) /
 //     ms_per_step. The delay places the site's onset (the time its rate leaves baseline,
 //     one step before the layer's first output) at a latency drawn from U(50, 70) ms for V4
-//     and U(70, 100) ms for IT (delay >= 0). Bins [b*bin_ms, (b+1)*bin_ms) up to t_max_ms
+//     and U(70, 100) ms for IT (delay >= 0; `latencies` false: delay 0, the site's onset is
+//     its layer's). Bins [b*bin_ms, (b+1)*bin_ms) up to t_max_ms
 //     average the rate over 1 ms samples. The image is shown for presentation_ms, then
 //     mean grey.
 //  5. trials: spike counts per bin ~ fano * Poisson(mu / fano), mu = rate * bin width
@@ -56,7 +57,7 @@
 // image_variation, presentation_ms) plus
 //   teacher_responses        float32 (N, U, B)  noiseless binned rates (the ceiling)
 //   teacher_config           str (K,)           "key=value": generator, arch, backbone, motif,
-//                                               feedback, feedback_gain, seeds, sizes, steps
+//                                               feedback, feedback_gain, seeds, sizes, latencies, steps
 //   teacher_unit_layer       str (U,)           the layer each site reads
 //   teacher_unit_latency_ms  float32 (U,)       each site's onset latency
 #pragma once
@@ -94,6 +95,7 @@ struct VirtualPrimateConfig {
     int presentation_ms = 100;  // image on, then mean grey
     int bin_ms = 20;            // bin width
     int t_max_ms = 260;         // end of the last bin
+    bool latencies = true;      // false: every site answers with its layer (delay 0), a control
     uint64_t seed = 1;          // stimuli, sites, trial noise
     int batch = 8;              // images per teacher forward
 };

@@ -201,6 +201,24 @@ TEST_CASE("virtual_primate: V4 responds earlier than IT") {
     }
 }
 
+TEST_CASE("virtual_primate: without latencies every site answers with its layer, the same sites otherwise") {
+    VirtualPrimateConfig c = small_config();
+    c.images = 8, c.reps = 3;
+    Npz with = virtual_primate_generate(c);
+    c.latencies = false;
+    Npz without = virtual_primate_generate(c);
+    std::vector<std::string> layer = without.get("teacher_unit_layer").to_strings();
+    std::vector<float> lat = without.get("teacher_unit_latency_ms").to_f32();
+    for (size_t u = 0; u < layer.size(); u++)  // conv<k> is layer k - 1: its first output is step k
+        CHECK(lat[u] == doctest::Approx(10.f * (layer[u].back() - '1')));
+    CHECK(layer == with.get("teacher_unit_layer").to_strings());
+    std::vector<std::string> kv = without.get("teacher_config").to_strings();
+    CHECK(std::find(kv.begin(), kv.end(), "latencies=0") != kv.end());
+    // earlier answers: the image moves V4 sooner than with latencies
+    std::vector<float> t0 = with.get("teacher_responses").to_f32(), t1 = without.get("teacher_responses").to_f32();
+    CHECK(onset_bin(area_time_course(without, t1, "V4")) < onset_bin(area_time_course(with, t0, "V4")));
+}
+
 TEST_CASE("virtual_primate: responses vary across images within the image-driven bins") {
     const Npz& z = small_data();
     Dims d = dims(z);

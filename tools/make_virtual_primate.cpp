@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
         cli.flag("--bin-ms", &c.bin_ms, "time-bin width (a multiple of --ms-per-step)").range(1, 100000);
         cli.flag("--t-max-ms", &c.t_max_ms, "end of the last bin (a multiple of --bin-ms)").range(1, 100000);
         cli.flag("--seed", &c.seed, "seed of the stimuli, recording sites and trial noise");
+        cli.flag("--latencies", &c.latencies,
+                 "sites answer 50-70 ms (V4) / 70-100 ms (IT) after onset; =false: with their layer (a control)");
         cli.flag("--batch", &c.batch, "images per teacher forward pass").range(1, 1 << 16);
         cli.flag("--threads", &threads, "compute threads (0 = all cores)").range(0, 1 << 16);
         cli.flag("--examples", &examples, "also write a contact sheet of the first 64 images to this PNG");
