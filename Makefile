@@ -114,7 +114,7 @@ else
 endif
 
 # ---- sources --------------------------------------------------------------------------
-LIB_SRC   := $(wildcard engine/*.cpp kernels/cpu/*.cpp models/*.cpp)
+LIB_SRC   := $(wildcard engine/*.cpp engine/io/*.cpp kernels/cpu/*.cpp models/*.cpp models/datasets/*.cpp models/fit/*.cpp)
 TOOL_SRC  := $(wildcard tools/*.cpp)
 TEST_SRC  := $(wildcard tests/*.cpp)
 CUDA_SRC  := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
@@ -194,7 +194,7 @@ sanitize:
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard fuzz/*.cpp)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.cpp=build-fuzz/%)
-FUZZ_LIB_SRC := engine/common.cpp engine/npy.cpp engine/image.cpp models/npz_stream.cpp
+FUZZ_LIB_SRC := engine/common.cpp engine/io/npy.cpp engine/io/image.cpp models/datasets/npz_stream.cpp
 build-fuzz/%: fuzz/%.cpp $(FUZZ_LIB_SRC)
 	@mkdir -p build-fuzz
 	clang++ -std=c++17 -O1 -g -I. $(OPENBLAS_CFLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIB_SRC) -lz -lstb -o $@

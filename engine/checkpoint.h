@@ -7,7 +7,7 @@
 #pragma once
 #include <string>
 
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 #include "engine/params.h"
 
 namespace vt {

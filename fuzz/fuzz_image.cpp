@@ -7,9 +7,9 @@
 //
 // The decoder is compiled here from the same <stb/stb_image.h> that libstb is built from
 // (Debian's libstb-dev), so the sanitizers and libFuzzer's coverage see inside it: the
-// executable's definitions take precedence over libstb.so's, and engine/image.cpp's calls bind
+// executable's definitions take precedence over libstb.so's, and engine/io/image.cpp's calls bind
 // to them. (The engine itself links libstb and never defines STB_IMAGE_IMPLEMENTATION.) This is
-// how the stb_image 2.27 Huffman-table overflow guarded in engine/image.cpp was found.
+// how the stb_image 2.27 Huffman-table overflow guarded in engine/io/image.cpp was found.
 //
 // Seeds (fuzz/corpus/fuzz_image): small images written by stb_image_write (RGB and grey
 // JPEG, RGB and grey+alpha PNG, BMP) and hand-made PNGs (palette with tRNS, 16-bit RGB,
@@ -19,7 +19,7 @@
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
 
-#include "engine/image.h"
+#include "engine/io/image.h"
 
 using namespace vt;
 

@@ -10,7 +10,7 @@
 // hand-made version-2.0 big-endian fortran-order .npy.
 #include <cstdlib>
 
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 
 using namespace vt;
 

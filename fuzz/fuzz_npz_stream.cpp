@@ -1,4 +1,4 @@
-// fuzz_npz_stream.cpp: libFuzzer target for the streaming .npz reader (models/npz_stream.h),
+// fuzz_npz_stream.cpp: libFuzzer target for the streaming .npz reader (models/datasets/npz_stream.h),
 // the path neural data and features load through (`make fuzz`).
 //
 // Each input is written to a file (the streaming reader reads files: $TMPDIR, /dev/shm when
@@ -17,8 +17,8 @@
 #include <cstring>
 #include <string>
 
-#include "engine/npy.h"
-#include "models/npz_stream.h"
+#include "engine/io/npy.h"
+#include "models/datasets/npz_stream.h"
 
 using namespace vt;
 

@@ -16,7 +16,7 @@
 #include <cmath>
 
 #include "engine/checkpoint.h"
-#include "engine/image.h"
+#include "engine/io/image.h"
 #include "models/convrnn.h"
 #include "tests/testutil.h"
 

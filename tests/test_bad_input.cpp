@@ -20,10 +20,10 @@
 #include <set>
 
 #include "engine/checkpoint.h"
-#include "engine/image.h"
-#include "engine/npy.h"
-#include "engine/rundir.h"
-#include "models/neural_data.h"
+#include "engine/io/image.h"
+#include "engine/io/npy.h"
+#include "engine/io/rundir.h"
+#include "models/datasets/neural_data.h"
 #include "tests/testutil.h"
 
 using namespace vt;

@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <string>
 
-#include "models/neural_data.h"
+#include "models/datasets/neural_data.h"
 #include "tests/testutil.h"
 
 using namespace vt;

@@ -47,7 +47,7 @@
 #include "engine/backend.h"
 #include "engine/ops.h"
 #include "models/convrnn.h"
-#include "models/features.h"
+#include "models/fit/features.h"
 #include "tests/testutil.h"
 #include "tools/cli.h"
 #ifdef VT_CUDA

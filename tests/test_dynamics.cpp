@@ -1,4 +1,4 @@
-// test_dynamics.cpp: the dynamics fit (models/dynamics.h, ./bin/fit_dynamics): time-to-step
+// test_dynamics.cpp: the dynamics fit (models/fit/dynamics.h, ./bin/fit_dynamics): time-to-step
 // mapping, the residual (pass-through) start, the readout flags, model recovery on a small
 // virtual primate, and bad input.
 #include <algorithm>
@@ -8,8 +8,8 @@
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
 #include "engine/ops.h"
-#include "models/dynamics.h"
-#include "models/virtual_primate.h"
+#include "models/fit/dynamics.h"
+#include "models/datasets/virtual_primate.h"
 #include "tests/testutil.h"
 
 using namespace vt;

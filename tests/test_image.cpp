@@ -9,8 +9,8 @@
 #include <cstring>
 #include <functional>
 
-#include "engine/image.h"
-#include "engine/npy.h"
+#include "engine/io/image.h"
+#include "engine/io/npy.h"
 #include "tests/testutil.h"
 
 using namespace vt;

@@ -15,8 +15,8 @@
 #include <set>
 #include <sstream>
 
-#include "engine/image.h"
-#include "models/image_folder.h"
+#include "engine/io/image.h"
+#include "models/datasets/image_folder.h"
 #include "tests/testutil.h"
 
 using namespace vt;

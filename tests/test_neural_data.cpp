@@ -1,14 +1,14 @@
-// test_neural_data.cpp: the neural dataset format (models/neural_data.h) and the
-// member-at-a-time .npz reader under it (models/npz_stream.h): round trips, NaN handling,
+// test_neural_data.cpp: the neural dataset format (models/datasets/neural_data.h) and the
+// member-at-a-time .npz reader under it (models/datasets/npz_stream.h): round trips, NaN handling,
 // and every validation error, each on a small file built here.
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 
-#include "engine/npy.h"
-#include "models/neural_data.h"
-#include "models/npz_stream.h"
+#include "engine/io/npy.h"
+#include "models/datasets/neural_data.h"
+#include "models/datasets/npz_stream.h"
 #include "tests/testutil.h"
 
 using namespace vt;

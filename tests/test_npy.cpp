@@ -8,7 +8,7 @@
 #include <cstring>
 #include <functional>
 
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 #include "tests/testutil.h"
 
 using namespace vt;

@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <functional>
 
-#include "engine/plot.h"
+#include "engine/io/plot.h"
 #include "tests/testutil.h"
 
 using namespace vt;

@@ -1,11 +1,11 @@
-// test_rundir.cpp: claiming, publishing and cleaning output folders (engine/rundir.h).
+// test_rundir.cpp: claiming, publishing and cleaning output folders (engine/io/rundir.h).
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "engine/rundir.h"
+#include "engine/io/rundir.h"
 #include "tests/testutil.h"
 
 using namespace vt;

@@ -1,8 +1,8 @@
-// test_scoring.cpp: the fitting protocol (models/scoring.h) on synthetic data with known
+// test_scoring.cpp: the fitting protocol (models/fit/scoring.h) on synthetic data with known
 // answers: folds, split-half ceilings (noiseless unit = 1, Spearman-Brown value for noisy
 // units, NaN trials), unit exclusions, the shared and per-bin PLS mappings (stacked fit
 // without copies, features restored), raw r^2 without a ceiling, the features-file checks
-// (models/features.h) and ./bin/score end to end.
+// (models/fit/features.h) and ./bin/score end to end.
 #include <sys/wait.h>
 
 #include <cmath>
@@ -13,10 +13,10 @@
 #include <random>
 #include <set>
 
-#include "engine/npy.h"
-#include "models/features.h"
-#include "models/neural_data.h"
-#include "models/scoring.h"
+#include "engine/io/npy.h"
+#include "models/fit/features.h"
+#include "models/datasets/neural_data.h"
+#include "models/fit/scoring.h"
 #include "tests/testutil.h"
 
 using namespace vt;

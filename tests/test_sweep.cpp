@@ -1,4 +1,4 @@
-// test_sweep.cpp: ./bin/sweep and models/sweep.h: grid files and the built-in grids, the JSON
+// test_sweep.cpp: ./bin/sweep and models/fit/sweep.h: grid files and the built-in grids, the JSON
 // reader, the paired t-test against scipy's values, the report from hand-made results, and the
 // sweep end to end on a tiny virtual primate: a full run, resuming after a deleted result, and
 // resuming after a SIGTERM midway.
@@ -15,10 +15,10 @@
 #include <thread>
 
 #include "engine/checkpoint.h"
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 #include "models/convrnn.h"
-#include "models/sweep.h"
-#include "models/virtual_primate.h"
+#include "models/fit/sweep.h"
+#include "models/datasets/virtual_primate.h"
 #include "tests/testutil.h"
 
 using namespace vt;
@@ -186,7 +186,7 @@ TEST_CASE("sweep: grid files") {
 }
 
 TEST_CASE("sweep: the flags a grid line may set are fit_dynamics' own, and every model/training flag of it is one") {
-    // The sweep keeps the list (models/sweep.cpp); this ties it to fit_dynamics --help, so a
+    // The sweep keeps the list (models/fit/sweep.cpp); this ties it to fit_dynamics --help, so a
     // flag added to one and not the other fails here.
     if (!vt_test::have_tool("fit_dynamics")) {
         MESSAGE("bin/fit_dynamics not built: skipped");

@@ -1,5 +1,5 @@
-// test_virtual_primate.cpp: the simulated dataset (models/virtual_primate.h) and its stimuli
-// (models/stimuli.h): determinism, the interchange format, latencies, image-driven variance,
+// test_virtual_primate.cpp: the simulated dataset (models/datasets/virtual_primate.h) and its stimuli
+// (models/datasets/stimuli.h): determinism, the interchange format, latencies, image-driven variance,
 // trial noise, missing trials, the recorded teacher, and errors for bad settings. Most
 // cases use the tiny3 teacher (fast); one checks the default hcnn5-s teacher's dynamics.
 #include <sys/wait.h>
@@ -12,9 +12,9 @@
 #include <set>
 
 #include "engine/checkpoint.h"
-#include "models/neural_data.h"
-#include "models/features.h"
-#include "models/virtual_primate.h"
+#include "models/datasets/neural_data.h"
+#include "models/fit/features.h"
+#include "models/datasets/virtual_primate.h"
 #include "tests/testutil.h"
 
 using namespace vt;

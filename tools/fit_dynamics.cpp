@@ -1,8 +1,8 @@
-// fit_dynamics.cpp: ./bin/fit_dynamics, the paper's dynamics fit (models/dynamics.h).
+// fit_dynamics.cpp: ./bin/fit_dynamics, the paper's dynamics fit (models/fit/dynamics.h).
 //
 //   ./bin/fit_dynamics --motif lstm --feedback conv5:conv2 [--data D.npz] [--out DIR]
 //
-// Without --data it fits the embedded virtual primate (models/virtual_primate.h), generating
+// Without --data it fits the embedded virtual primate (models/datasets/virtual_primate.h), generating
 // data/virtual_primate.npz with the default settings when the file is not there yet.
 // Writes DIR/results.json, DIR/results.csv, DIR/ev_over_time.png, DIR/units.png,
 // DIR/loss.png and DIR/checkpoints/split<s>.npz; prints a table per area at the end.
@@ -14,14 +14,14 @@
 #include <filesystem>
 
 #include "engine/backend.h"
-#include "engine/npy.h"
-#include "engine/plot.h"
+#include "engine/io/npy.h"
+#include "engine/io/plot.h"
 #include "engine/progress.h"
-#include "engine/rundir.h"
-#include "models/dynamics.h"
-#include "models/features.h"
-#include "models/npz_stream.h"
-#include "models/virtual_primate.h"
+#include "engine/io/rundir.h"
+#include "models/fit/dynamics.h"
+#include "models/fit/features.h"
+#include "models/datasets/npz_stream.h"
+#include "models/datasets/virtual_primate.h"
 #include "tools/cli.h"
 #include "tools/scoring_flags.h"
 
@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
         }
         // The run claims its folder (a second run into it is refused while this one runs; a
         // finished run in it is refused unless --overwrite), writes into a private partial
-        // folder and publishes everything together at the end (engine/rundir.h).
+        // folder and publishes everything together at the end (engine/io/rundir.h).
         RunDirOptions claim_opt;
         claim_opt.tool = "fit_dynamics";
         claim_opt.overwrite = overwrite;

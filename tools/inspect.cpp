@@ -5,8 +5,8 @@
 
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
-#include "engine/image.h"
-#include "engine/npy.h"
+#include "engine/io/image.h"
+#include "engine/io/npy.h"
 #include "models/convrnn.h"
 #include "tools/cli.h"
 

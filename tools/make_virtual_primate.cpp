@@ -1,5 +1,5 @@
 // make_virtual_primate.cpp: ./bin/make_virtual_primate, writes the simulated "virtual
-// primate" dataset (models/virtual_primate.h): HvM-like stimuli and the V4/IT responses of a
+// primate" dataset (models/datasets/virtual_primate.h): HvM-like stimuli and the V4/IT responses of a
 // known teacher ConvRNN, in the project's .npz interchange format.
 #include <chrono>
 #include <cstdio>
@@ -7,7 +7,7 @@
 
 #include "engine/backend.h"
 #include "engine/progress.h"
-#include "models/virtual_primate.h"
+#include "models/datasets/virtual_primate.h"
 #include "tools/cli.h"
 
 using namespace vt;

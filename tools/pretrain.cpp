@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "engine/backend.h"
-#include "models/pretrain.h"
+#include "models/fit/pretrain.h"
 #include "tools/cli.h"
 
 using namespace vt;

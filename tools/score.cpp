@@ -6,7 +6,7 @@
 // F.npz holds one float32 (or float64) array per layer, named by the layer, each (N, D) or
 // (N, T, D) for the data's N images in the data's order; T must equal the data's B bins
 // (one feature vector per bin) or be 1 (time-invariant features used for every bin).
-// Arrays whose names start with "meta." are ignored. The protocol is in models/scoring.h.
+// Arrays whose names start with "meta." are ignored. The protocol is in models/fit/scoring.h.
 // Memory: the data's per-trial responses are reduced to trial averages and ceilings before
 // any feature is read, then layers are read one at a time (streamed from the .npz) and
 // fitted in place, so the peak is about one layer's feature array plus the trial averages.
@@ -16,12 +16,12 @@
 #include <filesystem>
 
 #include "engine/backend.h"
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 #include "engine/progress.h"
-#include "models/features.h"
-#include "models/neural_data.h"
-#include "models/npz_stream.h"
-#include "models/scoring.h"
+#include "models/fit/features.h"
+#include "models/datasets/neural_data.h"
+#include "models/datasets/npz_stream.h"
+#include "models/fit/scoring.h"
 #include "tools/cli.h"
 #include "tools/scoring_flags.h"
 
@@ -36,10 +36,10 @@ int main(int argc, char** argv) {
         ScoreConfig c;
         Cli cli("score", "",
                 "Score model features against a neural dataset: PLS from each layer's features to each area's\n"
-                "units on held-out images, noise-corrected explained variance per bin (models/scoring.h).\n"
+                "units on held-out images, noise-corrected explained variance per bin (models/fit/scoring.h).\n"
                 "Writes DIR/results.json and prints a table.");
         cli.flag("--features", &features, "features .npz: one (N, D) or (N, T, D) array per layer");
-        cli.flag("--data", &data, "neural dataset .npz (models/neural_data.h)");
+        cli.flag("--data", &data, "neural dataset .npz (models/datasets/neural_data.h)");
         cli.flag("--out", &out, "output folder (results.json)");
         cli.flag("--areas", &areas, "comma-separated areas to score (default: all of the data's)");
         cli.flag("--layers", &layers, "comma-separated feature arrays to score (default: all)");

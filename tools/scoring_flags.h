@@ -1,9 +1,9 @@
 // scoring_flags.h: the scoring flags ./bin/score and ./bin/select_layers share, filling a
-// ScoreConfig (models/scoring.h). Header-only, like cli.h.
+// ScoreConfig (models/fit/scoring.h). Header-only, like cli.h.
 #pragma once
 #include <string>
 
-#include "models/scoring.h"
+#include "models/fit/scoring.h"
 #include "tools/cli.h"
 
 namespace vt {

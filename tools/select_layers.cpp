@@ -3,8 +3,8 @@
 //   ./bin/select_layers --data D.npz --out DIR [--backbone CKPT] [--areas V4,IT] [--splits 4]
 //
 // Features of every backbone layer for the dataset's images (feedforward pass, batched;
-// stimulus preprocessing in models/features.h), each scored against every area and bin with
-// an independent PLS per bin ("time-varied" mapping; protocol in models/scoring.h). Writes
+// stimulus preprocessing in models/fit/features.h), each scored against every area and bin with
+// an independent PLS per bin ("time-varied" mapping; protocol in models/fit/scoring.h). Writes
 // DIR/results.json, DIR/layers.csv (one row per layer, area and bin) and DIR/heatmap.png
 // (layers x bins, one panel per area), and prints the table and the best layer per area
 // (highest EV averaged over bins).
@@ -14,12 +14,12 @@
 #include <filesystem>
 
 #include "engine/backend.h"
-#include "engine/npy.h"
-#include "engine/plot.h"
+#include "engine/io/npy.h"
+#include "engine/io/plot.h"
 #include "engine/progress.h"
-#include "models/features.h"
-#include "models/neural_data.h"
-#include "models/scoring.h"
+#include "models/fit/features.h"
+#include "models/datasets/neural_data.h"
+#include "models/fit/scoring.h"
 #include "tools/cli.h"
 #include "tools/scoring_flags.h"
 
@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
                 "Writes DIR/results.json, DIR/layers.csv, DIR/heatmap.png; prints the best layer per area.");
         cli.flag("--backbone", &backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone));
         cli.flag("--arch", &arch, "expected architecture (checked against the checkpoint's meta.arch)");
-        cli.flag("--data", &data, "neural dataset .npz (models/neural_data.h)");
+        cli.flag("--data", &data, "neural dataset .npz (models/datasets/neural_data.h)");
         cli.flag("--out", &out, "output folder");
         cli.flag("--areas", &areas, "comma-separated areas (default: all of the data's)");
         ScoringFlags scoring;

@@ -1,5 +1,5 @@
 // sweep.cpp: ./bin/sweep, the paper's architecture comparison (Figs. 3 and 4) as one resumable
-// command with a report (issue 6; grids, tests and the report in models/sweep.h).
+// command with a report (issue 6; grids, tests and the report in models/fit/sweep.h).
 //
 //   ./bin/sweep --grid GRID [--data D.npz] --out DIR [--jobs N] [--quick] [-- FIT_DYNAMICS FLAGS]
 //
@@ -15,7 +15,7 @@
 //
 // Without --data the fits use the virtual primate (SIMULATED), generated here once before any
 // fit starts so that parallel fits do not race to write it. DIR is locked for the sweep's life
-// (engine/rundir.h): a second sweep into the same DIR is refused while the first runs.
+// (engine/io/rundir.h): a second sweep into the same DIR is refused while the first runs.
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -34,12 +34,12 @@
 #include <thread>
 
 #include "engine/backend.h"
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 #include "engine/progress.h"
-#include "engine/rundir.h"
-#include "models/npz_stream.h"
-#include "models/sweep.h"
-#include "models/virtual_primate.h"
+#include "engine/io/rundir.h"
+#include "models/datasets/npz_stream.h"
+#include "models/fit/sweep.h"
+#include "models/datasets/virtual_primate.h"
 #include "tools/cli.h"
 
 using namespace vt;

@@ -1,6 +1,6 @@
 """ventral_format.py: writes the ventral neural dataset (.npz) for the converters in tools/.
 
-The format (read by models/neural_data.h, which documents it):
+The format (read by models/datasets/neural_data.h, which documents it):
   images          uint8 (N, H, W, 3)      RGB stimuli                         required
   responses       float32 (R, N, U, B)    NaN for missing repetitions         required
   unit_area       str (U,)                e.g. "V4", "IT"                     required

@@ -3,7 +3,7 @@
 // An object is a list of primitives (ellipses and polygons) in object coordinates, scaled
 // so that its bounding box fits [-1, 1]^2, drawn in order (later on top) with a palette of
 // four colours: main, secondary, dark, light. Coordinates: x to the right, y up.
-#include "models/stimuli.h"
+#include "models/datasets/stimuli.h"
 
 #include <algorithm>
 #include <cmath>

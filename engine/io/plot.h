@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/image.h"
+#include "engine/io/image.h"
 
 namespace vt {
 

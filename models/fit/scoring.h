@@ -52,7 +52,7 @@
 #include <vector>
 
 #include "engine/linalg.h"
-#include "models/neural_data.h"
+#include "models/datasets/neural_data.h"
 
 namespace vt {
 

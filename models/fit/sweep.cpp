@@ -1,6 +1,6 @@
 // sweep.cpp: grids, the JSON reader, results, the paired t-test and the report of ./bin/sweep
-// (models/sweep.h has the what and why).
-#include "models/sweep.h"
+// (models/fit/sweep.h has the what and why).
+#include "models/fit/sweep.h"
 
 #include <algorithm>
 #include <cctype>
@@ -13,11 +13,11 @@
 #include <sstream>
 
 #include "engine/common.h"
-#include "engine/npy.h"
-#include "engine/plot.h"
+#include "engine/io/npy.h"
+#include "engine/io/plot.h"
 #include "engine/progress.h"
 #include "models/cells.h"
-#include "models/scoring.h"
+#include "models/fit/scoring.h"
 
 namespace vt {
 namespace fs = std::filesystem;

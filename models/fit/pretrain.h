@@ -7,7 +7,7 @@
 // continues from; SIGINT (Ctrl-C) saves and stops after the current batch.
 //
 // Before any training: the flags are checked, every training class must have a readable
-// image, and `out` is claimed (engine/rundir.h file_claim: its folder created and writable,
+// image, and `out` is claimed (engine/io/rundir.h file_claim: its folder created and writable,
 // locked against a second run onto the same path, stale temporaries of killed saves removed).
 #pragma once
 #include <string>

@@ -1,5 +1,5 @@
 // features.cpp: backbone loading and feedforward features for stimuli (see features.h).
-#include "models/features.h"
+#include "models/fit/features.h"
 
 #include <unistd.h>
 
@@ -10,8 +10,8 @@
 
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
-#include "engine/image.h"
-#include "models/npz_stream.h"
+#include "engine/io/image.h"
+#include "models/datasets/npz_stream.h"
 
 namespace vt {
 

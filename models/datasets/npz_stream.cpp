@@ -3,7 +3,7 @@
 // The zip's directory comes from engine's zip_directory, read through a File; here each
 // member's bytes are read (stored) or inflated (deflate) front to back from where its data
 // starts, with the CRC checked when the last byte has been read.
-#include "models/npz_stream.h"
+#include "models/datasets/npz_stream.h"
 
 #include <sys/stat.h>
 #include <zlib.h>

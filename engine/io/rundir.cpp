@@ -1,5 +1,5 @@
 // rundir.cpp: claiming, publishing and cleaning a run's outputs (see rundir.h).
-#include "engine/rundir.h"
+#include "engine/io/rundir.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -16,7 +16,7 @@
 #include <fstream>
 
 #include "engine/common.h"
-#include "engine/npy.h"  // file_write_atomic
+#include "engine/io/npy.h"  // file_write_atomic
 
 namespace fs = std::filesystem;
 

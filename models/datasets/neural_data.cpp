@@ -1,12 +1,12 @@
 // neural_data.cpp: loading, validating and saving the neural dataset (see neural_data.h).
-#include "models/neural_data.h"
+#include "models/datasets/neural_data.h"
 
 #include <cmath>
 
 #include "engine/common.h"
-#include "engine/image.h"
-#include "engine/npy.h"
-#include "models/npz_stream.h"
+#include "engine/io/image.h"
+#include "engine/io/npy.h"
+#include "models/datasets/npz_stream.h"
 
 namespace vt {
 namespace {
@@ -48,7 +48,7 @@ NeuralData neural_data_load(const std::string& path, bool with_images) {
     for (const char* key : {"images", "responses", "unit_area", "bin_start_ms", "bin_end_ms"})
         if (!z.has(key))
             fail("'%s' is not a ventral neural dataset: the required array '%s' is missing (required: images, "
-                 "responses, unit_area, bin_start_ms, bin_end_ms; see models/neural_data.h)", path.c_str(), key);
+                 "responses, unit_area, bin_start_ms, bin_end_ms; see models/datasets/neural_data.h)", path.c_str(), key);
     NeuralData d;
     d.path = path;
 
@@ -74,7 +74,7 @@ NeuralData neural_data_load(const std::string& path, bool with_images) {
              shape_text(rh.shape).c_str(), (long long)d.N);
     if (ih.shape[1] < 1 || ih.shape[2] < 1) fail("'%s': 'images' has an empty side: %s", path.c_str(), shape_text(ih.shape).c_str());
     if (ih.shape[1] > IMAGE_MAX_SIDE || ih.shape[2] > IMAGE_MAX_SIDE)
-        fail("'%s': 'images' %s has a side above %d pixels (the image limit of engine/image.h)", path.c_str(),
+        fail("'%s': 'images' %s has a side above %d pixels (the image limit of engine/io/image.h)", path.c_str(),
              shape_text(ih.shape).c_str(), IMAGE_MAX_SIDE);
     if (with_images) {
         NpyArray a = npz_array(z, "images");

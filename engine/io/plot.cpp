@@ -7,7 +7,7 @@
 //
 // Each chart is laid out from the outside in: margins, title, axis labels, tick labels and
 // legend take their measured room, the data area is what remains.
-#include "engine/plot.h"
+#include "engine/io/plot.h"
 
 #include <algorithm>
 #include <cstring>

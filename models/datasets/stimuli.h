@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/image.h"
+#include "engine/io/image.h"
 #include "engine/tensor.h"
 
 namespace vt {

@@ -10,7 +10,7 @@
 // that would overflow stb_image 2.27's buffers are refused.
 //
 // Functions take raw pointers and std types only: this file depends on engine/common.* and
-// engine/npy.* (whole-file I/O), not on the tensor engine, so the fuzz targets link it alone.
+// engine/io/npy.* (whole-file I/O), not on the tensor engine, so the fuzz targets link it alone.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,6 +1,6 @@
 // npz_stream.h: one member of a large .npz at a time, without reading the whole file.
 //
-// engine/npy.h's npz_read holds the file's bytes and the parsed arrays at once (twice the
+// engine/io/npy.h's npz_read holds the file's bytes and the parsed arrays at once (twice the
 // file). Model features (N, T, D) run to several GB, and the neural data's per-trial
 // responses too, so ./bin/score and the neural-data loader index the zip's central
 // directory first and then stream single members: a large float array goes straight into
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 
 namespace vt {
 

@@ -13,7 +13,7 @@
 // before anything is allocated.
 //
 // There is one zip reader, zip_directory: npz_parse reads through it from memory and
-// models/npz_stream.h from a file, member by member.
+// models/datasets/npz_stream.h from a file, member by member.
 //
 // This file depends on engine/common.* only (the fuzz targets link it without the tensor
 // engine). Loaders that build Tensors convert with to_f32().
@@ -135,7 +135,7 @@ NpyArray zip_member_array(const uint8_t* raw,        // m.csize bytes read from 
 std::string npz_member_label(const std::string& what,  // "'f.npz' member 'x.npy'", control
                              const std::string& raw_name);  // characters replaced, for messages
 
-// ---- whole files (shared with engine/image.cpp) ----------------------------------------
+// ---- whole files (shared with engine/io/image.cpp) ----------------------------------------
 std::vector<uint8_t> file_read_all(const std::string& path);  // missing: "cannot open 'X': ..."; mem_check'd
 void file_write_atomic(const std::string& path,  // path.tmp.<pid> + fsync + rename
                        const void* data,         // bytes to write

@@ -69,8 +69,8 @@
 #include <vector>
 
 #include "models/convrnn.h"
-#include "models/neural_data.h"
-#include "models/scoring.h"
+#include "models/datasets/neural_data.h"
+#include "models/fit/scoring.h"
 
 namespace vt {
 

@@ -1,5 +1,5 @@
 // dynamics.cpp: the BPTT fit of a ConvRNN to neural time courses (see dynamics.h).
-#include "models/dynamics.h"
+#include "models/fit/dynamics.h"
 
 #include <algorithm>
 #include <chrono>
@@ -12,7 +12,7 @@
 #include "engine/linalg.h"
 #include "engine/ops.h"
 #include "engine/progress.h"
-#include "models/features.h"
+#include "models/fit/features.h"
 
 namespace vt {
 

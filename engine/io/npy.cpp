@@ -10,7 +10,7 @@
 //         16/32 bits, ZIP64 extra fields carry the 64-bit values and a ZIP64 EOCD record plus
 //         its locator sit just before the EOCD.
 // All multi-byte fields are little-endian.
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -735,7 +735,7 @@ void Npz::set(const std::string& k, NpyArray a) {
     arrays[k] = std::move(a);
 }
 
-// ---- zip: the one reader of .npz archives (npz_parse here, models/npz_stream streams) ------
+// ---- zip: the one reader of .npz archives (npz_parse here, models/datasets/npz_stream streams) ------
 std::string npz_member_label(const std::string& what, const std::string& name) { return member_label(what, name); }
 
 std::vector<ZipMember> zip_directory(const ZipReadAt& read_at, uint64_t n, const std::string& what) {

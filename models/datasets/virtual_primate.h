@@ -52,7 +52,7 @@
 // thread count). Cost: the teacher's forward dominates: the default (320 images, hcnn5-s
 // lstm, 24 steps) takes ~1.3 min and 0.6 GB on 2 cores and writes a 14 MB file.
 //
-// The file: the interchange arrays of models/neural_data.h (images, responses, unit_area,
+// The file: the interchange arrays of models/datasets/neural_data.h (images, responses, unit_area,
 // bin_start_ms, bin_end_ms, unit_id, image_id, image_object, image_category,
 // image_variation, presentation_ms) plus
 //   teacher_responses        float32 (N, U, B)  noiseless binned rates (the ceiling)
@@ -65,9 +65,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 #include "models/convrnn.h"
-#include "models/stimuli.h"
+#include "models/datasets/stimuli.h"
 
 namespace vt {
 

@@ -1,5 +1,5 @@
 // pretrain.cpp: the classification training loop (see pretrain.h).
-#include "models/pretrain.h"
+#include "models/fit/pretrain.h"
 
 #include <algorithm>
 #include <atomic>
@@ -12,13 +12,13 @@
 
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
-#include "engine/image.h"
-#include "engine/rundir.h"
+#include "engine/io/image.h"
+#include "engine/io/rundir.h"
 #include "engine/ops.h"
 #include "engine/progress.h"
 #include "models/convrnn.h"
-#include "models/image_folder.h"
-#include "models/npz_stream.h"
+#include "models/datasets/image_folder.h"
+#include "models/datasets/npz_stream.h"
 
 namespace vt {
 

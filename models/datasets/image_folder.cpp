@@ -7,7 +7,7 @@
 // caller waits for its slot to be complete and copies it out. All randomness of position p
 // comes from its own generator seeded by (seed, epoch, p), so results do not depend on the
 // number of threads or which thread does what.
-#include "models/image_folder.h"
+#include "models/datasets/image_folder.h"
 
 #include <algorithm>
 #include <cctype>
@@ -22,7 +22,7 @@
 #include <thread>
 
 #include "engine/common.h"
-#include "engine/image.h"
+#include "engine/io/image.h"
 #include "engine/tensor.h"  // Rng
 
 namespace fs = std::filesystem;

@@ -14,7 +14,7 @@
 //   published last) or a DIR/.run-complete manifest. It is refused unless `overwrite`; with
 //   it, publishing replaces the old run's files (those its manifest lists) by the new ones.
 // - A failed or killed run leaves nothing in DIR: an unpublished claim removes its partial
-//   folder; stale DIR/.partial-<pid> folders and *.tmp.<pid> files (engine/npy.h writes
+//   folder; stale DIR/.partial-<pid> folders and *.tmp.<pid> files (engine/io/npy.h writes
 //   path.tmp.<pid>, then renames) of processes that are gone are removed by the next claim.
 //
 // A tool whose output is one file that grows over the run (pretrain's checkpoint) claims the

@@ -1,5 +1,5 @@
 // scoring.cpp: ceilings, folds, PLS mappings and explained variance (see scoring.h).
-#include "models/scoring.h"
+#include "models/fit/scoring.h"
 
 #include <algorithm>
 #include <cmath>

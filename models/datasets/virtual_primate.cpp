@@ -1,6 +1,6 @@
 // virtual_primate.cpp: the simulated dataset from a known teacher ConvRNN (see
 // virtual_primate.h for the pipeline and the file).
-#include "models/virtual_primate.h"
+#include "models/datasets/virtual_primate.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
-#include "engine/image.h"
+#include "engine/io/image.h"
 #include "engine/ops.h"
 #include "engine/progress.h"
 

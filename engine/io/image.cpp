@@ -1,6 +1,6 @@
 // image.cpp: image decoding (stb_image from libstb), resizing, cropping, normalisation and
 // PNG writing (stb_image_write from libstb). See image.h.
-#include "engine/image.h"
+#include "engine/io/image.h"
 
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
@@ -13,7 +13,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/npy.h"  // file_read_all, file_write_atomic
+#include "engine/io/npy.h"  // file_read_all, file_write_atomic
 
 namespace vt {
 namespace {
