@@ -2,8 +2,9 @@
 #
 #   make                 CPU build (OpenBLAS + OpenMP), tools and tests in bin/
 #   make test            build and run ./bin/tests
-#   make check           make test, the gradient checks again under other BLAS kernels and thread
-#                        counts, and the CUDA build (warnings as errors) where nvcc exists
+#   make check           the layering rule (tools/check_layering.py), make test, the gradient checks
+#                        again under other BLAS kernels and thread counts, and the CUDA build
+#                        (warnings as errors) where nvcc exists
 #   make sanitize        build and run the tests under ASan + UBSan (in build-san/)
 #   make fuzz            build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 #   make CUDA=1          also build the CUDA backend (kernels/cuda, nvcc)
@@ -114,7 +115,7 @@ else
 endif
 
 # ---- sources --------------------------------------------------------------------------
-LIB_SRC   := $(wildcard engine/*.cpp engine/io/*.cpp kernels/cpu/*.cpp models/*.cpp models/datasets/*.cpp models/fit/*.cpp)
+LIB_SRC   := $(wildcard kernels/*.cpp kernels/cpu/*.cpp engine/*.cpp engine/io/*.cpp models/*.cpp models/datasets/*.cpp models/fit/*.cpp)
 TOOL_SRC  := $(wildcard tools/*.cpp)
 TEST_SRC  := $(wildcard tests/*.cpp)
 CUDA_SRC  := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
@@ -124,7 +125,7 @@ TOOLS     := $(TOOL_SRC:tools/%.cpp=$(BIN)/%)
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 LIB       := $(BUILD)/libventral.a
 
-.PHONY: all test check sanitize fuzz clean FORCE
+.PHONY: all test check layering sanitize fuzz clean FORCE
 all: $(TOOLS) $(BIN)/tests
 
 # Objects depend on the flags they were built with (CUDA=1 vs CUDNN=1 vs WERROR=1 in one
@@ -172,7 +173,11 @@ CUDNN_FOUND := $(wildcard /usr/local/cuda/include/cudnn.h /usr/include/cudnn.h /
 GRAD_TESTS := -tc='*gradient*,gradcheck:*'
 BLAS_CORES := Prescott $(if $(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),Haswell) \
               $(if $(shell grep -m1 -ow avx512bw /proc/cpuinfo 2>/dev/null),SkylakeX)
-check: all
+# The layering rule first (README, ## Layout: nothing includes upward); it reads the sources only.
+layering:
+	python3 tools/check_layering.py
+check: layering
+	$(MAKE) all
 	./$(BIN)/tests
 	@for core in $(BLAS_CORES); do for th in 1 2; do \
 	  echo "check: gradient checks with OPENBLAS_CORETYPE=$$core, $$th thread(s)"; \
@@ -194,7 +199,7 @@ sanitize:
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard fuzz/*.cpp)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.cpp=build-fuzz/%)
-FUZZ_LIB_SRC := engine/common.cpp engine/io/npy.cpp engine/io/image.cpp models/datasets/npz_stream.cpp
+FUZZ_LIB_SRC := kernels/error.cpp engine/common.cpp engine/io/npy.cpp engine/io/image.cpp models/datasets/npz_stream.cpp
 build-fuzz/%: fuzz/%.cpp $(FUZZ_LIB_SRC)
 	@mkdir -p build-fuzz
 	clang++ -std=c++17 -O1 -g -I. $(OPENBLAS_CFLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIB_SRC) -lz -lstb -o $@

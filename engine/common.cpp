@@ -1,52 +1,15 @@
-// common.cpp: error formatting, checked sizes and the memory limit (see common.h).
+// common.cpp: checked sizes, the memory limit and the thread count (see common.h).
 #include "engine/common.h"
 
 #include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <fstream>
 #include <thread>
 #include <vector>
 
 namespace vt {
-
-std::string vstrfmt(const char* fmt, va_list ap) {
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = std::vsnprintf(nullptr, 0, fmt, ap2);
-    va_end(ap2);
-    if (n < 0) return fmt;
-    std::vector<char> buf((size_t)n + 1);
-    std::vsnprintf(buf.data(), buf.size(), fmt, ap);
-    return std::string(buf.data(), (size_t)n);
-}
-
-std::string strfmt(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    std::string s = vstrfmt(fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-void fail(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    std::string s = vstrfmt(fmt, ap);
-    va_end(ap);
-    throw Error(s);
-}
-
-void fail_check(const char* file, int line, const char* cond, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    std::string s = vstrfmt(fmt, ap);
-    va_end(ap);
-    const char* base = std::strrchr(file, '/');
-    throw Error(strfmt("%s:%d: %s (check failed: %s)", base ? base + 1 : file, line, s.c_str(), cond));
-}
 
 // ---- sizes and memory ------------------------------------------------------------------------
 

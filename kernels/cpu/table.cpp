@@ -1,5 +1,5 @@
 // table.cpp: the CPU kernel table and the size helpers shared by every backend.
-#include "engine/common.h"
+#include "kernels/error.h"
 #include "kernels/cpu/cpu.h"
 
 namespace vt {

@@ -10,7 +10,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "engine/common.h"
+#include "kernels/error.h"
 #include "kernels/cuda/cuda.h"
 #include "kernels/kernels.h"
 
