@@ -11,6 +11,7 @@
 // OH/OW output height/width, P = OH*OW.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 namespace vt {
 
@@ -134,6 +135,52 @@ struct KernelTable {
     void (*adam_update)(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1,
                         float b2, float eps, float wd, int step);
 };
+
+// ---- every kernel, named once ---------------------------------------------------------
+// The members of KernelTable after `name`, in order. A backend declares its kernels from this
+// list with the table's signatures (VT_DECLARE_KERNEL: kernels/cpu/cpu.h,
+// kernels/cuda/internal.cuh) and fills its table by name (kernels/cpu/table.cpp,
+// kernels/cuda/device.cu), so two kernels of one signature cannot trade places and a
+// definition whose signature drifts from the table's fails to link.
+#define VT_KERNELS(X)                                                                                  \
+    X(fill) X(axpy) X(add) X(mul) X(mul_backward) X(affine)                                            \
+    X(act_forward) X(act_backward)                                                                     \
+    X(gemm) X(bias_add_rows) X(sum_rows)                                                               \
+    X(conv2d_forward) X(conv2d_backward)                                                               \
+    X(maxpool_forward) X(maxpool_backward) X(maxpool_gather)                                           \
+    X(chan_copy)                                                                                       \
+    X(resize_forward) X(resize_backward)                                                               \
+    X(sum) X(sum_backward) X(mse_forward) X(mse_backward) X(xent_forward) X(xent_backward)             \
+    X(chan_scale_forward) X(chan_scale_backward)                                                       \
+    X(lstm_forward) X(lstm_backward)                                                                   \
+    X(gru_gates_forward) X(gru_gates_backward) X(gru_update_forward) X(gru_update_backward)            \
+    X(ugrnn_forward) X(ugrnn_backward)                                                                 \
+    X(rgc_gates_forward) X(rgc_gates_backward)                                                         \
+    X(sgd_update) X(adam_update)
+
+// Declares, in a backend's namespace, the function `name` with the signature of
+// KernelTable::name.
+#define VT_DECLARE_KERNEL(name) std::remove_pointer_t<decltype(::vt::KernelTable::name)> name;
+
+#define VT_KERNEL_NAME(name) #name,
+inline constexpr const char* KERNEL_NAMES[] = {VT_KERNELS(VT_KERNEL_NAME)};
+#undef VT_KERNEL_NAME
+inline constexpr int KERNEL_COUNT = sizeof(KERNEL_NAMES) / sizeof(KERNEL_NAMES[0]);
+
+constexpr bool kernel_names_distinct() {
+    for (int i = 0; i < KERNEL_COUNT; i++)
+        for (int j = i + 1; j < KERNEL_COUNT; j++) {
+            const char *a = KERNEL_NAMES[i], *b = KERNEL_NAMES[j];
+            while (*a && *a == *b) a++, b++;
+            if (*a == *b) return false;
+        }
+    return true;
+}
+// Together: the list names every member once (a name that is not a member fails to compile
+// where a table is filled), so a table filled from it has every kernel set.
+static_assert(kernel_names_distinct(), "VT_KERNELS names a kernel twice");
+static_assert(sizeof(KernelTable) == sizeof(const char*) + KERNEL_COUNT * sizeof(void (*)()),
+              "KernelTable and VT_KERNELS differ: add the new kernel to VT_KERNELS (and to each backend)");
 
 const KernelTable& cpu_kernels();
 #ifdef VT_CUDA

@@ -22,23 +22,14 @@ PoolDims pool_dims(int N, int C, int H, int W, int K, int S, int P) {
 }
 
 const KernelTable& cpu_kernels() {
-    static const KernelTable t = {
-        "cpu",
-        cpu::fill, cpu::axpy, cpu::add, cpu::mul, cpu::mul_backward, cpu::affine,
-        cpu::act_forward, cpu::act_backward,
-        cpu::gemm, cpu::bias_add_rows, cpu::sum_rows,
-        cpu::conv2d_forward, cpu::conv2d_backward,
-        cpu::maxpool_forward, cpu::maxpool_backward, cpu::maxpool_gather,
-        cpu::chan_copy,
-        cpu::resize_forward, cpu::resize_backward,
-        cpu::sum, cpu::sum_backward, cpu::mse_forward, cpu::mse_backward, cpu::xent_forward, cpu::xent_backward,
-        cpu::chan_scale_forward, cpu::chan_scale_backward,
-        cpu::lstm_forward, cpu::lstm_backward,
-        cpu::gru_gates_forward, cpu::gru_gates_backward, cpu::gru_update_forward, cpu::gru_update_backward,
-        cpu::ugrnn_forward, cpu::ugrnn_backward,
-        cpu::rgc_gates_forward, cpu::rgc_gates_backward,
-        cpu::sgd_update, cpu::adam_update,
-    };
+    static const KernelTable t = [] {
+        KernelTable k{};
+        k.name = "cpu";
+#define VT_SET_KERNEL(name) k.name = cpu::name;
+        VT_KERNELS(VT_SET_KERNEL)
+#undef VT_SET_KERNEL
+        return k;
+    }();
     return t;
 }
 

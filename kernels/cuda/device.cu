@@ -364,35 +364,14 @@ ConvPath cuda_conv_path() { return conv_path_ref(); }
 
 // ---- the kernel table ------------------------------------------------------------------------
 
-// Filled by name, so that a kernel added to KernelTable cannot shift the others; the size
-// check fails the build until the new kernel has its CUDA twin here.
-static constexpr int CUDA_KERNELS = 39;
-static_assert(sizeof(KernelTable) == sizeof(const char*) + CUDA_KERNELS * sizeof(void (*)()),
-              "KernelTable changed: give the new kernel its CUDA twin in cuda_kernels() and update CUDA_KERNELS");
-
+// Filled by name from VT_KERNELS (kernels/kernels.h), like cpu_kernels().
 const KernelTable& cuda_kernels() {
     static const KernelTable t = [] {
         KernelTable k{};
         k.name = "cuda";
-        k.fill = cuda::fill; k.axpy = cuda::axpy; k.add = cuda::add; k.mul = cuda::mul;
-        k.mul_backward = cuda::mul_backward; k.affine = cuda::affine;
-        k.act_forward = cuda::act_forward; k.act_backward = cuda::act_backward;
-        k.gemm = cuda::gemm; k.bias_add_rows = cuda::bias_add_rows; k.sum_rows = cuda::sum_rows;
-        k.conv2d_forward = cuda::conv2d_forward; k.conv2d_backward = cuda::conv2d_backward;
-        k.maxpool_forward = cuda::maxpool_forward; k.maxpool_backward = cuda::maxpool_backward;
-        k.maxpool_gather = cuda::maxpool_gather;
-        k.chan_copy = cuda::chan_copy;
-        k.resize_forward = cuda::resize_forward; k.resize_backward = cuda::resize_backward;
-        k.sum = cuda::sum; k.sum_backward = cuda::sum_backward;
-        k.mse_forward = cuda::mse_forward; k.mse_backward = cuda::mse_backward;
-        k.xent_forward = cuda::xent_forward; k.xent_backward = cuda::xent_backward;
-        k.chan_scale_forward = cuda::chan_scale_forward; k.chan_scale_backward = cuda::chan_scale_backward;
-        k.lstm_forward = cuda::lstm_forward; k.lstm_backward = cuda::lstm_backward;
-        k.gru_gates_forward = cuda::gru_gates_forward; k.gru_gates_backward = cuda::gru_gates_backward;
-        k.gru_update_forward = cuda::gru_update_forward; k.gru_update_backward = cuda::gru_update_backward;
-        k.ugrnn_forward = cuda::ugrnn_forward; k.ugrnn_backward = cuda::ugrnn_backward;
-        k.rgc_gates_forward = cuda::rgc_gates_forward; k.rgc_gates_backward = cuda::rgc_gates_backward;
-        k.sgd_update = cuda::sgd_update; k.adam_update = cuda::adam_update;
+#define VT_SET_KERNEL(name) k.name = cuda::name;
+        VT_KERNELS(VT_SET_KERNEL)
+#undef VT_SET_KERNEL
         return k;
     }();
     return t;
