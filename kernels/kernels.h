@@ -160,7 +160,7 @@ struct KernelTable {
 
 // Declares, in a backend's namespace, the function `name` with the signature of
 // KernelTable::name.
-#define VT_DECLARE_KERNEL(name) std::remove_pointer_t<decltype(::vt::KernelTable::name)> name;
+#define VT_DECLARE_KERNEL(kernel) std::remove_pointer_t<decltype(::vt::KernelTable::kernel)> kernel;
 
 #define VT_KERNEL_NAME(name) #name,
 inline constexpr const char* KERNEL_NAMES[] = {VT_KERNELS(VT_KERNEL_NAME)};

@@ -5,6 +5,7 @@
 #include "engine/gradcheck.h"
 #include "engine/ops.h"
 #include "engine/params.h"
+#include "kernels/cpu/fastmath.h"
 #include "tests/testutil.h"
 
 using namespace vt;
@@ -69,6 +70,26 @@ std::vector<double> conv_naive(const Tensor& x, const Tensor& w, const Tensor& b
 }
 
 }  // namespace
+
+TEST_CASE("kernels: the CPU's fast exp, sigmoid and tanh match libm and carry a NaN through") {
+    double worst_exp = 0, worst_act = 0;
+    for (float x = -80.f; x <= 80.f; x += 0.0137f) {
+        worst_exp = std::max(worst_exp, std::fabs(cpu::fast_exp(x) / std::exp((double)x) - 1));
+        worst_act = std::max(worst_act, std::fabs(cpu::fast_sigmoid(x) - 1 / (1 + std::exp(-(double)x))));
+        worst_act = std::max(worst_act, std::fabs(cpu::fast_tanh(x) - std::tanh((double)x)));
+    }
+    CHECK(worst_exp < 1e-6);  // fastmath.h: < 1e-7 relative, plus float32 rounding of the argument
+    CHECK(worst_act < 1e-6);
+    // a NaN (e.g. from a diverging fit) stays NaN, so the loss check sees it; no undefined
+    // conversion on the way (make sanitize)
+    const float nan = std::nanf("");
+    CHECK(std::isnan(cpu::fast_exp(nan)));
+    CHECK(std::isnan(cpu::fast_sigmoid(nan)));
+    CHECK(std::isnan(cpu::fast_tanh(nan)));
+    CHECK(cpu::fast_exp(-1e30f) < 2e-38f);  // clamped to e^-87.3
+    CHECK(cpu::fast_sigmoid(-1e30f) < 1e-37f);
+    CHECK(cpu::fast_sigmoid(1e30f) == 1.f);
+}
 
 TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides and paddings") {
     struct Case { int N, C, H, W, OC, K, s, p; };

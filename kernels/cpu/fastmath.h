@@ -21,7 +21,12 @@ static inline float fast_exp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float e = p * r * r + r + 1.f;
-    return e * __builtin_bit_cast(float, ((int32_t)n + 127) << 23);
+    // 2^n from its exponent bits. n is in [-126, 128] for every number; a NaN x leaves n NaN,
+    // whose conversion to int is undefined, so n is clamped (NaN fails both tests and becomes
+    // -127) while e stays NaN and carries it to the result.
+    n = n > -127.f ? n : -127.f;
+    n = n < 128.f ? n : 128.f;
+    return e * __builtin_bit_cast(float, (uint32_t)((int32_t)n + 127) << 23);
 }
 
 // e^x - 1 for x <= 0 (ELU): a series near 0, where e^x - 1 would cancel.

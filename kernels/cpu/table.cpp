@@ -25,7 +25,7 @@ const KernelTable& cpu_kernels() {
     static const KernelTable t = [] {
         KernelTable k{};
         k.name = "cpu";
-#define VT_SET_KERNEL(name) k.name = cpu::name;
+#define VT_SET_KERNEL(kernel) k.kernel = cpu::kernel;
         VT_KERNELS(VT_SET_KERNEL)
 #undef VT_SET_KERNEL
         return k;

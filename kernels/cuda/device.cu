@@ -369,7 +369,7 @@ const KernelTable& cuda_kernels() {
     static const KernelTable t = [] {
         KernelTable k{};
         k.name = "cuda";
-#define VT_SET_KERNEL(name) k.name = cuda::name;
+#define VT_SET_KERNEL(kernel) k.kernel = cuda::kernel;
         VT_KERNELS(VT_SET_KERNEL)
 #undef VT_SET_KERNEL
         return k;
