@@ -28,6 +28,22 @@ int64_t checked_bytes(const std::vector<int64_t>& dims, int64_t itemsize, const 
     return n;
 }
 
+std::vector<std::string> list_items(const std::string& s, char sep) {
+    std::vector<std::string> items;
+    for (size_t a = 0;;) {
+        size_t e = s.find(sep, a);
+        items.push_back(s.substr(a, e == std::string::npos ? std::string::npos : e - a));
+        if (e == std::string::npos) return items;
+        a = e + 1;
+    }
+}
+
+std::string list_join(const std::vector<std::string>& items, const std::string& sep) {
+    std::string out;
+    for (size_t k = 0; k < items.size(); k++) out += (k ? sep : "") + items[k];
+    return out;
+}
+
 std::string format_bytes(uint64_t b) {
     if (b < 1024) return strfmt("%llu B", (unsigned long long)b);
     const char* unit[] = {"KB", "MB", "GB", "TB", "PB", "EB"};

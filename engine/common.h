@@ -45,6 +45,14 @@ std::string format_bytes(uint64_t bytes);  // "512 B", "3.2 MB", "1.5 GB" (power
 // Hardware threads this process may run on (sched_getaffinity), at least 1.
 int hardware_threads();
 
+// ---- lists in flags and messages ----------------------------------------------------------
+// The one parser of comma-separated values (--readout, --feedback, --layers, ...): the items
+// in order, empty ones kept so the caller decides whether "a,,b" is an error;
+// "" -> {""}.
+std::vector<std::string> list_items(const std::string& s, char sep = ',');
+// {"a", "b"} -> "a, b": the known names in an error or a --help line.
+std::string list_join(const std::vector<std::string>& items, const std::string& sep = ", ");
+
 }  // namespace vt
 
 // ---------------------------------------------------------------------------------------

@@ -61,9 +61,7 @@ BackboneSpec backbone_spec(const std::string& arch) {
         b.dropout = 0.5f;
         return b;
     }
-    std::string known;
-    for (const std::string& a : backbone_archs()) known += (known.empty() ? "" : ", ") + a;
-    fail("unknown architecture '%s' (known: %s)", arch.c_str(), known.c_str());
+    fail("unknown architecture '%s' (known: %s)", arch.c_str(), list_join(backbone_archs()).c_str());
 }
 
 int BackboneSpec::layer_index(const std::string& name) const {

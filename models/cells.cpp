@@ -16,9 +16,7 @@ std::vector<std::string> motif_names() { return std::vector<std::string>(std::be
 Motif motif_parse(const std::string& s) {
     for (int i = 0; i < (int)(sizeof(MOTIFS) / sizeof(*MOTIFS)); i++)
         if (s == MOTIFS[i]) return (Motif)i;
-    std::string known;
-    for (const char* m : MOTIFS) known += (known.empty() ? "" : ", ") + std::string(m);
-    fail("unknown motif '%s' (known: %s)", s.c_str(), known.c_str());
+    fail("unknown motif '%s' (known: %s)", s.c_str(), list_join(motif_names()).c_str());
 }
 
 const char* motif_name(Motif m) { return MOTIFS[(int)m]; }

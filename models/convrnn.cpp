@@ -15,11 +15,7 @@ namespace vt {
 std::vector<FeedbackEdge> feedback_parse(const std::string& s, const BackboneSpec& b) {
     std::vector<FeedbackEdge> edges;
     if (s.empty() || s == "none") return edges;
-    size_t pos = 0;
-    while (pos <= s.size()) {
-        size_t end = s.find(',', pos);
-        if (end == std::string::npos) end = s.size();
-        std::string e = s.substr(pos, end - pos);
+    for (const std::string& e : list_items(s)) {
         size_t colon = e.find(':');
         if (colon == std::string::npos)
             fail("--feedback: '%s' is not of the form src:dst (e.g. conv5:conv2)", e.c_str());
@@ -31,7 +27,6 @@ std::vector<FeedbackEdge> feedback_parse(const std::string& s, const BackboneSpe
         for (const FeedbackEdge& f : edges)
             if (f.src == src && f.dst == dst) fail("--feedback: edge '%s' given twice", e.c_str());
         edges.push_back({src, dst});
-        pos = end + 1;
     }
     return edges;
 }

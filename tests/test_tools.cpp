@@ -22,6 +22,19 @@ int lines(const std::string& s) { return vt_test::count_lines(s); }
 
 }  // namespace
 
+TEST_CASE("tools: one list parser: items in order, empty ones kept for the caller to refuse") {
+    using V = std::vector<std::string>;
+    CHECK(list_items("V4=conv3,IT=conv5") == V{"V4=conv3", "IT=conv5"});
+    CHECK(list_items("a,,b,") == V{"a", "", "b", ""});
+    CHECK(list_items("") == V{""});
+    CHECK(list_items("conv5:conv2+conv4:conv3", '+') == V{"conv5:conv2", "conv4:conv3"});
+    CHECK(list_join({"a", "b", "c"}) == "a, b, c");
+    CHECK(list_join({}) == "");
+    // the flags built on it: an empty item is an error naming the flag
+    CHECK(has(vt_test::error_of([&] { feedback_parse("conv5:conv2,", backbone_spec("hcnn5-s")); }), "--feedback"));
+    CHECK(feedback_parse("conv5:conv2,conv4:conv3", backbone_spec("hcnn5-s")).size() == 2);
+}
+
 TEST_CASE("tools: bad files give one line naming the file and a non-zero exit") {
     if (!have_tool("inspect")) { MESSAGE("bin/inspect not built: skipped"); return; }
     std::string dir = vt_test::temp_dir();

@@ -21,14 +21,11 @@
 
 namespace vt {
 
-// "a,b,,c" -> {"a", "b", "c"}: the value of a comma-separated list flag.
+// "a,b,,c" -> {"a", "b", "c"}: the value of a comma-separated list flag, empty items dropped.
 inline std::vector<std::string> split_list(const std::string& s) {
     std::vector<std::string> v;
-    for (size_t a = 0, e; a < s.size(); a = e + 1) {
-        e = s.find(',', a);
-        if (e == std::string::npos) e = s.size();
-        if (e > a) v.push_back(s.substr(a, e - a));
-    }
+    for (std::string& item : list_items(s))
+        if (!item.empty()) v.push_back(std::move(item));
     return v;
 }
 

@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
         cli.flag("--out", &out, "output folder (default runs/fit_dynamics/<motif>_<feedback>)");
         cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone));
         cli.flag("--arch", &c.arch, "expected architecture (checked against the checkpoint's meta.arch)");
-        cli.flag("--motif", &c.motif, "cell at every layer: none, timedecay, rnn, rnn-large, gru, lstm, ugrnn, rgc");
+        cli.flag("--motif", &c.motif, "cell at every layer: " + list_join(motif_names()));
         cli.flag("--feedback", &c.feedback, "feedback edges src:dst, comma-separated, or none");
         cli.flag("--readout", &c.readout, "area=layer pairs: the layer each area is read from");
         cli.flag("--time-varied", &c.time_varied,

@@ -27,9 +27,9 @@ int main(int argc, char** argv) {
         cli.flag("--out", &out, "output .npz");
         cli.flag("--images", &c.images, "number of images").range(1, 1 << 20);
         cli.flag("--size", &c.size, "image side in pixels (the teacher sees them resized to its input)").range(8, 1024);
-        cli.flag("--teacher-arch", &c.teacher_arch, "teacher backbone: hcnn5-s, hcnn5, alexnet, tiny3");
+        cli.flag("--teacher-arch", &c.teacher_arch, "teacher backbone: " + list_join(backbone_archs()));
         cli.flag("--teacher-motif", &c.teacher_motif,
-                 "teacher cell at every layer: none, timedecay, rnn, rnn-large, gru, lstm, ugrnn, rgc");
+                 "teacher cell at every layer: " + list_join(motif_names()));
         cli.flag("--teacher-feedback", &c.teacher_feedback, "teacher feedback edges, e.g. conv5:conv2 (none: none)");
         cli.flag("--teacher-seed", &c.teacher_seed,
                  "seed of the teacher's He-initialised backbone and cell/feedback weights");

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "engine/backend.h"
+#include "models/backbone.h"
 #include "models/fit/pretrain.h"
 #include "tools/cli.h"
 
@@ -16,7 +17,7 @@ int main(int argc, char** argv) {
                 "DIR/train/<class>/*.{jpg,png} and DIR/val/<class>/... (DIR/test/ serves as val; with\n"
                 "neither, --holdout of train/ is held out). Writes a checkpoint after every epoch.\n"
                 "Ctrl-C saves and stops; --resume continues.");
-        cli.flag("--arch", &c.arch, "backbone: hcnn5-s, hcnn5, alexnet, tiny3");
+        cli.flag("--arch", &c.arch, "backbone: " + list_join(backbone_archs()));
         cli.flag("--epochs", &c.epochs, "training epochs").range(1, 100000);
         cli.flag("--batch", &c.batch, "images per batch").range(1, 1 << 16);
         cli.flag("--lr", &c.lr, "peak learning rate (SGD)").positive().range(0, 100);

@@ -43,11 +43,7 @@ int steps_needed(const std::vector<float>& bs, const std::vector<float>& be, flo
 
 std::vector<std::pair<std::string, std::string>> readout_parse(const std::string& s) {
     std::vector<std::pair<std::string, std::string>> out;
-    size_t a = 0;
-    while (a <= s.size()) {
-        size_t e = s.find(',', a);
-        if (e == std::string::npos) e = s.size();
-        std::string item = s.substr(a, e - a);
+    for (const std::string& item : list_items(s)) {
         size_t eq = item.find('=');
         if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
             fail("--readout: '%s' is not of the form AREA=LAYER (e.g. V4=conv3,IT=conv5)", item.c_str());
@@ -55,7 +51,6 @@ std::vector<std::pair<std::string, std::string>> readout_parse(const std::string
         for (const auto& p : out)
             if (p.first == area) fail("--readout: area '%s' given twice", area.c_str());
         out.push_back({area, layer});
-        a = e + 1;
     }
     return out;
 }

@@ -33,7 +33,7 @@ std::unique_ptr<Model> backbone_load(const std::string& path, const std::string&
     if (!z.has("meta.arch")) {
         if (arch.empty())
             fail("checkpoint '%s' has no 'meta.arch' naming its architecture; pass --arch (one of the backbones "
-                 "hcnn5-s, hcnn5, alexnet, tiny3)", path.c_str());
+                 "%s)", path.c_str(), list_join(backbone_archs()).c_str());
     }
     std::string file_arch = arch;
     if (z.has("meta.arch")) {

@@ -116,8 +116,7 @@ SweepGrid sweep_grid_builtin(const std::string& name) {
     g.name = name;
     g.source = "built-in";
     if (name == "motifs") {
-        for (const char* m : {"none", "timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"})
-            g.configs.push_back(config(m, {"--motif", m, "--feedback", "conv5:conv2"}));
+        for (const std::string& m : motif_names()) g.configs.push_back(config(m, {"--motif", m, "--feedback", "conv5:conv2"}));
         add_baselines(g);
     } else if (name == "feedback") {
         // lstm alone (conv5:conv2) keeps the motifs grid's name, so the paper grid runs it once.
