@@ -100,6 +100,15 @@ std::string preset_of(int argc, char** argv) {
     return p;
 }
 
+// runs/fit_dynamics/<motif>_<feedback> (feedback edges as conv5-conv2+conv4-conv3).
+std::string default_out(const FitConfig& c) {
+    if (c.time_varied) return "runs/fit_dynamics/time_varied";
+    std::string fb = c.feedback;
+    std::replace(fb.begin(), fb.end(), ':', '-');
+    std::replace(fb.begin(), fb.end(), ',', '+');
+    return "runs/fit_dynamics/" + c.motif + "_" + fb;
+}
+
 // The ev table printed at the end.
 std::string table(const FitResult& R, bool time_varied) {
     std::string s = strfmt("%-5s %-7s %5s  %-18s %-18s %-18s\n", "area", "layer", "units", time_varied ? "EV time-varied" : "EV (fit units)",
@@ -114,6 +123,229 @@ std::string table(const FitResult& R, bool time_varied) {
                     a.has_teacher ? cell(a.teacher).c_str() : "(no teacher)");
     }
     return s;
+}
+
+// The data: --data, or the virtual primate (generated into kDefaultData on first use); the
+// teacher's noiseless rates where the file has them (the ceiling).
+// What was fitted to what, and the table.
+std::string summary(const FitConfig& c, const FitResult& R, const std::string& data, bool virtual_primate) {
+    return strfmt("\n%s%s on %s (%s): %s\n", c.time_varied ? "time-varied baseline" : c.motif.c_str(),
+                  c.time_varied ? "" : (" + feedback " + c.feedback).c_str(), data.c_str(),
+                  virtual_primate ? "virtual primate, simulated" : "neural data",
+                  R.targets.has_ceiling() ? "noise-corrected EV on held-out images, mean over bins, mean +- SEM over splits"
+                                          : "raw r^2 (no ceiling)") +
+           table(R, c.time_varied);
+}
+
+NeuralData data_load(std::string& data, bool virtual_primate, std::vector<float>& teacher) {
+    if (virtual_primate) {
+        data = kDefaultData;
+        if (fs::exists(data)) {
+            std::fprintf(stderr, "fit_dynamics: no --data: using the virtual primate in %s (SIMULATED responses of a "
+                                 "known teacher network, not recordings; delete the file to regenerate it)\n", data.c_str());
+        } else {
+            std::fprintf(stderr, "fit_dynamics: no --data: generating the virtual primate (SIMULATED responses of a "
+                                 "known teacher network, not recordings) into %s, once; about 1-2 minutes ...\n", data.c_str());
+            VirtualPrimateConfig vc;
+            Npz z = virtual_primate_generate(vc, true);
+            fs::create_directories(fs::path(data).parent_path());
+            npz_write(data, z);
+        }
+    }
+    NeuralData d = neural_data_load(data, true);
+    NpzIndex zi = npz_index(data);
+    if (zi.has("teacher_responses")) {
+        NpyArray t = npz_array(zi, "teacher_responses");
+        if (t.shape != Shape{d.N, d.U, d.B})
+            fail("'%s': teacher_responses has shape %s, expected (N, U, B) = (%lld, %lld, %lld)", data.c_str(),
+                 shape_str(t.shape).c_str(), (long long)d.N, (long long)d.U, (long long)d.B);
+        teacher = t.to_f32();
+    }
+    return d;
+}
+
+// results.json: the settings that rerun the fit, per area the scores, per split the loss curves.
+std::string results_json(const FitConfig& c, const FitResult& R, const std::string& preset, const std::string& data,
+                         bool virtual_primate) {
+    const Targets& tg = R.targets;
+    std::string steps = "[";
+    for (size_t b = 0; b < R.steps_of_bin.size(); b++) steps += (b ? ", " : "") + json_ints(R.steps_of_bin[b]);
+    steps += "]";
+    std::string js = "{\n  \"settings\": {";
+    js += strfmt("\"preset\": %s, ", json_string(preset).c_str());
+    js += strfmt("\"tool\": \"fit_dynamics\", \"data\": %s, \"virtual_primate\": %s, \"backbone\": %s, ",
+                 json_string(data).c_str(), virtual_primate ? "true" : "false", json_string(c.backbone).c_str());
+    js += strfmt("\"motif\": %s, \"feedback\": %s, \"readout\": %s, \"time_varied\": %s, \"residual_cells\": true, ",
+                 json_string(c.motif).c_str(), json_string(c.feedback).c_str(), json_string(c.readout).c_str(),
+                 c.time_varied ? "true" : "false");
+    js += strfmt("\"ms_per_step\": %g, \"onset_ms\": %g, \"steps\": %d, \"image_steps\": %d, \"steps_per_bin\": %s, ",
+                 c.ms_per_step, R.onset_ms, R.T, R.image_steps, steps.c_str());
+    js += strfmt("\"onset_chosen\": %s, \"readout_components\": %d, \"memory_init\": %s, \"cell_scale_init\": %g, \"readout_refit\": %s, ",
+                 std::isnan(c.onset_ms) ? "true" : "false", c.readout_components, c.memory_init ? "true" : "false",
+                 c.cell_scale_init, c.readout_refit ? "true" : "false");
+    js += strfmt("\"batch\": %d, \"iters\": %d, \"val_every\": %d, \"patience\": %d, \"val_fraction\": %g, \"lr\": %g, "
+                 "\"readout_lr\": %g, \"weight_decay\": %g, \"mean_weight\": %g, \"heldout_fraction\": %g, "
+                 "\"heldout_fit_images\": %d, ",
+                 c.batch, c.iters, c.val_every, c.patience, c.val_fraction, c.lr, c.readout_lr, c.weight_decay,
+                 c.mean_weight, c.heldout_fraction, c.heldout_fit_images);
+    js += strfmt("\"splits\": %d, \"components\": %d, \"pls\": \"%s\", \"seed\": %llu, \"model_seed\": %llu, "
+                 "\"ceiling_splits\": %d, \"min_reliability\": %g, \"stratified\": %s, \"device\": \"%s\", "
+                 "\"trainable_params\": %lld},\n",
+                 c.score.folds, c.score.components, c.score.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls",
+                 (unsigned long long)c.score.seed, (unsigned long long)c.seed, c.score.ceiling_splits,
+                 c.score.min_reliability, tg.folds.stratified ? "true" : "false", device_name(c.device),
+                 (long long)R.trainable_params);
+    js += "  \"areas\": {";
+    for (size_t a = 0; a < R.areas.size(); a++) {
+        const AreaFit& af = R.areas[a];
+        js += strfmt("%s\n    %s: {\"layer\": %s, \"units\": %d, \"ev\": %s, \"ev_per_bin\": %s,", a ? "," : "",
+                     json_string(af.area).c_str(), json_string(af.layer).c_str(), (int)af.fit_units.size(),
+                     json_ev(tg, af.fit).c_str(), json_ev_bins(tg, af.fit).c_str());
+        js += "\n      \"heldout_units\": " + json_score(tg, af.heldout, (int)af.heldout_units.size()) + ",";
+        js += "\n      \"reliability\": [";
+        for (int64_t b = 0; b < tg.B; b++)
+            js += strfmt("%s{\"bin_start_ms\": %g, \"bin_end_ms\": %g, \"median_rho\": %s}", b ? ", " : "",
+                         tg.bin_start_ms[b], tg.bin_end_ms[b],
+                         json_number(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b]).c_str());
+        js += "]";
+        if (af.has_teacher)
+            js += ",\n      \"teacher\": " + json_score(tg, af.teacher, (int)(af.fit_units.size() + af.heldout_units.size()));
+        js += strfmt(",\n      \"fit_units\": %s, \"heldout_unit_ids\": %s}", json_ints(af.fit_units).c_str(),
+                     json_ints(af.heldout_units).c_str());
+    }
+    js += "\n  },\n  \"splits\": [";
+    for (size_t s = 0; s < R.splits.size(); s++) {
+        const SplitLog& L = R.splits[s];
+        js += strfmt("%s\n    {\"iterations\": %d, \"best_iteration\": %d, \"init_val_loss\": %s, \"seconds\": %.1f, "
+                     "\"refits\": %d, \"val_iterations\": %s, \"val_loss\": %s, \"train_loss\": %s}",
+                     s ? "," : "", L.iters_done, L.best_iter, json_number(L.init_val_loss).c_str(), L.seconds,
+                     L.refits, json_ints(L.val_iter).c_str(), json_floats(L.val_loss).c_str(), json_floats(L.train_loss).c_str());
+    }
+    js += "\n  ],\n  \"notes\": [";
+    for (size_t i = 0; i < R.notes.size(); i++) js += (i ? ", " : "") + json_string(R.notes[i]);
+    js += strfmt("],\n  \"seconds\": %.1f\n}\n", R.seconds);
+    return js;
+}
+
+// results.csv: one row per area, unit set (fit, heldout, teacher) and bin.
+void results_csv_write(const std::string& path, const FitResult& R) {
+    const Targets& tg = R.targets;
+    std::string csv = "area,layer,units,bin_start_ms,bin_end_ms,ev_mean,ev_sem,scoring_units,reliability\n";
+    for (const AreaFit& af : R.areas) {
+        std::vector<std::pair<const char*, const AreaScore*>> sets = {{"fit", &af.fit}, {"heldout", &af.heldout}};
+        if (af.has_teacher) sets.push_back({"teacher", &af.teacher});
+        for (const auto& st : sets)
+            for (int64_t b = 0; b < tg.B; b++)
+                csv += strfmt("%s,%s,%s,%g,%g,%s,%s,%d,%s\n", af.area.c_str(), af.layer.c_str(), st.first,
+                              tg.bin_start_ms[b], tg.bin_end_ms[b], json_number(st.second->ev_bin_mean[b]).c_str(),
+                              json_number(st.second->ev_bin_sem[b]).c_str(), st.second->units_per_bin[b],
+                              json_number(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b]).c_str());
+    }
+    file_write_atomic(path, csv.data(), csv.size());
+
+}
+
+std::vector<float> bin_centres(const Targets& tg) {
+    std::vector<float> mid;
+    for (int64_t b = 0; b < tg.B; b++) mid.push_back(0.5f * (tg.bin_start_ms[b] + tg.bin_end_ms[b]));
+    return mid;
+}
+
+// ev_over_time.png: per area, fit units (solid, +- SEM) and held-out units (dashed); teacher (dotted).
+void plot_ev_over_time(const std::string& path, const FitConfig& c, const FitResult& R, float presentation_ms) {
+    const Targets& tg = R.targets;
+    const std::vector<float> mid = bin_centres(tg);
+    LinePlot lp;
+    lp.title = c.time_varied ? std::string("time-varied PLS baseline") : c.motif + " + feedback " + c.feedback;
+    lp.xlabel = "time after image onset (ms, bin centres)";
+    lp.ylabel = tg.has_ceiling() ? "noise-corrected EV (median over units)" : "raw r^2";
+    for (size_t a = 0; a < R.areas.size(); a++) {
+        const AreaFit& af = R.areas[a];
+        LineSeries s;
+        s.label = af.area + " (" + af.layer + ")", s.x = mid, s.y = af.fit.ev_bin_mean, s.y_err = af.fit.ev_bin_sem;
+        s.color = (int)a, s.markers = true;
+        lp.series.push_back(s);
+        if (!af.heldout_units.empty()) {
+            LineSeries h;
+            h.label = af.area + " held-out units", h.x = mid, h.y = af.heldout.ev_bin_mean, h.color = (int)a, h.dash = 8, h.width = 1.5f;
+            lp.series.push_back(h);
+        }
+        if (af.has_teacher) {
+            LineSeries t;
+            t.label = af.area + " teacher (ceiling)", t.x = mid, t.y = af.teacher.ev_bin_mean, t.color = (int)a, t.dash = 3, t.width = 1.5f;
+            lp.series.push_back(t);
+        }
+    }
+    lp.xspans.push_back({0.f, presentation_ms, "image on"});
+    plot_lines(path, lp);
+
+}
+
+// units.png: the two most reliable units of each area, observed vs predicted on their best and
+// worst held-out image.
+void plot_units(const std::string& path, const FitResult& R, float presentation_ms) {
+    const Targets& tg = R.targets;
+    const std::vector<float> mid = bin_centres(tg);
+    GridPlot gp;
+    gp.title = "held-out images: observed trial mean (blue) vs model (vermillion), sp/s";
+    gp.xlabel = "time after image onset (ms)";
+    gp.cols = 4;
+    for (const AreaFit& af : R.areas) {
+        std::vector<std::pair<float, int>> rel;
+        for (int u : af.fit_units) {
+            double r = 0;
+            for (int64_t b = 0; b < tg.B; b++) r += tg.has_ceiling() && std::isfinite(tg.ceiling[u * tg.B + b]) ? tg.ceiling[u * tg.B + b] : 0;
+            rel.push_back({(float)r, u});
+        }
+        std::sort(rel.rbegin(), rel.rend());
+        for (size_t k = 0; k < std::min<size_t>(2, rel.size()); k++) {
+            int u = rel[k].second;
+            // two images: the unit's strongest and weakest mean response
+            std::vector<std::pair<float, int64_t>> by;
+            for (int64_t i = 0; i < tg.N; i++) {
+                double m = 0;
+                for (int64_t b = 0; b < tg.B; b++) m += std::isfinite(tg.mean[(i * tg.U + u) * tg.B + b]) ? tg.mean[(i * tg.U + u) * tg.B + b] : 0;
+                by.push_back({(float)m, i});
+            }
+            std::sort(by.begin(), by.end());
+            for (int64_t i : {by.back().second, by.front().second}) {
+                GridPanel p;
+                p.title = strfmt("%s %s, %s", af.area.c_str(), tg.unit_id[u].c_str(), i == by.back().second ? "best image" : "worst image");
+                LineSeries o, m;
+                o.label = "observed", m.label = "model (held-out prediction)";
+                o.x = m.x = mid;
+                for (int64_t b = 0; b < tg.B; b++) {
+                    o.y.push_back(tg.mean[(i * tg.U + u) * tg.B + b]);
+                    m.y.push_back(R.predictions[(i * tg.U + u) * tg.B + b]);
+                }
+                o.markers = true;
+                p.series = {o, m};
+                gp.panels.push_back(p);
+            }
+        }
+    }
+    gp.xspans.push_back({0.f, presentation_ms, ""});
+    plot_grid_lines(path, gp);
+}
+
+// loss.png: the training loss per split, validations as markers.
+void plot_loss(const std::string& path, const FitResult& R) {
+    LinePlot loss;
+    loss.title = "BPTT training loss per split (validation: markers)";
+    loss.xlabel = "iteration";
+    loss.ylabel = "loss (standardised units)";
+    for (size_t s = 0; s < R.splits.size(); s++) {
+        const SplitLog& L = R.splits[s];
+        LineSeries tr, va;
+        tr.label = strfmt("split %zu train", s + 1), tr.color = (int)s, tr.width = 1.f;
+        for (size_t i = 0; i < L.train_loss.size(); i++) tr.x.push_back((float)(i + 1)), tr.y.push_back(L.train_loss[i]);
+        va.label = "", va.color = (int)s, va.markers = true, va.width = 2.f;
+        va.x.push_back(0), va.y.push_back(L.init_val_loss);
+        for (size_t i = 0; i < L.val_iter.size(); i++) va.x.push_back((float)L.val_iter[i]), va.y.push_back(L.val_loss[i]);
+        if (!tr.x.empty()) loss.series.push_back(tr);
+        loss.series.push_back(va);
+    }
+    plot_lines(path, loss);
 }
 
 }  // namespace
@@ -194,12 +426,7 @@ int main(int argc, char** argv) {
         backend_set_threads(threads);
         if (c.backbone.empty()) c.backbone = find_default_backbone("fit_dynamics");
         motif_parse(c.motif);  // fail early on a bad flag, before any data work
-        if (out.empty()) {
-            std::string fb = c.feedback;
-            std::replace(fb.begin(), fb.end(), ':', '-');
-            std::replace(fb.begin(), fb.end(), ',', '+');
-            out = c.time_varied ? "runs/fit_dynamics/time_varied" : "runs/fit_dynamics/" + c.motif + "_" + fb;
-        }
+        if (out.empty()) out = default_out(c);
         // The run claims its folder (a second run into it is refused while this one runs; a
         // finished run in it is refused unless --overwrite), writes into a private partial
         // folder and publishes everything together at the end (engine/io/rundir.h).
@@ -210,34 +437,9 @@ int main(int argc, char** argv) {
         const std::string final_out = out;
         out = claim.partial;
 
-        // the data: given, or the virtual primate
-        bool virtual_primate = data.empty();
-        if (virtual_primate) {
-            data = kDefaultData;
-            if (fs::exists(data)) {
-                std::fprintf(stderr, "fit_dynamics: no --data: using the virtual primate in %s (SIMULATED responses of a "
-                                     "known teacher network, not recordings; delete the file to regenerate it)\n", data.c_str());
-            } else {
-                std::fprintf(stderr, "fit_dynamics: no --data: generating the virtual primate (SIMULATED responses of a "
-                                     "known teacher network, not recordings) into %s, once; about 1-2 minutes ...\n", data.c_str());
-                VirtualPrimateConfig vc;
-                Npz z = virtual_primate_generate(vc, true);
-                fs::create_directories(fs::path(data).parent_path());
-                npz_write(data, z);
-            }
-        }
-        NeuralData d = neural_data_load(data, true);
+        const bool virtual_primate = data.empty();
         std::vector<float> teacher;
-        {
-            NpzIndex zi = npz_index(data);
-            if (zi.has("teacher_responses")) {
-                NpyArray t = npz_array(zi, "teacher_responses");
-                if (t.shape != Shape{d.N, d.U, d.B})
-                    fail("'%s': teacher_responses has shape %s, expected (N, U, B) = (%lld, %lld, %lld)", data.c_str(),
-                         shape_str(t.shape).c_str(), (long long)d.N, (long long)d.U, (long long)d.B);
-                teacher = t.to_f32();
-            }
-        }
+        NeuralData d = data_load(data, virtual_primate, teacher);
         fs::create_directories(out);
         if (!c.time_varied) {
             c.checkpoint_dir = out + "/checkpoints";
@@ -249,166 +451,12 @@ int main(int argc, char** argv) {
 
         FitResult R = fit_dynamics(d, c, teacher, [](const std::string& s) { std::fprintf(stderr, "fit_dynamics: %s\n", s.c_str()); });
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());
-        const Targets& tg = R.targets;
-
-        // results.json
-        std::string steps = "[";
-        for (size_t b = 0; b < R.steps_of_bin.size(); b++) steps += (b ? ", " : "") + json_ints(R.steps_of_bin[b]);
-        steps += "]";
-        std::string js = "{\n  \"settings\": {";
-        js += strfmt("\"preset\": %s, ", json_string(preset).c_str());
-        js += strfmt("\"tool\": \"fit_dynamics\", \"data\": %s, \"virtual_primate\": %s, \"backbone\": %s, ",
-                     json_string(data).c_str(), virtual_primate ? "true" : "false", json_string(c.backbone).c_str());
-        js += strfmt("\"motif\": %s, \"feedback\": %s, \"readout\": %s, \"time_varied\": %s, \"residual_cells\": true, ",
-                     json_string(c.motif).c_str(), json_string(c.feedback).c_str(), json_string(c.readout).c_str(),
-                     c.time_varied ? "true" : "false");
-        js += strfmt("\"ms_per_step\": %g, \"onset_ms\": %g, \"steps\": %d, \"image_steps\": %d, \"steps_per_bin\": %s, ",
-                     c.ms_per_step, R.onset_ms, R.T, R.image_steps, steps.c_str());
-        js += strfmt("\"onset_chosen\": %s, \"readout_components\": %d, \"memory_init\": %s, \"cell_scale_init\": %g, \"readout_refit\": %s, ",
-                     std::isnan(c.onset_ms) ? "true" : "false", c.readout_components, c.memory_init ? "true" : "false",
-                     c.cell_scale_init, c.readout_refit ? "true" : "false");
-        js += strfmt("\"batch\": %d, \"iters\": %d, \"val_every\": %d, \"patience\": %d, \"val_fraction\": %g, \"lr\": %g, "
-                     "\"readout_lr\": %g, \"weight_decay\": %g, \"mean_weight\": %g, \"heldout_fraction\": %g, "
-                     "\"heldout_fit_images\": %d, ",
-                     c.batch, c.iters, c.val_every, c.patience, c.val_fraction, c.lr, c.readout_lr, c.weight_decay,
-                     c.mean_weight, c.heldout_fraction, c.heldout_fit_images);
-        js += strfmt("\"splits\": %d, \"components\": %d, \"pls\": \"%s\", \"seed\": %llu, \"model_seed\": %llu, "
-                     "\"ceiling_splits\": %d, \"min_reliability\": %g, \"stratified\": %s, \"device\": \"%s\", "
-                     "\"trainable_params\": %lld},\n",
-                     c.score.folds, c.score.components, c.score.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls",
-                     (unsigned long long)c.score.seed, (unsigned long long)c.seed, c.score.ceiling_splits,
-                     c.score.min_reliability, tg.folds.stratified ? "true" : "false", device_name(c.device),
-                     (long long)R.trainable_params);
-        js += "  \"areas\": {";
-        for (size_t a = 0; a < R.areas.size(); a++) {
-            const AreaFit& af = R.areas[a];
-            js += strfmt("%s\n    %s: {\"layer\": %s, \"units\": %d, \"ev\": %s, \"ev_per_bin\": %s,", a ? "," : "",
-                         json_string(af.area).c_str(), json_string(af.layer).c_str(), (int)af.fit_units.size(),
-                         json_ev(tg, af.fit).c_str(), json_ev_bins(tg, af.fit).c_str());
-            js += "\n      \"heldout_units\": " + json_score(tg, af.heldout, (int)af.heldout_units.size()) + ",";
-            js += "\n      \"reliability\": [";
-            for (int64_t b = 0; b < tg.B; b++)
-                js += strfmt("%s{\"bin_start_ms\": %g, \"bin_end_ms\": %g, \"median_rho\": %s}", b ? ", " : "",
-                             tg.bin_start_ms[b], tg.bin_end_ms[b],
-                             json_number(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b]).c_str());
-            js += "]";
-            if (af.has_teacher)
-                js += ",\n      \"teacher\": " + json_score(tg, af.teacher, (int)(af.fit_units.size() + af.heldout_units.size()));
-            js += strfmt(",\n      \"fit_units\": %s, \"heldout_unit_ids\": %s}", json_ints(af.fit_units).c_str(),
-                         json_ints(af.heldout_units).c_str());
-        }
-        js += "\n  },\n  \"splits\": [";
-        for (size_t s = 0; s < R.splits.size(); s++) {
-            const SplitLog& L = R.splits[s];
-            js += strfmt("%s\n    {\"iterations\": %d, \"best_iteration\": %d, \"init_val_loss\": %s, \"seconds\": %.1f, "
-                         "\"refits\": %d, \"val_iterations\": %s, \"val_loss\": %s, \"train_loss\": %s}",
-                         s ? "," : "", L.iters_done, L.best_iter, json_number(L.init_val_loss).c_str(), L.seconds,
-                         L.refits, json_ints(L.val_iter).c_str(), json_floats(L.val_loss).c_str(), json_floats(L.train_loss).c_str());
-        }
-        js += "\n  ],\n  \"notes\": [";
-        for (size_t i = 0; i < R.notes.size(); i++) js += (i ? ", " : "") + json_string(R.notes[i]);
-        js += strfmt("],\n  \"seconds\": %.1f\n}\n", R.seconds);
-
-        // results.csv: one row per area, unit set and bin
-        std::string csv = "area,layer,units,bin_start_ms,bin_end_ms,ev_mean,ev_sem,scoring_units,reliability\n";
-        for (const AreaFit& af : R.areas) {
-            std::vector<std::pair<const char*, const AreaScore*>> sets = {{"fit", &af.fit}, {"heldout", &af.heldout}};
-            if (af.has_teacher) sets.push_back({"teacher", &af.teacher});
-            for (const auto& st : sets)
-                for (int64_t b = 0; b < tg.B; b++)
-                    csv += strfmt("%s,%s,%s,%g,%g,%s,%s,%d,%s\n", af.area.c_str(), af.layer.c_str(), st.first,
-                                  tg.bin_start_ms[b], tg.bin_end_ms[b], json_number(st.second->ev_bin_mean[b]).c_str(),
-                                  json_number(st.second->ev_bin_sem[b]).c_str(), st.second->units_per_bin[b],
-                                  json_number(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b]).c_str());
-        }
-        file_write_atomic(out + "/results.csv", csv.data(), csv.size());
-
-        // ev_over_time.png: per area, fit units (solid, +- SEM) and held-out units (dashed); teacher (dotted)
-        std::vector<float> mid;
-        for (int64_t b = 0; b < tg.B; b++) mid.push_back(0.5f * (tg.bin_start_ms[b] + tg.bin_end_ms[b]));
-        LinePlot lp;
-        lp.title = c.time_varied ? std::string("time-varied PLS baseline") : c.motif + " + feedback " + c.feedback;
-        lp.xlabel = "time after image onset (ms, bin centres)";
-        lp.ylabel = tg.has_ceiling() ? "noise-corrected EV (median over units)" : "raw r^2";
-        for (size_t a = 0; a < R.areas.size(); a++) {
-            const AreaFit& af = R.areas[a];
-            LineSeries s;
-            s.label = af.area + " (" + af.layer + ")", s.x = mid, s.y = af.fit.ev_bin_mean, s.y_err = af.fit.ev_bin_sem;
-            s.color = (int)a, s.markers = true;
-            lp.series.push_back(s);
-            if (!af.heldout_units.empty()) {
-                LineSeries h;
-                h.label = af.area + " held-out units", h.x = mid, h.y = af.heldout.ev_bin_mean, h.color = (int)a, h.dash = 8, h.width = 1.5f;
-                lp.series.push_back(h);
-            }
-            if (af.has_teacher) {
-                LineSeries t;
-                t.label = af.area + " teacher (ceiling)", t.x = mid, t.y = af.teacher.ev_bin_mean, t.color = (int)a, t.dash = 3, t.width = 1.5f;
-                lp.series.push_back(t);
-            }
-        }
-        lp.xspans.push_back({0.f, d.presentation_ms, "image on"});
-        plot_lines(out + "/ev_over_time.png", lp);
-
-        // units.png: the most reliable units of each area, observed vs predicted on held-out images
+        const std::string js = results_json(c, R, preset, data, virtual_primate);
+        results_csv_write(out + "/results.csv", R);
+        plot_ev_over_time(out + "/ev_over_time.png", c, R, d.presentation_ms);
         if (!c.time_varied) {
-            GridPlot gp;
-            gp.title = "held-out images: observed trial mean (blue) vs model (vermillion), sp/s";
-            gp.xlabel = "time after image onset (ms)";
-            gp.cols = 4;
-            for (const AreaFit& af : R.areas) {
-                std::vector<std::pair<float, int>> rel;
-                for (int u : af.fit_units) {
-                    double r = 0;
-                    for (int64_t b = 0; b < tg.B; b++) r += tg.has_ceiling() && std::isfinite(tg.ceiling[u * tg.B + b]) ? tg.ceiling[u * tg.B + b] : 0;
-                    rel.push_back({(float)r, u});
-                }
-                std::sort(rel.rbegin(), rel.rend());
-                for (size_t k = 0; k < std::min<size_t>(2, rel.size()); k++) {
-                    int u = rel[k].second;
-                    // two images: the unit's strongest and weakest mean response
-                    std::vector<std::pair<float, int64_t>> by;
-                    for (int64_t i = 0; i < d.N; i++) {
-                        double m = 0;
-                        for (int64_t b = 0; b < tg.B; b++) m += std::isfinite(tg.mean[(i * tg.U + u) * tg.B + b]) ? tg.mean[(i * tg.U + u) * tg.B + b] : 0;
-                        by.push_back({(float)m, i});
-                    }
-                    std::sort(by.begin(), by.end());
-                    for (int64_t i : {by.back().second, by.front().second}) {
-                        GridPanel p;
-                        p.title = strfmt("%s %s, %s", af.area.c_str(), tg.unit_id[u].c_str(), i == by.back().second ? "best image" : "worst image");
-                        LineSeries o, m;
-                        o.label = "observed", m.label = "model (held-out prediction)";
-                        o.x = m.x = mid;
-                        for (int64_t b = 0; b < tg.B; b++) {
-                            o.y.push_back(tg.mean[(i * tg.U + u) * tg.B + b]);
-                            m.y.push_back(R.predictions[(i * tg.U + u) * tg.B + b]);
-                        }
-                        o.markers = true;
-                        p.series = {o, m};
-                        gp.panels.push_back(p);
-                    }
-                }
-            }
-            gp.xspans.push_back({0.f, d.presentation_ms, ""});
-            plot_grid_lines(out + "/units.png", gp);
-
-            LinePlot loss;
-            loss.title = "BPTT training loss per split (validation: markers)";
-            loss.xlabel = "iteration";
-            loss.ylabel = "loss (standardised units)";
-            for (size_t s = 0; s < R.splits.size(); s++) {
-                const SplitLog& L = R.splits[s];
-                LineSeries tr, va;
-                tr.label = strfmt("split %zu train", s + 1), tr.color = (int)s, tr.width = 1.f;
-                for (size_t i = 0; i < L.train_loss.size(); i++) tr.x.push_back((float)(i + 1)), tr.y.push_back(L.train_loss[i]);
-                va.label = "", va.color = (int)s, va.markers = true, va.width = 2.f;
-                va.x.push_back(0), va.y.push_back(L.init_val_loss);
-                for (size_t i = 0; i < L.val_iter.size(); i++) va.x.push_back((float)L.val_iter[i]), va.y.push_back(L.val_loss[i]);
-                if (!tr.x.empty()) loss.series.push_back(tr);
-                loss.series.push_back(va);
-            }
-            plot_lines(out + "/loss.png", loss);
+            plot_units(out + "/units.png", R, d.presentation_ms);
+            plot_loss(out + "/loss.png", R);
         }
 
         // results.json last: a run is finished (the sweep reuses it) iff this file exists
@@ -416,12 +464,7 @@ int main(int argc, char** argv) {
         rundir_publish(claim);  // every file into the folder, results.json last
         out = final_out;
 
-        std::printf("\n%s%s on %s (%s): %s\n", c.time_varied ? "time-varied baseline" : c.motif.c_str(),
-                    c.time_varied ? "" : (" + feedback " + c.feedback).c_str(), data.c_str(),
-                    virtual_primate ? "virtual primate, simulated" : "neural data",
-                    tg.has_ceiling() ? "noise-corrected EV on held-out images, mean over bins, mean +- SEM over splits"
-                                     : "raw r^2 (no ceiling)");
-        std::printf("%s", table(R, c.time_varied).c_str());
+        std::printf("%s", summary(c, R, data, virtual_primate).c_str());
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         std::fprintf(stderr, "fit_dynamics: wrote %s/{results.json,results.csv,ev_over_time.png%s} in %s; peak RSS %.0f MB\n",
