@@ -9,6 +9,7 @@
 #include "engine/checkpoint.h"
 #include "engine/ops.h"
 #include "models/fit/dynamics.h"
+#include "models/fit/predictions.h"
 #include "models/datasets/virtual_primate.h"
 #include "tests/testutil.h"
 
@@ -439,4 +440,66 @@ TEST_CASE("dynamics: null control: the recurrent student's gain is specific to a
         CHECK(gain[a] > 0);
         CHECK(gain[a] > null_gain[a]);
     }
+}
+
+TEST_CASE("dynamics: predictions.npz holds every image's held-out prediction, and the scores recompute from it") {
+    const FitResult& R = recovery_fits().first;
+    const std::string path = vt_test::temp_dir() + "/predictions.npz";
+    npz_write(path, fit_predictions_npz(R));
+    Npz z = npz_read(path);
+    const Targets& tg = R.targets;
+    const int64_t N = tg.N, U = tg.U, B = tg.B;
+    REQUIRE(z.get("predictions").shape == Shape{N, U, B});
+    REQUIRE(z.get("observed").shape == Shape{N, U, B});
+    std::vector<float> P = z.get("predictions").to_f32(), Y = z.get("observed").to_f32(), rho = z.get("ceiling").to_f32();
+    std::vector<float> split = z.get("test_split").to_f32();
+    std::vector<std::string> area = z.get("unit_area").to_strings(), role = z.get("unit_role").to_strings();
+    const float min_rel = z.get("min_reliability").to_f32()[0];
+    CHECK(z.get("unit_id").to_strings() == tg.unit_id);
+    CHECK(min_rel == tg.cfg.min_reliability);
+    // every fitted unit has a prediction of every image (each from the split it was held out of)
+    for (int64_t u = 0; u < U; u++)
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t b = 0; b < B; b++)
+                if (!role[u].empty()) REQUIRE(std::isfinite(P[(i * U + u) * B + b]));
+    // the score of results.json, recomputed from the file alone: per split and bin the median
+    // over reliable units of max(r, 0)^2 / rho (predictions.h)
+    auto r_of = [&](int64_t u, int64_t b, int s) {
+        double sp = 0, sy = 0, spp = 0, syy = 0, spy = 0, ymin = INFINITY, ymax = -INFINITY;
+        int n = 0;
+        for (int64_t i = 0; i < N; i++) {
+            double y = Y[(i * U + u) * B + b], p = P[(i * U + u) * B + b];
+            if ((int)split[i] != s || y != y) continue;
+            sp += p, sy += y, spp += p * p, syy += y * y, spy += p * y, n++;
+            ymin = std::min(ymin, y), ymax = std::max(ymax, y);
+        }
+        double vp = spp - sp * sp / n, vy = syy - sy * sy / n;
+        if (vp <= 1e-9 * (spp + 1)) return ymax > ymin ? 0.0 : NAN;  // a constant prediction
+        return (spy - sp * sy / n) / std::sqrt(vp * vy);
+    };
+    int compared = 0;
+    for (const AreaFit& a : R.areas)
+        for (const char* which : {"fit", "heldout"}) {
+            const AreaScore& sc = std::string(which) == "fit" ? a.fit : a.heldout;
+            for (int s = 0; s < tg.folds.k; s++)
+                for (int64_t b = 0; b < B; b++) {
+                    std::vector<float> ev;
+                    for (int64_t u = 0; u < U; u++) {
+                        if (area[u] != a.area || role[u] != which || !(rho[u * B + b] > min_rel)) continue;
+                        double r = r_of(u, b, s);
+                        if (r == r) ev.push_back((float)(std::max(r, 0.0) * std::max(r, 0.0) / rho[u * B + b]));
+                    }
+                    const float want = sc.ev[s * B + b];
+                    if (ev.empty()) {
+                        CHECK(std::isnan(want));
+                        continue;
+                    }
+                    std::sort(ev.begin(), ev.end());
+                    const size_t h = ev.size() / 2;
+                    const float median = ev.size() % 2 ? ev[h] : 0.5f * (ev[h - 1] + ev[h]);
+                    CHECK(median == doctest::Approx(want).epsilon(1e-4).scale(1));
+                    compared++;
+                }
+        }
+    CHECK(compared > 20);
 }

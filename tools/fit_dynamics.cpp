@@ -4,8 +4,9 @@
 //
 // Without --data it fits the embedded virtual primate (models/datasets/virtual_primate.h), generating
 // data/virtual_primate.npz with the default settings when the file is not there yet.
-// Writes DIR/results.json, DIR/results.csv, DIR/ev_over_time.png, DIR/units.png,
-// DIR/loss.png and DIR/checkpoints/split<s>.npz; prints a table per area at the end.
+// Writes DIR/results.json, DIR/results.csv, DIR/predictions.npz (models/fit/predictions.h),
+// DIR/ev_over_time.png, DIR/units.png, DIR/loss.png and DIR/checkpoints/split<s>.npz; prints
+// a table per area at the end.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "engine/io/rundir.h"
 #include "models/fit/dynamics.h"
 #include "models/fit/features.h"
+#include "models/fit/predictions.h"
 #include "models/datasets/npz_stream.h"
 #include "models/datasets/virtual_primate.h"
 #include "tools/cli.h"
@@ -363,7 +365,8 @@ int main(int argc, char** argv) {
                 "time-shared linear readout per area; scored on held-out images (noise-corrected EV per bin) and\n"
                 "on held-out units. Without --data: the embedded virtual primate (a SIMULATED dataset with a known\n"
                 "teacher), generated into " + std::string(kDefaultData) + " on first use.\n"
-                "Writes DIR/results.json, results.csv, ev_over_time.png, units.png, loss.png, checkpoints/.");
+                "Writes DIR/results.json, results.csv, predictions.npz (every image's held-out prediction), ev_over_time.png,\n"
+                "units.png, loss.png, checkpoints/.");
         cli.flag("--data", &data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
         cli.flag("--out", &out, "output folder (default runs/fit_dynamics/<motif>_<feedback>)");
         cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone));
@@ -453,6 +456,7 @@ int main(int argc, char** argv) {
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());
         const std::string js = results_json(c, R, preset, data, virtual_primate);
         results_csv_write(out + "/results.csv", R);
+        npz_write(out + "/predictions.npz", fit_predictions_npz(R));
         plot_ev_over_time(out + "/ev_over_time.png", c, R, d.presentation_ms);
         if (!c.time_varied) {
             plot_units(out + "/units.png", R, d.presentation_ms);
@@ -467,7 +471,7 @@ int main(int argc, char** argv) {
         std::printf("%s", summary(c, R, data, virtual_primate).c_str());
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        std::fprintf(stderr, "fit_dynamics: wrote %s/{results.json,results.csv,ev_over_time.png%s} in %s; peak RSS %.0f MB\n",
+        std::fprintf(stderr, "fit_dynamics: wrote %s/{results.json,results.csv,predictions.npz,ev_over_time.png%s} in %s; peak RSS %.0f MB\n",
                      out.c_str(), c.time_varied ? "" : ",units.png,loss.png,checkpoints/", format_duration(R.seconds).c_str(),
                      ru.ru_maxrss / 1024.0);
         return 0;
