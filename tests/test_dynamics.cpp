@@ -455,6 +455,8 @@ TEST_CASE("dynamics: predictions.npz holds every image's held-out prediction, an
     std::vector<float> split = z.get("test_split").to_f32();
     std::vector<std::string> area = z.get("unit_area").to_strings(), role = z.get("unit_role").to_strings();
     const float min_rel = z.get("min_reliability").to_f32()[0];
+    REQUIRE(z.get("unit_ev").shape == Shape{tg.folds.k, U, B});
+    std::vector<float> unit_ev = z.get("unit_ev").to_f32();
     CHECK(z.get("unit_id").to_strings() == tg.unit_id);
     CHECK(min_rel == tg.cfg.min_reliability);
     // every fitted unit has a prediction of every image (each from the split it was held out of)
@@ -498,6 +500,14 @@ TEST_CASE("dynamics: predictions.npz holds every image's held-out prediction, an
                     const size_t h = ev.size() / 2;
                     const float median = ev.size() % 2 ? ev[h] : 0.5f * (ev[h - 1] + ev[h]);
                     CHECK(median == doctest::Approx(want).epsilon(1e-4).scale(1));
+                    // and the file's own per-unit EV gives the same median
+                    std::vector<float> kept;
+                    for (int64_t u = 0; u < U; u++)
+                        if (area[u] == a.area && role[u] == which && std::isfinite(unit_ev[(s * U + u) * B + b]))
+                            kept.push_back(unit_ev[(s * U + u) * B + b]);
+                    REQUIRE(kept.size() == ev.size());
+                    std::sort(kept.begin(), kept.end());
+                    CHECK((kept.size() % 2 ? kept[h] : 0.5f * (kept[h - 1] + kept[h])) == doctest::Approx(want).epsilon(1e-6).scale(1));
                     compared++;
                 }
         }

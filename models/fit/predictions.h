@@ -15,12 +15,15 @@
 //                                    (held out of the fit, read out afterwards), "" (neither)
 //   bin_start_ms, bin_end_ms  float32 (B)
 //   min_reliability  float32 (1)     units with rho <= this in a bin are not scored there
+//   unit_r        float32 (S, U, B)  per split s, r over the images of split s (below); NaN
+//                                    where the unit was not fitted or the data do not vary
+//   unit_ev       float32 (S, U, B)  per split, max(r, 0)^2 / rho; NaN where not scored
 //
 // The score (results.json `ev`, per split s and bin b, for one area and role) is the median
-// over its units with rho > min_reliability of max(r, 0)^2 / rho, r the Pearson correlation
-// over the images of split s between predictions and observed (images without a trial
-// left out; a constant prediction of varying data has r = 0); tests/test_dynamics.cpp
-// recomputes it from the file.
+// of unit_ev over its units, i.e. of max(r, 0)^2 / rho over the units with rho >
+// min_reliability, r the Pearson correlation over the images of split s between
+// predictions and observed (images without a trial left out; a constant prediction of
+// varying data has r = 0). tests/test_dynamics.cpp recomputes both from the file.
 #pragma once
 #include "engine/io/npy.h"
 #include "models/fit/dynamics.h"

@@ -12,6 +12,21 @@
 #include "engine/linalg.h"
 
 namespace vt {
+
+// Pearson r across the held-out images of a prediction p[j * sp] and a target y[j]. Where r
+// is undefined because the prediction is constant (e.g. a silent layer's, or grey-screen
+// features after the image is gone) while the target varies, it explains nothing: r = 0.
+// NaN where the target itself does not vary (the unit is not scored in that bin).
+double held_out_r(const float* p, int64_t sp, const float* y, int64_t n) {
+    double r = pearson_r(p, sp, y, 1, n);
+    if (r == r) return r;
+    double lo = INFINITY, hi = -INFINITY, plo = INFINITY, phi = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        if (y[j] == y[j]) lo = std::min(lo, (double)y[j]), hi = std::max(hi, (double)y[j]),
+                          plo = std::min(plo, (double)p[j * sp]), phi = std::max(phi, (double)p[j * sp]);
+    return hi > lo && !(phi > plo) ? 0.0 : NAN;
+}
+
 namespace {
 
 uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
@@ -122,19 +137,6 @@ struct FitContext {
     }
 };
 
-// Pearson r across the held-out images of a prediction p[j * sp] and a target y[j]. Where r
-// is undefined because the prediction is constant (e.g. a silent layer's, or grey-screen
-// features after the image is gone) while the target varies, it explains nothing: r = 0.
-// NaN where the target itself does not vary (the unit is not scored in that bin).
-double held_out_r(const float* p, int64_t sp, const float* y, int64_t n) {
-    double r = pearson_r(p, sp, y, 1, n);
-    if (r == r) return r;
-    double lo = INFINITY, hi = -INFINITY, plo = INFINITY, phi = -INFINITY;
-    for (int64_t j = 0; j < n; j++)
-        if (y[j] == y[j]) lo = std::min(lo, (double)y[j]), hi = std::max(hi, (double)y[j]),
-                          plo = std::min(plo, (double)p[j * sp]), phi = std::max(phi, (double)p[j * sp]);
-    return hi > lo && !(phi > plo) ? 0.0 : NAN;
-}
 
 // Scores bin b of split s from held-out predictions pred(j, k) = pred[j*stride + k] of the
 // test images: per unit r, EV; medians into out.ev / out.r.

@@ -87,6 +87,11 @@ std::vector<float> ceiling_split_half(const NeuralData& d, int splits, uint64_t 
 // fewer than 3 such pairs or either side has zero variance.
 double pearson_r(const float* x, int64_t sx, const float* y, int64_t sy, int64_t n);
 
+// The r every score uses: pearson_r of held-out predictions p[j * sp] and targets y[j], but
+// 0 where the prediction is constant while the target varies (it explains nothing); NaN
+// where the target does not vary (the unit is not scored there).
+double held_out_r(const float* p, int64_t sp, const float* y, int64_t n);
+
 // ---- targets: everything derived from the data, before any features ------------------
 struct ExcludedUnit {
     int unit;
