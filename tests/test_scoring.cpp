@@ -161,6 +161,25 @@ TEST_CASE("scoring: all-NaN, zero-variance and unreliable units are excluded and
     CHECK(std::isfinite(score_for(L, Mapping::PerBin, "IT").ev_mean));
     std::string json = scores_json(tg, {L}, {});
     CHECK(has(json, "{\"unit\": \"u0\", \"reason\": \"all trials are NaN\"}"));
+    // strictly valid JSON: no key twice in an object, no NaN/Infinity literals (Python's json
+    // with hooks that refuse both); the PLS that ran is the one named
+    {
+        const std::string path = vt_test::temp_dir() + "/scores.json";
+        std::ofstream(path) << json;
+        vt_test::ShellRun r = vt_test::shell_run(
+            "python3 -c 'import json, sys\n"
+            "def pairs(kv):\n"
+            "    keys = [k for k, _ in kv]\n"
+            "    assert len(keys) == len(set(keys)), keys\n"
+            "    return dict(kv)\n"
+            "def bad(c): raise ValueError(c)\n"
+            "j = json.load(open(sys.argv[1]), object_pairs_hook=pairs, parse_constant=bad)\n"
+            "print(j[\"format\"], j[\"settings\"][\"pls\"], j[\"settings\"][\"pls_fit\"])' " +
+            vt_test::shell_quote(path) + " 2>&1");
+        INFO(r.out);
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, c.pls == PlsAlgorithm::Nipals ? "nipals NIPALS" : "simpls SIMPLS"));
+    }
     CHECK(has(scores_table(tg, {L}), "V4: 2 of 3 units excluded"));
 
     // An area whose units are all excluded scores null, without failing.

@@ -104,6 +104,33 @@ TEST_CASE("tools: bad flags name the flag and exit non-zero") {
     CHECK(r.out.find("--resume") != std::string::npos);
 }
 
+TEST_CASE("tools: fit_dynamics writes strictly valid results.json and a predictions.npz numpy reads") {
+    if (!have_tool("fit_dynamics") || !have_tool("make_virtual_primate")) { MESSAGE("tools not built: skipped"); return; }
+    const std::string dir = vt_test::temp_dir();
+    Run r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 24 --teacher-arch tiny3 --v4-layer conv2 "
+                     "--it-layer conv3 --teacher-feedback conv3:conv2 --size 32 --v4 8 --it 8 --reps 6 "
+                     "--write-teacher-backbone " + dir + "/bb.npz");
+    REQUIRE(r.rc == 0);
+    r = run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --arch tiny3 --readout "
+                 "V4=conv2,IT=conv3 --feedback conv3:conv2 --iters 2 --splits 2 --batch 2 --threads 1 --out " + dir + "/fit");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    // Python's json with hooks that refuse a repeated key and NaN/Infinity; numpy reads the npz
+    r = vt_test::shell_run(
+        "cd " + vt_test::shell_quote(dir + "/fit") + " && python3 -c 'import json, numpy as np\n"
+        "def pairs(kv):\n"
+        "    keys = [k for k, _ in kv]\n"
+        "    assert len(keys) == len(set(keys)), keys\n"
+        "    return dict(kv)\n"
+        "def bad(c): raise ValueError(c)\n"
+        "j = json.load(open(\"results.json\"), object_pairs_hook=pairs, parse_constant=bad)\n"
+        "z = np.load(\"predictions.npz\")\n"
+        "print(j[\"format\"], z[\"predictions\"].shape, z[\"unit_ev\"].shape, \",\".join(sorted(set(map(str, z[\"unit_role\"])))))' 2>&1");
+    INFO(r.out);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "ventral-fit-dynamics-1 (24, 16, 13) (2, 16, 13) fit,heldout"));
+}
+
 TEST_CASE("tools: fit_dynamics refuses bad flags and input before any fitting") {
     if (!have_tool("fit_dynamics")) { MESSAGE("bin/fit_dynamics not built: skipped"); return; }
     Run r = run_tool("fit_dynamics", "--frobnicate");

@@ -173,7 +173,7 @@ std::string results_json(const FitConfig& c, const FitResult& R, const std::stri
     std::string steps = "[";
     for (size_t b = 0; b < R.steps_of_bin.size(); b++) steps += (b ? ", " : "") + json_ints(R.steps_of_bin[b]);
     steps += "]";
-    std::string js = "{\n  \"settings\": {";
+    std::string js = "{\n  \"format\": \"ventral-fit-dynamics-1\",\n  \"settings\": {";
     js += strfmt("\"preset\": %s, ", json_string(preset).c_str());
     js += strfmt("\"tool\": \"fit_dynamics\", \"data\": %s, \"virtual_primate\": %s, \"backbone\": %s, ",
                  json_string(data).c_str(), virtual_primate ? "true" : "false", json_string(c.backbone).c_str());

@@ -561,7 +561,8 @@ std::string scores_json(const Targets& tg, const std::vector<LayerScore>& layers
     o += strfmt("    \"folds\": %d,\n    \"components\": %d,\n    \"seed\": %llu,\n", c.folds, c.components,
                 (unsigned long long)c.seed);
     o += strfmt("    \"stratified_by\": %s,\n", tg.folds.stratified ? "\"image_object\"" : "null");
-    o += "    \"pls\": \"SIMPLS, centred, not scaled, fitted on the training images of each split, one per area\",\n";
+    o += strfmt("    \"pls_fit\": \"%s, centred, not scaled, fitted on the training images of each split, one per area\",\n",
+                c.pls == PlsAlgorithm::Nipals ? "NIPALS" : "SIMPLS");
     if (nc)
         o += strfmt("    \"ceiling\": \"split-half reliability per unit and bin over repetitions, Spearman-Brown "
                     "corrected, mean over %d random split-halves, on all images\",\n    \"ceiling_splits\": %d,\n"
