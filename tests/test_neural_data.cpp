@@ -103,6 +103,36 @@ TEST_CASE("neural: a dataset round-trips through save and load, with and without
     std::remove(dir.c_str());
 }
 
+TEST_CASE("neural: responses numpy saved transposed (Fortran order) or big-endian load as numpy.load reads them") {
+    REQUIRE_MESSAGE(vt_test::shell_run("python3 -c 'import numpy' 2>&1").rc == 0, "numpy is needed (third_party/install-deps.sh)");
+    const std::string dir = vt_test::temp_dir(), path = dir + "/c.npz";
+    NeuralData d = small_dataset();
+    neural_data_save(path, d);
+    // responses rewritten by numpy: in Fortran order (a transposed array's layout: the file's
+    // header says fortran_order True), big-endian, and both
+    const char* kinds[][2] = {{"f", "np.asfortranarray(r)"},
+                              {"be", "r.astype(\">f4\")"},
+                              {"fbe", "np.asfortranarray(r.astype(\">f4\"))"}};
+    for (const auto& k : kinds) {
+        const std::string out = dir + "/" + k[0] + ".npz";
+        vt_test::ShellRun r = vt_test::shell_run(
+            "python3 -c 'import numpy as np, sys\n"
+            "z = dict(np.load(sys.argv[1]))\n"
+            "r = z[\"responses\"]\n"
+            "z[\"responses\"] = " + std::string(k[1]) + "\n"
+            "np.savez(sys.argv[2], **z)' " + vt_test::shell_quote(path) + " " + vt_test::shell_quote(out) + " " + k[0] + " 2>&1");
+        INFO(k[0] << ": " << r.out);
+        REQUIRE(r.rc == 0);
+        if (std::string(k[0]).find('f') == 0) CHECK(npz_head(npz_index(out), "responses").fortran);
+        NeuralData e = neural_data_load(out);
+        REQUIRE(e.responses.size() == d.responses.size());
+        size_t same = 0;
+        for (size_t i = 0; i < d.responses.size(); i++)
+            same += std::isnan(d.responses[i]) ? std::isnan(e.responses[i]) : e.responses[i] == d.responses[i];
+        CHECK(same == d.responses.size());
+    }
+}
+
 TEST_CASE("neural: the trial average skips NaN trials") {
     NeuralData d = small_dataset();
     std::vector<float> m = neural_trial_mean(d);

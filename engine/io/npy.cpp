@@ -302,10 +302,8 @@ NpyHeader npy_parse_header(const uint8_t* d, size_t n, const std::string& label)
     return h;
 }
 
-namespace {
-
 // (d0, ..., dk) column-major -> row-major, elements of `w` bytes. numel(s) > 0.
-void fortran_to_c(uint8_t* dst, const uint8_t* src, const Shape& s, int64_t numel, size_t w) {
+void npy_fortran_to_c(uint8_t* dst, const uint8_t* src, const Shape& s, int64_t numel, size_t w) {
     int nd = (int)s.size();
     std::vector<int64_t> idx(nd, 0), fstride(nd);
     int64_t st = 1;
@@ -322,6 +320,8 @@ void fortran_to_c(uint8_t* dst, const uint8_t* src, const Shape& s, int64_t nume
     }
 }
 
+namespace {
+
 NpyArray npy_parse_labeled(const uint8_t* d, size_t n, const std::string& label) {
     NpyHeader h = npy_parse_header(d, n, label);
     const int64_t itemsize = dtype_itemsize(h.dtype, h.str_len), numel = h.numel, nbytes = h.nbytes;
@@ -336,7 +336,7 @@ NpyArray npy_parse_labeled(const uint8_t* d, size_t n, const std::string& label)
     const uint8_t* src = d + h.data_offset;
     if (h.fortran && h.shape.size() > 1 && numel > 0) {
         a.bytes.resize((size_t)nbytes);
-        fortran_to_c(a.bytes.data(), src, h.shape, numel, (size_t)itemsize);
+        npy_fortran_to_c(a.bytes.data(), src, h.shape, numel, (size_t)itemsize);
     } else {
         a.bytes.assign(src, src + nbytes);
     }

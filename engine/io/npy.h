@@ -75,6 +75,9 @@ struct NpyHeader {
 NpyHeader npy_parse_header(const uint8_t* data,       // the first n bytes of a .npy
                            size_t n,                  // at least preamble + dict
                            const std::string& label); // message prefix, quoted: "'f.npz' member 'x'"
+// Elements of `w` bytes of an array of shape s (numel > 0) from column-major (fortran_order)
+// to row-major order; dst and src do not overlap.
+void npy_fortran_to_c(uint8_t* dst, const uint8_t* src, const Shape& s, int64_t numel, size_t w);
 
 NpyArray npy_parse(const uint8_t* data,      // a whole .npy image
                    size_t n,                 // its length in bytes

@@ -197,29 +197,41 @@ NpyArray npz_array(const NpzIndex& z, const std::string& name) {
 void npz_read_f32(const NpzIndex& z, const std::string& name, float* dst, int64_t numel) {
     MemberReader r(z, z.member(name));
     NpyHeader h = read_head(r);
-    if ((h.dtype != DType::F32 && h.dtype != DType::F64) || h.swap_width > 0 || (h.fortran && h.shape.size() > 1))
-        fail("%s: expected a little-endian, C-order float32 or float64 array, found %s%s%s (convert it with "
-             "numpy.ascontiguousarray(a, dtype='<f4'))", r.label.c_str(), h.swap_width > 0 ? "big-endian " : "",
-             dtype_name(h.dtype), h.fortran ? " in Fortran order" : "");
+    if (h.dtype != DType::F32 && h.dtype != DType::F64)
+        fail("%s: expected a float32 or float64 array, found %s (convert it with a.astype('<f4'))", r.label.c_str(),
+             dtype_name(h.dtype));
     if (h.numel != numel)
         fail("%s: holds %lld elements, expected %lld", r.label.c_str(), (long long)h.numel, (long long)numel);
+    const bool fortran = h.fortran && h.shape.size() > 1 && numel > 0;
+    if (fortran) mem_check(r.label + " (in Fortran order: a second copy to reorder it)", (uint64_t)numel * 4);
+    // In chunks, so a huge read does not hold one giant stdio request; big-endian elements
+    // (numpy's '>f4', '>f8') are byte-swapped as they arrive.
+    auto swap = [&](uint8_t* p, int64_t n, int w) {
+        if (h.swap_width > 0)
+            for (int64_t i = 0; i < n; i++) std::reverse(p + i * w, p + (i + 1) * w);
+    };
     if (h.dtype == DType::F32) {
-        // In chunks, so a huge read does not hold one giant stdio request.
         for (int64_t i = 0; i < numel; i += (int64_t)(kIoChunk / 4)) {
             int64_t c = std::min<int64_t>(numel - i, (int64_t)(kIoChunk / 4));
             r.read(dst + i, (size_t)c * 4);
+            swap((uint8_t*)(dst + i), c, 4);
         }
     } else {
         std::vector<double> buf(kIoChunk / 8);
         for (int64_t i = 0; i < numel; i += (int64_t)buf.size()) {
             int64_t c = std::min<int64_t>(numel - i, (int64_t)buf.size());
             r.read(buf.data(), (size_t)c * 8);
+            swap((uint8_t*)buf.data(), c, 8);
             for (int64_t j = 0; j < c; j++) dst[i + j] = (float)buf[j];
         }
     }
     if (r.produced != r.m.usize)
         fail("%s: %llu bytes follow the array's data (corrupt member)", r.label.c_str(),
              (unsigned long long)(r.m.usize - r.produced));
+    if (fortran) {  // what numpy writes for a transposed array: reorder to C order, as numpy.load does
+        std::vector<float> col(dst, dst + numel);
+        npy_fortran_to_c((uint8_t*)dst, (const uint8_t*)col.data(), h.shape, numel, 4);
+    }
 }
 
 }  // namespace vt

@@ -32,8 +32,10 @@ NpzIndex npz_index(const std::string& path);                       // reads the 
 // so a size from a header can be allocated once this returns (after mem_check).
 NpyHeader npz_head(const NpzIndex& z, const std::string& name);
 NpyArray npz_array(const NpzIndex& z, const std::string& name);    // one whole member, mem_check'd
-// Streams a float32 or float64 (little-endian, C-order) member of `numel` elements into dst
-// as float32. Any other dtype, order or size fails naming the member.
+// Streams a float32 or float64 member of `numel` elements into dst as float32, in C order:
+// big-endian elements are swapped and a Fortran-order member (numpy's file of a transposed
+// array) is reordered as numpy.load does (a second copy in memory, checked). Another dtype or
+// size fails naming the member.
 void npz_read_f32(const NpzIndex& z, const std::string& name, float* dst, int64_t numel);
 
 }  // namespace vt
