@@ -151,204 +151,262 @@ std::string ev_line(const SweepResult& R) {
     return s;
 }
 
+// The sweep's own flags, and after "--" the flags passed to every fit.
+struct SweepArgs {
+    std::string grid_arg, data, out;
+    int jobs = 1;
+    bool quick = false;
+    Device device = Device::CPU;
+    std::vector<std::string> extra;  // after "--"
+};
+
+// The command line, checked: the sweep's flags, then after "--" the flags passed to every fit
+// (except those the sweep sets itself).
+SweepArgs args_parse(int argc, char** argv) {
+    SweepArgs a;
+    int own = argc;
+    for (int i = 1; i < argc; i++)
+        if (std::string(argv[i]) == "--") {
+            own = i;
+            a.extra.assign(argv + i + 1, argv + argc);
+            break;
+        }
+    Cli cli("sweep", "[-- FIT_DYNAMICS FLAGS]",
+            "Run a grid of fit_dynamics configurations on the same data, splits and seeds (the paper's architecture\n"
+            "comparison, Figs. 3 and 4), reusing finished ones, and write a report: DIR/summary.csv, summary.json,\n"
+            "bars_<grid>.png, ev_over_time.png, report.md (paired tests vs ff and between the best two).\n"
+            "Built-in grids: motifs (each motif with feedback conv5:conv2), feedback (lstm with each feedback\n"
+            "edge, none and all), paper (both); plus ff (feedforward) and time_varied in each. Or a grid file:\n"
+            "one `NAME FLAGS...` per line, # comments. Flags after `--` go to every fit (e.g. -- --iters 48).\n"
+            "Without --data: the virtual primate, a SIMULATED dataset (generated once into " + std::string(kDefaultData) + ").");
+    cli.flag("--grid", &a.grid_arg, "motifs, feedback, paper, or a grid file");
+    cli.flag("--data", &a.data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
+    cli.flag("--out", &a.out, "output folder: the report, and runs/NAME/ per configuration");
+    cli.flag("--jobs", &a.jobs, "configurations fitted at once (each with cores / jobs threads)").range(1, 1024);
+    cli.flag("--quick", &a.quick,
+             "reduced size for CI: " + std::string(kQuickData) + " (128 images to 200 ms, 32 V4 + 64 IT sites) and " +
+                 join(kQuickFlags) + " for every fit");
+    cli.flag("--device", &a.device, "cpu or cuda: where every fit runs (passed to fit_dynamics)");
+    cli.parse(own, argv);
+    if (!cli.positional.empty()) fail("sweep: unexpected argument '%s' (fit_dynamics flags go after `--`)", cli.positional[0].c_str());
+    if (a.grid_arg.empty() || a.out.empty()) fail("sweep: --grid and --out are required (see --help)");
+    if (a.jobs < 1) fail("--jobs: need at least 1, got %d", a.jobs);
+    for (const std::string& e : a.extra) {
+        std::string name = e.substr(0, e.find('='));
+        if (name == "--data" || name == "--out" || name == "--threads")
+            fail("sweep: %s after `--` is the sweep's to set (%s)", name.c_str(),
+                 name == "--data" ? "use the sweep's --data" : name == "--out" ? "DIR/runs/NAME" : "cores / --jobs");
+    }
+    return a;
+}
+
+// A sweep under way: its flags and data, the flags of every fit, the report with a run per
+// configuration, and the configurations still to fit.
+struct Sweep {
+    SweepArgs args;
+    bool simulated = false;  // the data is the virtual primate
+    std::string fit;         // the fit_dynamics binary
+    int threads = 1;         // per fit
+    // A fit's flags: `shared`, the configuration's own, then `after` (--quick's, then the
+    // user's after `--`); fit_dynamics takes the last of a repeated flag.
+    std::vector<std::string> shared, after;
+    SweepReport rep;
+    std::vector<std::vector<std::string>> flags_of;  // [configuration]
+    std::vector<size_t> todo;                        // configurations to fit
+    int finished = 0;                                // runs reported so far
+};
+
+// Each configuration's flags and run: reused when DIR/runs/NAME/results.json exists (only if it
+// ran with the same flags: other flags give numbers that do not compare), else to fit.
+void runs_plan(Sweep& w) {
+    const SweepGrid& grid = w.rep.grid;
+    w.flags_of.assign(grid.configs.size(), {});
+    for (size_t i = 0; i < grid.configs.size(); i++) {
+        const SweepConfig& c = grid.configs[i];
+        SweepRun run;
+        run.config = c;
+        const std::string dir = w.args.out + "/runs/" + c.name;
+        run.log = dir + "/log.txt";
+        std::vector<std::string>& f = w.flags_of[i];
+        f = w.shared;
+        f.insert(f.end(), c.flags.begin(), c.flags.end());
+        f.insert(f.end(), w.after.begin(), w.after.end());
+        if (fs::exists(dir + "/results.json")) {
+            std::string then = read_text(dir + "/flags.txt"), now = join(f) + "\n";
+            if (!then.empty() && then != now)
+                fail("sweep: %s finished with other flags (then: %s; now: %s): use another --out, or delete that folder "
+                     "to rerun it", dir.c_str(), then.substr(0, then.size() - 1).c_str(), join(f).c_str());
+            run.result = sweep_result_load(dir + "/results.json");
+            run.status = SweepStatus::Done;
+            run.reused = true;
+        } else {
+            w.todo.push_back(i);
+        }
+        w.rep.runs.push_back(run);
+    }
+}
+
+// Without --data, the virtual primate is generated once, before the fits, if a fit needs it;
+// then the plan and the reused runs are announced.
+void sweep_announce(Sweep& w) {
+    const std::string& data = w.args.data;
+    const bool quick = w.args.quick;
+    if (w.simulated && !w.todo.empty() && !fs::exists(data)) {
+        std::fprintf(stderr, "sweep: no --data: generating the %svirtual primate (SIMULATED responses of a known teacher "
+                             "network, not recordings) into %s, once, before the fits ...\n", quick ? "quick " : "", data.c_str());
+        Npz z = virtual_primate_generate(quick ? quick_primate() : VirtualPrimateConfig{}, true);
+        fs::create_directories(fs::path(data).parent_path());
+        npz_write(data, z);
+    }
+    const SweepGrid& grid = w.rep.grid;
+    const size_t G = grid.configs.size();
+    std::fprintf(stderr, "sweep: grid %s (%s): %zu configurations, %zu finished earlier, %zu to fit, %d at a time with "
+                         "%d threads each; data %s%s\n",
+                 grid.name.c_str(), grid.source.c_str(), G, G - w.todo.size(), w.todo.size(), w.args.jobs, w.threads,
+                 data.c_str(), w.simulated ? " (virtual primate: SIMULATED)" : "");
+    for (const SweepRun& run : w.rep.runs)
+        if (run.reused)
+            std::fprintf(stderr, "sweep: [%d/%zu] %s: %s; %s, reused\n", ++w.finished, G, run.config.name.c_str(),
+                         ev_line(run.result).c_str(), format_duration(run.result.seconds).c_str());
+}
+
+// Starts the fit of configuration i in an emptied DIR/runs/NAME, its flags in flags.txt and
+// its output in log.txt.
+Job job_start(Sweep& w, size_t i) {
+    SweepRun& run = w.rep.runs[i];
+    const std::string dir = w.args.out + "/runs/" + run.config.name;
+    fs::remove_all(dir);  // an unfinished run starts from scratch
+    fs::create_directories(dir);
+    write_text(dir + "/flags.txt", join(w.flags_of[i]) + "\n");
+    std::vector<std::string> args = {"--out", dir, "--threads", std::to_string(w.threads)};
+    args.insert(args.end(), w.flags_of[i].begin(), w.flags_of[i].end());
+    write_text(run.log, "sweep: " + w.fit + " " + join(args) + "\n");
+    return {i, spawn(w.fit, args, run.log), now_s()};
+}
+
+// A fit that exited with status st after `wall` seconds: done with its results.json, or failed.
+void job_done(Sweep& w, const Job& j, int st, double wall) {
+    SweepRun& run = w.rep.runs[j.run];
+    const size_t G = w.rep.grid.configs.size();
+    const std::string res = w.args.out + "/runs/" + run.config.name + "/results.json";
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && fs::exists(res)) {
+        run.result = sweep_result_load(res);
+        run.status = SweepStatus::Done;
+        std::fprintf(stderr, "sweep: [%d/%zu] %s: %s; %s, ran\n", ++w.finished, G, run.config.name.c_str(),
+                     ev_line(run.result).c_str(), format_duration(wall).c_str());
+    } else {
+        run.status = SweepStatus::Failed;
+        run.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        std::fprintf(stderr, "sweep: [%d/%zu] %s: FAILED (exit code %d) after %s; log %s: %s\n", ++w.finished, G,
+                     run.config.name.c_str(), run.exit_code, format_duration(wall).c_str(), run.log.c_str(),
+                     last_line(run.log).c_str());
+    }
+}
+
+// Runs what is left, `jobs` at a time; a signal stops them all. Returns 0, or 128 + the signal.
+int runs_execute(Sweep& w) {
+    struct sigaction sa = {};
+    sa.sa_handler = on_signal;  // no SA_RESTART: the wait below wakes up
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &sa, nullptr);
+    std::vector<Job> running;
+    size_t next = 0;
+    while (next < w.todo.size() || !running.empty()) {
+        if (g_signal) {
+            std::string names;
+            for (const Job& j : running) names += (names.empty() ? "" : ", ") + w.rep.runs[j.run].config.name;
+            stop_all(running);
+            std::fprintf(stderr, "sweep: interrupted (%s): stopped %s; rerun the same command to resume (finished "
+                                 "configurations are reused)\n", strsignal(g_signal), names.empty() ? "nothing" : names.c_str());
+            return 128 + (int)g_signal;
+        }
+        while (running.size() < (size_t)w.args.jobs && next < w.todo.size()) running.push_back(job_start(w, w.todo[next++]));
+        int st = 0;
+        pid_t p = waitpid(-1, &st, WNOHANG);
+        if (p < 0 && errno != EINTR) fail("sweep: waitpid: %s", std::strerror(errno));
+        if (p <= 0) {
+            usleep(100000);  // interrupted by a signal: the loop's top handles it
+            continue;
+        }
+        auto it = std::find_if(running.begin(), running.end(), [&](const Job& j) { return j.pid == p; });
+        if (it == running.end()) continue;
+        const Job j = *it;
+        const double wall = now_s() - j.t0;
+        running.erase(it);
+        job_done(w, j, st, wall);
+    }
+    return 0;
+}
+
+// The report (DIR/report.md, summary.csv, summary.json, plots) and the table on stdout; returns
+// 1 when a configuration failed, else 0.
+int report_write(Sweep& w, double t_start) {
+    const SweepArgs& a = w.args;
+    const SweepGrid& grid = w.rep.grid;
+    const size_t G = grid.configs.size();
+    int splits = 0;
+    for (const SweepRun& run : w.rep.runs)
+        if (run.status == SweepStatus::Done) splits = std::max(splits, run.result.splits);
+    w.rep.settings = {
+        {"grid", strfmt("%s (%s, %zu configurations)", grid.name.c_str(), grid.source.c_str(), G)},
+        {"data", a.data + (w.simulated ? " (virtual primate: SIMULATED responses of a known teacher network, not recordings)" : "")},
+        {"size", a.quick ? "--quick: reduced data and every fit with " + join(kQuickFlags) : std::string("full")},
+        {"flags of every fit", join(w.shared) + ", the configuration's own, then " + (w.after.empty() ? std::string("nothing more") : join(w.after))},
+        {"splits", strfmt("%d, the same images and folds for every configuration", splits)},
+        {"parallel", strfmt("--jobs %d (fits at a time), --threads %d each (%d cores)", a.jobs, w.threads, cores())},
+        {"fit_dynamics", w.fit},
+        {"this sweep's fitting time", format_duration(now_s() - t_start)},
+    };
+    sweep_write_report(a.out, w.rep);
+    std::printf("\n%s: EV on held-out images (mean over bins; mean +- SEM over splits)\n%s", grid.name.c_str(),
+                sweep_table(w.rep).c_str());
+    std::fprintf(stderr, "sweep: wrote %s/report.md, with summary.csv, summary.json and the plots beside it\n", a.out.c_str());
+    std::string failed;
+    int nfail = 0;
+    for (const SweepRun& run : w.rep.runs)
+        if (run.status == SweepStatus::Failed) failed += (nfail++ ? ", " : "") + run.config.name + " (" + run.log + ")";
+    if (nfail) {
+        std::fprintf(stderr, "sweep: %d of %zu configurations failed: %s\n", nfail, G, failed.c_str());
+        return 1;
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     runtime_init(argv);
     return run_main([&] {
-        // the sweep's flags, then after "--" the flags passed to every fit
-        int own = argc;
-        std::vector<std::string> extra;
-        for (int i = 1; i < argc; i++)
-            if (std::string(argv[i]) == "--") {
-                own = i;
-                extra.assign(argv + i + 1, argv + argc);
-                break;
-            }
-        std::string grid_arg, data, out;
-        int jobs = 1;
-        bool quick = false;
-        Device device = Device::CPU;
-        Cli cli("sweep", "[-- FIT_DYNAMICS FLAGS]",
-                "Run a grid of fit_dynamics configurations on the same data, splits and seeds (the paper's architecture\n"
-                "comparison, Figs. 3 and 4), reusing finished ones, and write a report: DIR/summary.csv, summary.json,\n"
-                "bars_<grid>.png, ev_over_time.png, report.md (paired tests vs ff and between the best two).\n"
-                "Built-in grids: motifs (each motif with feedback conv5:conv2), feedback (lstm with each feedback\n"
-                "edge, none and all), paper (both); plus ff (feedforward) and time_varied in each. Or a grid file:\n"
-                "one `NAME FLAGS...` per line, # comments. Flags after `--` go to every fit (e.g. -- --iters 48).\n"
-                "Without --data: the virtual primate, a SIMULATED dataset (generated once into " + std::string(kDefaultData) + ").");
-        cli.flag("--grid", &grid_arg, "motifs, feedback, paper, or a grid file");
-        cli.flag("--data", &data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
-        cli.flag("--out", &out, "output folder: the report, and runs/NAME/ per configuration");
-        cli.flag("--jobs", &jobs, "configurations fitted at once (each with cores / jobs threads)").range(1, 1024);
-        cli.flag("--quick", &quick,
-                 "reduced size for CI: " + std::string(kQuickData) + " (128 images to 200 ms, 32 V4 + 64 IT sites) and " +
-                     join(kQuickFlags) + " for every fit");
-        cli.flag("--device", &device, "cpu or cuda: where every fit runs (passed to fit_dynamics)");
-        cli.parse(own, argv);
-        if (!cli.positional.empty()) fail("sweep: unexpected argument '%s' (fit_dynamics flags go after `--`)", cli.positional[0].c_str());
-        if (grid_arg.empty() || out.empty()) fail("sweep: --grid and --out are required (see --help)");
-        if (jobs < 1) fail("--jobs: need at least 1, got %d", jobs);
-        for (const std::string& e : extra) {
-            std::string name = e.substr(0, e.find('='));
-            if (name == "--data" || name == "--out" || name == "--threads")
-                fail("sweep: %s after `--` is the sweep's to set (%s)", name.c_str(),
-                     name == "--data" ? "use the sweep's --data" : name == "--out" ? "DIR/runs/NAME" : "cores / --jobs");
-        }
-        SweepGrid grid = sweep_grid_load(grid_arg);
-        const std::string fit = (fs::read_symlink("/proc/self/exe").parent_path() / "fit_dynamics").string();
-        if (!fs::exists(fit)) fail("sweep: %s not found (the sweep runs the fit_dynamics beside it: make bin/fit_dynamics)", fit.c_str());
+        Sweep w;
+        w.args = args_parse(argc, argv);
+        SweepArgs& a = w.args;
+        w.rep.grid = sweep_grid_load(a.grid_arg);
+        w.fit = (fs::read_symlink("/proc/self/exe").parent_path() / "fit_dynamics").string();
+        if (!fs::exists(w.fit)) fail("sweep: %s not found (the sweep runs the fit_dynamics beside it: make bin/fit_dynamics)", w.fit.c_str());
 
         // The data every fit reads.
-        bool simulated = data.empty();
-        if (simulated) data = quick ? kQuickData : kDefaultData;
-        else if (!fs::exists(data)) fail("--data: '%s' does not exist", data.c_str());
-        else simulated = npz_index(data).has("teacher_config");
+        w.simulated = a.data.empty();
+        if (w.simulated) a.data = a.quick ? kQuickData : kDefaultData;
+        else if (!fs::exists(a.data)) fail("--data: '%s' does not exist", a.data.c_str());
+        else w.simulated = npz_index(a.data).has("teacher_config");
 
         // One sweep at a time in DIR (a second one would remove the first's unfinished runs):
         // the lock is held until exit; a rerun of the same command resumes (finished runs reused).
         RunDirOptions claim_opt;
         claim_opt.tool = "sweep";
         claim_opt.lock_only = true;
-        RunDir claim = rundir_claim(out, claim_opt);
+        RunDir claim = rundir_claim(a.out, claim_opt);
 
-        const int threads = std::max(1, cores() / jobs);
-        // A fit's flags: `shared`, the configuration's own, then `after` (--quick's, then the
-        // user's after `--`); fit_dynamics takes the last of a repeated flag.
-        std::vector<std::string> shared = {"--data", data};
-        if (device != Device::CPU) shared.insert(shared.end(), {"--device", device_name(device)});
-        std::vector<std::string> after = quick ? kQuickFlags : std::vector<std::string>{};
-        after.insert(after.end(), extra.begin(), extra.end());
+        w.threads = std::max(1, cores() / a.jobs);
+        w.shared = {"--data", a.data};
+        if (a.device != Device::CPU) w.shared.insert(w.shared.end(), {"--device", device_name(a.device)});
+        w.after = a.quick ? kQuickFlags : std::vector<std::string>{};
+        w.after.insert(w.after.end(), a.extra.begin(), a.extra.end());
 
-        SweepReport rep;
-        rep.grid = grid;
-        std::vector<size_t> todo;
-        std::vector<std::vector<std::string>> flags_of(grid.configs.size());
-        for (size_t i = 0; i < grid.configs.size(); i++) {
-            const SweepConfig& c = grid.configs[i];
-            SweepRun run;
-            run.config = c;
-            const std::string dir = out + "/runs/" + c.name;
-            run.log = dir + "/log.txt";
-            std::vector<std::string>& f = flags_of[i];
-            f = shared;
-            f.insert(f.end(), c.flags.begin(), c.flags.end());
-            f.insert(f.end(), after.begin(), after.end());
-            if (fs::exists(dir + "/results.json")) {
-                // reuse only what ran with the same flags: other flags give numbers that do not compare
-                std::string then = read_text(dir + "/flags.txt"), now = join(f) + "\n";
-                if (!then.empty() && then != now)
-                    fail("sweep: %s finished with other flags (then: %s; now: %s): use another --out, or delete that folder "
-                         "to rerun it", dir.c_str(), then.substr(0, then.size() - 1).c_str(), join(f).c_str());
-                run.result = sweep_result_load(dir + "/results.json");
-                run.status = SweepStatus::Done;
-                run.reused = true;
-            } else {
-                todo.push_back(i);
-            }
-            rep.runs.push_back(run);
-        }
-
-        if (simulated && !todo.empty() && !fs::exists(data)) {
-            std::fprintf(stderr, "sweep: no --data: generating the %svirtual primate (SIMULATED responses of a known teacher "
-                                 "network, not recordings) into %s, once, before the fits ...\n", quick ? "quick " : "", data.c_str());
-            Npz z = virtual_primate_generate(quick ? quick_primate() : VirtualPrimateConfig{}, true);
-            fs::create_directories(fs::path(data).parent_path());
-            npz_write(data, z);
-        }
-        const size_t G = grid.configs.size();
-        std::fprintf(stderr, "sweep: grid %s (%s): %zu configurations, %zu finished earlier, %zu to fit, %d at a time with "
-                             "%d threads each; data %s%s\n",
-                     grid.name.c_str(), grid.source.c_str(), G, G - todo.size(), todo.size(), jobs, threads, data.c_str(),
-                     simulated ? " (virtual primate: SIMULATED)" : "");
-
-        int finished = 0;
-        for (const SweepRun& run : rep.runs)
-            if (run.reused)
-                std::fprintf(stderr, "sweep: [%d/%zu] %s: %s; %s, reused\n", ++finished, G, run.config.name.c_str(),
-                             ev_line(run.result).c_str(), format_duration(run.result.seconds).c_str());
-
-        // Run what is left, `jobs` at a time; a signal stops them all.
-        struct sigaction sa = {};
-        sa.sa_handler = on_signal;  // no SA_RESTART: the wait below wakes up
-        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &sa, nullptr);
+        runs_plan(w);
+        sweep_announce(w);
         const double t_start = now_s();
-        std::vector<Job> running;
-        size_t next = 0;
-        while (next < todo.size() || !running.empty()) {
-            if (g_signal) {
-                std::string names;
-                for (const Job& j : running) names += (names.empty() ? "" : ", ") + rep.runs[j.run].config.name;
-                stop_all(running);
-                std::fprintf(stderr, "sweep: interrupted (%s): stopped %s; rerun the same command to resume (finished "
-                                     "configurations are reused)\n", strsignal(g_signal), names.empty() ? "nothing" : names.c_str());
-                return 128 + (int)g_signal;
-            }
-            while (running.size() < (size_t)jobs && next < todo.size()) {
-                size_t i = todo[next++];
-                SweepRun& run = rep.runs[i];
-                const std::string dir = out + "/runs/" + run.config.name;
-                fs::remove_all(dir);  // an unfinished run starts from scratch
-                fs::create_directories(dir);
-                write_text(dir + "/flags.txt", join(flags_of[i]) + "\n");
-                std::vector<std::string> args = {"--out", dir, "--threads", std::to_string(threads)};
-                args.insert(args.end(), flags_of[i].begin(), flags_of[i].end());
-                write_text(run.log, "sweep: " + fit + " " + join(args) + "\n");
-                running.push_back({i, spawn(fit, args, run.log), now_s()});
-            }
-            int st = 0;
-            pid_t p = waitpid(-1, &st, WNOHANG);
-            if (p < 0 && errno != EINTR) fail("sweep: waitpid: %s", std::strerror(errno));
-            if (p <= 0) {
-                usleep(100000);  // interrupted by a signal: the loop's top handles it
-                continue;
-            }
-            auto it = std::find_if(running.begin(), running.end(), [&](const Job& j) { return j.pid == p; });
-            if (it == running.end()) continue;
-            SweepRun& run = rep.runs[it->run];
-            const double wall = now_s() - it->t0;
-            running.erase(it);
-            const std::string res = out + "/runs/" + run.config.name + "/results.json";
-            if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && fs::exists(res)) {
-                run.result = sweep_result_load(res);
-                run.status = SweepStatus::Done;
-                std::fprintf(stderr, "sweep: [%d/%zu] %s: %s; %s, ran\n", ++finished, G, run.config.name.c_str(),
-                             ev_line(run.result).c_str(), format_duration(wall).c_str());
-            } else {
-                run.status = SweepStatus::Failed;
-                run.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-                std::fprintf(stderr, "sweep: [%d/%zu] %s: FAILED (exit code %d) after %s; log %s: %s\n", ++finished, G,
-                             run.config.name.c_str(), run.exit_code, format_duration(wall).c_str(), run.log.c_str(),
-                             last_line(run.log).c_str());
-            }
-        }
-
-        // The report.
-        int splits = 0;
-        for (const SweepRun& run : rep.runs)
-            if (run.status == SweepStatus::Done) splits = std::max(splits, run.result.splits);
-        rep.settings = {
-            {"grid", strfmt("%s (%s, %zu configurations)", grid.name.c_str(), grid.source.c_str(), G)},
-            {"data", data + (simulated ? " (virtual primate: SIMULATED responses of a known teacher network, not recordings)" : "")},
-            {"size", quick ? "--quick: reduced data and every fit with " + join(kQuickFlags) : std::string("full")},
-            {"flags of every fit", join(shared) + ", the configuration's own, then " + (after.empty() ? std::string("nothing more") : join(after))},
-            {"splits", strfmt("%d, the same images and folds for every configuration", splits)},
-            {"parallel", strfmt("--jobs %d (fits at a time), --threads %d each (%d cores)", jobs, threads, cores())},
-            {"fit_dynamics", fit},
-            {"this sweep's fitting time", format_duration(now_s() - t_start)},
-        };
-        sweep_write_report(out, rep);
-        std::printf("\n%s: EV on held-out images (mean over bins; mean +- SEM over splits)\n%s", grid.name.c_str(),
-                    sweep_table(rep).c_str());
-        std::fprintf(stderr, "sweep: wrote %s/report.md, with summary.csv, summary.json and the plots beside it\n", out.c_str());
-        std::string failed;
-        int nfail = 0;
-        for (const SweepRun& run : rep.runs)
-            if (run.status == SweepStatus::Failed) failed += (nfail++ ? ", " : "") + run.config.name + " (" + run.log + ")";
-        if (nfail) {
-            std::fprintf(stderr, "sweep: %d of %zu configurations failed: %s\n", nfail, G, failed.c_str());
-            return 1;
-        }
-        return 0;
+        const int stopped = runs_execute(w);
+        if (stopped) return stopped;
+        return report_write(w, t_start);
     });
 }

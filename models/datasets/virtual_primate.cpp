@@ -600,97 +600,123 @@ Model virtual_primate_teacher(const VirtualPrimateConfig& c, const std::vector<S
 
 // ---- the dataset -------------------------------------------------------------------------------
 
-Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress, Model* teacher_out) {
-    virtual_primate_check(c);
-    StimulusConfig sc;
-    sc.images = std::max(c.images, CALIBRATION_IMAGES);
-    sc.size = c.size;
-    sc.seed = c.seed;
-    std::vector<Stimulus> stim = stimuli_render(sc);
-    float fb_gain = 0;
-    Model m = virtual_primate_teacher(c, stim, &fb_gain);
-    stim.resize(c.images);
+namespace {
 
-    const BackboneSpec& spec = m.spec;
-    const int N = c.images, U_ = c.v4_units + c.it_units, B = c.t_max_ms / c.bin_ms, R = c.reps;
-    const int img_steps = image_steps(c);
-    const int layer[2] = {spec.layer_index(c.v4_layer), spec.layer_index(c.it_layer)};
-
-    // sites
-    Rng site_rng(seed_mix(c.seed, 2));
+// The recording sites, V4's then IT's, on the layers layer[0] and layer[1].
+std::vector<Site> sites_sample(const VirtualPrimateConfig& c, const BackboneSpec& spec, const int layer[2],
+                                     Rng& site_rng) {
     std::vector<Site> sites;
-    for (int k = 0; k < U_; k++) {
+    for (int k = 0; k < c.v4_units + c.it_units; k++) {
         int area = k < c.v4_units ? 0 : 1;
         sites.push_back(site_sample(spec, area, layer[area], c.ms_per_step, c.latencies, site_rng));
     }
+    return sites;
+}
+
+// The model steps to run: the last 1 ms sample of the last bin reads model time
+// (t_max - 0.5 - delay) / ms, for the site of the least delay.
+int teacher_steps(const VirtualPrimateConfig& c, const std::vector<Site>& sites) {
     float min_delay = 1e9f;
     for (const Site& s : sites) min_delay = std::min(min_delay, s.delay_ms);
-    // steps: the last 1 ms sample of the last bin reads model time (t_max - 0.5 - delay) / ms
-    const int T = std::max((int)std::floor((c.t_max_ms - 0.5 - min_delay) / c.ms_per_step) + 2, 2);
+    return std::max((int)std::floor((c.t_max_ms - 0.5 - min_delay) / c.ms_per_step) + 2, 2);
+}
 
+// The sites' channel weights, from the first batch's (nb images') mean response relative to
+// grey over the image's steps, and each site's drive to grey, grey[s].
+void sites_set_weights(std::vector<Site>& sites, std::vector<double>& grey, const Unrolled& u, const int layer[2],
+                              const std::vector<std::vector<float>>& grey_out, int nb, int img_steps, int T,
+                              Rng& site_rng) {
+    for (int a = 0; a < 2; a++) {
+        const int64_t per = (int64_t)grey_out[a].size();
+        std::vector<float> mean_act(per, 0.f);
+        for (int t = layer[a] + 1; t < std::min(layer[a] + 1 + img_steps, T); t++) {
+            std::vector<float> v = u.out[t][layer[a]].to_vector();
+            for (int j = 0; j < nb; j++)
+                for (int64_t k = 0; k < per; k++) mean_act[k] += v[j * per + k] - grey_out[a][k];
+        }
+        for (size_t s = 0; s < sites.size(); s++)
+            if (sites[s].area == a) {
+                site_set_weights(sites[s], mean_act, site_rng);
+                grey[s] = site_drive(sites[s], grey_out[a].data());
+            }
+    }
+}
+
+// The teacher's forward pass over T steps: drive[s][i * T + t], each site's drive relative to
+// grey (0 while silent). The first batch also sets the sites' channel weights.
+std::vector<std::vector<double>> teacher_drive(Model& m, const std::vector<Stimulus>& stim,
+                                                      std::vector<Site>& sites, const int layer[2], int T,
+                                                      const VirtualPrimateConfig& c, bool progress, Rng& site_rng) {
+    const int N = c.images, U_ = (int)sites.size(), img_steps = image_steps(c);
     std::vector<std::vector<float>> grey_out = grey_outputs(m, {layer[0], layer[1]}, T + 10);
-
-    // teacher forward: drive[s][i * T + t], each site's drive relative to grey (0 while silent)
     std::vector<std::vector<double>> drive(U_, std::vector<double>((size_t)N * T, 0.0));
     std::vector<double> grey(U_, 0.0);
-    {
-        const int nb = std::min(c.batch, N);
-        Unrolled u;
-        Progress bar("teacher", N, "img");
-        for (int i0 = 0; i0 < N; i0 += nb) {
-            Tensor x = stimulus_tensor(m, stim, i0, nb);
-            if (i0 == 0)
-                unroll_build(u, m, {T, img_steps, nb}, /*record=*/true, x);  // records and runs the first batch
-            else
-                tensor_copy(u.image, x), u.tape.forward();
-            if (i0 == 0) {  // the channel weights, from the first batch's mean response
-                for (int a = 0; a < 2; a++) {
-                    const int64_t per = (int64_t)grey_out[a].size();
-                    std::vector<float> mean_act(per, 0.f);
-                    for (int t = layer[a] + 1; t < std::min(layer[a] + 1 + img_steps, T); t++) {
-                        std::vector<float> v = u.out[t][layer[a]].to_vector();
-                        for (int j = 0; j < nb; j++)
-                            for (int64_t k = 0; k < per; k++) mean_act[k] += v[j * per + k] - grey_out[a][k];
-                    }
-                    for (int s = 0; s < U_; s++)
-                        if (sites[s].area == a) {
-                            site_set_weights(sites[s], mean_act, site_rng);
-                            grey[s] = site_drive(sites[s], grey_out[a].data());
-                        }
-                }
+    const int nb = std::min(c.batch, N);
+    Unrolled u;
+    Progress bar("teacher", N, "img");
+    for (int i0 = 0; i0 < N; i0 += nb) {
+        Tensor x = stimulus_tensor(m, stim, i0, nb);
+        if (i0 == 0)
+            unroll_build(u, m, {T, img_steps, nb}, /*record=*/true, x);  // records and runs the first batch
+        else
+            tensor_copy(u.image, x), u.tape.forward();
+        if (i0 == 0) sites_set_weights(sites, grey, u, layer, grey_out, nb, img_steps, T, site_rng);
+        for (int t = 0; t < T; t++)
+            for (int s = 0; s < U_; s++) {
+                const Tensor& out = u.out[t][sites[s].layer];
+                if (!out.defined()) continue;
+                const int64_t per = out.numel() / nb;
+                for (int j = 0; j < nb && i0 + j < N; j++)
+                    drive[s][(size_t)(i0 + j) * T + t] = site_drive(sites[s], out.data() + j * per) - grey[s];
             }
-            for (int t = 0; t < T; t++)
-                for (int s = 0; s < U_; s++) {
-                    const Tensor& out = u.out[t][sites[s].layer];
-                    if (!out.defined()) continue;
-                    const int64_t per = out.numel() / nb;
-                    for (int j = 0; j < nb && i0 + j < N; j++)
-                        drive[s][(size_t)(i0 + j) * T + t] = site_drive(sites[s], out.data() + j * per) - grey[s];
-                }
-            if (progress) bar.update(std::min(i0 + nb, N));
-        }
-        if (progress) bar.finish(strfmt("%d steps of %d ms", T, c.ms_per_step));
+        if (progress) bar.update(std::min(i0 + nb, N));
     }
+    if (progress) bar.finish(strfmt("%d steps of %d ms", T, c.ms_per_step));
+    return drive;
+}
 
-    for (int s = 0; s < U_; s++)
-        for (double d : drive[s])
+// Stops when the teacher ran away (a non-finite drive).
+void drive_check_finite(const std::vector<std::vector<double>>& drive, const VirtualPrimateConfig& c) {
+    for (const std::vector<double>& ds : drive)
+        for (double d : ds)
             if (!std::isfinite(d))
                 fail(
                     "teacher: motif %s with feedback %s gave non-finite activity; use a gated motif (lstm, gru, ugrnn) "
                     "or --teacher-feedback none",
                     c.teacher_motif.c_str(), c.teacher_feedback.c_str());
+}
 
-    // rates per step, then delayed and binned: teacher (N, U, B)
-    Rng rate_rng(seed_mix(c.seed, 3));
-    std::vector<float> teacher((size_t)N * U_ * B);
-    for (int s = 0; s < U_; s++) {
-        site_fit_rates(sites[s], drive[s], N, T, sites[s].layer + 1, img_steps, rate_rng);
-        site_bin_rates(&teacher[(size_t)s * B], (int64_t)U_ * B, sites[s], drive[s], N, T, c);
-    }
+// The file's "teacher_config": how the data was made, one "key=value" each.
+std::vector<std::string> teacher_config(const VirtualPrimateConfig& c, const Model& m, float fb_gain, int T) {
+    return {strfmt("generator=%s", GENERATOR),
+            "arch=" + c.teacher_arch,
+            "backbone=" + (c.teacher_backbone.empty() ? "he-init" : c.teacher_backbone),
+            "motif=" + c.teacher_motif,
+            "feedback=" + feedback_str(m.cfg.feedback, m.spec),
+            strfmt("teacher_seed=%llu", (unsigned long long)c.teacher_seed),
+            "v4_layer=" + c.v4_layer,
+            "it_layer=" + c.it_layer,
+            strfmt("feedback_gain=%g", fb_gain),
+            strfmt("seed=%llu", (unsigned long long)c.seed),
+            strfmt("images=%d", c.images),
+            strfmt("size=%d", c.size),
+            strfmt("reps=%d", c.reps),
+            strfmt("fano=%g", c.fano),
+            strfmt("missing=%g", c.missing),
+            strfmt("ms_per_step=%d", c.ms_per_step),
+            strfmt("presentation_ms=%d", c.presentation_ms),
+            strfmt("bin_ms=%d", c.bin_ms),
+            strfmt("t_max_ms=%d", c.t_max_ms),
+            strfmt("latencies=%d", (int)c.latencies),
+            strfmt("steps=%d", T)};
+}
 
-    std::vector<float> resp = draw_trials(teacher, N, U_, B, c);
-
-    // the file
+// The dataset's file (neural_data.h): the images, the trials `resp` (R, N, U, B), the units,
+// bins and images' labels, and the teacher's rates `teacher` (N, U, B), config and sites.
+Npz dataset_npz(const VirtualPrimateConfig& c, const std::vector<Stimulus>& stim, const std::vector<Site>& sites,
+                       const Model& m, const std::vector<float>& resp, const std::vector<float>& teacher,
+                       float fb_gain, int T) {
+    const int N = c.images, U_ = c.v4_units + c.it_units, B = c.t_max_ms / c.bin_ms, R = c.reps;
     Npz z;
     std::vector<uint8_t> images((size_t)N * c.size * c.size * 3);
     for (int i = 0; i < N; i++)
@@ -702,7 +728,7 @@ Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress, Model
     for (int s = 0; s < U_; s++) {
         area.push_back(sites[s].area == 0 ? "V4" : "IT");
         unit_id.push_back(strfmt("%s_%03d", area.back().c_str(), sites[s].area == 0 ? s : s - c.v4_units));
-        unit_layer.push_back(spec.layers[sites[s].layer].name);
+        unit_layer.push_back(m.spec.layers[sites[s].layer].name);
         latency.push_back(sites[s].latency_ms);
     }
     z.set("unit_area", NpyArray::from_strings(area));
@@ -719,30 +745,42 @@ Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress, Model
     z.set("image_variation", NpyArray::from_i32({N}, var.data()));
     z.set("presentation_ms", NpyArray::scalar_f32((float)c.presentation_ms));
     z.set("teacher_responses", NpyArray::from_f32({N, U_, B}, teacher.data()));
-    z.set("teacher_config",
-          NpyArray::from_strings({strfmt("generator=%s", GENERATOR),
-                                  "arch=" + c.teacher_arch,
-                                  "backbone=" + (c.teacher_backbone.empty() ? "he-init" : c.teacher_backbone),
-                                  "motif=" + c.teacher_motif,
-                                  "feedback=" + feedback_str(m.cfg.feedback, spec),
-                                  strfmt("teacher_seed=%llu", (unsigned long long)c.teacher_seed),
-                                  "v4_layer=" + c.v4_layer,
-                                  "it_layer=" + c.it_layer,
-                                  strfmt("feedback_gain=%g", fb_gain),
-                                  strfmt("seed=%llu", (unsigned long long)c.seed),
-                                  strfmt("images=%d", N),
-                                  strfmt("size=%d", c.size),
-                                  strfmt("reps=%d", R),
-                                  strfmt("fano=%g", c.fano),
-                                  strfmt("missing=%g", c.missing),
-                                  strfmt("ms_per_step=%d", c.ms_per_step),
-                                  strfmt("presentation_ms=%d", c.presentation_ms),
-                                  strfmt("bin_ms=%d", c.bin_ms),
-                                  strfmt("t_max_ms=%d", c.t_max_ms),
-                                  strfmt("latencies=%d", (int)c.latencies),
-                                  strfmt("steps=%d", T)}));
+    z.set("teacher_config", NpyArray::from_strings(teacher_config(c, m, fb_gain, T)));
     z.set("teacher_unit_layer", NpyArray::from_strings(unit_layer));
     z.set("teacher_unit_latency_ms", NpyArray::from_f32({U_}, latency.data()));
+    return z;
+}
+
+}  // namespace
+
+Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress, Model* teacher_out) {
+    virtual_primate_check(c);
+    StimulusConfig sc;
+    sc.images = std::max(c.images, CALIBRATION_IMAGES);
+    sc.size = c.size;
+    sc.seed = c.seed;
+    std::vector<Stimulus> stim = stimuli_render(sc);
+    float fb_gain = 0;
+    Model m = virtual_primate_teacher(c, stim, &fb_gain);
+    stim.resize(c.images);
+
+    const int N = c.images, U_ = c.v4_units + c.it_units, B = c.t_max_ms / c.bin_ms;
+    const int layer[2] = {m.spec.layer_index(c.v4_layer), m.spec.layer_index(c.it_layer)};
+    Rng site_rng(seed_mix(c.seed, 2));
+    std::vector<Site> sites = sites_sample(c, m.spec, layer, site_rng);
+    const int T = teacher_steps(c, sites);
+    const std::vector<std::vector<double>> drive = teacher_drive(m, stim, sites, layer, T, c, progress, site_rng);
+    drive_check_finite(drive, c);
+
+    // rates per step, then delayed and binned: teacher (N, U, B)
+    Rng rate_rng(seed_mix(c.seed, 3));
+    std::vector<float> teacher((size_t)N * U_ * B);
+    for (int s = 0; s < U_; s++) {
+        site_fit_rates(sites[s], drive[s], N, T, sites[s].layer + 1, image_steps(c), rate_rng);
+        site_bin_rates(&teacher[(size_t)s * B], (int64_t)U_ * B, sites[s], drive[s], N, T, c);
+    }
+    std::vector<float> resp = draw_trials(teacher, N, U_, B, c);
+    Npz z = dataset_npz(c, stim, sites, m, resp, teacher, fb_gain, T);
     if (teacher_out) *teacher_out = std::move(m);
     return z;
 }

@@ -735,182 +735,238 @@ struct Trained {
     std::unique_ptr<ParamArena> readouts;  // "readout.<area>.weight" (Ua, D), ".bias" (Ua)
 };
 
-// The student of split s and its readouts, trained by BPTT (dynamics.h, steps 2-5). F0 are
-// the fresh network's features of every image ([area] (N, B, D)), for the closed-form start.
-Trained train_split(const FitConfig& cfg, const Plan& P, const Targets& tg, const ModelConfig& mc, const Model& backbone,
-                    const std::vector<std::vector<float>>& F0, int s, const SplitImages& si, const Standardised& st,
-                    SplitLog& L) {
-    const int64_t B = P.B, U = tg.U;
-    Trained tr;
-    tr.model = student_fresh(mc, backbone, cfg);
-    Model& m = *tr.model;
+// The zero readouts of every area: "readout.<area>.weight" (Ua, D), ".bias" (Ua).
+std::unique_ptr<ParamArena> readouts_make(const Plan& P, const FitConfig& cfg) {
     std::vector<ParamSpec> rs;
     for (const AreaPlan& ap : P.areas) {
         rs.push_back({ro_name(ap.area, "weight"), {(int64_t)ap.fit.units.size(), ap.D}, Init::Zeros});
         rs.push_back({ro_name(ap.area, "bias"), {(int64_t)ap.fit.units.size()}, Init::Zeros});
     }
-    tr.readouts = std::make_unique<ParamArena>(rs, cfg.seed, cfg.device);
-    ParamArena& ro = *tr.readouts;
+    return std::make_unique<ParamArena>(rs, cfg.seed, cfg.device);
+}
 
-    // the readouts in closed form, on the fresh student's features
-    std::vector<size_t> train_pos(si.train.begin(), si.train.end()), val_pos(si.val.begin(), si.val.end());
-    for (size_t a = 0; a < P.areas.size(); a++) {
-        const AreaPlan& ap = P.areas[a];
-        const int64_t Ua = (int64_t)ap.fit.units.size(), D = ap.D;
-        // components chosen on a quarter of the training images: the validation images stay
-        // unseen for early stopping
-        Readout r = readout_fit_cv(gather_rows(F0[a], train_pos, B, D), gather_targets(st.Y, U, B, ap.fit.units, si.train),
-                                   (int64_t)si.train.size(), B, D, Ua, cfg.readout_components, tg.cfg.pls,
-                                   cfg.seed * 733 + s * 31 + a);
-        upload(ro[ro_name(ap.area, "weight")], r.W.data(), Ua * D);
-        upload(ro[ro_name(ap.area, "bias")], r.bias.data(), Ua);
-        L.readout_components.push_back(r.comps);
-    }
+// Area a's readout in closed form, written into `ro`, from the features X (n, B, D) and the
+// targets Y (n, B, Ua) of the n training images of split s; returns its number of components.
+// The components are chosen on a quarter of the training images: the validation images stay
+// unseen for early stopping.
+std::vector<int> readout_solve(ParamArena& ro, const FitConfig& cfg, const Plan& P, const Targets& tg, int s, size_t a,
+                  const std::vector<float>& X, const std::vector<float>& Y, int64_t n) {
+    const AreaPlan& ap = P.areas[a];
+    const int64_t Ua = (int64_t)ap.fit.units.size(), D = ap.D;
+    Readout r = readout_fit_cv(X, Y, n, P.B, D, Ua, cfg.readout_components, tg.cfg.pls, cfg.seed * 733 + s * 31 + a);
+    upload(ro[ro_name(ap.area, "weight")], r.W.data(), Ua * D);
+    upload(ro[ro_name(ap.area, "bias")], r.bias.data(), Ua);
+    return r.comps;
+}
 
-    // BPTT
+// What the parts of one split's BPTT share: its data, the student and its readouts, the
+// recorded graph, the optimisers and the best validation so far. Features of the readout
+// layers are kept for re-solving the readouts in closed form (readout_refit): `cache` [area]
+// (n_train, B, D) holds each training image's features as of the last minibatch it was in
+// (the fresh student's until then); `valF` the validation images' of the last validation pass.
+struct SplitBptt {
+    SplitBptt(const FitConfig& cfg, const Plan& P, const Targets& tg, const SplitImages& si, const Standardised& st,
+              int s, Model& m, ParamArena& ro)
+        : cfg(cfg), P(P), tg(tg), si(si), st(st), s(s), m(m), ro(ro) {}
+    const FitConfig& cfg;
+    const Plan& P;
+    const Targets& tg;
+    const SplitImages& si;
+    const Standardised& st;
+    const int s;  // the split
+    Model& m;
+    ParamArena& ro;
     Graph g;
-    graph_build(g, m, P, cfg.batch, &ro, cfg.mean_weight);
     Adam opt_m, opt_r;
-    opt_m.lr = cfg.lr, opt_r.lr = cfg.readout_lr;
-    for (const auto& e : m.params.entries) {  // weights step lr / sqrt(fan_in), feedback lr / fan_in (see dynamics.h)
+    std::vector<std::vector<float>> cache, valF, Ytr, Yva;  // [area]; filled with readout_refit only
+    std::vector<int64_t> row_of;                            // (N): image -> its row of cache; -1 if not training
+    float best = 0;                                         // the best validation loss so far
+    std::vector<float> best_m, best_r;                      // the parameters and readouts that had it
+};
+
+// The graph of minibatches of cfg.batch images, the optimisers (weights step lr / sqrt(fan_in),
+// feedback lr / fan_in: see dynamics.h) and, with readout_refit, the kept features and targets
+// (from the fresh student's features F0, [area] (N, B, D)).
+void bptt_start(SplitBptt& b, const std::vector<std::vector<float>>& F0) {
+    const FitConfig& cfg = b.cfg;
+    const Plan& P = b.P;
+    const int64_t B = P.B, U = b.tg.U;
+    graph_build(b.g, b.m, P, cfg.batch, &b.ro, cfg.mean_weight);
+    b.opt_m.lr = cfg.lr, b.opt_r.lr = cfg.readout_lr;
+    for (const auto& e : b.m.params.entries) {
         int64_t fan_in = 1;
         for (size_t k = 1; k < e.shape.size(); k++) fan_in *= e.shape[k];
         const bool feedback = e.name.find(".fb.") != std::string::npos;  // convrnn.h: <dst>.fb.<src>.weight
-        opt_m.lr_scale.push_back(feedback ? 1.f / (float)fan_in : 1.f / std::sqrt((float)fan_in));
+        b.opt_m.lr_scale.push_back(feedback ? 1.f / (float)fan_in : 1.f / std::sqrt((float)fan_in));
     }
-    opt_m.weight_decay = opt_r.weight_decay = cfg.weight_decay;
-    // Features of the readout layers, kept for re-solving the readouts in closed form
-    // (readout_refit): `cache` [area] (n_train, B, D) holds each training image's features as
-    // of the last minibatch it was in (the fresh student's until then); `valF` the
-    // validation images' of the last validation pass.
-    const bool refit = cfg.readout_refit;
-    std::vector<std::vector<float>> cache(P.areas.size()), valF(P.areas.size()), Ytr(P.areas.size()), Yva(P.areas.size());
-    std::vector<int64_t> row_of((size_t)tg.N, -1);
-    for (size_t j = 0; j < si.train.size(); j++) row_of[si.train[j]] = (int64_t)j;
-    if (refit)
-        for (size_t a = 0; a < P.areas.size(); a++) {
-            cache[a] = gather_rows(F0[a], train_pos, B, P.areas[a].D);
-            valF[a].assign(si.val.size() * B * P.areas[a].D, 0.f);
-            Ytr[a] = gather_targets(st.Y, U, B, P.areas[a].fit.units, si.train);
-            Yva[a] = gather_targets(st.Y, U, B, P.areas[a].fit.units, si.val);
-        }
-    // copies the graph's binned features of the batch idx[i0 ..] into rows of `dst`
-    auto keep_batch = [&](std::vector<std::vector<float>>& dst, const std::vector<int64_t>& idx, size_t i0, bool by_row) {
-        for (size_t a = 0; a < P.areas.size(); a++) {
-            const int64_t D = P.areas[a].D;
-            std::vector<float> f((size_t)(g.n * D));
-            for (int64_t b = 0; b < B; b++) {
-                download(f.data(), g.feat[a][b], g.n * D);
-                for (size_t j = 0; j < (size_t)g.n && i0 + j < idx.size(); j++) {
-                    const int64_t row = by_row ? row_of[idx[i0 + j]] : (int64_t)(i0 + j);
-                    std::memcpy(&dst[a][(row * B + b) * D], &f[j * D], D * sizeof(float));
-                }
+    b.opt_m.weight_decay = b.opt_r.weight_decay = cfg.weight_decay;
+    const size_t areas = P.areas.size();
+    b.cache.resize(areas), b.valF.resize(areas), b.Ytr.resize(areas), b.Yva.resize(areas);
+    b.row_of.assign((size_t)b.tg.N, -1);
+    for (size_t j = 0; j < b.si.train.size(); j++) b.row_of[b.si.train[j]] = (int64_t)j;
+    if (!cfg.readout_refit) return;
+    const std::vector<size_t> train_pos(b.si.train.begin(), b.si.train.end());
+    for (size_t a = 0; a < areas; a++) {
+        b.cache[a] = gather_rows(F0[a], train_pos, B, P.areas[a].D);
+        b.valF[a].assign(b.si.val.size() * B * P.areas[a].D, 0.f);
+        b.Ytr[a] = gather_targets(b.st.Y, U, B, P.areas[a].fit.units, b.si.train);
+        b.Yva[a] = gather_targets(b.st.Y, U, B, P.areas[a].fit.units, b.si.val);
+    }
+}
+
+// Copies the graph's binned features of the batch idx[i0 ..] into rows of `dst` ([area]
+// (n, B, D)): the images' rows of the cache when by_row, else rows i0 ...
+void bptt_keep_batch(SplitBptt& b, std::vector<std::vector<float>>& dst, const std::vector<int64_t>& idx, size_t i0,
+                     bool by_row) {
+    const Graph& g = b.g;
+    const int64_t B = b.P.B;
+    for (size_t a = 0; a < b.P.areas.size(); a++) {
+        const int64_t D = b.P.areas[a].D;
+        std::vector<float> f((size_t)(g.n * D));
+        for (int64_t k = 0; k < B; k++) {
+            download(f.data(), g.feat[a][k], g.n * D);
+            for (size_t j = 0; j < (size_t)g.n && i0 + j < idx.size(); j++) {
+                const int64_t row = by_row ? b.row_of[idx[i0 + j]] : (int64_t)(i0 + j);
+                std::memcpy(&dst[a][(row * B + k) * D], &f[j * D], D * sizeof(float));
             }
         }
-    };
-    auto val_loss = [&] {
-        double sum = 0;
-        int cnt = 0;
-        for (size_t i0 = 0; i0 < si.val.size(); i0 += (size_t)g.n) {
-            graph_load(g, P, si.val, i0, &st.Y, U);
-            g.u.tape.forward();
-            sum += loss_value(g), cnt++;
-            if (refit) keep_batch(valF, si.val, i0, false);
-        }
-        return (float)(sum / cnt);
-    };
-    // the readouts re-solved on the kept features (variable projection: the cells then
-    // descend the loss of the best readout for their features, not of a lagging one)
-    auto refit_readouts = [&] {
-        for (size_t a = 0; a < P.areas.size(); a++) {
-            const AreaPlan& ap = P.areas[a];
-            const int64_t Ua = (int64_t)ap.fit.units.size();
-            Readout r = readout_fit_cv(cache[a], Ytr[a], (int64_t)si.train.size(), B, ap.D, Ua, cfg.readout_components,
-                                       tg.cfg.pls, cfg.seed * 733 + s * 31 + a);
-            upload(ro[ro_name(ap.area, "weight")], r.W.data(), Ua * ap.D);
-            upload(ro[ro_name(ap.area, "bias")], r.bias.data(), Ua);
-        }
-        Adam fresh;  // the readouts' moments restart with them
-        fresh.lr = opt_r.lr, fresh.weight_decay = opt_r.weight_decay;
-        opt_r = fresh;
-    };
-    L.init_val_loss = val_loss();
-    float best = L.init_val_loss;
-    std::vector<float> best_m = snapshot(m.params), best_r = snapshot(ro);
-    const std::string ckpt = cfg.checkpoint_dir.empty() ? "" : cfg.checkpoint_dir + strfmt("/split%d.npz", s);
-    auto save = [&](int iter) {
-        if (ckpt.empty()) return;
-        Npz meta;
-        meta_set_string(meta, "meta.arch", m.spec.arch);
-        meta_set_string(meta, "meta.motif", cfg.motif);
-        meta_set_string(meta, "meta.feedback", feedback_str(mc.feedback, m.spec));
-        meta_set_string(meta, "meta.readout", cfg.readout);
-        meta_set_floats(meta, "meta.mean", {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2]});
-        meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
-        meta_set_floats(meta, "meta.split", {(float)s});
-        meta_set_floats(meta, "meta.iteration", {(float)iter});
-        meta_set_floats(meta, "meta.val_loss", {best});
-        meta_set_floats(meta, "meta.onset_ms", {P.onset_ms});
-        for (const auto& e : ro.entries) {  // the readouts beside the model's parameters
-            std::vector<float> v((size_t)e.view.numel());
-            download(v.data(), e.view, e.view.numel());
-            meta.set(e.name, NpyArray::from_f32(e.shape, v.data()));
-        }
-        checkpoint_save(ckpt, m.params, meta);
-    };
-    save(0);
+    }
+}
+
+// The mean loss over the validation images' minibatches.
+float bptt_val_loss(SplitBptt& b) {
+    double sum = 0;
+    int cnt = 0;
+    for (size_t i0 = 0; i0 < b.si.val.size(); i0 += (size_t)b.g.n) {
+        graph_load(b.g, b.P, b.si.val, i0, &b.st.Y, b.tg.U);
+        b.g.u.tape.forward();
+        sum += loss_value(b.g), cnt++;
+        if (b.cfg.readout_refit) bptt_keep_batch(b, b.valF, b.si.val, i0, false);
+    }
+    return (float)(sum / cnt);
+}
+
+// The readouts re-solved on the kept features (variable projection: the cells then descend
+// the loss of the best readout for their features, not of a lagging one).
+void bptt_refit_readouts(SplitBptt& b) {
+    for (size_t a = 0; a < b.P.areas.size(); a++)
+        readout_solve(b.ro, b.cfg, b.P, b.tg, b.s, a, b.cache[a], b.Ytr[a], (int64_t)b.si.train.size());
+    Adam fresh;  // the readouts' moments restart with them
+    fresh.lr = b.opt_r.lr, fresh.weight_decay = b.opt_r.weight_decay;
+    b.opt_r = fresh;
+}
+
+// The validation loss now; with readout_refit, the readouts re-solved and kept if validation agrees.
+float bptt_validate(SplitBptt& b, SplitLog& L) {
+    float v = bptt_val_loss(b);
+    if (b.cfg.readout_refit && std::isfinite(v)) {
+        std::vector<float> before = snapshot(b.ro);
+        Adam kept = b.opt_r;
+        bptt_refit_readouts(b);
+        float v2 = bptt_val_loss(b);
+        if (v2 < v) v = v2, L.refits++;
+        else restore(b.ro, before), b.opt_r = kept;
+    }
+    return v;
+}
+
+// <checkpoint_dir>/split<s>.npz (none without a checkpoint_dir): the student's parameters, its
+// readouts and what it is, as of iteration `iter` with validation loss b.best.
+void split_checkpoint_save(const SplitBptt& b, const ModelConfig& mc, int iter) {
+    const FitConfig& cfg = b.cfg;
+    const Model& m = b.m;
+    if (cfg.checkpoint_dir.empty()) return;
+    Npz meta;
+    meta_set_string(meta, "meta.arch", m.spec.arch);
+    meta_set_string(meta, "meta.motif", cfg.motif);
+    meta_set_string(meta, "meta.feedback", feedback_str(mc.feedback, m.spec));
+    meta_set_string(meta, "meta.readout", cfg.readout);
+    meta_set_floats(meta, "meta.mean", {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2]});
+    meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
+    meta_set_floats(meta, "meta.split", {(float)b.s});
+    meta_set_floats(meta, "meta.iteration", {(float)iter});
+    meta_set_floats(meta, "meta.val_loss", {b.best});
+    meta_set_floats(meta, "meta.onset_ms", {b.P.onset_ms});
+    for (const auto& e : b.ro.entries) {  // the readouts beside the model's parameters
+        std::vector<float> v((size_t)e.view.numel());
+        download(v.data(), e.view, e.view.numel());
+        meta.set(e.name, NpyArray::from_f32(e.shape, v.data()));
+    }
+    checkpoint_save(cfg.checkpoint_dir + strfmt("/split%d.npz", b.s), m.params, meta);
+}
+
+// Iterations 1 .. cfg.iters of Adam on shuffled minibatches of the training images, validating
+// every val_every: keeps (and saves) the best, and stops after `patience` validations without
+// a better one, or with an error when the loss stops being finite.
+void bptt_iterate(SplitBptt& b, const ModelConfig& mc, SplitLog& L) {
+    const FitConfig& cfg = b.cfg;
+    Graph& g = b.g;
     int bad = 0;
     TapeGraph step(g.u.tape, g.loss);
-    Rng rng(cfg.seed * 1000003 + 31 * s + 6);
-    std::vector<int64_t> order = si.train;
+    Rng rng(cfg.seed * 1000003 + 31 * b.s + 6);
+    std::vector<int64_t> order = b.si.train;
     size_t cursor = order.size();
-    Progress bar(strfmt("split %d/%d", s + 1, tg.folds.k), cfg.iters, "it");
+    Progress bar(strfmt("split %d/%d", b.s + 1, b.tg.folds.k), cfg.iters, "it");
     for (int it = 1; it <= cfg.iters; it++) {
         if (cursor + (size_t)g.n > order.size()) {  // a new epoch: reshuffle
             for (size_t i = order.size(); i > 1; i--) std::swap(order[i - 1], order[(size_t)rng.randint((int64_t)i)]);
             cursor = 0;
         }
-        graph_load(g, P, order, cursor, &st.Y, U);
+        graph_load(g, b.P, order, cursor, &b.st.Y, b.tg.U);
         cursor += (size_t)g.n;
-        m.params.zero_grad(), ro.zero_grad();
+        b.m.params.zero_grad(), b.ro.zero_grad();
         step.run();  // forward + BPTT: on a GPU one captured CUDA graph after the first runs
         float lv = loss_value(g);
         if (!std::isfinite(lv)) {  // before the update: the parameters are still the last finite ones
             bar.finish("stopped");
-            restore(m.params, best_m), restore(ro, best_r);
+            restore(b.m.params, b.best_m), restore(b.ro, b.best_r);
             fail("split %d: the loss became %s at iteration %d (best validation at iteration %d); stopped. Lower --lr "
-                 "(now %g) or --cell-scale-init (now %g)", s, std::isnan(lv) ? "NaN" : "infinite", it, L.best_iter, cfg.lr,
-                 cfg.cell_scale_init);
+                 "(now %g) or --cell-scale-init (now %g)", b.s, std::isnan(lv) ? "NaN" : "infinite", it, L.best_iter,
+                 cfg.lr, cfg.cell_scale_init);
         }
         L.train_loss.push_back(lv);
-        opt_m.step(m.params), opt_r.step(ro);
+        b.opt_m.step(b.m.params), b.opt_r.step(b.ro);
         L.iters_done = it;
-        if (refit) keep_batch(cache, order, cursor - (size_t)g.n, true);
+        if (cfg.readout_refit) bptt_keep_batch(b, b.cache, order, cursor - (size_t)g.n, true);
         if (it % cfg.val_every == 0 || it == cfg.iters) {
-            float v = val_loss();
-            if (refit && std::isfinite(v)) {  // re-solve the readouts; keep them if validation agrees
-                std::vector<float> before = snapshot(ro);
-                Adam kept = opt_r;
-                refit_readouts();
-                float v2 = val_loss();
-                if (v2 < v) v = v2, L.refits++;
-                else restore(ro, before), opt_r = kept;
-            }
+            float v = bptt_validate(b, L);
             L.val_iter.push_back(it), L.val_loss.push_back(v);
             if (!std::isfinite(v)) continue;  // caught as a training loss next
-            if (v < best) {
-                best = v, L.best_iter = it, bad = 0;
-                best_m = snapshot(m.params), best_r = snapshot(ro);
-                save(it);
+            if (v < b.best) {
+                b.best = v, L.best_iter = it, bad = 0;
+                b.best_m = snapshot(b.m.params), b.best_r = snapshot(b.ro);
+                split_checkpoint_save(b, mc, it);
             } else if (++bad >= cfg.patience) {
-                bar.update(it, strfmt("loss %.4f val %.4f (best %.4f @%d), early stop", lv, v, best, L.best_iter));
+                bar.update(it, strfmt("loss %.4f val %.4f (best %.4f @%d), early stop", lv, v, b.best, L.best_iter));
                 break;
             }
         }
-        bar.update(it, strfmt("loss %.4f val %.4f", lv, best));
+        bar.update(it, strfmt("loss %.4f val %.4f", lv, b.best));
     }
-    bar.finish(strfmt("best val %.4f at iteration %d (start %.4f)", best, L.best_iter, L.init_val_loss));
-    restore(m.params, best_m), restore(ro, best_r);
+    bar.finish(strfmt("best val %.4f at iteration %d (start %.4f)", b.best, L.best_iter, L.init_val_loss));
+}
+
+// The student of split s and its readouts, trained by BPTT (dynamics.h, steps 2-5). F0 are
+// the fresh network's features of every image ([area] (N, B, D)), for the closed-form start.
+Trained train_split(const FitConfig& cfg, const Plan& P, const Targets& tg, const ModelConfig& mc, const Model& backbone,
+                    const std::vector<std::vector<float>>& F0, int s, const SplitImages& si, const Standardised& st,
+                    SplitLog& L) {
+    Trained tr;
+    tr.model = student_fresh(mc, backbone, cfg);
+    tr.readouts = readouts_make(P, cfg);
+    const std::vector<size_t> train_pos(si.train.begin(), si.train.end());
+    for (size_t a = 0; a < P.areas.size(); a++) {  // the readouts in closed form, on the fresh student's features
+        const std::vector<float> X = gather_rows(F0[a], train_pos, P.B, P.areas[a].D),
+                                 Y = gather_targets(st.Y, tg.U, P.B, P.areas[a].fit.units, si.train);
+        L.readout_components.push_back(readout_solve(*tr.readouts, cfg, P, tg, s, a, X, Y, (int64_t)si.train.size()));
+    }
+    SplitBptt b(cfg, P, tg, si, st, s, *tr.model, *tr.readouts);
+    bptt_start(b, F0);
+    L.init_val_loss = b.best = bptt_val_loss(b);
+    b.best_m = snapshot(b.m.params), b.best_r = snapshot(b.ro);
+    split_checkpoint_save(b, mc, 0);
+    bptt_iterate(b, mc, L);
+    restore(b.m.params, b.best_m), restore(b.ro, b.best_r);
     return tr;
 }
 

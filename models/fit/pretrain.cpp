@@ -241,8 +241,8 @@ static void check_resume(const PretrainConfig& cfg, const std::string& feedback,
              cfg.out.c_str(), diff.c_str());
 }
 
-PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
-    PretrainConfig cfg = cfg_in;
+// The flags' ranges; more loader threads than the hardware runs are cut down, with a note.
+static void config_check(PretrainConfig& cfg) {
     if (cfg.epochs < 1) fail("--epochs: expected at least 1, got %d", cfg.epochs);
     if (cfg.batch < 1) fail("--batch: expected at least 1, got %d", cfg.batch);
     if (!(cfg.lr > 0)) fail("--lr: expected a positive learning rate, got %g", cfg.lr);
@@ -256,12 +256,14 @@ PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
                              "using %d\n", cfg.loader_threads, hardware_threads(), hardware_threads());
         cfg.loader_threads = hardware_threads();
     }
-    backend_set_threads(cfg.threads);
+}
 
+// The training and validation images of cfg.data; with --max-train, a fixed, class-balanced
+// subset of the training images: every k-th of the sorted list.
+static FolderSplits folders_load(const PretrainConfig& cfg) {
     FolderSplits data = image_folder_splits(cfg.data, cfg.holdout, cfg.seed);
     if (!data.note.empty()) std::fprintf(stderr, "pretrain: %s\n", data.note.c_str());
     if (cfg.max_train > 0 && (int64_t)data.train.paths.size() > cfg.max_train) {
-        // a fixed, class-balanced subset: every k-th image of the sorted list
         ImageFolder sub = data.train;
         sub.paths.clear();
         sub.labels.clear();
@@ -273,6 +275,200 @@ PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
         }
         data.train = sub;
     }
+    return data;
+}
+
+// The output, before any work: not another run's checkpoint unless resumed or replaced, and,
+// resumed, one of this run's kind.
+static void out_check(const PretrainConfig& cfg, const std::string& feedback, bool recurrent,
+                      const std::vector<std::string>& classes) {
+    std::error_code ec;
+    bool exists = std::filesystem::exists(cfg.out, ec);
+    if (cfg.resume && !exists) fail("--resume: there is no checkpoint at --out '%s' to continue", cfg.out.c_str());
+    if (!cfg.resume && !cfg.overwrite && exists)
+        fail("--out '%s' holds a checkpoint of an earlier run: pass --resume to continue it, --overwrite to replace "
+             "it, or choose another --out", cfg.out.c_str());
+    if (cfg.resume) check_resume(cfg, feedback, recurrent, classes);
+}
+
+// What the epochs of a run share: its flags, images, model and optimiser, and the validation
+// top-1 of every epoch so far.
+struct Trainer {
+    Trainer(const PretrainConfig& cfg, const FolderSplits& data, const std::string& feedback, Model& m)
+        : cfg(cfg), data(data), feedback(feedback), m(m) {}
+    const PretrainConfig& cfg;
+    const FolderSplits& data;
+    const std::string feedback;  // the model's feedback edges, as --feedback writes them
+    Model& m;
+    SGD sgd;
+    std::vector<float> history;  // val top-1 per epoch
+};
+
+// The run's start: resumed, the checkpoint's parameters, normalisation, momentum and history
+// (returns the epochs it had done); else the normalisation of the training images (returns 0).
+static int trainer_start(Trainer& t, int in_size) {
+    const PretrainConfig& cfg = t.cfg;
+    Model& m = t.m;
+    t.sgd.momentum = cfg.momentum;
+    t.sgd.weight_decay = cfg.weight_decay;
+    if (!cfg.resume) {
+        m.norm = measure_normalisation(t.data.train, in_size, cfg.loader_threads);
+        std::fprintf(stderr, "pretrain: normalisation mean (%.3f, %.3f, %.3f) std (%.3f, %.3f, %.3f)\n", m.norm.mean[0],
+                     m.norm.mean[1], m.norm.mean[2], m.norm.std[0], m.norm.std[1], m.norm.std[2]);
+        return 0;
+    }
+    Npz z = checkpoint_load(cfg.out, m.params);
+    if (meta_string(z, "meta.arch") != cfg.arch)
+        fail("--resume: '%s' is a checkpoint of %s, not --arch %s", cfg.out.c_str(), meta_string(z, "meta.arch").c_str(),
+             cfg.arch.c_str());
+    std::vector<float> mean = meta_floats(z, "meta.mean"), sd = meta_floats(z, "meta.std");
+    std::copy(mean.begin(), mean.end(), m.norm.mean);
+    std::copy(sd.begin(), sd.end(), m.norm.std);
+    const int start_epoch = (int)meta_floats(z, "meta.epochs_done")[0];
+    if (z.has("meta.val_top1")) t.history = meta_floats(z, "meta.val_top1");
+    if (z.has("optim.momentum")) {
+        t.sgd.mom = tensor_zeros({m.params.numel()}, m.params.device);
+        std::vector<float> mom = z.get("optim.momentum").to_f32();
+        if ((int64_t)mom.size() == m.params.numel())
+            backend_copy_from_host(t.sgd.mom.device(), t.sgd.mom.data(), mom.data(), t.sgd.mom.numel());
+    }
+    std::fprintf(stderr, "pretrain: resuming '%s' after epoch %d\n", cfg.out.c_str(), start_epoch);
+    return start_epoch;
+}
+
+// The checkpoint at --out after `epochs_done` epochs: parameters, what the model is, the
+// history and the optimiser's momentum.
+static void trainer_save(const Trainer& t, int epochs_done) {
+    const PretrainConfig& cfg = t.cfg;
+    const Model& m = t.m;
+    Npz meta;
+    meta_set_string(meta, "meta.arch", cfg.arch);
+    meta_set_string(meta, "meta.motif", cfg.motif);
+    meta_set_string(meta, "meta.feedback", t.feedback);
+    meta.set("meta.classes", NpyArray::from_strings(t.data.train.classes));
+    meta_set_floats(meta, "meta.mean", {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2]});
+    meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
+    meta_set_floats(meta, "meta.epochs_done", {(float)epochs_done});
+    meta_set_floats(meta, "meta.steps", {(float)cfg.steps});
+    meta_set_floats(meta, "meta.val_top1", t.history);
+    if (t.sgd.mom.defined()) {
+        std::vector<float> mom = t.sgd.mom.to_vector();
+        meta.set("optim.momentum", NpyArray::from_f32({t.sgd.mom.numel()}, mom.data()));
+    }
+    checkpoint_save(cfg.out, m.params, meta);  // its folder was made (and checked) by file_claim
+}
+
+// The loader of the training images: shuffled and augmented batches, normalised as the model.
+static LoaderConfig train_loader_config(const PretrainConfig& cfg, int in_size, const Normalisation& norm) {
+    LoaderConfig lc;
+    lc.size = in_size;
+    lc.train = true;
+    lc.batch = cfg.batch;
+    lc.threads = cfg.loader_threads;
+    lc.seed = cfg.seed;
+    lc.crop_scale_min = cfg.crop_scale;
+    std::copy(norm.mean, norm.mean + 3, lc.mean);
+    std::copy(norm.std, norm.std + 3, lc.std);
+    return lc;
+}
+
+// One epoch's SGD steps, until the loader is done or Ctrl-C: the summed loss and accuracy of
+// its batches; `b` counts them (nb in a full epoch).
+static Accuracy train_epoch(Trainer& t, BatchLoader& loader, ClassifierGraph& g, int epoch, int64_t nb, Progress& bar,
+                            int64_t& b) {
+    const PretrainConfig& cfg = t.cfg;
+    const int B = cfg.batch, K = (int)t.data.train.classes.size();
+    Accuracy tr;
+    int count = 0;
+    while (!g_stop && loader.next(g.x_in(), g.y_in(), &count)) {
+        g.upload(count);
+        t.sgd.lr = lr_at(cfg, epoch + (double)b / nb);
+        g.tape.forward();
+        t.m.params.zero_grad();
+        g.tape.backward(g.loss);
+        t.sgd.step(t.m.params);
+        float loss = g.loss_out();
+        if (!std::isfinite(loss))
+            fail("the training loss became %g at epoch %d batch %lld (lr %g): lower --lr; the last good checkpoint "
+                 "is '%s'", loss, epoch + 1, (long long)b, t.sgd.lr, cfg.out.c_str());
+        tr.loss += loss;
+        accumulate(tr, g.logits_out(), g.y_in(), count, K);
+        b++;
+        bar.update(b * B, strfmt("loss %.3f acc %.3f lr %.4f", tr.loss / b, (double)tr.top1 / tr.n, t.sgd.lr));
+    }
+    return tr;
+}
+
+// After a finished epoch (b batches, training accuracy tr): the validation accuracy into res
+// and the history, the checkpoint, the epoch's line on stderr and its JSON line on stdout.
+static void epoch_finish(Trainer& t, ClassifierGraph& eval_g, int epoch, const Accuracy& tr, int64_t b,
+                         double train_seconds, Progress& bar, PretrainResult& res) {
+    const PretrainConfig& cfg = t.cfg;
+    const int B = cfg.batch;
+    Accuracy va = evaluate(eval_g, t.data.val, t.m, cfg, B);
+    res.val_top1 = (float)va.top1 / std::max<int64_t>(1, va.n);
+    res.val_top5 = (float)va.top5 / std::max<int64_t>(1, va.n);
+    t.history.push_back(res.val_top1);
+    res.epochs_done = epoch + 1;
+    trainer_save(t, epoch + 1);
+    bar.finish(strfmt("loss %.3f train acc %.3f | val top-1 %.4f top-5 %.4f (%lld images) | saved %s",
+                      tr.loss / std::max<int64_t>(1, b), (double)tr.top1 / std::max<int64_t>(1, tr.n), res.val_top1,
+                      res.val_top5, (long long)va.n, cfg.out.c_str()));
+    std::printf("{\"epoch\": %d, \"train_loss\": %.4f, \"train_top1\": %.4f, \"val_top1\": %.4f, \"val_top5\": %.4f, "
+                "\"images_per_second\": %.1f}\n",
+                epoch + 1, tr.loss / std::max<int64_t>(1, b), (double)tr.top1 / std::max<int64_t>(1, tr.n), res.val_top1,
+                res.val_top5, b * B / std::max(1e-9, train_seconds));
+    std::fflush(stdout);
+}
+
+// Epochs start_epoch .. cfg.epochs - 1, each saved; Ctrl-C saves the epochs done and stops.
+static PretrainResult train_epochs(Trainer& t, int start_epoch) {
+    const PretrainConfig& cfg = t.cfg;
+    const int B = cfg.batch;
+    LoaderConfig lc = train_loader_config(cfg, t.m.spec.in_size, t.m.norm);
+    if ((int64_t)t.data.train.paths.size() < B)
+        fail("--batch %d is larger than the %zu training images", B, t.data.train.paths.size());
+    BatchLoader loader(t.data.train, lc);
+    ClassifierGraph train_g, eval_g;
+    graph_build(train_g, t.m, cfg, B, true);
+    graph_build(eval_g, t.m, cfg, B, false);
+
+    g_stop = false;
+    auto prev_handler = std::signal(SIGINT, on_sigint);
+    PretrainResult res;
+    Progress total_clock("", 0, "");
+    int64_t images_seen = 0;
+    double train_seconds = 0;
+    for (int epoch = start_epoch; epoch < cfg.epochs && !g_stop; epoch++) {
+        loader.start_epoch(epoch);
+        int64_t nb = loader.batches_per_epoch(), b = 0;
+        Progress bar(strfmt("epoch %d/%d", epoch + 1, cfg.epochs), nb * B, "img");
+        Accuracy tr = train_epoch(t, loader, train_g, epoch, nb, bar, b);
+        double epoch_train_seconds = bar.elapsed();
+        train_seconds += epoch_train_seconds;
+        images_seen += b * B;
+        if (g_stop) {
+            std::fprintf(stderr, "\npretrain: interrupted in epoch %d; saving '%s' (resume repeats that epoch)\n",
+                         epoch + 1, cfg.out.c_str());
+            trainer_save(t, epoch);
+            res.interrupted = true;
+            res.epochs_done = epoch;
+            break;
+        }
+        epoch_finish(t, eval_g, epoch, tr, b, epoch_train_seconds, bar, res);
+    }
+    std::signal(SIGINT, prev_handler);
+    res.seconds = total_clock.elapsed();
+    res.images_per_second = images_seen / std::max(1e-9, train_seconds);
+    return res;
+}
+
+PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
+    PretrainConfig cfg = cfg_in;
+    config_check(cfg);
+    backend_set_threads(cfg.threads);
+
+    FolderSplits data = folders_load(cfg);
     const int K = (int)data.train.classes.size();
     if (K < 2) fail("'%s': found %d class folder in train/; classification needs at least 2", cfg.data.c_str(), K);
 
@@ -287,143 +483,16 @@ PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
 
     // The output, before any work: writable, ours alone, and not another run's checkpoint.
     FileClaim claim = file_claim(cfg.out, "--out");
-    {
-        std::error_code ec;
-        bool exists = std::filesystem::exists(cfg.out, ec);
-        if (cfg.resume && !exists) fail("--resume: there is no checkpoint at --out '%s' to continue", cfg.out.c_str());
-        if (!cfg.resume && !cfg.overwrite && exists)
-            fail("--out '%s' holds a checkpoint of an earlier run: pass --resume to continue it, --overwrite to replace "
-                 "it, or choose another --out", cfg.out.c_str());
-        if (cfg.resume) check_resume(cfg, feedback_str(mc.feedback, spec), recurrent, data.train.classes);
-    }
+    const std::string feedback = feedback_str(mc.feedback, spec);
+    out_check(cfg, feedback, recurrent, data.train.classes);
     Model m(mc, cfg.seed, cfg.device);
     std::fprintf(stderr,
                  "pretrain: %s, motif %s, feedback %s, %d classes, %zu train / %zu val images, %lld parameters, on %s\n",
-                 cfg.arch.c_str(), cfg.motif.c_str(), feedback_str(mc.feedback, spec).c_str(), K,
-                 data.train.paths.size(), data.val.paths.size(), (long long)m.params.numel(), device_name(cfg.device));
-
-    SGD sgd;
-    sgd.momentum = cfg.momentum;
-    sgd.weight_decay = cfg.weight_decay;
-    int start_epoch = 0;
-    std::vector<float> history;  // val top-1 per epoch
-    if (cfg.resume) {
-        Npz z = checkpoint_load(cfg.out, m.params);
-        if (meta_string(z, "meta.arch") != cfg.arch)
-            fail("--resume: '%s' is a checkpoint of %s, not --arch %s", cfg.out.c_str(), meta_string(z, "meta.arch").c_str(),
-                 cfg.arch.c_str());
-        std::vector<float> mean = meta_floats(z, "meta.mean"), sd = meta_floats(z, "meta.std");
-        std::copy(mean.begin(), mean.end(), m.norm.mean);
-        std::copy(sd.begin(), sd.end(), m.norm.std);
-        start_epoch = (int)meta_floats(z, "meta.epochs_done")[0];
-        if (z.has("meta.val_top1")) history = meta_floats(z, "meta.val_top1");
-        if (z.has("optim.momentum")) {
-            sgd.mom = tensor_zeros({m.params.numel()}, m.params.device);
-            std::vector<float> mom = z.get("optim.momentum").to_f32();
-            if ((int64_t)mom.size() == m.params.numel())
-                backend_copy_from_host(sgd.mom.device(), sgd.mom.data(), mom.data(), sgd.mom.numel());
-        }
-        std::fprintf(stderr, "pretrain: resuming '%s' after epoch %d\n", cfg.out.c_str(), start_epoch);
-    } else {
-        m.norm = measure_normalisation(data.train, spec.in_size, cfg.loader_threads);
-        std::fprintf(stderr, "pretrain: normalisation mean (%.3f, %.3f, %.3f) std (%.3f, %.3f, %.3f)\n", m.norm.mean[0],
-                     m.norm.mean[1], m.norm.mean[2], m.norm.std[0], m.norm.std[1], m.norm.std[2]);
-    }
-
-    auto save = [&](int epochs_done) {
-        Npz meta;
-        meta_set_string(meta, "meta.arch", cfg.arch);
-        meta_set_string(meta, "meta.motif", cfg.motif);
-        meta_set_string(meta, "meta.feedback", feedback_str(mc.feedback, spec));
-        meta.set("meta.classes", NpyArray::from_strings(data.train.classes));
-        meta_set_floats(meta, "meta.mean", {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2]});
-        meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
-        meta_set_floats(meta, "meta.epochs_done", {(float)epochs_done});
-        meta_set_floats(meta, "meta.steps", {(float)cfg.steps});
-        meta_set_floats(meta, "meta.val_top1", history);
-        if (sgd.mom.defined()) {
-            std::vector<float> mom = sgd.mom.to_vector();
-            meta.set("optim.momentum", NpyArray::from_f32({sgd.mom.numel()}, mom.data()));
-        }
-        checkpoint_save(cfg.out, m.params, meta);  // its folder was made (and checked) by file_claim
-    };
-
-    const int B = cfg.batch;
-    LoaderConfig lc;
-    lc.size = spec.in_size;
-    lc.train = true;
-    lc.batch = B;
-    lc.threads = cfg.loader_threads;
-    lc.seed = cfg.seed;
-    lc.crop_scale_min = cfg.crop_scale;
-    std::copy(m.norm.mean, m.norm.mean + 3, lc.mean);
-    std::copy(m.norm.std, m.norm.std + 3, lc.std);
-    if ((int64_t)data.train.paths.size() < B)
-        fail("--batch %d is larger than the %zu training images", B, data.train.paths.size());
-    BatchLoader loader(data.train, lc);
-
-    ClassifierGraph train_g, eval_g;
-    graph_build(train_g, m, cfg, B, true);
-    graph_build(eval_g, m, cfg, B, false);
-
-    g_stop = false;
-    auto prev_handler = std::signal(SIGINT, on_sigint);
-    PretrainResult res;
-    Progress total_clock("", 0, "");
-    int64_t images_seen = 0;
-    double train_seconds = 0;
-    for (int epoch = start_epoch; epoch < cfg.epochs && !g_stop; epoch++) {
-        loader.start_epoch(epoch);
-        int64_t nb = loader.batches_per_epoch(), b = 0;
-        Progress bar(strfmt("epoch %d/%d", epoch + 1, cfg.epochs), nb * B, "img");
-        Accuracy tr;
-        int count = 0;
-        while (!g_stop && loader.next(train_g.x_in(), train_g.y_in(), &count)) {
-            train_g.upload(count);
-            sgd.lr = lr_at(cfg, epoch + (double)b / nb);
-            train_g.tape.forward();
-            m.params.zero_grad();
-            train_g.tape.backward(train_g.loss);
-            sgd.step(m.params);
-            float loss = train_g.loss_out();
-            if (!std::isfinite(loss))
-                fail("the training loss became %g at epoch %d batch %lld (lr %g): lower --lr; the last good checkpoint "
-                     "is '%s'", loss, epoch + 1, (long long)b, sgd.lr, cfg.out.c_str());
-            tr.loss += loss;
-            accumulate(tr, train_g.logits_out(), train_g.y_in(), count, K);
-            b++;
-            bar.update(b * B, strfmt("loss %.3f acc %.3f lr %.4f", tr.loss / b, (double)tr.top1 / tr.n, sgd.lr));
-        }
-        double epoch_train_seconds = bar.elapsed();
-        train_seconds += epoch_train_seconds;
-        images_seen += b * B;
-        if (g_stop) {
-            std::fprintf(stderr, "\npretrain: interrupted in epoch %d; saving '%s' (resume repeats that epoch)\n",
-                         epoch + 1, cfg.out.c_str());
-            save(epoch);
-            res.interrupted = true;
-            res.epochs_done = epoch;
-            break;
-        }
-        Accuracy va = evaluate(eval_g, data.val, m, cfg, B);
-        res.val_top1 = (float)va.top1 / std::max<int64_t>(1, va.n);
-        res.val_top5 = (float)va.top5 / std::max<int64_t>(1, va.n);
-        history.push_back(res.val_top1);
-        res.epochs_done = epoch + 1;
-        save(epoch + 1);
-        bar.finish(strfmt("loss %.3f train acc %.3f | val top-1 %.4f top-5 %.4f (%lld images) | saved %s",
-                          tr.loss / std::max<int64_t>(1, b), (double)tr.top1 / std::max<int64_t>(1, tr.n), res.val_top1,
-                          res.val_top5, (long long)va.n, cfg.out.c_str()));
-        std::printf("{\"epoch\": %d, \"train_loss\": %.4f, \"train_top1\": %.4f, \"val_top1\": %.4f, \"val_top5\": %.4f, "
-                    "\"images_per_second\": %.1f}\n",
-                    epoch + 1, tr.loss / std::max<int64_t>(1, b), (double)tr.top1 / std::max<int64_t>(1, tr.n), res.val_top1,
-                    res.val_top5, b * B / std::max(1e-9, epoch_train_seconds));
-        std::fflush(stdout);
-    }
-    std::signal(SIGINT, prev_handler);
-    res.seconds = total_clock.elapsed();
-    res.images_per_second = images_seen / std::max(1e-9, train_seconds);
-    return res;
+                 cfg.arch.c_str(), cfg.motif.c_str(), feedback.c_str(), K, data.train.paths.size(),
+                 data.val.paths.size(), (long long)m.params.numel(), device_name(cfg.device));
+    Trainer t(cfg, data, feedback, m);
+    const int start_epoch = trainer_start(t, spec.in_size);
+    return train_epochs(t, start_epoch);
 }
 
 }  // namespace vt
