@@ -750,7 +750,7 @@ std::unique_ptr<ParamArena> readouts_make(const Plan& P, const FitConfig& cfg) {
 // The components are chosen on a quarter of the training images: the validation images stay
 // unseen for early stopping.
 std::vector<int> readout_solve(ParamArena& ro, const FitConfig& cfg, const Plan& P, const Targets& tg, int s, size_t a,
-                  const std::vector<float>& X, const std::vector<float>& Y, int64_t n) {
+                               const std::vector<float>& X, const std::vector<float>& Y, int64_t n) {
     const AreaPlan& ap = P.areas[a];
     const int64_t Ua = (int64_t)ap.fit.units.size(), D = ap.D;
     Readout r = readout_fit_cv(X, Y, n, P.B, D, Ua, cfg.readout_components, tg.cfg.pls, cfg.seed * 733 + s * 31 + a);
