@@ -79,9 +79,9 @@ struct Plan {
     std::vector<AreaPlan> areas;
 };
 
-// ---- the recorded graph: unroll, bin features, readouts, loss --------------------------------
+// ---- the recorded graph of the fit (FitGraph): unroll, bin features, readouts, loss ----------
 
-struct Graph {
+struct FitGraph {
     Unrolled u;
     std::vector<std::vector<Tensor>> feat;    // [area][bin] (n, D)
     std::vector<std::vector<Tensor>> target;  // [area][bin] (n, Ua) standardised targets
@@ -91,7 +91,7 @@ struct Graph {
 
 std::string ro_name(const std::string& area, const char* what) { return "readout." + area + "." + what; }
 
-void graph_build(Graph& g, const Model& m, const Plan& P, int n, const ParamArena* ro, float mean_weight) {
+void graph_build(FitGraph& g, const Model& m, const Plan& P, int n, const ParamArena* ro, float mean_weight) {
     g.n = n;
     unroll_build(g.u, m, UnrollConfig{P.T, P.image_steps, n}, true);
     TapeScope rec(g.u.tape);
@@ -140,7 +140,7 @@ void download(float* dst, const Tensor& t, int64_t n) { backend_copy_to_host(t.d
 
 // Loads a batch (idx[i0 .. i0+n), the last image repeated to fill the graph's batch) into the
 // graph's image and, with Y (N, U, B) standardised targets, its target tensors.
-void graph_load(Graph& g, const Plan& P, const std::vector<int64_t>& idx, size_t i0, const std::vector<float>* Y,
+void graph_load(FitGraph& g, const Plan& P, const std::vector<int64_t>& idx, size_t i0, const std::vector<float>* Y,
                 int64_t U) {
     const int64_t isz = 3 * P.S * P.S;
     std::vector<float> img((size_t)(g.n * isz));
@@ -162,7 +162,7 @@ void graph_load(Graph& g, const Plan& P, const std::vector<int64_t>& idx, size_t
 }
 
 // Features of the images idx: out[a] is (|idx|, B, D_a).
-std::vector<std::vector<float>> graph_features(Graph& g, const Plan& P, const std::vector<int64_t>& idx,
+std::vector<std::vector<float>> graph_features(FitGraph& g, const Plan& P, const std::vector<int64_t>& idx,
                                                Progress* bar = nullptr, int64_t* done = nullptr) {
     std::vector<std::vector<float>> out(P.areas.size());
     for (size_t a = 0; a < P.areas.size(); a++) out[a].assign(idx.size() * P.B * P.areas[a].D, 0.f);
@@ -358,7 +358,7 @@ void restore(ParamArena& p, const std::vector<float>& v) {
     if (!v.empty()) upload(p.data, v.data(), p.numel());
 }
 
-float loss_value(const Graph& g) {
+float loss_value(const FitGraph& g) {
     float v;
     download(&v, g.loss, 1);
     return v;
@@ -776,7 +776,7 @@ struct SplitBptt {
     const int s;  // the split
     Model& m;
     ParamArena& ro;
-    Graph g;
+    FitGraph g;
     Adam opt_m, opt_r;
     std::vector<std::vector<float>> cache, valF, Ytr, Yva;  // [area]; filled with readout_refit only
     std::vector<int64_t> row_of;                            // (N): image -> its row of cache; -1 if not training
@@ -818,7 +818,7 @@ void bptt_start(SplitBptt& b, const std::vector<std::vector<float>>& F0) {
 // (n, B, D)): the images' rows of the cache when by_row, else rows i0 ...
 void bptt_keep_batch(SplitBptt& b, std::vector<std::vector<float>>& dst, const std::vector<int64_t>& idx, size_t i0,
                      bool by_row) {
-    const Graph& g = b.g;
+    const FitGraph& g = b.g;
     const int64_t B = b.P.B;
     for (size_t a = 0; a < b.P.areas.size(); a++) {
         const int64_t D = b.P.areas[a].D;
@@ -900,7 +900,7 @@ void split_checkpoint_save(const SplitBptt& b, const ModelConfig& mc, int iter) 
 // a better one, or with an error when the loss stops being finite.
 void bptt_iterate(SplitBptt& b, const ModelConfig& mc, SplitLog& L) {
     const FitConfig& cfg = b.cfg;
-    Graph& g = b.g;
+    FitGraph& g = b.g;
     int bad = 0;
     TapeGraph step(g.u.tape, g.loss);
     Rng rng(cfg.seed * 1000003 + 31 * b.s + 6);
@@ -980,7 +980,7 @@ void evaluate_split(const FitConfig& cfg, const Plan& P, const Trained& tr, int 
     const int64_t B = P.B, nte = (int64_t)si.test.size();
     std::vector<int64_t> eval = si.test;  // test images first, then the held-out-fit images
     eval.insert(eval.end(), si.heldout_fit.begin(), si.heldout_fit.end());
-    Graph ge;
+    FitGraph ge;
     graph_build(ge, *tr.model, P, std::min<int>(16, (int)P.N), nullptr, 0);
     Progress bar(strfmt("split %d/%d eval", s + 1, tg.folds.k), (int64_t)eval.size(), "img");
     int64_t done = 0;
@@ -1079,7 +1079,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
             plan_time(P, d, cfg, onset, R);
         }
         if (F0.empty()) {
-            Graph g;
+            FitGraph g;
             graph_build(g, *fresh, P, std::min<int>(16, (int)d.N), nullptr, 0);
             Progress bar("features of the fresh student", d.N, "img");
             int64_t done = 0;
