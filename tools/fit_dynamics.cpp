@@ -410,8 +410,7 @@ int main(int argc, char** argv) {
         cli.flag("--overwrite", &overwrite, "replace the finished run in --out (refused otherwise)");
         std::string preset = preset_of(argc, argv);
         preset_apply(preset, c, onset);
-        bool memory_flag = c.memory_init;
-        no_memory_init = !memory_flag;
+        no_memory_init = !c.memory_init;  // the preset's start; --no-memory-init after it wins
         cli.flag("--preset", &preset, "cpu (a 10-minute CPU fit) or gpu (400 iterations of 16 images: the paper-scale "
                  "fit; with --device cuda); flags given after it win");
         cli.parse(argc, argv);

@@ -1,7 +1,6 @@
 // predictions.cpp: see predictions.h.
 #include "models/fit/predictions.h"
 
-#include <algorithm>
 #include <cmath>
 
 namespace vt {
@@ -21,7 +20,7 @@ Npz fit_predictions_npz(const FitResult& R) {
     const float min_rel = tg.cfg.min_reliability;
     // per split, unit and bin: r and EV as the scorer counts them (NaN: not scored there)
     const int S = tg.folds.k;
-    std::vector<float> unit_r((size_t)(S * U * B), NAN), unit_ev((size_t)(S * U * B), NAN);
+    std::vector<float> r_su((size_t)(S * U * B), NAN), ev_su((size_t)(S * U * B), NAN);  // (S, U, B)
     for (int s = 0; s < S; s++) {
         std::vector<int64_t> test;
         for (int64_t i = 0; i < N; i++)
@@ -34,9 +33,7 @@ Npz fit_predictions_npz(const FitResult& R) {
                     p[j] = R.predictions[(test[j] * U + u) * B + b], y[j] = tg.mean[(test[j] * U + u) * B + b];
                 const double r = held_out_r(p.data(), 1, y.data(), (int64_t)test.size());
                 const size_t k = (size_t)((s * U + u) * B + b);
-                unit_r[k] = (float)r;
-                const float rho = tg.has_ceiling() ? tg.ceiling[u * B + b] : 1.f;
-                if (r == r && (!tg.has_ceiling() || rho > min_rel)) unit_ev[k] = (float)(std::max(r, 0.0) * std::max(r, 0.0) / rho);
+                r_su[k] = (float)r, ev_su[k] = unit_ev(tg, (int)u, b, r);
             }
         }
     }
@@ -51,8 +48,8 @@ Npz fit_predictions_npz(const FitResult& R) {
     z.set("bin_start_ms", NpyArray::from_f32({B}, tg.bin_start_ms.data()));
     z.set("bin_end_ms", NpyArray::from_f32({B}, tg.bin_end_ms.data()));
     z.set("min_reliability", NpyArray::from_f32({1}, &min_rel));
-    z.set("unit_r", NpyArray::from_f32({S, U, B}, unit_r.data()));
-    z.set("unit_ev", NpyArray::from_f32({S, U, B}, unit_ev.data()));
+    z.set("unit_r", NpyArray::from_f32({S, U, B}, r_su.data()));
+    z.set("unit_ev", NpyArray::from_f32({S, U, B}, ev_su.data()));
     return z;
 }
 

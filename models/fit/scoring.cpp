@@ -27,6 +27,16 @@ double held_out_r(const float* p, int64_t sp, const float* y, int64_t n) {
     return hi > lo && !(phi > plo) ? 0.0 : NAN;
 }
 
+bool unit_reliable(const Targets& tg, int u, int64_t b) {
+    return !tg.has_ceiling() || tg.ceiling[u * tg.B + b] > tg.cfg.min_reliability;
+}
+
+float unit_ev(const Targets& tg, int u, int64_t b, double r) {
+    if (r != r || !unit_reliable(tg, u, b)) return NAN;
+    const double rp = std::max(r, 0.0);
+    return (float)(rp * rp / (tg.has_ceiling() ? tg.ceiling[u * tg.B + b] : 1.f));
+}
+
 namespace {
 
 uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
@@ -138,21 +148,19 @@ struct FitContext {
 };
 
 
-// Scores bin b of split s from held-out predictions pred(j, k) = pred[j*stride + k] of the
-// test images: per unit r, EV; medians into out.ev / out.r.
-void score_bin(const FitContext& c, int s, int64_t b, const float* pred, int64_t stride, AreaScore& out) {
-    const Targets& tg = c.tg;
-    const int64_t nte = (int64_t)c.test.size(), Ua = c.ua();
+// Scores bin b of split s from held-out predictions pred[j * sj + k * sk] of the test images
+// j and units k of au: per unit r and EV (unit_ev); medians into out.ev / out.r.
+void score_bin(const Targets& tg, const AreaUnits& au, const std::vector<int64_t>& test, int s, int64_t b,
+               const float* pred, int64_t sj, int64_t sk, AreaScore& out) {
+    const int64_t nte = (int64_t)test.size(), Ua = (int64_t)au.units.size();
     std::vector<float> y((size_t)nte), evs, rs;
     for (int64_t k = 0; k < Ua; k++) {
-        int u = c.au.units[k];
-        float rho = tg.has_ceiling() ? tg.ceiling[u * tg.B + b] : 1.f;
-        if (tg.has_ceiling() && !(rho > tg.cfg.min_reliability)) continue;
-        for (int64_t j = 0; j < nte; j++) y[j] = c.target(c.test[j], k, b);
-        double r = held_out_r(pred + k, stride, y.data(), nte);
+        const int u = au.units[k];
+        if (!unit_reliable(tg, u, b)) continue;
+        for (int64_t j = 0; j < nte; j++) y[j] = tg.mean[(test[j] * tg.U + u) * tg.B + b];
+        const double r = held_out_r(pred + k * sk, sj, y.data(), nte);
         if (r != r) continue;
-        double rp = std::max(r, 0.0);
-        evs.push_back((float)(rp * rp / rho));
+        evs.push_back(unit_ev(tg, u, b, r));
         rs.push_back((float)r);
     }
     out.ev[s * tg.B + b] = nan_median(evs);
@@ -400,24 +408,8 @@ void area_score_summarise(AreaScore& a, int64_t S, int64_t B) {
 
 void score_predictions(const Targets& tg, const AreaUnits& au, int s, const std::vector<int64_t>& test, const float* pred,
                        AreaScore& out) {
-    const int64_t nte = (int64_t)test.size(), Ua = (int64_t)au.units.size(), B = tg.B;
-    std::vector<float> y((size_t)nte), p((size_t)nte);
-    for (int64_t b = 0; b < B; b++) {
-        std::vector<float> evs, rs;
-        for (int64_t k = 0; k < Ua; k++) {
-            int u = au.units[k];
-            float rho = tg.has_ceiling() ? tg.ceiling[u * B + b] : 1.f;
-            if (tg.has_ceiling() && !(rho > tg.cfg.min_reliability)) continue;
-            for (int64_t j = 0; j < nte; j++) y[j] = tg.mean[(test[j] * tg.U + u) * B + b], p[j] = pred[(j * Ua + k) * B + b];
-            double r = held_out_r(p.data(), 1, y.data(), nte);
-            if (r != r) continue;
-            double rp = std::max(r, 0.0);
-            evs.push_back((float)(rp * rp / rho));
-            rs.push_back((float)r);
-        }
-        out.ev[s * B + b] = nan_median(evs);
-        out.r[s * B + b] = nan_median(rs);
-    }
+    const int64_t Ua = (int64_t)au.units.size(), B = tg.B;
+    for (int64_t b = 0; b < B; b++) score_bin(tg, au, test, s, b, pred + b, Ua * B, B, out);
 }
 
 int64_t score_layer_fits(const Targets& tg, int64_t T, const std::vector<Mapping>& mappings) {
@@ -484,7 +476,7 @@ LayerScore score_layer(const Targets& tg, const std::string& layer, float* F, in
                         }
                     fit_predict(P.data(), F, Y.data(), ntr * T, D, Ua, F + ntr * row, nte * T, comps, tg.cfg.pls);
                     for (int64_t b = 0; b < B; b++)
-                        score_bin(c, s, b, P.data() + (T == B ? b * Ua : 0), T * Ua, sc);
+                        score_bin(tg, c.au, test, s, b, P.data() + (T == B ? b * Ua : 0), T * Ua, 1, sc);
                 }
                 if (step) step();
             }
@@ -512,7 +504,7 @@ LayerScore score_layer(const Targets& tg, const std::string& layer, float* F, in
                         for (int64_t j = 0; j < ntr; j++)
                             for (int64_t k = 0; k < Ua; k++) Y[j * Ua + k] = c.filled(train[j], k, b);
                         fit_predict(P.data(), X, Y.data(), ntr, D, Ua, X + ntr * D, nte, comps, tg.cfg.pls);
-                        score_bin(c, s, b, P.data(), Ua, score_of(Mapping::PerBin, a));
+                        score_bin(tg, c.au, test, s, b, P.data(), Ua, 1, score_of(Mapping::PerBin, a));
                     }
                     if (step) step();
                 }

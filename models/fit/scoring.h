@@ -92,6 +92,13 @@ double pearson_r(const float* x, int64_t sx, const float* y, int64_t sy, int64_t
 // where the target does not vary (the unit is not scored there).
 double held_out_r(const float* p, int64_t sp, const float* y, int64_t n);
 
+struct Targets;
+// Unit u is scored in bin b: its ceiling rho passes min_reliability (always without a ceiling).
+bool unit_reliable(const Targets& tg, int u, int64_t b);
+// The score of unit u in bin b from its held-out r: max(r, 0)^2 / rho (rho = 1 without a
+// ceiling); NaN where the unit is not scored there or r is undefined.
+float unit_ev(const Targets& tg, int u, int64_t b, double r);
+
 // ---- targets: everything derived from the data, before any features ------------------
 struct ExcludedUnit {
     int unit;
