@@ -304,6 +304,60 @@ TEST_CASE("dynamics: model recovery: the teacher's structure beats the feedforwa
     CHECK(nan == 0);
 }
 
+TEST_CASE("dynamics: --init starts from a model checkpoint; the teacher itself bounds what the readouts can reach") {
+    // The recovery data's teacher, written whole (make_virtual_primate --write-teacher), as the
+    // student with no training: its own features through the fit's time-shared readouts. It
+    // must score above the trained students (it has the true dynamics) and below its ceiling
+    // (the readouts are linear; the sites' rates are not).
+    const Dataset& ds = recovery_data();
+    Model teacher{ModelConfig{}, 0};
+    virtual_primate_generate(recovery_config(), false, &teacher);
+    const std::string path = vt_test::temp_dir() + "/teacher_model.npz";
+    virtual_primate_save_teacher(teacher, path);
+    InitStructure st = init_structure(path);
+    CHECK(st.motif == "lstm");
+    CHECK(st.feedback == "conv3:conv1");
+    CHECK(!st.residual);
+    FitConfig c = small_fit("lstm", "conv3:conv1");
+    c.init = path;
+    c.iters = 0;
+    c.onset_ms = NAN;  // chosen: the teacher's features have the layers' latencies, not the sites'
+    FitResult oracle = fit_dynamics(ds.d, c, ds.teacher);
+    const FitResult& rec = recovery_fits().first;
+    for (const char* a : {"V4", "IT"}) {
+        const AreaFit &o = area(oracle, a), &r = area(rec, a);
+        MESSAGE(std::string(a) << ": the teacher's own features " << o.fit.ev_mean << " +- " << o.fit.ev_sem << ", trained lstm student "
+                  << r.fit.ev_mean << ", ceiling " << o.teacher.ev_mean);
+        CHECK(o.fit.ev_mean > r.fit.ev_mean + 0.1);
+        CHECK(o.fit.ev_mean < o.teacher.ev_mean);
+    }
+    SUBCASE("a fit's own checkpoint starts a fit (residual cells, readouts beside the parameters)") {
+        FitConfig f = small_fit("lstm", "conv3:conv1");
+        f.iters = 2, f.val_every = 1;
+        f.checkpoint_dir = vt_test::temp_dir() + "/init_ck";
+        std::filesystem::create_directories(f.checkpoint_dir);
+        fit_dynamics(ds.d, f);
+        const std::string ck = f.checkpoint_dir + "/split0.npz";
+        CHECK(init_structure(ck).residual);
+        f.init = ck, f.checkpoint_dir.clear(), f.iters = 0;
+        FitResult r = fit_dynamics(ds.d, f);
+        for (const AreaFit& x : r.areas) CHECK(std::isfinite(x.fit.ev_mean));
+    }
+    SUBCASE("bad input") {
+        FitConfig b = c;
+        b.motif = "gru";
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, b); }), "holds lstm cells with feedback conv3:conv1, not --motif gru"));
+        b = c, b.feedback = "none";
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, b); }), "--init"));
+        b = c, b.init = tiny3_backbone();  // a backbone has no cells
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, b); }), "not a backbone"));
+        b = c, b.time_varied = true;
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, b); }), "--init"));
+        b = c, b.init = vt_test::temp_dir() + "/absent.npz";
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, b); }), "absent.npz"));
+    }
+}
+
 TEST_CASE("dynamics: the time-varied baseline scores without BPTT") {
     const Dataset& ds = recovery_data();
     FitConfig c = small_fit("lstm", "conv3:conv1");

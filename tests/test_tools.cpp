@@ -151,6 +151,13 @@ TEST_CASE("tools: fit_dynamics refuses bad flags and input before any fitting") 
         CHECK(r.rc != 0);
         CHECK(has(r.out, "no usable CUDA device"));
     }
+    r = run_tool("fit_dynamics", "--init /nonexistent.npz --backbone x.npz");
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "--init: '/nonexistent.npz' holds its own backbone; drop --backbone"));
+    r = run_tool("fit_dynamics", "--init /nonexistent.npz");
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "/nonexistent.npz"));
+    CHECK(lines(r.out) == 1);
     r = run_tool("fit_dynamics", "--help");
     CHECK(r.rc == 0);
     CHECK(has(r.out, "--time-varied"));

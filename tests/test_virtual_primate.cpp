@@ -427,13 +427,24 @@ TEST_CASE("virtual_primate: the teacher's backbone, written as a checkpoint, is 
         std::string dir = vt_test::temp_dir();
         auto r = vt_test::run_tool("make_virtual_primate", "--images 8 --reps 3 --size 32 --teacher-arch tiny3 "
                                    "--teacher-feedback conv3:conv1 --v4-layer conv2 --it-layer conv3 --v4 4 --it 4 --out " +
-                                   dir + "/vp8.npz --write-teacher-backbone " + dir + "/tb.npz");
+                                   dir + "/vp8.npz --write-teacher-backbone " + dir + "/tb.npz --write-teacher " + dir +
+                                   "/tm.npz");
         CHECK(r.rc == 0);
         CHECK(backbone_load(dir + "/tb.npz", "")->spec.arch == "tiny3");
+        // the whole teacher: its cells and feedback beside the backbone, not residual
+        Npz tm = npz_read(dir + "/tm.npz");
+        CHECK(tm.has("conv2.cell.weight"));
+        CHECK(tm.has("conv1.fb.conv3.weight"));
+        CHECK(meta_string(tm, "meta.motif") == "lstm");
+        CHECK(meta_floats(tm, "meta.residual") == std::vector<float>{0.f});
+        CHECK(tm.get("conv1.weight").to_f32() == npz_read(dir + "/tb.npz").get("conv1.weight").to_f32());
         r = vt_test::run_tool("make_virtual_primate", "--images 8 --out " + dir + "/vp9.npz --write-teacher-backbone " +
                               dir + "/tb.txt");
         CHECK(r.rc == 1);
         CHECK(vt_test::has(r.out, "--write-teacher-backbone"));
+        r = vt_test::run_tool("make_virtual_primate", "--images 8 --out " + dir + "/vp9.npz --write-teacher " + dir + "/t.txt");
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "--write-teacher: expected a .npz path"));
     }
 }
 

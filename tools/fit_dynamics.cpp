@@ -175,11 +175,12 @@ std::string results_json(const FitConfig& c, const FitResult& R, const std::stri
     steps += "]";
     std::string js = "{\n  \"format\": \"ventral-fit-dynamics-1\",\n  \"settings\": {";
     js += strfmt("\"preset\": %s, ", json_string(preset).c_str());
-    js += strfmt("\"tool\": \"fit_dynamics\", \"data\": %s, \"virtual_primate\": %s, \"backbone\": %s, ",
-                 json_string(data).c_str(), virtual_primate ? "true" : "false", json_string(c.backbone).c_str());
-    js += strfmt("\"motif\": %s, \"feedback\": %s, \"readout\": %s, \"time_varied\": %s, \"residual_cells\": true, ",
+    js += strfmt("\"tool\": \"fit_dynamics\", \"data\": %s, \"virtual_primate\": %s, \"backbone\": %s, \"init\": %s, ",
+                 json_string(data).c_str(), virtual_primate ? "true" : "false", json_string(c.backbone).c_str(),
+                 c.init.empty() ? "null" : json_string(c.init).c_str());
+    js += strfmt("\"motif\": %s, \"feedback\": %s, \"readout\": %s, \"time_varied\": %s, \"residual_cells\": %s, ",
                  json_string(c.motif).c_str(), json_string(c.feedback).c_str(), json_string(c.readout).c_str(),
-                 c.time_varied ? "true" : "false");
+                 c.time_varied ? "true" : "false", c.init.empty() || init_structure(c.init).residual ? "true" : "false");
     js += strfmt("\"ms_per_step\": %g, \"onset_ms\": %g, \"steps\": %d, \"image_steps\": %d, \"steps_per_bin\": %s, ",
                  c.ms_per_step, R.onset_ms, R.T, R.image_steps, steps.c_str());
     js += strfmt("\"onset_chosen\": %s, \"readout_components\": %d, \"memory_init\": %s, \"cell_scale_init\": %g, \"readout_refit\": %s, ",
@@ -370,6 +371,9 @@ int main(int argc, char** argv) {
         cli.flag("--data", &data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
         cli.flag("--out", &out, "output folder (default runs/fit_dynamics/<motif>_<feedback>)");
         cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone));
+        cli.flag("--init", &c.init, "start the student from this model checkpoint (a run's checkpoints/split<s>.npz, "
+                 "or make_virtual_primate --write-teacher): its backbone, cells and feedback; --motif and --feedback "
+                 "default to its own");
         cli.flag("--arch", &c.arch, "expected architecture (checked against the checkpoint's meta.arch)");
         cli.flag("--motif", &c.motif, "cell at every layer: " + list_join(motif_names()));
         cli.flag("--feedback", &c.feedback, "feedback edges src:dst, comma-separated, or none");
@@ -426,6 +430,14 @@ int main(int argc, char** argv) {
         }
         if (!cli.positional.empty()) fail("fit_dynamics: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
         backend_set_threads(threads);
+        if (!c.init.empty()) {  // the checkpoint's structure unless the flags say otherwise (then they must agree)
+            if (cli.was_given("--backbone"))
+                fail("--init: '%s' holds its own backbone; drop --backbone", c.init.c_str());
+            const InitStructure st = init_structure(c.init);
+            if (!cli.was_given("--motif")) c.motif = st.motif;
+            if (!cli.was_given("--feedback")) c.feedback = st.feedback;
+            c.backbone = c.init;
+        }
         if (c.backbone.empty()) c.backbone = find_default_backbone("fit_dynamics");
         motif_parse(c.motif);  // fail early on a bad flag, before any data work
         if (out.empty()) out = default_out(c);

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
     runtime_init(argv);
     return run_main([&] {
         VirtualPrimateConfig c;
-        std::string out = "data/virtual_primate.npz", examples, teacher_backbone;
+        std::string out = "data/virtual_primate.npz", examples, teacher_backbone, teacher_model;
         int threads = 0;
         Cli cli("make_virtual_primate", "",
                 "Write a SIMULATED neural dataset: HvM-like images (8 categories x 8 objects, variation V0/V3/V6)\n"
@@ -54,6 +54,9 @@ int main(int argc, char** argv) {
         cli.flag("--examples", &examples, "also write a contact sheet of the first 64 images to this PNG");
         cli.flag("--write-teacher-backbone", &teacher_backbone,
                  "also write the teacher's backbone (as calibrated) as a checkpoint for fit_dynamics --backbone");
+        cli.flag("--write-teacher", &teacher_model,
+                 "also write the whole teacher (backbone, cells, feedback) as a model checkpoint for fit_dynamics "
+                 "--init (with --iters 0: the best the fit's readouts can do with the teacher's own features)");
         cli.parse(argc, argv);
         if (!cli.positional.empty())
             fail("make_virtual_primate: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
@@ -63,6 +66,8 @@ int main(int argc, char** argv) {
         auto t0 = std::chrono::steady_clock::now();
         if (!teacher_backbone.empty() && std::filesystem::path(teacher_backbone).extension() != ".npz")
             fail("--write-teacher-backbone: expected a .npz path, got '%s'", teacher_backbone.c_str());
+        if (!teacher_model.empty() && std::filesystem::path(teacher_model).extension() != ".npz")
+            fail("--write-teacher: expected a .npz path, got '%s'", teacher_model.c_str());
         Model teacher{ModelConfig{}, 0};
         Npz z = virtual_primate_generate(c, /*progress=*/true, &teacher);
         std::filesystem::path dir = std::filesystem::path(out).parent_path();
@@ -74,6 +79,13 @@ int main(int argc, char** argv) {
             virtual_primate_save_backbone(teacher, teacher_backbone);
             std::fprintf(stderr, "make_virtual_primate: wrote the teacher's backbone to %s (fit_dynamics --backbone %s)\n",
                          teacher_backbone.c_str(), teacher_backbone.c_str());
+        }
+        if (!teacher_model.empty()) {
+            std::filesystem::path tdir = std::filesystem::path(teacher_model).parent_path();
+            if (!tdir.empty()) std::filesystem::create_directories(tdir);
+            virtual_primate_save_teacher(teacher, teacher_model);
+            std::fprintf(stderr, "make_virtual_primate: wrote the whole teacher to %s (fit_dynamics --init %s)\n",
+                         teacher_model.c_str(), teacher_model.c_str());
         }
         if (!examples.empty()) {
             StimulusConfig sc;

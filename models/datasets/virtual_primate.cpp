@@ -798,6 +798,19 @@ void virtual_primate_save_backbone(const Model& teacher, const std::string& path
     checkpoint_save(path, bb.params, meta);
 }
 
+void virtual_primate_save_teacher(const Model& teacher, const std::string& path) {
+    CHECK(!teacher.cfg.residual, "the virtual primate's teacher has plain (not residual) cells");
+    Npz meta;
+    meta_set_string(meta, "meta.arch", teacher.spec.arch);
+    meta_set_string(meta, "meta.motif", motif_name(teacher.motif(0)));
+    meta_set_string(meta, "meta.feedback", feedback_str(teacher.cfg.feedback, teacher.spec));
+    meta_set_floats(meta, "meta.residual", {0.f});
+    meta_set_floats(meta, "meta.mean", {teacher.norm.mean[0], teacher.norm.mean[1], teacher.norm.mean[2]});
+    meta_set_floats(meta, "meta.std", {teacher.norm.std[0], teacher.norm.std[1], teacher.norm.std[2]});
+    meta_set_string(meta, "meta.source", "the virtual primate's teacher network (make_virtual_primate)");
+    checkpoint_save(path, teacher.params, meta);
+}
+
 // ---- summary -------------------------------------------------------------------------------------
 
 VirtualPrimateStats virtual_primate_stats(const Npz& z) {

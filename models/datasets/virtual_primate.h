@@ -120,6 +120,14 @@ Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress = fals
 // separates failures to learn the dynamics from a mismatch of backbones.
 void virtual_primate_save_backbone(const Model& teacher, const std::string& path);
 
+// Writes the whole teacher (backbone as calibrated, cells, feedback: the network the data
+// were recorded from) as a model checkpoint (meta.arch, meta.motif, meta.feedback,
+// meta.residual = 0, meta.mean, meta.std). fit_dynamics --init F --iters 0 scores the
+// teacher's own features through the fit's time-shared linear readouts: the most any
+// student of that structure can reach with them (the sites' latencies and rate
+// nonlinearity are not linear in the features).
+void virtual_primate_save_teacher(const Model& teacher, const std::string& path);
+
 // Summary of a dataset's arrays (the generator's, or any file in the interchange format).
 struct VirtualPrimateStats {
     std::vector<std::string> areas;  // in order of first appearance

@@ -12,9 +12,33 @@
 #include "engine/linalg.h"
 #include "engine/ops.h"
 #include "engine/progress.h"
+#include "models/datasets/npz_stream.h"
 #include "models/fit/features.h"
 
 namespace vt {
+
+InitStructure init_structure(const std::string& path) {
+    NpzIndex z = npz_index(path);
+    auto text = [&](const char* key) {
+        if (!z.has(key))
+            fail("--init: '%s' has no '%s': expected a model checkpoint (a fit's checkpoints/split<s>.npz or "
+                 "make_virtual_primate --write-teacher), not a backbone", path.c_str(), key);
+        NpyArray a = npz_array(z, key);
+        std::vector<std::string> v = a.dtype == DType::Unicode ? a.to_strings() : std::vector<std::string>{};
+        if (v.size() != 1) fail("--init: '%s': '%s' must hold one string", path.c_str(), key);
+        return v[0];
+    };
+    InitStructure st;
+    st.motif = text("meta.motif"), st.feedback = text("meta.feedback");
+    motif_parse(st.motif);
+    if (z.has("meta.residual")) {
+        std::vector<float> r = npz_array(z, "meta.residual").to_f32();
+        if (r.size() != 1 || !(r[0] == 0 || r[0] == 1))
+            fail("--init: '%s': 'meta.residual' must hold one value, 0 or 1", path.c_str());
+        st.residual = r[0] == 1;
+    }
+    return st;
+}
 
 // ---- time and readouts ---------------------------------------------------------------------
 
@@ -387,6 +411,8 @@ void settings_check(const NeuralData& d, const FitConfig& cfg, const std::vector
              "allowed (each step holds every layer's activations): use a coarser --ms-per-step or drop the late bins",
              d.path.c_str(), d.bin_end_ms.empty() ? 0.f : *std::max_element(d.bin_end_ms.begin(), d.bin_end_ms.end()),
              cfg.ms_per_step, std::max(need, cfg.steps));
+    if (!cfg.init.empty() && cfg.time_varied)
+        fail("--init: the time-varied baseline has no network to start from a checkpoint (drop --init or --time-varied)");
     if (!teacher.empty() && (int64_t)teacher.size() != d.N * d.U * d.B)
         fail("teacher responses: expected %lld values (N, U, B), found %zu", (long long)(d.N * d.U * d.B), teacher.size());
 }
@@ -612,12 +638,13 @@ void cells_start(Model& m, const FitConfig& cfg) {
 }
 
 // The student before training, the same for every split: the frozen backbone, the cells'
-// start, feedback at zero.
+// start, feedback at zero; or, with cfg.init, everything as in that checkpoint.
 std::unique_ptr<Model> student_fresh(const ModelConfig& mc, const Model& backbone, const FitConfig& cfg) {
     auto m = std::make_unique<Model>(mc, cfg.seed + 101, cfg.device);
     copy_backbone(*m, backbone);
+    if (!cfg.init.empty()) checkpoint_load(cfg.init, m->params);  // every parameter of the student, by name
     m->freeze_backbone();
-    cells_start(*m, cfg);
+    if (cfg.init.empty()) cells_start(*m, cfg);
     return m;
 }
 
@@ -881,6 +908,7 @@ void split_checkpoint_save(const SplitBptt& b, const ModelConfig& mc, int iter) 
     meta_set_string(meta, "meta.motif", cfg.motif);
     meta_set_string(meta, "meta.feedback", feedback_str(mc.feedback, m.spec));
     meta_set_string(meta, "meta.readout", cfg.readout);
+    meta_set_floats(meta, "meta.residual", {mc.residual ? 1.f : 0.f});
     meta_set_floats(meta, "meta.mean", {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2]});
     meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
     meta_set_floats(meta, "meta.split", {(float)b.s});
@@ -1034,12 +1062,21 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
     const double t_start = now_s();
     settings_check(d, cfg, teacher);
     FitResult R;
-    std::unique_ptr<Model> backbone = backbone_load(cfg.backbone, cfg.arch);
-    ModelConfig mc;  // the student: the backbone, residual cells everywhere, the feedback edges
+    std::unique_ptr<Model> backbone = backbone_load(cfg.init.empty() ? cfg.backbone : cfg.init, cfg.arch);
+    ModelConfig mc;  // the student: the backbone, residual cells everywhere (or as --init's), the feedback edges
     mc.arch = backbone->spec.arch;
     mc.motifs.assign(backbone->spec.layers.size(), motif_parse(cfg.motif));
     if (!cfg.time_varied) mc.feedback = feedback_parse(cfg.feedback, backbone->spec);  // the baseline has no network
     mc.residual = true;
+    if (!cfg.init.empty()) {  // the checkpoint's structure, which the flags must agree with
+        const InitStructure st = init_structure(cfg.init);
+        if (st.motif != cfg.motif || feedback_str(feedback_parse(st.feedback, backbone->spec), backbone->spec) !=
+                                         feedback_str(mc.feedback, backbone->spec))
+            fail("--init: '%s' holds %s cells with feedback %s, not --motif %s --feedback %s (drop those flags to "
+                 "take the checkpoint's)", cfg.init.c_str(), st.motif.c_str(), st.feedback.c_str(), cfg.motif.c_str(),
+                 cfg.feedback.c_str());
+        mc.residual = st.residual;
+    }
     Plan P = plan_make(d, cfg, *backbone, !teacher.empty(), R);
     const Targets& tg = R.targets;
     const int S = tg.folds.k;

@@ -20,8 +20,9 @@
 //     residual form of ModelConfig::residual (h = x + a * cell), feedback edges starting at
 //     zero. The cells' start (dynamics.cpp cells_start): a = cell_scale_init; with a = 0 a
 //     fresh student IS its feedforward unroll; with memory_init every cell channel is a
-//     leaky integrator of its input (cells.h cell_init_memory). The fresh student is the same
-//     for every split; its features are computed once.
+//     leaky integrator of its input (cells.h cell_init_memory). With `init` the student is
+//     that checkpoint's model instead (backbone, cells, feedback; residual or not). The fresh
+//     student is the same for every split; its features are computed once.
 //  3. Readout: per area one linear map from its layer (time-shared: the same map for every
 //     bin), in closed form on the fresh student's features of the training images: PLS from
 //     features to targets, both centred within each bin (the image-to-image variation the
@@ -77,6 +78,11 @@ namespace vt {
 struct FitConfig {
     // model
     std::string backbone;                  // checkpoint (.npz) of the pretrained backbone
+    std::string init;                      // "" = a fresh student; else a model checkpoint (a fit's
+                                           // checkpoints/split<s>.npz, make_virtual_primate --write-teacher)
+                                           // the student starts from: backbone, cells, feedback and
+                                           // whether its cells are residual come from it, and motif and
+                                           // feedback must agree with it (init_structure)
     std::string arch;                      // expected architecture ("" = the checkpoint's)
     std::string motif = "lstm";            // cell at every layer (cells.h)
     std::string feedback = "conv5:conv2";  // feedback edges, "none" for none
@@ -115,6 +121,16 @@ struct FitConfig {
     std::string checkpoint_dir;            // "" = no checkpoints; else split<s>.npz inside
     Device device = Device::CPU;
 };
+
+// The structure of the model checkpoint `path` (fit_dynamics --init): its motif, feedback
+// edges and whether its cells are residual (meta.motif, meta.feedback, meta.residual; a
+// checkpoint without meta.residual is a fit's, residual). Fails naming the file when one is
+// missing.
+struct InitStructure {
+    std::string motif, feedback;
+    bool residual = true;
+};
+InitStructure init_structure(const std::string& path);
 
 // Steps feeding each bin (see the top): steps[b] lists the steps t < T in bin b.
 std::vector<std::vector<int>> bin_steps(const std::vector<float>& bin_start_ms, const std::vector<float>& bin_end_ms,
