@@ -86,6 +86,7 @@ FitConfig small_fit(const std::string& motif, const std::string& feedback) {
     // the long-fit start (--preset gpu): the feedforward unroll at onset 0; the student learns
     // its own dynamics and delays over 150 iterations (readout re-solved at every validation)
     c.onset_ms = 0;
+    c.residual = true;
     c.memory_init = false;
     c.cell_scale_init = 0;
     return c;
@@ -330,6 +331,19 @@ TEST_CASE("dynamics: --init starts from a model checkpoint; the teacher itself b
                   << r.fit.ev_mean << ", ceiling " << o.teacher.ev_mean);
         CHECK(o.fit.ev_mean > r.fit.ev_mean + 0.1);
         CHECK(o.fit.ev_mean < o.teacher.ev_mean);
+    }
+    SUBCASE("plain cells (the CPU default's start): no residual scale, and so recorded in the checkpoint") {
+        FitConfig f = small_fit("lstm", "conv3:conv1");
+        f.residual = false, f.memory_init = true, f.onset_ms = NAN;
+        f.iters = 2, f.val_every = 1;
+        f.checkpoint_dir = vt_test::temp_dir() + "/plain_ck";
+        std::filesystem::create_directories(f.checkpoint_dir);
+        FitResult r = fit_dynamics(ds.d, f, ds.teacher);
+        for (const AreaFit& x : r.areas) CHECK(x.fit.ev_mean > 0);
+        Npz z = npz_read(f.checkpoint_dir + "/split0.npz");
+        CHECK(!z.has("conv2.cell.scale"));
+        CHECK(z.has("conv2.cell.weight"));
+        CHECK(!init_structure(f.checkpoint_dir + "/split0.npz").residual);
     }
     SUBCASE("a fit's own checkpoint starts a fit (residual cells, readouts beside the parameters)") {
         FitConfig f = small_fit("lstm", "conv3:conv1");

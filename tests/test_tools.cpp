@@ -154,6 +154,12 @@ TEST_CASE("tools: fit_dynamics refuses bad flags and input before any fitting") 
     r = run_tool("fit_dynamics", "--init /nonexistent.npz --backbone x.npz");
     CHECK(r.rc != 0);
     CHECK(has(r.out, "--init: '/nonexistent.npz' holds its own backbone; drop --backbone"));
+    r = run_tool("fit_dynamics", "--init /nonexistent.npz --cells plain");
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "decides whether its cells are residual; drop --cells"));
+    r = run_tool("fit_dynamics", "--cells gated");
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "--cells: expected plain or residual, got 'gated'"));
     r = run_tool("fit_dynamics", "--init /nonexistent.npz");
     CHECK(r.rc != 0);
     CHECK(has(r.out, "/nonexistent.npz"));

@@ -621,8 +621,8 @@ void fit_time_varied(const NeuralData& d, const FitConfig& cfg, const Plan& P, c
 
 // ---- the fresh student and its features ------------------------------------------------------
 
-// The cells' start: with memory_init, leaky integrators of a spread of timescales; the
-// residual scale a = cell_scale_init (timedecay, whose state sums x / (1 - r): a (1 - r)).
+// The cells' start: with memory_init, leaky integrators of a spread of timescales; residual
+// cells' scale a = cell_scale_init (timedecay, whose state sums x / (1 - r): a (1 - r)).
 void cells_start(Model& m, const FitConfig& cfg) {
     for (size_t l = 0; l < m.spec.layers.size(); l++) {
         const Motif mo = m.motif((int)l);
@@ -630,6 +630,7 @@ void cells_start(Model& m, const FitConfig& cfg) {
         const LayerSpec& ls = m.spec.layers[l];
         std::vector<float> r(ls.out_ch, 0.f);
         if (cfg.memory_init) r = cell_init_memory(m.params, mo, ls.name, ls.out_ch, cfg.seed * 131 + 7 + l);
+        if (!m.cfg.residual) continue;
         std::vector<float> a(ls.out_ch, cfg.cell_scale_init);
         if (mo == Motif::TimeDecay)
             for (int c = 0; c < ls.out_ch; c++) a[c] *= 1 - r[c];
@@ -1063,11 +1064,11 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
     settings_check(d, cfg, teacher);
     FitResult R;
     std::unique_ptr<Model> backbone = backbone_load(cfg.init.empty() ? cfg.backbone : cfg.init, cfg.arch);
-    ModelConfig mc;  // the student: the backbone, residual cells everywhere (or as --init's), the feedback edges
+    ModelConfig mc;  // the student: the backbone, cfg.residual (or --init's) cells everywhere, the feedback edges
     mc.arch = backbone->spec.arch;
     mc.motifs.assign(backbone->spec.layers.size(), motif_parse(cfg.motif));
     if (!cfg.time_varied) mc.feedback = feedback_parse(cfg.feedback, backbone->spec);  // the baseline has no network
-    mc.residual = true;
+    mc.residual = cfg.residual;
     if (!cfg.init.empty()) {  // the checkpoint's structure, which the flags must agree with
         const InitStructure st = init_structure(cfg.init);
         if (st.motif != cfg.motif || feedback_str(feedback_parse(st.feedback, backbone->spec), backbone->spec) !=

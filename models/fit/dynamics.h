@@ -16,11 +16,14 @@
 // holds out fold s):
 //  1. Units: per area, a seeded `heldout_fraction` of the scored units is held out of the
 //     BPTT fit (the held-out units); the rest are the fit units.
-//  2. Model: the backbone (a checkpoint) frozen; `motif` cells at every layer in the
-//     residual form of ModelConfig::residual (h = x + a * cell), feedback edges starting at
-//     zero. The cells' start (dynamics.cpp cells_start): a = cell_scale_init; with a = 0 a
-//     fresh student IS its feedforward unroll; with memory_init every cell channel is a
-//     leaky integrator of its input (cells.h cell_init_memory). With `init` the student is
+//  2. Model: the backbone (a checkpoint) frozen; `motif` cells at every layer, feedback edges
+//     starting at zero. Cells are plain (the paper's: h = cell(x, state)), or with
+//     `residual` in the residual form of ModelConfig::residual (h = x + a * cell). The
+//     cells' start (dynamics.cpp cells_start): with memory_init every cell channel is a
+//     leaky integrator of its input (cells.h cell_init_memory); residual cells start with
+//     a = cell_scale_init, and with a = 0 a fresh student IS its feedforward unroll. Measured
+//     (README, "What limits the fit"): a short fit does best from plain cells with memory,
+//     a long one on a mismatched backbone from the residual feedforward unroll. With `init` the student is
 //     that checkpoint's model instead (backbone, cells, feedback; residual or not). The fresh
 //     student is the same for every split; its features are computed once.
 //  3. Readout: per area one linear map from its layer (time-shared: the same map for every
@@ -106,9 +109,10 @@ struct FitConfig {
                                            // unit at once, its prediction by ~lr * |x|_1 per step)
     float weight_decay = 1e-4f;
     float mean_weight = 0.1f;              // weight of the mean time course in the loss
+    bool residual = false;                 // residual cells h = x + a * cell (ModelConfig::residual), else plain
     bool memory_init = true;               // cells start as leaky integrators (cells.h cell_init_memory)
-    float cell_scale_init = 0.5f;          // the residual scale a at the start (0: the fresh student is
-                                           // exactly its feedforward unroll)
+    float cell_scale_init = 0.5f;          // residual cells: the scale a at the start (0: the fresh student
+                                           // is exactly its feedforward unroll)
     int readout_components = 200;          // at most this many PLS components per readout, each unit's
                                            // count chosen on validation images
     // evaluation
