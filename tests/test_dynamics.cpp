@@ -297,6 +297,16 @@ TEST_CASE("dynamics: model recovery: the teacher's structure beats the feedforwa
         refits += L.refits;
         CHECK(L.iters_done > 0);
         CHECK(*std::min_element(L.val_loss.begin(), L.val_loss.end()) < L.init_val_loss);
+        // early stopping kept the validation with the best score (stop_on_score)
+        REQUIRE(L.val_score.size() == L.val_iter.size());
+        float best = L.init_val_score, kept = L.init_val_score;
+        for (size_t k = 0; k < L.val_iter.size(); k++) {
+            CHECK(L.val_score[k] >= 0);
+            CHECK(L.val_score[k] <= 1);
+            best = std::max(best, L.val_score[k]);
+            if (L.val_iter[k] == L.best_iter) kept = L.val_score[k];
+        }
+        CHECK(kept == best);
     }
     CHECK(refits > 0);
     // every image has a held-out prediction of every unit fitted

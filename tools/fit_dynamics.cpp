@@ -187,9 +187,9 @@ std::string results_json(const FitConfig& c, const FitResult& R, const std::stri
                  (c.init.empty() ? c.residual : init_structure(c.init).residual) ? "true" : "false");
     js += strfmt("\"ms_per_step\": %g, \"onset_ms\": %g, \"steps\": %d, \"image_steps\": %d, \"steps_per_bin\": %s, ",
                  c.ms_per_step, R.onset_ms, R.T, R.image_steps, steps.c_str());
-    js += strfmt("\"onset_chosen\": %s, \"readout_components\": %d, \"memory_init\": %s, \"cell_scale_init\": %g, \"readout_refit\": %s, ",
+    js += strfmt("\"onset_chosen\": %s, \"readout_components\": %d, \"memory_init\": %s, \"cell_scale_init\": %g, \"readout_refit\": %s, \"stop_on\": \"%s\", ",
                  std::isnan(c.onset_ms) ? "true" : "false", c.readout_components, c.memory_init ? "true" : "false",
-                 c.cell_scale_init, c.readout_refit ? "true" : "false");
+                 c.cell_scale_init, c.readout_refit ? "true" : "false", c.stop_on_score ? "score" : "loss");
     js += strfmt("\"batch\": %d, \"iters\": %d, \"val_every\": %d, \"patience\": %d, \"val_fraction\": %g, \"lr\": %g, "
                  "\"readout_lr\": %g, \"weight_decay\": %g, \"mean_weight\": %g, \"heldout_fraction\": %g, "
                  "\"heldout_fit_images\": %d, ",
@@ -224,9 +224,11 @@ std::string results_json(const FitConfig& c, const FitResult& R, const std::stri
     for (size_t s = 0; s < R.splits.size(); s++) {
         const SplitLog& L = R.splits[s];
         js += strfmt("%s\n    {\"iterations\": %d, \"best_iteration\": %d, \"init_val_loss\": %s, \"seconds\": %.1f, "
-                     "\"refits\": %d, \"val_iterations\": %s, \"val_loss\": %s, \"train_loss\": %s}",
+                     "\"init_val_score\": %s, \"refits\": %d, \"val_iterations\": %s, \"val_loss\": %s, \"val_score\": %s, "
+                     "\"train_loss\": %s}",
                      s ? "," : "", L.iters_done, L.best_iter, json_number(L.init_val_loss).c_str(), L.seconds,
-                     L.refits, json_ints(L.val_iter).c_str(), json_floats(L.val_loss).c_str(), json_floats(L.train_loss).c_str());
+                     json_number(L.init_val_score).c_str(), L.refits, json_ints(L.val_iter).c_str(),
+                     json_floats(L.val_loss).c_str(), json_floats(L.val_score).c_str(), json_floats(L.train_loss).c_str());
     }
     js += "\n  ],\n  \"notes\": [";
     for (size_t i = 0; i < R.notes.size(); i++) js += (i ? ", " : "") + json_string(R.notes[i]);
@@ -361,7 +363,7 @@ int main(int argc, char** argv) {
     runtime_init(argv);
     return run_main([&] {
         FitConfig c;
-        std::string data, out, onset = "auto", cells = "plain";
+        std::string data, out, onset = "auto", cells = "plain", stop_on = "score";
         bool no_memory_init = false, overwrite = false, no_refit = false;
         int threads = 0;
         Cli cli("fit_dynamics", "",
@@ -400,6 +402,8 @@ int main(int argc, char** argv) {
         cli.flag("--readout-components", &c.readout_components,
                  "at most this many PLS components per readout; each unit's count is chosen on validation images").range(1, 100000);
         cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)").range(0, 1);
+        cli.flag("--stop-on", &stop_on, "what early stopping and the readout re-solves watch on the validation images: "
+                 "score (a median r^2 per bin, as scored) or loss");
         cli.flag("--no-readout-refit", &no_refit,
                  "never re-solve the readouts in closed form during training (Adam alone moves them)");
         cli.flag("--cells", &cells, "plain (the paper's, h = cell(x)) or residual (h = x + a * cell(x), a per channel; "
@@ -430,6 +434,8 @@ int main(int argc, char** argv) {
         c.readout_refit = !no_refit;
         if (cells != "plain" && cells != "residual") fail("--cells: expected plain or residual, got '%s'", cells.c_str());
         c.residual = cells == "residual";
+        if (stop_on != "score" && stop_on != "loss") fail("--stop-on: expected score or loss, got '%s'", stop_on.c_str());
+        c.stop_on_score = stop_on == "score";
         if (!c.readout_refit && !cli.was_given("--readout-lr")) c.readout_lr = 1e-4f;  // Adam alone moves them
         if (onset != "auto") {
             char* end = nullptr;

@@ -787,6 +787,14 @@ std::vector<int> readout_solve(ParamArena& ro, const FitConfig& cfg, const Plan&
     return r.comps;
 }
 
+// One validation: the mean loss over the validation images' minibatches and their score
+// (bptt_val_score). What early stopping and the readout re-solves watch: the score (higher
+// is better) with stop_on_score, else the loss.
+struct Validation {
+    float loss = 0, score = 0;
+    float criterion(const FitConfig& cfg) const { return cfg.stop_on_score ? -score : loss; }
+};
+
 // What the parts of one split's BPTT share: its data, the student and its readouts, the
 // recorded graph, the optimisers and the best validation so far. Features of the readout
 // layers are kept for re-solving the readouts in closed form (readout_refit): `cache` [area]
@@ -806,9 +814,10 @@ struct SplitBptt {
     ParamArena& ro;
     FitGraph g;
     Adam opt_m, opt_r;
-    std::vector<std::vector<float>> cache, valF, Ytr, Yva;  // [area]; filled with readout_refit only
+    std::vector<std::vector<float>> cache, valF, Ytr, Yva;  // [area]; cache and Ytr with readout_refit only
     std::vector<int64_t> row_of;                            // (N): image -> its row of cache; -1 if not training
-    float best = 0;                                         // the best validation loss so far
+    float best = 0;                                         // the best validation criterion so far
+    Validation best_val;                                    // the validation that had it
     std::vector<float> best_m, best_r;                      // the parameters and readouts that had it
 };
 
@@ -832,13 +841,13 @@ void bptt_start(SplitBptt& b, const std::vector<std::vector<float>>& F0) {
     b.cache.resize(areas), b.valF.resize(areas), b.Ytr.resize(areas), b.Yva.resize(areas);
     b.row_of.assign((size_t)b.tg.N, -1);
     for (size_t j = 0; j < b.si.train.size(); j++) b.row_of[b.si.train[j]] = (int64_t)j;
-    if (!cfg.readout_refit) return;
     const std::vector<size_t> train_pos(b.si.train.begin(), b.si.train.end());
     for (size_t a = 0; a < areas; a++) {
-        b.cache[a] = gather_rows(F0[a], train_pos, B, P.areas[a].D);
         b.valF[a].assign(b.si.val.size() * B * P.areas[a].D, 0.f);
-        b.Ytr[a] = gather_targets(b.st.Y, U, B, P.areas[a].fit.units, b.si.train);
         b.Yva[a] = gather_targets(b.st.Y, U, B, P.areas[a].fit.units, b.si.val);
+        if (!cfg.readout_refit) continue;
+        b.cache[a] = gather_rows(F0[a], train_pos, B, P.areas[a].D);
+        b.Ytr[a] = gather_targets(b.st.Y, U, B, P.areas[a].fit.units, b.si.train);
     }
 }
 
@@ -861,17 +870,58 @@ void bptt_keep_batch(SplitBptt& b, std::vector<std::vector<float>>& dst, const s
     }
 }
 
-// The mean loss over the validation images' minibatches.
-float bptt_val_loss(SplitBptt& b) {
+// The validation images' score: per area, the mean over fitted bins of the median over fit
+// units of max(r, 0)^2 across the validation images (r: Pearson, prediction vs target; the
+// noise-corrected EV without the ceiling's division); the mean over areas.
+float bptt_val_score(const SplitBptt& b) {
+    const int64_t B = b.P.B, nv = (int64_t)b.si.val.size();
+    double total = 0;
+    int areas = 0;
+    for (size_t a = 0; a < b.P.areas.size(); a++) {
+        const int64_t D = b.P.areas[a].D, Ua = (int64_t)b.P.areas[a].fit.units.size();
+        if (Ua == 0 || nv < 3) continue;
+        Readout r;
+        r.W.resize((size_t)(Ua * D)), r.bias.resize((size_t)Ua);
+        download(r.W.data(), b.ro[ro_name(b.P.areas[a].area, "weight")], Ua * D);
+        download(r.bias.data(), b.ro[ro_name(b.P.areas[a].area, "bias")], Ua);
+        std::vector<float> pr((size_t)(nv * B * Ua));
+        readout_apply(pr.data(), r, b.valF[a].data(), nv * B, D, Ua);
+        const std::vector<float>& y = b.Yva[a];
+        double sum = 0;
+        int bins = 0;
+        for (int64_t k : b.P.bins_fitted) {
+            std::vector<double> r2;
+            for (int64_t u = 0; u < Ua; u++) {
+                double mp = 0, my = 0;
+                for (int64_t i = 0; i < nv; i++) mp += pr[(i * B + k) * Ua + u], my += y[(i * B + k) * Ua + u];
+                mp /= nv, my /= nv;
+                double spy = 0, spp = 0, syy = 0;
+                for (int64_t i = 0; i < nv; i++) {
+                    const double dp = pr[(i * B + k) * Ua + u] - mp, dy = y[(i * B + k) * Ua + u] - my;
+                    spy += dp * dy, spp += dp * dp, syy += dy * dy;
+                }
+                const double rr = spp > 0 && syy > 0 ? spy / std::sqrt(spp * syy) : 0.0;
+                r2.push_back(rr > 0 ? rr * rr : 0.0);
+            }
+            std::nth_element(r2.begin(), r2.begin() + r2.size() / 2, r2.end());
+            sum += r2[r2.size() / 2], bins++;
+        }
+        if (bins) total += sum / bins, areas++;
+    }
+    return areas ? (float)(total / areas) : 0.f;
+}
+
+// One validation (Validation, before SplitBptt).
+Validation bptt_val(SplitBptt& b) {
     double sum = 0;
     int cnt = 0;
     for (size_t i0 = 0; i0 < b.si.val.size(); i0 += (size_t)b.g.n) {
         graph_load(b.g, b.P, b.si.val, i0, &b.st.Y, b.tg.U);
         b.g.u.tape.forward();
         sum += loss_value(b.g), cnt++;
-        if (b.cfg.readout_refit) bptt_keep_batch(b, b.valF, b.si.val, i0, false);
+        bptt_keep_batch(b, b.valF, b.si.val, i0, false);
     }
-    return (float)(sum / cnt);
+    return {(float)(sum / cnt), bptt_val_score(b)};
 }
 
 // The readouts re-solved on the kept features (variable projection: the cells then descend
@@ -884,22 +934,22 @@ void bptt_refit_readouts(SplitBptt& b) {
     b.opt_r = fresh;
 }
 
-// The validation loss now; with readout_refit, the readouts re-solved and kept if validation agrees.
-float bptt_validate(SplitBptt& b, SplitLog& L) {
-    float v = bptt_val_loss(b);
-    if (b.cfg.readout_refit && std::isfinite(v)) {
+// The validation now; with readout_refit, the readouts re-solved and kept if validation agrees.
+Validation bptt_validate(SplitBptt& b, SplitLog& L) {
+    Validation v = bptt_val(b);
+    if (b.cfg.readout_refit && std::isfinite(v.loss)) {
         std::vector<float> before = snapshot(b.ro);
         Adam kept = b.opt_r;
         bptt_refit_readouts(b);
-        float v2 = bptt_val_loss(b);
-        if (v2 < v) v = v2, L.refits++;
+        Validation v2 = bptt_val(b);
+        if (v2.criterion(b.cfg) < v.criterion(b.cfg)) v = v2, L.refits++;
         else restore(b.ro, before), b.opt_r = kept;
     }
     return v;
 }
 
 // <checkpoint_dir>/split<s>.npz (none without a checkpoint_dir): the student's parameters, its
-// readouts and what it is, as of iteration `iter` with validation loss b.best.
+// readouts and what it is, as of iteration `iter` with validation b.best_val.
 void split_checkpoint_save(const SplitBptt& b, const ModelConfig& mc, int iter) {
     const FitConfig& cfg = b.cfg;
     const Model& m = b.m;
@@ -914,7 +964,8 @@ void split_checkpoint_save(const SplitBptt& b, const ModelConfig& mc, int iter) 
     meta_set_floats(meta, "meta.std", {m.norm.std[0], m.norm.std[1], m.norm.std[2]});
     meta_set_floats(meta, "meta.split", {(float)b.s});
     meta_set_floats(meta, "meta.iteration", {(float)iter});
-    meta_set_floats(meta, "meta.val_loss", {b.best});
+    meta_set_floats(meta, "meta.val_loss", {b.best_val.loss});
+    meta_set_floats(meta, "meta.val_score", {b.best_val.score});
     meta_set_floats(meta, "meta.onset_ms", {b.P.onset_ms});
     for (const auto& e : b.ro.entries) {  // the readouts beside the model's parameters
         std::vector<float> v((size_t)e.view.numel());
@@ -958,21 +1009,22 @@ void bptt_iterate(SplitBptt& b, const ModelConfig& mc, SplitLog& L) {
         L.iters_done = it;
         if (cfg.readout_refit) bptt_keep_batch(b, b.cache, order, cursor - (size_t)g.n, true);
         if (it % cfg.val_every == 0 || it == cfg.iters) {
-            float v = bptt_validate(b, L);
-            L.val_iter.push_back(it), L.val_loss.push_back(v);
-            if (!std::isfinite(v)) continue;  // caught as a training loss next
-            if (v < b.best) {
-                b.best = v, L.best_iter = it, bad = 0;
+            const Validation v = bptt_validate(b, L);
+            L.val_iter.push_back(it), L.val_loss.push_back(v.loss), L.val_score.push_back(v.score);
+            if (!std::isfinite(v.loss)) continue;  // caught as a training loss next
+            if (v.criterion(cfg) < b.best) {
+                b.best = v.criterion(cfg), b.best_val = v, L.best_iter = it, bad = 0;
                 b.best_m = snapshot(b.m.params), b.best_r = snapshot(b.ro);
                 split_checkpoint_save(b, mc, it);
             } else if (++bad >= cfg.patience) {
-                bar.update(it, strfmt("loss %.4f val %.4f (best %.4f @%d), early stop", lv, v, b.best, L.best_iter));
+                bar.update(it, strfmt("loss %.4f val %.4f / %.3f (best @%d), early stop", lv, v.loss, v.score, L.best_iter));
                 break;
             }
         }
-        bar.update(it, strfmt("loss %.4f val %.4f", lv, b.best));
+        bar.update(it, strfmt("loss %.4f best val %.4f / %.3f", lv, b.best_val.loss, b.best_val.score));
     }
-    bar.finish(strfmt("best val %.4f at iteration %d (start %.4f)", b.best, L.best_iter, L.init_val_loss));
+    bar.finish(strfmt("best val loss %.4f / score %.3f at iteration %d (start %.4f / %.3f)", b.best_val.loss,
+                      b.best_val.score, L.best_iter, L.init_val_loss, L.init_val_score));
 }
 
 // The student of split s and its readouts, trained by BPTT (dynamics.h, steps 2-5). F0 are
@@ -991,7 +1043,9 @@ Trained train_split(const FitConfig& cfg, const Plan& P, const Targets& tg, cons
     }
     SplitBptt b(cfg, P, tg, si, st, s, *tr.model, *tr.readouts);
     bptt_start(b, F0);
-    L.init_val_loss = b.best = bptt_val_loss(b);
+    b.best_val = bptt_val(b);
+    b.best = b.best_val.criterion(cfg);
+    L.init_val_loss = b.best_val.loss, L.init_val_score = b.best_val.score;
     b.best_m = snapshot(b.m.params), b.best_r = snapshot(b.ro);
     split_checkpoint_save(b, mc, 0);
     bptt_iterate(b, mc, L);

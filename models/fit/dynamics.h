@@ -47,11 +47,15 @@
 //     loss up 10^3-fold in the first iterations on the teacher's own backbone). The cell
 //     weights start random (their gradients' signs disagree), so lr/sqrt(F) is enough. Minibatches of training
 //     images; a validation set (`val_fraction` of the training images, never used to fit
-//     anything) is scored every `val_every` iterations. At each validation (readout_refit)
-//     the readouts are re-solved as in step 3 on the latest features of the training images
-//     (each image's from the last minibatch it was in): variable projection, the cells
-//     descend the loss of the best readout for their features; the re-solve is kept when the
-//     validation loss falls. Between re-solves the readouts stay (readout_lr = 0; Adam on
+//     anything) is scored every `val_every` iterations: its loss, and its score, the mean
+//     over bins of the median over fit units of max(r, 0)^2 (the EV without the ceiling's
+//     division). With stop_on_score (the default) the score decides what "better" means
+//     below: the loss does not follow the score near its optimum (started from the teacher
+//     itself, training lowered the validation loss 25% while the score fell). At each
+//     validation (readout_refit) the readouts are re-solved as in step 3 on the latest
+//     features of the training images (each image's from the last minibatch it was in):
+//     variable projection, the cells descend the loss of the best readout for their
+//     features; the re-solve is kept when validation improves. Between re-solves the readouts stay (readout_lr = 0; Adam on
 //     them moves all D weights of a unit at once, a prediction by ~lr * |x|_1 per step, which
 //     on the teacher's backbone blew the loss up 10^4-fold). The best parameters are kept;
 //     training stops after `patience` validations without improvement or `iters`
@@ -104,6 +108,8 @@ struct FitConfig {
     float val_fraction = 0.1f;             // of the training images
     float lr = 1e-2f;                      // cells and feedback (weights: lr / sqrt(fan-in))
     bool readout_refit = true;             // re-solve the readouts in closed form at every validation
+    bool stop_on_score = true;             // early stopping and the re-solves watch the validation images'
+                                           // score (a median r^2 per bin, as scored) instead of the loss
     float readout_lr = 0.f;                // Adam on the readouts between re-solves (0: they stay as solved;
                                            // without re-solves use ~1e-4: Adam moves all D weights of a
                                            // unit at once, its prediction by ~lr * |x|_1 per step)
@@ -159,9 +165,10 @@ struct SplitLog {
     std::vector<float> train_loss;               // per iteration
     std::vector<int> val_iter;
     std::vector<float> val_loss;
+    std::vector<float> val_score;                // the validation images' score (stop_on_score)
     int best_iter = 0, iters_done = 0;
     int refits = 0;                              // closed-form readout re-solves kept
-    float init_val_loss = 0;                     // before any BPTT step (PLS readout)
+    float init_val_loss = 0, init_val_score = 0; // before any BPTT step (PLS readout)
     std::vector<std::vector<int>> readout_components;  // [area] (fit units) PLS components of the closed-form start
     double seconds = 0;
 };

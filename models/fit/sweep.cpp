@@ -46,7 +46,7 @@ const GridFlag kGridFlags[] = {
     {"--heldout-fit-images", FlagKind::Int}, {"--components", FlagKind::Int},    {"--pls", FlagKind::Text},
     {"--model-seed", FlagKind::Int},       {"--device", FlagKind::Text},         {"--preset", FlagKind::Text},
     {"--readout-components", FlagKind::Int}, {"--cell-scale-init", FlagKind::Number},
-    {"--cells", FlagKind::Text},           {"--init", FlagKind::Text},
+    {"--cells", FlagKind::Text},           {"--init", FlagKind::Text},           {"--stop-on", FlagKind::Text},
     {"--no-memory-init", FlagKind::Switch}, {"--no-readout-refit", FlagKind::Switch},
 };
 
