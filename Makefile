@@ -66,6 +66,11 @@ endif
 $(info ventral: found stb_image (libstb))
 LDLIBS += -lstb
 
+ifeq ($(wildcard /usr/include/nlohmann/json.hpp),)
+  $(error nlohmann/json not found: run third_party/install-deps.sh (installs nlohmann-json3-dev))
+endif
+$(info ventral: found nlohmann/json (header only))
+
 ifeq ($(NO_OMP),1)
   $(info ventral: OpenMP disabled (NO_OMP=1))
   CXXFLAGS += -Wno-unknown-pragmas

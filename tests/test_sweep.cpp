@@ -17,6 +17,7 @@
 #include "engine/checkpoint.h"
 #include "engine/io/npy.h"
 #include "models/convrnn.h"
+#include "engine/io/json.h"
 #include "models/fit/sweep.h"
 #include "models/datasets/virtual_primate.h"
 #include "tests/testutil.h"
@@ -253,57 +254,6 @@ TEST_CASE("sweep: built-in grids") {
     CHECK(has(error_of([] { sweep_grid_builtin("motif"); }), "unknown built-in grid 'motif'"));
 }
 
-TEST_CASE("sweep: the JSON reader") {
-    Json j = json_parse(" {\"a\": [1, -2.5, 3e2, 1E-3, -0, 0.5e+1, null, true, false],\n"
-                        "  \"b\": {\"c\": {\"d\": \"x\\\"y\\\\z\\n\\u00e9\\ud83d\\ude00\"}}, \"e\": [], \"f\": {}} ",
-                        "t.json");
-    REQUIRE(j.type == Json::Type::Object);
-    const Json* a = j.find("a");
-    REQUIRE(a);
-    REQUIRE(a->array.size() == 9);
-    CHECK(a->array[0].number == 1);
-    CHECK(a->array[1].number == -2.5);
-    CHECK(a->array[2].number == 300);
-    CHECK(a->array[3].number == doctest::Approx(1e-3));
-    CHECK(a->array[4].number == 0);
-    CHECK(a->array[5].number == 5);
-    CHECK(a->array[6].is_null());
-    CHECK((a->array[7].type == Json::Type::Bool && a->array[7].boolean));
-    CHECK((a->array[8].type == Json::Type::Bool && !a->array[8].boolean));
-    CHECK(j.find("b")->find("c")->find("d")->string == "x\"y\\z\n\xc3\xa9\xf0\x9f\x98\x80");
-    CHECK(j.find("e")->array.empty());
-    CHECK(j.find("f")->object.empty());
-    CHECK(j.find("zz") == nullptr);
-    CHECK(json_parse("42", "t").number == 42);
-
-    struct Bad {
-        std::string text, says;
-    };
-    for (const Bad& b : {Bad{"{\"a\": 1,}", "line 1, column 9: expected a member name"},
-                         Bad{"[1, 2,]", "column 7: expected a value"},
-                         Bad{"{\"a\": NaN}", "column 7: expected a value"},
-                         Bad{"{\"a\": 1}\n{}", "line 2, column 1: expected the end of the text"},
-                         Bad{"{\"a\": \"open", "expected the closing '\"'"},
-                         Bad{"[1e]", "expected a digit in the exponent"},
-                         Bad{"[01]", "expected ',' or ']'"},
-                         Bad{"[.5]", "expected a value"},
-                         Bad{"[1.]", "expected a digit after the decimal point"},
-                         Bad{"[1e999]", "within double range"},
-                         Bad{"{\"a\" 1}", "expected ':'"},
-                         Bad{"{\"a\": 1, \"a\": 2}", "\"a\" is there twice"},
-                         Bad{"[\"\\x\"]", "expected an escape"},
-                         Bad{"[\"\\ud800\"]", "low surrogate"},
-                         Bad{"[tru]", "expected a value"},
-                         Bad{"", "line 1, column 1: expected a value, found the end of the text"},
-                         Bad{std::string(300, '['), "at most 256 nested"}}) {
-        CAPTURE(b.text);
-        std::string e = error_of([&] { json_parse(b.text, "bad.json"); });
-        CHECK(has(e, "bad.json: malformed JSON"));
-        CHECK_MESSAGE(has(e, b.says), e);
-    }
-    CHECK(has(error_of([] { json_read_file("/nonexistent/results.json"); }), "/nonexistent/results.json"));
-}
-
 TEST_CASE("sweep: the paired t-test and Student's t against scipy") {
     // scipy.stats.ttest_1samp([1, 2, 3, 4], 0): t = 3.872983346207417, p = 0.030466291662170977
     PairedTest t = paired_t_test({1, 2, 3, 4}, {0, 0, 0, 0});
@@ -410,9 +360,10 @@ TEST_CASE("sweep: results.json summaries, comparisons and the report files") {
     CHECK(has(csv, "ff,IT,conv5,none,none,0,0.4075,"));
     CHECK(has(csv, ",reused\n"));
     CHECK(has(csv, "bad,V4,,,,,,,,,,,,FAILED\n"));
-    Json js = json_read_file(dir + "/out/summary.json");  // our own output parses
-    CHECK(js.find("configurations")->array.size() == 3);
-    CHECK(js.find("comparisons")->array.size() == 4);
+    Json js = json_read(dir + "/out/summary.json");  // our own output parses
+    json_format_check(js, "ventral-sweep-summary-1", "summary.json");
+    CHECK(js["configurations"].size() == 3);
+    CHECK(js["comparisons"].size() == 4);
     std::string md = slurp(dir + "/out/report.md");
     CHECK(has(md, "![EV per configuration](bars_g.png)"));
     CHECK(has(md, "(ev_over_time.png)"));

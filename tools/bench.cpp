@@ -36,6 +36,7 @@
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/io/json.h"
 #include "engine/linalg.h"
 #include "engine/ops.h"
 #include "engine/params.h"
@@ -84,10 +85,13 @@ double peak_rss_mb() {
     return ru.ru_maxrss / 1024.0;
 }
 
-std::string common_fields(Device dev = Device::CPU) {
-    std::string s = strfmt("\"device\": \"%s\", ", device_name(dev));
-    if (dev != Device::CPU) s += strfmt("\"gpu\": \"%s\", ", backend_device_name(dev));
-    return s + strfmt("\"openblas_core\": \"%s\", \"threads\": %d", blas_core_name(), backend_threads());
+// Prints one result as a JSON line (engine/io/json.h: NaN as null), with the machine's fields last.
+void emit(Json line, Device dev = Device::CPU) {
+    line["device"] = device_name(dev);
+    if (dev != Device::CPU) line["gpu"] = backend_device_name(dev);
+    line["openblas_core"] = blas_core_name(), line["threads"] = backend_threads();
+    std::printf("%s\n", line.dump().c_str());
+    std::fflush(stdout);
 }
 
 // The size of the same-run sgemm reference: 2048 on the CPU, 8192 on a GPU (smaller ones do
@@ -135,11 +139,12 @@ std::string current_conv_path(Device dev) {
 }
 
 // Device memory held at its peak (GPU: the caching allocator's peak, in MiB), or null.
-std::string device_peak_mb(Device dev) {
+Json device_peak_mb(Device dev) {
 #ifdef VT_CUDA
-    if (dev != Device::CPU) return strfmt("%.0f", cuda_mem_stats().peak_bytes / 1048576.0);
+    if (dev != Device::CPU) return json_num(std::round(cuda_mem_stats().peak_bytes / 1048576.0));
 #endif
-    return "null";
+    (void)dev;
+    return nullptr;
 }
 
 // ---- workload: conv ------------------------------------------------------------------------
@@ -183,13 +188,11 @@ void bench_conv(const Opts& o) {
             double bwd = median_ms(o.reps, [&] { tape.backward(y, dy); }, dev);
             double flops = 2.0 * N * l.OC * y.dim(2) * y.dim(3) * l.C * l.K * l.K;
             double gf = 3 * flops / ((fwd + bwd) * 1e6);
-            std::printf(
-                "{\"workload\": \"conv\", \"arch\": \"%s\", \"layer\": \"%s\", \"input\": \"%s\", \"weight\": \"%s\", "
-                "\"conv_path\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f, "
-                "\"gflops\": %.1f, \"sgemm_gflops\": %.1f, \"fraction_of_sgemm\": %.3f, %s}\n",
-                l.arch, l.layer, shape_str(x.shape).c_str(), shape_str(w.shape).c_str(), path.c_str(), fwd, bwd,
-                flops / (fwd * 1e6), 2 * flops / (bwd * 1e6), gf, peak, gf / peak, common_fields(dev).c_str());
-            std::fflush(stdout);
+            emit({{"workload", "conv"}, {"arch", l.arch}, {"layer", l.layer}, {"input", shape_str(x.shape)},
+                  {"weight", shape_str(w.shape)}, {"conv_path", path}, {"fwd_ms", json_num(fwd)}, {"bwd_ms", json_num(bwd)},
+                  {"fwd_gflops", json_num(flops / (fwd * 1e6))}, {"bwd_gflops", json_num(2 * flops / (bwd * 1e6))},
+                  {"gflops", json_num(gf)}, {"sgemm_gflops", json_num(peak)}, {"fraction_of_sgemm", json_num(gf / peak)}},
+                 dev);
         }
         set_conv_path(dev, default_path);
     }
@@ -310,19 +313,17 @@ void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
     if (dev != Device::CPU && o.graph) iteration();  // TapeGraph's warm-up; median_ms's own one then captures
     double ms = median_ms(o.reps, iteration, dev);
     double flops = step_conv_flops(m, N) * T * (w.train ? 3 : 1);
-    std::string graph_field = dev == Device::CPU ? "null" : graph.captured() ? "true" : "false";
+    const Json graph_field = dev == Device::CPU ? Json(nullptr) : Json(graph.captured());
     if (!graph.fallback_reason().empty())
         std::fprintf(stderr, "bench %s: not replayed as a CUDA Graph: %s\n", w.name, graph.fallback_reason().c_str());
-    std::printf(
-        "{\"workload\": \"%s\", \"arch\": \"%s\", \"motif\": \"%s\", \"feedback\": \"%s\", \"batch\": %d, "
-        "\"steps\": %d, \"mode\": \"%s\", \"ms_per_iter\": %.1f, \"gflops\": %.1f, \"sgemm_gflops\": %.1f, "
-        "\"fraction_of_sgemm\": %.3f, \"activation_arena_mb\": %.0f, \"peak_rss_mb\": %.0f, \"cuda_graph\": %s, "
-        "\"conv_path\": \"%s\", \"device_peak_mb\": %s, %s}\n",
-        w.name, w.arch, w.motif, w.feedback[0] ? w.feedback : "none", N, T, w.train ? "train" : "inference", ms,
-        flops / (ms * 1e6), o.sgemm, flops / (ms * 1e6) / o.sgemm, u.arena.total_floats() * 4.0 / (1 << 20),
-        peak_rss_mb(), graph_field.c_str(), current_conv_path(dev).c_str(), device_peak_mb(dev).c_str(),
-        common_fields(dev).c_str());
-    std::fflush(stdout);
+    emit({{"workload", w.name}, {"arch", w.arch}, {"motif", w.motif}, {"feedback", w.feedback[0] ? w.feedback : "none"},
+          {"batch", N}, {"steps", T}, {"mode", w.train ? "train" : "inference"}, {"ms_per_iter", json_num(ms)},
+          {"gflops", json_num(flops / (ms * 1e6))}, {"sgemm_gflops", json_num(o.sgemm)},
+          {"fraction_of_sgemm", json_num(flops / (ms * 1e6) / o.sgemm)},
+          {"activation_arena_mb", json_num(std::round(u.arena.total_floats() * 4.0 / (1 << 20)))},
+          {"peak_rss_mb", json_num(std::round(peak_rss_mb()))}, {"cuda_graph", graph_field},
+          {"conv_path", current_conv_path(dev)}, {"device_peak_mb", device_peak_mb(dev)}},
+         dev);
 }
 
 const RecurrentWorkload RECURRENT[] = {
@@ -378,12 +379,6 @@ std::vector<float> read_f32_file(const std::string& path, size_t n) {
     std::fclose(f);
     if (got != n) fail("bench simpls: '%s' holds %zu floats, expected %zu", path.c_str(), got, n);
     return v;
-}
-
-// The number after "key": in a JSON line, NaN if absent.
-double json_field(const std::string& line, const std::string& key) {
-    size_t at = line.find("\"" + key + "\":");
-    return at == std::string::npos ? NAN : std::atof(line.c_str() + at + key.size() + 3);
 }
 
 // |a - b|_F / |b|_F, and the same per output column (median and max over the q columns).
@@ -463,11 +458,10 @@ void bench_simpls(const Opts& o) {
         std::vector<float> xv = X.to_vector(), yv = Y.to_vector();
         PlsModel m;
         double ms = fit_time(xv, yv, q, m);
-        std::printf(
-            "{\"workload\": \"simpls\", \"n\": %d, \"p\": %d, \"q\": %d, \"ncomp\": %d, \"fit_ms\": %.1f, "
-            "\"sklearn_fit_s\": null, \"note\": \"python3 with scikit-learn not found: time sklearn with "
-            "python3 tools/bench_simpls.py (same shape) and compare fit_s\", %s}\n",
-            n, p, q, ncomp, ms, common_fields().c_str());
+        emit({{"workload", "simpls"}, {"n", n}, {"p", p}, {"q", q}, {"ncomp", ncomp}, {"fit_ms", json_num(ms)},
+              {"sklearn_fit_s", nullptr},
+              {"note", "python3 with scikit-learn not found: time sklearn with python3 tools/bench_simpls.py (same "
+                       "shape) and compare fit_s"}});
         return;
     }
     char tmpl[] = "/tmp/ventral_bench_simpls_XXXXXX";
@@ -486,11 +480,9 @@ void bench_simpls(const Opts& o) {
             for (const std::string& a : cmd) line += (line.empty() ? "" : " ") + a;
             fail("bench simpls: '%s' failed:\n%s", line.c_str(), out.c_str());
         }
-        std::string sk_line = out.substr(0, out.find('\n'));
-        const double sk_fit_s = json_field(sk_line, "fit_s");
-        size_t v = sk_line.find("\"impl\": \"");
-        std::string sk_impl =
-            v == std::string::npos ? "sklearn" : sk_line.substr(v + 9, sk_line.find('"', v + 9) - v - 9);
+        const Json sk = json_parse(out.substr(0, out.find('\n')), script + "'s first line");
+        const double sk_fit_s = sk.contains("fit_s") && sk["fit_s"].is_number() ? sk["fit_s"].get<double>() : NAN;
+        const std::string sk_impl = sk.contains("impl") && sk["impl"].is_string() ? sk["impl"].get<std::string>() : "sklearn";
 
         std::vector<float> xtr = read_f32_file(sub + "/xtr.f32", (size_t)n * p);
         std::vector<float> ytr = read_f32_file(sub + "/ytr.f32", (size_t)n * qq);
@@ -504,24 +496,21 @@ void bench_simpls(const Opts& o) {
             const double pred_ms = median_ms(o.reps, [&] { pls_predict(yhat.data(), m, xte.data(), nte); });
             double sk_fro, sk_med, sk_max;
             rel_errors(yhat, ysk, nte, qq, sk_fro, sk_med, sk_max);
-            std::string extra;
+            Json line = {{"workload", "simpls"},   {"algorithm", nipals ? "nipals" : "simpls"},
+                         {"n", n},                  {"n_test", nte},
+                         {"p", p},                  {"q", qq},
+                         {"ncomp", m.ncomp},        {"fit_ms", json_num(fit_ms)},
+                         {"predict_ms", json_num(pred_ms)}, {"sklearn", sk_impl},
+                         {"sklearn_fit_s", json_num(sk_fit_s)}, {"speedup_vs_sklearn", json_num(sk_fit_s * 1e3 / fit_ms)}};
             if (qq > 1 && !nipals) {
                 std::vector<float> ynp = read_f32_file(sub + "/yhat_simpls_numpy.f32", (size_t)nte * qq);
                 double np_fro, np_med, np_max;
                 rel_errors(yhat, ynp, nte, qq, np_fro, np_med, np_max);
-                extra =
-                    strfmt("\"rel_vs_numpy_simpls\": %.3g, \"rel_vs_numpy_simpls_max_output\": %.3g, ", np_fro, np_max);
+                line["rel_vs_numpy_simpls"] = json_num(np_fro), line["rel_vs_numpy_simpls_max_output"] = json_num(np_max);
             }
-            std::printf(
-                "{\"workload\": \"simpls\", \"algorithm\": \"%s\", \"n\": %d, \"n_test\": %d, \"p\": %d, \"q\": %d, "
-                "\"ncomp\": %d, "
-                "\"fit_ms\": %.1f, \"predict_ms\": %.1f, \"sklearn\": \"%s\", \"sklearn_fit_s\": %.2f, "
-                "\"speedup_vs_sklearn\": %.1f, %s\"rel_vs_sklearn\": %.3g, \"rel_vs_sklearn_median_output\": %.3g, "
-                "\"rel_vs_sklearn_max_output\": %.3g, \"same_estimator_as_sklearn\": %s, %s}\n",
-                nipals ? "nipals" : "simpls", n, nte, p, qq, m.ncomp, fit_ms, pred_ms, sk_impl.c_str(), sk_fit_s,
-                sk_fit_s * 1e3 / fit_ms, extra.c_str(), sk_fro, sk_med, sk_max, qq == 1 || nipals ? "true" : "false",
-                common_fields().c_str());
-            std::fflush(stdout);
+            line["rel_vs_sklearn"] = json_num(sk_fro), line["rel_vs_sklearn_median_output"] = json_num(sk_med);
+            line["rel_vs_sklearn_max_output"] = json_num(sk_max), line["same_estimator_as_sklearn"] = qq == 1 || nipals;
+            emit(line);
         }
         for (const char* f : {"xtr", "ytr", "xte", "yte", "yhat_sklearn", "yhat_simpls_numpy"})
             std::remove((sub + "/" + f + ".f32").c_str());
@@ -585,8 +574,7 @@ int main(int argc, char** argv) {
         }
         backend_set_threads(o.threads);
         o.sgemm = sgemm_gflops(o.reps, o.device);
-        std::printf("{\"workload\": \"sgemm\", \"n\": %d, \"gflops\": %.1f, %s}\n", sgemm_n(o.device), o.sgemm,
-                    common_fields(o.device).c_str());
+        emit({{"workload", "sgemm"}, {"n", sgemm_n(o.device)}, {"gflops", json_num(o.sgemm)}}, o.device);
         for (const Workload& w : WORKLOADS)
             if (o.workloads.empty() || std::find(o.workloads.begin(), o.workloads.end(), w.name) != o.workloads.end())
                 w.run(o);

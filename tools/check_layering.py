@@ -8,7 +8,7 @@ The folders are the layers, lowest first (README, ## Layout). A C++/CUDA file ma
 
     kernels/          raw-pointer kernels and vt::Error/CHECK (kernels/error.h)
     engine/common.*   checked sizes, the memory limit, run_main
-    engine/io/        files on disk: npy/npz, images, plots, run folders (no Tensor)
+    engine/io/        files on disk: npy/npz, JSON, images, plots, run folders (no Tensor)
     engine/           tensors, autodiff, ops, parameters, backends, linear algebra
     models/           networks: backbones, cells, the unrolled ConvRNN
     models/datasets/  neural data, stimuli, image folders, the virtual primate

@@ -15,6 +15,7 @@
 #include <filesystem>
 
 #include "engine/backend.h"
+#include "engine/io/json.h"
 #include "engine/io/npy.h"
 #include "engine/io/plot.h"
 #include "engine/progress.h"
@@ -34,19 +35,18 @@ namespace {
 
 const char* kDefaultData = "data/virtual_primate.npz";
 
-std::string json_ev_bins(const Targets& tg, const AreaScore& a) {
-    std::string s = "[";
+Json json_ev_bins(const Targets& tg, const AreaScore& a) {
+    Json bins = Json::array();
     for (int64_t b = 0; b < tg.B; b++)
-        s += strfmt("%s{\"bin_start_ms\": %g, \"bin_end_ms\": %g, \"mean\": %s, \"sem\": %s, \"units\": %d}",
-                    b ? ", " : "", tg.bin_start_ms[b], tg.bin_end_ms[b], json_number(a.ev_bin_mean[b]).c_str(),
-                    json_number(a.ev_bin_sem[b]).c_str(), a.units_per_bin[b]);
-    return s + "]";
+        bins.push_back({{"bin_start_ms", json_num(tg.bin_start_ms[b])}, {"bin_end_ms", json_num(tg.bin_end_ms[b])},
+                        {"mean", json_num(a.ev_bin_mean[b])}, {"sem", json_num(a.ev_bin_sem[b])},
+                        {"units", a.units_per_bin[b]}});
+    return bins;
 }
 
 // {"mean", "sem", "per_split"}: per split the mean over bins with scoring units.
-std::string json_ev(const Targets& tg, const AreaScore& a) {
-    std::string s = strfmt("{\"mean\": %s, \"sem\": %s, \"per_split\": [", json_number(a.ev_mean).c_str(),
-                           json_number(a.ev_sem).c_str());
+Json json_ev(const Targets& tg, const AreaScore& a) {
+    std::vector<double> per_split;
     for (int k = 0; k < tg.folds.k; k++) {
         double sum = 0;
         int c = 0;
@@ -54,26 +54,13 @@ std::string json_ev(const Targets& tg, const AreaScore& a) {
             float v = a.ev[k * tg.B + b];
             if (v == v) sum += v, c++;
         }
-        s += (k ? ", " : "") + json_number(c ? sum / c : NAN);
+        per_split.push_back(c ? sum / c : NAN);
     }
-    return s + "]}";
+    return {{"mean", json_num(a.ev_mean)}, {"sem", json_num(a.ev_sem)}, {"per_split", json_nums(per_split)}};
 }
 
-std::string json_score(const Targets& tg, const AreaScore& a, int units) {
-    return strfmt("{\"units\": %d, \"ev\": %s, \"ev_per_bin\": %s}", units, json_ev(tg, a).c_str(),
-                  json_ev_bins(tg, a).c_str());
-}
-
-std::string json_ints(const std::vector<int>& v) {
-    std::string s = "[";
-    for (size_t i = 0; i < v.size(); i++) s += (i ? ", " : "") + std::to_string(v[i]);
-    return s + "]";
-}
-
-std::string json_floats(const std::vector<float>& v) {
-    std::string s = "[";
-    for (size_t i = 0; i < v.size(); i++) s += (i ? ", " : "") + json_number(v[i]);
-    return s + "]";
+Json json_score(const Targets& tg, const AreaScore& a, int units) {
+    return {{"units", units}, {"ev", json_ev(tg, a)}, {"ev_per_bin", json_ev_bins(tg, a)}};
 }
 
 // --preset: settings for a compute budget, applied before the flags (a flag given wins).
@@ -169,71 +156,86 @@ NeuralData data_load(std::string& data, bool virtual_primate, std::vector<float>
     return d;
 }
 
-// results.json: the settings that rerun the fit, per area the scores, per split the loss curves.
-std::string results_json(const FitConfig& c, const FitResult& R, const std::string& preset, const std::string& data,
-                         bool virtual_primate) {
+// results.json (README, "Results files"): the settings that rerun the fit, per area the
+// scores, per split the loss curves.
+Json results_json(const FitConfig& c, const FitResult& R, const std::string& preset, const std::string& data,
+                  bool virtual_primate) {
     const Targets& tg = R.targets;
-    std::string steps = "[";
-    for (size_t b = 0; b < R.steps_of_bin.size(); b++) steps += (b ? ", " : "") + json_ints(R.steps_of_bin[b]);
-    steps += "]";
-    std::string js = "{\n  \"format\": \"ventral-fit-dynamics-1\",\n  \"settings\": {";
-    js += strfmt("\"preset\": %s, ", json_string(preset).c_str());
-    js += strfmt("\"tool\": \"fit_dynamics\", \"data\": %s, \"virtual_primate\": %s, \"backbone\": %s, \"init\": %s, ",
-                 json_string(data).c_str(), virtual_primate ? "true" : "false", json_string(c.backbone).c_str(),
-                 c.init.empty() ? "null" : json_string(c.init).c_str());
-    js += strfmt("\"motif\": %s, \"feedback\": %s, \"readout\": %s, \"time_varied\": %s, \"residual_cells\": %s, ",
-                 json_string(c.motif).c_str(), json_string(c.feedback).c_str(), json_string(c.readout).c_str(),
-                 c.time_varied ? "true" : "false",
-                 (c.init.empty() ? c.residual : init_structure(c.init).residual) ? "true" : "false");
-    js += strfmt("\"ms_per_step\": %g, \"onset_ms\": %g, \"steps\": %d, \"image_steps\": %d, \"steps_per_bin\": %s, ",
-                 c.ms_per_step, R.onset_ms, R.T, R.image_steps, steps.c_str());
-    js += strfmt("\"onset_chosen\": %s, \"readout_components\": %d, \"memory_init\": %s, \"cell_scale_init\": %g, \"readout_refit\": %s, \"stop_on\": \"%s\", ",
-                 std::isnan(c.onset_ms) ? "true" : "false", c.readout_components, c.memory_init ? "true" : "false",
-                 c.cell_scale_init, c.readout_refit ? "true" : "false", c.stop_on_score ? "score" : "loss");
-    js += strfmt("\"batch\": %d, \"iters\": %d, \"val_every\": %d, \"patience\": %d, \"val_fraction\": %g, \"lr\": %g, "
-                 "\"readout_lr\": %g, \"weight_decay\": %g, \"mean_weight\": %g, \"heldout_fraction\": %g, "
-                 "\"heldout_fit_images\": %d, ",
-                 c.batch, c.iters, c.val_every, c.patience, c.val_fraction, c.lr, c.readout_lr, c.weight_decay,
-                 c.mean_weight, c.heldout_fraction, c.heldout_fit_images);
-    js += strfmt("\"splits\": %d, \"components\": %d, \"pls\": \"%s\", \"seed\": %llu, \"model_seed\": %llu, "
-                 "\"ceiling_splits\": %d, \"min_reliability\": %g, \"stratified\": %s, \"device\": \"%s\", "
-                 "\"trainable_params\": %lld},\n",
-                 c.score.folds, c.score.components, c.score.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls",
-                 (unsigned long long)c.score.seed, (unsigned long long)c.seed, c.score.ceiling_splits,
-                 c.score.min_reliability, tg.folds.stratified ? "true" : "false", device_name(c.device),
-                 (long long)R.trainable_params);
-    js += "  \"areas\": {";
-    for (size_t a = 0; a < R.areas.size(); a++) {
-        const AreaFit& af = R.areas[a];
-        js += strfmt("%s\n    %s: {\"layer\": %s, \"units\": %d, \"ev\": %s, \"ev_per_bin\": %s,", a ? "," : "",
-                     json_string(af.area).c_str(), json_string(af.layer).c_str(), (int)af.fit_units.size(),
-                     json_ev(tg, af.fit).c_str(), json_ev_bins(tg, af.fit).c_str());
-        js += "\n      \"heldout_units\": " + json_score(tg, af.heldout, (int)af.heldout_units.size()) + ",";
-        js += "\n      \"reliability\": [";
+    Json st = {
+        {"preset", preset},
+        {"tool", "fit_dynamics"},
+        {"data", data},
+        {"virtual_primate", virtual_primate},
+        {"backbone", c.backbone},
+        {"init", c.init.empty() ? Json(nullptr) : Json(c.init)},
+        {"motif", c.motif},
+        {"feedback", c.feedback},
+        {"readout", c.readout},
+        {"time_varied", c.time_varied},
+        {"residual_cells", c.init.empty() ? c.residual : init_structure(c.init).residual},
+        {"ms_per_step", json_num(c.ms_per_step)},
+        {"onset_ms", json_num(R.onset_ms)},
+        {"steps", R.T},
+        {"image_steps", R.image_steps},
+        {"steps_per_bin", R.steps_of_bin},
+        {"onset_chosen", std::isnan(c.onset_ms)},
+        {"readout_components", c.readout_components},
+        {"memory_init", c.memory_init},
+        {"cell_scale_init", json_num(c.cell_scale_init)},
+        {"readout_refit", c.readout_refit},
+        {"stop_on", c.stop_on_score ? "score" : "loss"},
+        {"batch", c.batch},
+        {"iters", c.iters},
+        {"val_every", c.val_every},
+        {"patience", c.patience},
+        {"val_fraction", json_num(c.val_fraction)},
+        {"lr", json_num(c.lr)},
+        {"readout_lr", json_num(c.readout_lr)},
+        {"weight_decay", json_num(c.weight_decay)},
+        {"mean_weight", json_num(c.mean_weight)},
+        {"heldout_fraction", json_num(c.heldout_fraction)},
+        {"heldout_fit_images", c.heldout_fit_images},
+        {"splits", c.score.folds},
+        {"components", c.score.components},
+        {"pls", c.score.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls"},
+        {"seed", c.score.seed},
+        {"model_seed", c.seed},
+        {"ceiling_splits", c.score.ceiling_splits},
+        {"min_reliability", json_num(c.score.min_reliability)},
+        {"stratified", tg.folds.stratified},
+        {"device", device_name(c.device)},
+        {"trainable_params", R.trainable_params},
+    };
+    Json areas = Json::object();
+    for (const AreaFit& af : R.areas) {
+        Json rel = Json::array();
         for (int64_t b = 0; b < tg.B; b++)
-            js += strfmt("%s{\"bin_start_ms\": %g, \"bin_end_ms\": %g, \"median_rho\": %s}", b ? ", " : "",
-                         tg.bin_start_ms[b], tg.bin_end_ms[b],
-                         json_number(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b]).c_str());
-        js += "]";
-        if (af.has_teacher)
-            js += ",\n      \"teacher\": " + json_score(tg, af.teacher, (int)(af.fit_units.size() + af.heldout_units.size()));
-        js += strfmt(",\n      \"fit_units\": %s, \"heldout_unit_ids\": %s}", json_ints(af.fit_units).c_str(),
-                     json_ints(af.heldout_units).c_str());
+            rel.push_back({{"bin_start_ms", json_num(tg.bin_start_ms[b])}, {"bin_end_ms", json_num(tg.bin_end_ms[b])},
+                           {"median_rho", json_num(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b])}});
+        Json a = {{"layer", af.layer},
+                  {"units", (int)af.fit_units.size()},
+                  {"ev", json_ev(tg, af.fit)},
+                  {"ev_per_bin", json_ev_bins(tg, af.fit)},
+                  {"heldout_units", json_score(tg, af.heldout, (int)af.heldout_units.size())},
+                  {"reliability", rel}};
+        if (af.has_teacher) a["teacher"] = json_score(tg, af.teacher, (int)(af.fit_units.size() + af.heldout_units.size()));
+        a["fit_units"] = af.fit_units, a["heldout_unit_ids"] = af.heldout_units;
+        areas[af.area] = a;
     }
-    js += "\n  },\n  \"splits\": [";
-    for (size_t s = 0; s < R.splits.size(); s++) {
-        const SplitLog& L = R.splits[s];
-        js += strfmt("%s\n    {\"iterations\": %d, \"best_iteration\": %d, \"init_val_loss\": %s, \"seconds\": %.1f, "
-                     "\"init_val_score\": %s, \"refits\": %d, \"val_iterations\": %s, \"val_loss\": %s, \"val_score\": %s, "
-                     "\"train_loss\": %s}",
-                     s ? "," : "", L.iters_done, L.best_iter, json_number(L.init_val_loss).c_str(), L.seconds,
-                     json_number(L.init_val_score).c_str(), L.refits, json_ints(L.val_iter).c_str(),
-                     json_floats(L.val_loss).c_str(), json_floats(L.val_score).c_str(), json_floats(L.train_loss).c_str());
-    }
-    js += "\n  ],\n  \"notes\": [";
-    for (size_t i = 0; i < R.notes.size(); i++) js += (i ? ", " : "") + json_string(R.notes[i]);
-    js += strfmt("],\n  \"seconds\": %.1f\n}\n", R.seconds);
-    return js;
+    Json splits = Json::array();
+    for (const SplitLog& L : R.splits)
+        splits.push_back({{"iterations", L.iters_done},
+                          {"best_iteration", L.best_iter},
+                          {"init_val_loss", json_num(L.init_val_loss)},
+                          {"init_val_score", json_num(L.init_val_score)},
+                          {"seconds", json_num(L.seconds)},
+                          {"refits", L.refits},
+                          {"val_iterations", L.val_iter},
+                          {"val_loss", json_nums(L.val_loss)},
+                          {"val_score", json_nums(L.val_score)},
+                          {"train_loss", json_nums(L.train_loss)}});
+    return {{"format", "ventral-fit-dynamics-1"}, {"settings", st}, {"areas", areas}, {"splits", splits},
+            {"notes", R.notes}, {"seconds", json_num(R.seconds)}};
 }
 
 // results.csv: one row per area, unit set (fit, heldout, teacher) and bin.
@@ -482,7 +484,7 @@ int main(int argc, char** argv) {
 
         FitResult R = fit_dynamics(d, c, teacher, [](const std::string& s) { std::fprintf(stderr, "fit_dynamics: %s\n", s.c_str()); });
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());
-        const std::string js = results_json(c, R, preset, data, virtual_primate);
+        const Json js = results_json(c, R, preset, data, virtual_primate);
         results_csv_write(out + "/results.csv", R);
         npz_write(out + "/predictions.npz", fit_predictions_npz(R));
         plot_ev_over_time(out + "/ev_over_time.png", c, R, d.presentation_ms);
@@ -492,7 +494,7 @@ int main(int argc, char** argv) {
         }
 
         // results.json last: a run is finished (the sweep reuses it) iff this file exists
-        file_write_atomic(out + "/results.json", js.data(), js.size());
+        json_write(out + "/results.json", js);
         rundir_publish(claim);  // every file into the folder, results.json last
         out = final_out;
 

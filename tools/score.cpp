@@ -89,9 +89,7 @@ int main(int argc, char** argv) {
         }
 
         std::filesystem::create_directories(out);
-        std::string json = scores_json(tg, results, {{"features", json_string(features)},
-                                                     {"mapping", json_string(mapping)}});
-        file_write_atomic(out + "/results.json", json.data(), json.size());
+        json_write(out + "/results.json", scores_json(tg, results, {{"features", features}, {"mapping", mapping}}));
         std::printf("%s", scores_table(tg, results).c_str());
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);

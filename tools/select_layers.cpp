@@ -166,13 +166,13 @@ int main(int argc, char** argv) {
         const std::vector<LayerScore> results = layers_score(tg, spec, feats, d.N);
 
         fs::create_directories(a.out);
-        std::string json = scores_json(
-            tg, results,
-            {{"backbone", json_string(a.backbone)}, {"arch", json_string(spec.arch)}, {"mapping", "\"per_bin\""},
-             {"device", json_string(device_name(a.device))},
-             {"input", json_string(strfmt("%dx%d: short side resized to %d, centre crop, per-channel normalisation "
-                                          "from the checkpoint", spec.in_size, spec.in_size, spec.in_size))}});
-        file_write_atomic(a.out + "/results.json", json.data(), json.size());
+        json_write(a.out + "/results.json",
+                   scores_json(tg, results,
+                               {{"backbone", a.backbone}, {"arch", spec.arch}, {"mapping", "per_bin"},
+                                {"device", device_name(a.device)},
+                                {"input", strfmt("%dx%d: short side resized to %d, centre crop, per-channel "
+                                                 "normalisation from the checkpoint", spec.in_size, spec.in_size,
+                                                 spec.in_size)}}));
         const std::string csv = layers_csv(tg, results);
         file_write_atomic(a.out + "/layers.csv", csv.data(), csv.size());
         heatmap_write(a.out + "/heatmap.png", tg, results, spec.arch, a.data);

@@ -10,6 +10,7 @@
 #include <numeric>
 #include <vector>
 
+#include "engine/io/json.h"
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
 #include "engine/io/image.h"
@@ -414,10 +415,13 @@ static void epoch_finish(Trainer& t, ClassifierGraph& eval_g, int epoch, const A
     bar.finish(strfmt("loss %.3f train acc %.3f | val top-1 %.4f top-5 %.4f (%lld images) | saved %s",
                       tr.loss / std::max<int64_t>(1, b), (double)tr.top1 / std::max<int64_t>(1, tr.n), res.val_top1,
                       res.val_top5, (long long)va.n, cfg.out.c_str()));
-    std::printf("{\"epoch\": %d, \"train_loss\": %.4f, \"train_top1\": %.4f, \"val_top1\": %.4f, \"val_top5\": %.4f, "
-                "\"images_per_second\": %.1f}\n",
-                epoch + 1, tr.loss / std::max<int64_t>(1, b), (double)tr.top1 / std::max<int64_t>(1, tr.n), res.val_top1,
-                res.val_top5, b * B / std::max(1e-9, train_seconds));
+    const Json line = {{"epoch", epoch + 1},
+                       {"train_loss", json_num(tr.loss / std::max<int64_t>(1, b))},
+                       {"train_top1", json_num((double)tr.top1 / std::max<int64_t>(1, tr.n))},
+                       {"val_top1", json_num(res.val_top1)},
+                       {"val_top5", json_num(res.val_top5)},
+                       {"images_per_second", json_num(b * B / std::max(1e-9, train_seconds))}};
+    std::printf("%s\n", line.dump().c_str());  // one JSON object per line (a NaN loss: null)
     std::fflush(stdout);
 }
 

@@ -523,95 +523,70 @@ LayerScore score_layer(const Targets& tg, const std::string& layer, float* F, in
 
 // ---- output -----------------------------------------------------------------------------
 
-std::string json_string(const std::string& s) {
-    std::string o = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') o += '\\', o += (char)c;
-        else if (c == '\n') o += "\\n";
-        else if (c < 0x20) o += strfmt("\\u%04x", c);
-        else o += (char)c;
-    }
-    return o + "\"";
-}
-
 std::string json_number(double v) { return std::isfinite(v) ? strfmt("%.6g", v) : "null"; }
 
-namespace {
-std::string json_floats(const std::vector<float>& v) {
-    std::string o = "[";
-    for (size_t i = 0; i < v.size(); i++) o += (i ? ", " : "") + json_number(v[i]);
-    return o + "]";
-}
-}  // namespace
-
-std::string scores_json(const Targets& tg, const std::vector<LayerScore>& layers,
-                        const std::vector<std::pair<std::string, std::string>>& extra) {
+Json scores_json(const Targets& tg, const std::vector<LayerScore>& layers, const std::vector<std::pair<std::string, Json>>& extra) {
     const ScoreConfig& c = tg.cfg;
     const bool nc = tg.has_ceiling();
-    std::string o = "{\n  \"format\": \"ventral-scores-1\",\n  \"settings\": {\n";
-    o += strfmt("    \"pls\": \"%s\",\n", c.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls");
-    o += strfmt("    \"folds\": %d,\n    \"components\": %d,\n    \"seed\": %llu,\n", c.folds, c.components,
-                (unsigned long long)c.seed);
-    o += strfmt("    \"stratified_by\": %s,\n", tg.folds.stratified ? "\"image_object\"" : "null");
-    o += strfmt("    \"pls_fit\": \"%s, centred, not scaled, fitted on the training images of each split, one per area\",\n",
-                c.pls == PlsAlgorithm::Nipals ? "NIPALS" : "SIMPLS");
-    if (nc)
-        o += strfmt("    \"ceiling\": \"split-half reliability per unit and bin over repetitions, Spearman-Brown "
-                    "corrected, mean over %d random split-halves, on all images\",\n    \"ceiling_splits\": %d,\n"
-                    "    \"min_reliability\": %s,\n", c.ceiling_splits, c.ceiling_splits,
-                    json_number(c.min_reliability).c_str());
-    else
-        o += "    \"ceiling\": null,\n    \"note\": \"no ceiling (R = 1): ev is raw r^2, not noise-corrected\",\n";
-    o += strfmt("    \"ev\": %s,\n", json_string(nc ? "median over units of max(r,0)^2/rho per split and bin"
-                                                    : "median over units of max(r,0)^2 per split and bin (no ceiling)")
-                                         .c_str());
-    for (const auto& kv : extra) o += "    " + json_string(kv.first) + ": " + kv.second + ",\n";
-    o += "    \"areas\": [";
-    for (size_t a = 0; a < tg.areas.size(); a++) o += (a ? ", " : "") + json_string(tg.areas[a].area);
-    o += "]\n  },\n";
-    o += strfmt("  \"data\": {\"path\": %s, \"images\": %lld, \"units\": %lld, \"bins\": %lld, \"repetitions\": %lld, "
-                "\"noise_corrected\": %s},\n", json_string(tg.data_path).c_str(), (long long)tg.N, (long long)tg.U,
-                (long long)tg.B, (long long)tg.R, nc ? "true" : "false");
-    o += "  \"areas\": [\n";
-    for (size_t a = 0; a < tg.areas.size(); a++) {
-        const AreaUnits& au = tg.areas[a];
-        o += strfmt("    {\"area\": %s, \"units_total\": %d, \"units_scored\": %zu, \"excluded\": [",
-                    json_string(au.area).c_str(), au.units_total, au.units.size());
-        for (size_t e = 0; e < au.excluded.size(); e++)
-            o += (e ? ", " : "") + strfmt("{\"unit\": %s, \"reason\": %s}", json_string(tg.unit_id[au.excluded[e].unit]).c_str(),
-                                          json_string(au.excluded[e].reason).c_str());
-        o += a + 1 < tg.areas.size() ? "]},\n" : "]}\n";
+    Json st = {{"pls", c.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls"},
+               {"folds", c.folds},
+               {"components", c.components},
+               {"seed", c.seed},
+               {"stratified_by", tg.folds.stratified ? Json("image_object") : Json(nullptr)},
+               {"pls_fit", std::string(c.pls == PlsAlgorithm::Nipals ? "NIPALS" : "SIMPLS") +
+                               ", centred, not scaled, fitted on the training images of each split, one per area"}};
+    if (nc) {
+        st["ceiling"] = strfmt("split-half reliability per unit and bin over repetitions, Spearman-Brown corrected, mean "
+                               "over %d random split-halves, on all images", c.ceiling_splits);
+        st["ceiling_splits"] = c.ceiling_splits;
+        st["min_reliability"] = json_num(c.min_reliability);
+    } else {
+        st["ceiling"] = nullptr;
+        st["note"] = "no ceiling (R = 1): ev is raw r^2, not noise-corrected";
     }
-    o += "  ],\n  \"layers\": [\n";
-    for (size_t l = 0; l < layers.size(); l++) {
-        const LayerScore& L = layers[l];
-        o += strfmt("    {\"layer\": %s, \"T\": %lld, \"D\": %lld, \"scores\": [\n", json_string(L.layer).c_str(),
-                    (long long)L.T, (long long)L.D);
-        for (size_t i = 0; i < L.scores.size(); i++) {
-            const AreaScore& a = L.scores[i];
-            o += strfmt("      {\"mapping\": \"%s\", \"area\": %s, \"units\": %d, \"noise_corrected\": %s, "
-                        "\"ev\": {\"mean\": %s, \"sem\": %s}, \"r_median\": %s, \"bins_scored\": %d,\n",
-                        mapping_name(a.mapping), json_string(a.area).c_str(), a.units, nc ? "true" : "false",
-                        json_number(a.ev_mean).c_str(), json_number(a.ev_sem).c_str(), json_number(a.r_median).c_str(),
-                        a.bins_scored);
-            o += "       \"ev_per_bin\": [\n";
+    st["ev"] = nc ? "median over units of max(r,0)^2/rho per split and bin"
+                  : "median over units of max(r,0)^2 per split and bin (no ceiling)";
+    for (const auto& kv : extra) st[kv.first] = kv.second;
+    st["areas"] = Json::array();
+    for (const AreaUnits& au : tg.areas) st["areas"].push_back(au.area);
+    Json areas = Json::array();
+    for (const AreaUnits& au : tg.areas) {
+        Json ex = Json::array();
+        for (const ExcludedUnit& e : au.excluded) ex.push_back({{"unit", tg.unit_id[e.unit]}, {"reason", e.reason}});
+        areas.push_back({{"area", au.area}, {"units_total", au.units_total}, {"units_scored", au.units.size()},
+                         {"excluded", ex}});
+    }
+    Json ls = Json::array();
+    for (const LayerScore& L : layers) {
+        Json scores = Json::array();
+        for (const AreaScore& a : L.scores) {
+            Json bins = Json::array();
             for (int64_t b = 0; b < tg.B; b++)
-                o += strfmt("         {\"bin_start_ms\": %s, \"bin_end_ms\": %s, \"mean\": %s, \"sem\": %s, "
-                            "\"r_median\": %s, \"ceiling\": %s, \"units\": %d}%s\n",
-                            json_number(tg.bin_start_ms[b]).c_str(), json_number(tg.bin_end_ms[b]).c_str(),
-                            json_number(a.ev_bin_mean[b]).c_str(), json_number(a.ev_bin_sem[b]).c_str(),
-                            json_number(a.r_bin[b]).c_str(), json_number(nc ? a.ceiling[b] : NAN).c_str(),
-                            a.units_per_bin[b], b + 1 < tg.B ? "," : "");
-            o += "       ],\n       \"ev_split_bin\": [";
+                bins.push_back({{"bin_start_ms", json_num(tg.bin_start_ms[b])}, {"bin_end_ms", json_num(tg.bin_end_ms[b])},
+                                {"mean", json_num(a.ev_bin_mean[b])}, {"sem", json_num(a.ev_bin_sem[b])},
+                                {"r_median", json_num(a.r_bin[b])}, {"ceiling", json_num(nc ? a.ceiling[b] : NAN)},
+                                {"units", a.units_per_bin[b]}});
+            Json split_bin = Json::array();
             for (int s = 0; s < tg.folds.k; s++)
-                o += (s ? ", " : "") +
-                     json_floats(std::vector<float>(a.ev.begin() + s * tg.B, a.ev.begin() + (s + 1) * tg.B));
-            o += i + 1 < L.scores.size() ? "]},\n" : "]}\n";
+                split_bin.push_back(json_nums(std::vector<float>(a.ev.begin() + s * tg.B, a.ev.begin() + (s + 1) * tg.B)));
+            scores.push_back({{"mapping", mapping_name(a.mapping)},
+                              {"area", a.area},
+                              {"units", a.units},
+                              {"noise_corrected", nc},
+                              {"ev", {{"mean", json_num(a.ev_mean)}, {"sem", json_num(a.ev_sem)}}},
+                              {"r_median", json_num(a.r_median)},
+                              {"bins_scored", a.bins_scored},
+                              {"ev_per_bin", bins},
+                              {"ev_split_bin", split_bin}});
         }
-        o += l + 1 < layers.size() ? "    ]},\n" : "    ]}\n";
+        ls.push_back({{"layer", L.layer}, {"T", L.T}, {"D", L.D}, {"scores", scores}});
     }
-    o += "  ]\n}\n";
-    return o;
+    return {{"format", "ventral-scores-1"},
+            {"settings", st},
+            {"data", {{"path", tg.data_path}, {"images", tg.N}, {"units", tg.U}, {"bins", tg.B}, {"repetitions", tg.R},
+                      {"noise_corrected", nc}}},
+            {"areas", areas},
+            {"layers", ls}};
 }
 
 std::string scores_table(const Targets& tg, const std::vector<LayerScore>& layers) {

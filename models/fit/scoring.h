@@ -51,6 +51,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/io/json.h"
+
 #include "engine/linalg.h"
 #include "models/datasets/neural_data.h"
 
@@ -178,13 +180,13 @@ void area_score_summarise(AreaScore& a, int64_t S, int64_t B);
 int64_t score_layer_fits(const Targets& tg, int64_t T, const std::vector<Mapping>& mappings);
 
 // ---- output ---------------------------------------------------------------------------
-// results.json: settings, data summary, and per layer the scores of every mapping and area.
-// `extra` are (key, already JSON-encoded value) pairs added to "settings".
-std::string scores_json(const Targets& tg, const std::vector<LayerScore>& layers,
-                        const std::vector<std::pair<std::string, std::string>>& extra);
+// results.json ("format": "ventral-scores-1"; README, "Results files"): settings, data
+// summary, and per layer the scores of every mapping and area. `extra` are (key, value) pairs
+// added to "settings".
+Json scores_json(const Targets& tg, const std::vector<LayerScore>& layers,
+                 const std::vector<std::pair<std::string, Json>>& extra);
 // A readable table: one row per layer, mapping and area.
 std::string scores_table(const Targets& tg, const std::vector<LayerScore>& layers);
-std::string json_string(const std::string& s);       // a quoted, escaped JSON string
-std::string json_number(double v);                   // "null" for NaN/Inf
+std::string json_number(double v);                   // a number for a CSV cell, "null" for NaN/Inf
 
 }  // namespace vt

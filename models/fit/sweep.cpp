@@ -2,6 +2,8 @@
 // (models/fit/sweep.h has the what and why).
 #include "models/fit/sweep.h"
 
+#include "engine/io/json.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -227,186 +229,6 @@ SweepGrid sweep_grid_load(const std::string& name_or_path) {
 
 // ---- JSON ------------------------------------------------------------------------------
 
-const Json* Json::find(const std::string& key) const {
-    for (const auto& kv : object)
-        if (kv.first == key) return &kv.second;
-    return nullptr;
-}
-
-namespace {
-
-struct JsonParser {
-    const std::string& s;
-    const std::string& where;
-    size_t i = 0;
-    int depth = 0;
-
-    [[noreturn]] void error(const std::string& expected) const {
-        int line = 1, col = 1;
-        for (size_t k = 0; k < i && k < s.size(); k++) {
-            if (s[k] == '\n') line++, col = 1;
-            else col++;
-        }
-        std::string found = i >= s.size()                 ? std::string("the end of the text")
-                            : std::isprint((unsigned char)s[i]) ? strfmt("'%c'", s[i])
-                                                           : strfmt("byte 0x%02x", (unsigned char)s[i]);
-        fail("%s: malformed JSON at line %d, column %d: expected %s, found %s", where.c_str(), line, col,
-             expected.c_str(), found.c_str());
-    }
-    void ws() {
-        while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
-    }
-    bool digit() const { return i < s.size() && s[i] >= '0' && s[i] <= '9'; }
-    void expect(char c) {
-        ws();
-        if (i >= s.size() || s[i] != c) error(strfmt("'%c'", c));
-        i++;
-    }
-
-    Json value() {
-        ws();
-        if (i >= s.size()) error("a value");
-        char c = s[i];
-        if (c == '{' || c == '[') {
-            if (++depth > 256) error("at most 256 nested arrays and objects");
-            Json v = c == '{' ? object() : array();
-            depth--;
-            return v;
-        }
-        Json v;
-        if (c == '"') v.type = Json::Type::String, v.string = string();
-        else if (c == '-' || (c >= '0' && c <= '9')) v.type = Json::Type::Number, v.number = number();
-        else if (literal("true")) v.type = Json::Type::Bool, v.boolean = true;
-        else if (literal("false")) v.type = Json::Type::Bool;
-        else if (!literal("null")) error("a value (object, array, string, number, true, false or null)");
-        return v;
-    }
-    bool literal(const char* word) {
-        size_t n = std::strlen(word);
-        if (s.compare(i, n, word) != 0) return false;
-        i += n;
-        return true;
-    }
-    Json object() {
-        Json v;
-        v.type = Json::Type::Object;
-        i++;  // '{'
-        ws();
-        if (i < s.size() && s[i] == '}') return i++, v;
-        for (;;) {
-            ws();
-            if (i >= s.size() || s[i] != '"') error("a member name in double quotes");
-            size_t at = i;
-            std::string key = string();
-            if (v.find(key)) {
-                i = at;
-                error(strfmt("member names that differ (\"%s\" is there twice)", key.c_str()));
-            }
-            expect(':');
-            v.object.emplace_back(key, value());
-            ws();
-            if (i < s.size() && s[i] == ',') { i++; continue; }
-            if (i < s.size() && s[i] == '}') return i++, v;
-            error("',' or '}'");
-        }
-    }
-    Json array() {
-        Json v;
-        v.type = Json::Type::Array;
-        i++;  // '['
-        ws();
-        if (i < s.size() && s[i] == ']') return i++, v;
-        for (;;) {
-            v.array.push_back(value());
-            ws();
-            if (i < s.size() && s[i] == ',') { i++; continue; }
-            if (i < s.size() && s[i] == ']') return i++, v;
-            error("',' or ']'");
-        }
-    }
-    // -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-    double number() {
-        size_t a = i;
-        if (s[i] == '-') i++;
-        if (i < s.size() && s[i] == '0') i++;
-        else if (digit()) while (digit()) i++;
-        else error("a digit");
-        if (i < s.size() && s[i] == '.') {
-            i++;
-            if (!digit()) error("a digit after the decimal point");
-            while (digit()) i++;
-        }
-        if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-            i++;
-            if (i < s.size() && (s[i] == '+' || s[i] == '-')) i++;
-            if (!digit()) error("a digit in the exponent");
-            while (digit()) i++;
-        }
-        double v = std::strtod(s.substr(a, i - a).c_str(), nullptr);
-        if (!std::isfinite(v)) i = a, error("a number within double range");
-        return v;
-    }
-    unsigned hex4() {
-        unsigned u = 0;
-        for (int k = 0; k < 4; k++, i++) {
-            char c = i < s.size() ? s[i] : 0;
-            int h = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-            if (h < 0) error("four hex digits after \\u");
-            u = u * 16 + h;
-        }
-        return u;
-    }
-    std::string string() {
-        std::string o;
-        i++;  // '"'
-        for (;;) {
-            if (i >= s.size()) error("the closing '\"' of the string");
-            unsigned char c = s[i];
-            if (c == '"') return i++, o;
-            if (c < 0x20) error("a character (control characters must be escaped in strings)");
-            if (c != '\\') { o += (char)c, i++; continue; }
-            i++;
-            char e = i < s.size() ? s[i] : 0;
-            const char* from = "\"\\/bfnrt";
-            const char* to = "\"\\/\b\f\n\r\t";
-            if (e && std::strchr(from, e)) { o += to[std::strchr(from, e) - from], i++; continue; }
-            if (e != 'u') error("an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
-            i++;
-            unsigned u = hex4();
-            if (u >= 0xDC00 && u <= 0xDFFF) i -= 6, error("a \\u escape that is not a lone low surrogate");
-            if (u >= 0xD800 && u <= 0xDBFF) {  // a surrogate pair
-                if (s.compare(i, 2, "\\u") != 0) error("the low surrogate (\\uDC00-\\uDFFF) of a pair");
-                i += 2;
-                unsigned lo = hex4();
-                if (lo < 0xDC00 || lo > 0xDFFF) i -= 6, error("a low surrogate (\\uDC00-\\uDFFF)");
-                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            // UTF-8
-            if (u < 0x80) o += (char)u;
-            else if (u < 0x800) o += (char)(0xC0 | u >> 6), o += (char)(0x80 | (u & 63));
-            else if (u < 0x10000) o += (char)(0xE0 | u >> 12), o += (char)(0x80 | (u >> 6 & 63)), o += (char)(0x80 | (u & 63));
-            else
-                o += (char)(0xF0 | u >> 18), o += (char)(0x80 | (u >> 12 & 63)), o += (char)(0x80 | (u >> 6 & 63)),
-                    o += (char)(0x80 | (u & 63));
-        }
-    }
-};
-
-}  // namespace
-
-Json json_parse(const std::string& text, const std::string& where) {
-    JsonParser p{text, where};
-    Json v = p.value();
-    p.ws();
-    if (p.i != text.size()) p.error("the end of the text after the top-level value");
-    return v;
-}
-
-Json json_read_file(const std::string& path) {
-    std::vector<uint8_t> bytes = file_read_all(path);
-    return json_parse(std::string(bytes.begin(), bytes.end()), path);
-}
-
 // ---- results ---------------------------------------------------------------------------
 
 namespace {
@@ -416,37 +238,46 @@ struct ResultReader {
     std::string path;
 
     const Json& get(const Json& o, const std::string& key, const std::string& ctx) const {
-        const Json* v = o.type == Json::Type::Object ? o.find(key) : nullptr;
-        if (!v)
+        if (!o.is_object() || !o.contains(key))
             fail("%s: no \"%s%s\" (expected fit_dynamics' results.json)", path.c_str(), ctx.empty() ? "" : (ctx + ".").c_str(),
                  key.c_str());
-        return *v;
+        return o[key];
     }
     // A number, or NaN for null.
     double num(const Json& o, const std::string& key, const std::string& ctx) const {
         const Json& v = get(o, key, ctx);
         if (v.is_null()) return NAN;
-        if (v.type != Json::Type::Number) fail("%s: \"%s.%s\" is not a number", path.c_str(), ctx.c_str(), key.c_str());
-        return v.number;
+        if (!v.is_number()) fail("%s: \"%s.%s\" is not a number", path.c_str(), ctx.c_str(), key.c_str());
+        return v.get<double>();
     }
     std::string str(const Json& o, const std::string& key, const std::string& ctx) const {
         const Json& v = get(o, key, ctx);
-        if (v.type != Json::Type::String) fail("%s: \"%s.%s\" is not a string", path.c_str(), ctx.c_str(), key.c_str());
-        return v.string;
+        if (!v.is_string()) fail("%s: \"%s.%s\" is not a string", path.c_str(), ctx.c_str(), key.c_str());
+        return v.get<std::string>();
+    }
+    bool boolean(const Json& o, const std::string& key, const std::string& ctx) const {
+        const Json& v = get(o, key, ctx);
+        if (!v.is_boolean()) fail("%s: \"%s.%s\" is not true or false", path.c_str(), ctx.c_str(), key.c_str());
+        return v.get<bool>();
+    }
+    const Json& array(const Json& o, const std::string& key, const std::string& ctx) const {
+        const Json& v = get(o, key, ctx);
+        if (!v.is_array()) fail("%s: \"%s.%s\" is not an array", path.c_str(), ctx.c_str(), key.c_str());
+        return v;
     }
     SweepEv ev(const Json& o, const std::string& ctx) const {
         const Json& e = get(o, "ev", ctx);
         SweepEv r;
         r.mean = num(e, "mean", ctx + ".ev");
         r.sem = num(e, "sem", ctx + ".ev");
-        if (const Json* ps = e.find("per_split"))  // older results.json lack it: no paired tests then
-            for (const Json& x : ps->array) r.per_split.push_back(x.type == Json::Type::Number ? x.number : NAN);
+        if (e.is_object() && e.contains("per_split"))  // older results.json lack it: no paired tests then
+            for (const Json& x : array(e, "per_split", ctx + ".ev")) r.per_split.push_back(x.is_number() ? x.get<double>() : NAN);
         return r;
     }
     std::vector<SweepBin> bins(const Json& o, const std::string& ctx) const {
         std::vector<SweepBin> v;
         const std::string c = ctx + ".ev_per_bin";
-        for (const Json& b : get(o, "ev_per_bin", ctx).array)
+        for (const Json& b : array(o, "ev_per_bin", ctx))
             v.push_back({num(b, "bin_start_ms", c), num(b, "bin_end_ms", c), num(b, "mean", c), num(b, "sem", c)});
         return v;
     }
@@ -469,13 +300,14 @@ double SweepResult::mean_ev() const {
 }
 
 SweepResult sweep_result_load(const std::string& path) {
-    Json j = json_read_file(path);
+    Json j = json_read(path);
+    if (j.is_object() && j.contains("format")) json_format_check(j, "ventral-fit-dynamics-1", path);  // older files lack it
     ResultReader r{path};
     SweepResult R;
     const Json& st = r.get(j, "settings", "");
     R.motif = r.str(st, "motif", "settings");
     R.feedback = r.str(st, "feedback", "settings");
-    R.time_varied = r.get(st, "time_varied", "settings").boolean;
+    R.time_varied = r.boolean(st, "time_varied", "settings");
     R.trainable_params = (int64_t)r.num(st, "trainable_params", "settings");
     R.splits = (int)r.num(st, "splits", "settings");
     R.ms_per_step = r.num(st, "ms_per_step", "settings");
@@ -483,21 +315,22 @@ SweepResult sweep_result_load(const std::string& path) {
     R.image_steps = (int)r.num(st, "image_steps", "settings");
     R.seconds = r.num(j, "seconds", "");
     const Json& areas = r.get(j, "areas", "");
-    if (areas.type != Json::Type::Object) fail("%s: \"areas\" is not an object", path.c_str());
-    for (const auto& kv : areas.object) {
-        const std::string ctx = "areas." + kv.first;
+    if (!areas.is_object()) fail("%s: \"areas\" is not an object", path.c_str());
+    for (const auto& kv : areas.items()) {
+        const std::string ctx = "areas." + kv.key();
+        const Json& x = kv.value();
         SweepArea a;
-        a.area = kv.first;
-        a.layer = r.str(kv.second, "layer", ctx);
-        a.units = (int)r.num(kv.second, "units", ctx);
-        a.ev = r.ev(kv.second, ctx);
-        a.bins = r.bins(kv.second, ctx);
-        const Json& h = r.get(kv.second, "heldout_units", ctx);
+        a.area = kv.key();
+        a.layer = r.str(x, "layer", ctx);
+        a.units = (int)r.num(x, "units", ctx);
+        a.ev = r.ev(x, ctx);
+        a.bins = r.bins(x, ctx);
+        const Json& h = r.get(x, "heldout_units", ctx);
         a.heldout_units = (int)r.num(h, "units", ctx + ".heldout_units");
         a.heldout = r.ev(h, ctx + ".heldout_units");
-        if (const Json* t = kv.second.find("teacher")) {
-            a.teacher = r.ev(*t, ctx + ".teacher");
-            a.teacher_bins = r.bins(*t, ctx + ".teacher");
+        if (x.is_object() && x.contains("teacher")) {
+            a.teacher = r.ev(x["teacher"], ctx + ".teacher");
+            a.teacher_bins = r.bins(x["teacher"], ctx + ".teacher");
         }
         R.areas.push_back(a);
     }
@@ -697,10 +530,8 @@ std::vector<std::vector<std::string>> summary_rows(const SweepReport& r) {
 
 std::string csv_num(double v) { return json_number(v) == "null" ? "" : json_number(v); }
 
-std::string json_ev(const SweepEv& e) {
-    std::string s = strfmt("{\"mean\": %s, \"sem\": %s, \"per_split\": [", json_number(e.mean).c_str(), json_number(e.sem).c_str());
-    for (size_t i = 0; i < e.per_split.size(); i++) s += (i ? ", " : "") + json_number(e.per_split[i]);
-    return s + "]}";
+Json json_ev(const SweepEv& e) {
+    return Json{{"mean", json_num(e.mean)}, {"sem", json_num(e.sem)}, {"per_split", json_nums(e.per_split)}};
 }
 
 void write_text(const std::string& path, const std::string& s) { file_write_atomic(path, s.data(), s.size()); }
@@ -728,50 +559,30 @@ void write_summary_csv(const std::string& path, const SweepReport& r) {
 }
 
 void write_summary_json(const std::string& path, const SweepReport& r, const std::vector<SweepComparison>& cmp) {
-    std::string s = "{\n  \"settings\": {";
-    for (size_t i = 0; i < r.settings.size(); i++)
-        s += (i ? ", " : "") + json_string(r.settings[i].first) + ": " + json_string(r.settings[i].second);
-    s += "},\n  \"configurations\": [";
-    for (size_t i = 0; i < r.runs.size(); i++) {
-        const SweepRun& run = r.runs[i];
-        std::string flags = "[";
-        for (size_t k = 0; k < run.config.flags.size(); k++) flags += (k ? ", " : "") + json_string(run.config.flags[k]);
-        flags += "]";
-        s += strfmt("%s\n    {\"name\": %s, \"flags\": %s, \"status\": \"%s\", \"reused\": %s, \"log\": %s",
-                    i ? "," : "", json_string(run.config.name).c_str(), flags.c_str(), status_word(run),
-                    run.reused ? "true" : "false", json_string(run.log).c_str());
-        if (run.status == SweepStatus::Failed) s += strfmt(", \"exit_code\": %d", run.exit_code);
+    Json js = {{"format", "ventral-sweep-summary-1"}, {"settings", Json::object()}, {"configurations", Json::array()},
+               {"comparisons", Json::array()}};
+    for (const auto& kv : r.settings) js["settings"][kv.first] = kv.second;
+    for (const SweepRun& run : r.runs) {
+        Json c = {{"name", run.config.name}, {"flags", run.config.flags}, {"status", status_word(run)},
+                  {"reused", run.reused}, {"log", run.log}};
+        if (run.status == SweepStatus::Failed) c["exit_code"] = run.exit_code;
         if (done(run)) {
             const SweepResult& R = run.result;
-            s += strfmt(", \"motif\": %s, \"feedback\": %s, \"time_varied\": %s, \"trainable_params\": %lld, "
-                        "\"seconds\": %s, \"areas\": {",
-                        json_string(R.motif).c_str(), json_string(R.feedback).c_str(), R.time_varied ? "true" : "false",
-                        (long long)R.trainable_params, json_number(R.seconds).c_str());
-            for (size_t a = 0; a < R.areas.size(); a++) {
-                const SweepArea& x = R.areas[a];
-                s += strfmt("%s\n      %s: {\"layer\": %s, \"units\": %d, \"ev\": %s, \"heldout_units\": %d, \"heldout_ev\": %s, "
-                            "\"teacher_ev\": %s}",
-                            a ? "," : "", json_string(x.area).c_str(), json_string(x.layer).c_str(), x.units,
-                            json_ev(x.ev).c_str(), x.heldout_units, json_ev(x.heldout).c_str(), json_ev(x.teacher).c_str());
-            }
-            s += "}";
+            c["motif"] = R.motif, c["feedback"] = R.feedback, c["time_varied"] = R.time_varied;
+            c["trainable_params"] = R.trainable_params, c["seconds"] = json_num(R.seconds);
+            c["areas"] = Json::object();
+            for (const SweepArea& x : R.areas)
+                c["areas"][x.area] = {{"layer", x.layer},           {"units", x.units},
+                                      {"ev", json_ev(x.ev)},        {"heldout_units", x.heldout_units},
+                                      {"heldout_ev", json_ev(x.heldout)}, {"teacher_ev", json_ev(x.teacher)}};
         }
-        s += "}";
+        js["configurations"].push_back(c);
     }
-    s += "\n  ],\n  \"comparisons\": [";
-    for (size_t i = 0; i < cmp.size(); i++) {
-        const SweepComparison& c = cmp[i];
-        std::string d = "[";
-        for (size_t k = 0; k < c.test.diff.size(); k++) d += (k ? ", " : "") + json_number(c.test.diff[k]);
-        d += "]";
-        s += strfmt("%s\n    {\"a\": %s, \"b\": %s, \"area\": %s, \"why\": %s, \"diff_per_split\": %s, \"mean\": %s, "
-                    "\"t\": %s, \"df\": %d, \"p\": %s}",
-                    i ? "," : "", json_string(c.a).c_str(), json_string(c.b).c_str(), json_string(c.area).c_str(),
-                    json_string(c.why).c_str(), d.c_str(), json_number(c.test.mean).c_str(), json_number(c.test.t).c_str(),
-                    c.test.df, json_number(c.test.p).c_str());
-    }
-    s += "\n  ]\n}\n";
-    write_text(path, s);
+    for (const SweepComparison& c : cmp)
+        js["comparisons"].push_back({{"a", c.a}, {"b", c.b}, {"area", c.area}, {"why", c.why},
+                                     {"diff_per_split", json_nums(c.test.diff)}, {"mean", json_num(c.test.mean)},
+                                     {"t", json_num(c.test.t)}, {"df", c.test.df}, {"p", json_num(c.test.p)}});
+    json_write(path, js);
 }
 
 // Grouped bars like the paper's Figs. 3 and 4: groups = configurations, a bar per area.

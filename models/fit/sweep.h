@@ -59,26 +59,6 @@ SweepGrid sweep_grid_parse(const std::string& text,               // a grid file
 SweepGrid sweep_grid_load(const std::string& name_or_path);       // a built-in name, else a file
 std::vector<std::string> sweep_grid_flags();                      // the flags a grid line may set
 
-// ---- a minimal JSON reader (what results.json holds) -----------------------------------
-
-struct Json {
-    enum class Type { Null, Bool, Number, String, Array, Object };
-    Type type = Type::Null;
-    bool boolean = false;
-    double number = 0;
-    std::string string;
-    std::vector<Json> array;
-    std::vector<std::pair<std::string, Json>> object;  // in file order
-
-    const Json* find(const std::string& key) const;    // an object's member, or nullptr
-    bool is_null() const { return type == Type::Null; }
-};
-
-// Parses RFC 8259 JSON strictly (no comments, NaN or trailing commas; nesting up to 256).
-// `where` names the text in errors: "WHERE: malformed JSON at line L, column C: expected ...".
-Json json_parse(const std::string& text, const std::string& where);
-Json json_read_file(const std::string& path);
-
 // ---- results ---------------------------------------------------------------------------
 
 struct SweepEv {                             // an EV summary; NaN where results.json has null
