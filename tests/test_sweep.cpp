@@ -139,6 +139,40 @@ std::set<std::string> finished(const std::string& out) {
 
 }  // namespace
 
+TEST_CASE("sweep: its flags are fit_dynamics' flags, each either per configuration or shared") {
+    if (!vt_test::have_tool("fit_dynamics")) { MESSAGE("bin/fit_dynamics not built: skipped"); return; }
+    vt_test::ShellRun r = vt_test::run_tool("fit_dynamics", "--help");
+    REQUIRE(r.rc == 0);
+    // "  --name X   help" takes a value, "  --name   help" is a switch
+    std::map<std::string, bool> fit;  // flag -> is a switch
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("  --", 0) != 0) continue;
+        std::istringstream w(line);
+        std::string name, next;
+        w >> name >> next;
+        fit[name] = next != "X";
+    }
+    REQUIRE(fit.size() > 30);
+    std::set<std::string> sweep;
+    for (const std::string& f : sweep_grid_flags()) {
+        CAPTURE(f);
+        sweep.insert(f);
+        REQUIRE(fit.count(f) == 1);  // a grid flag fit_dynamics does not know would fail every run
+        CHECK(fit[f] == sweep_grid_flag_is_switch(f));
+    }
+    for (const std::string& f : sweep_fixed_flags()) {
+        CAPTURE(f);
+        sweep.insert(f);
+        CHECK(fit.count(f) == 1);
+    }
+    sweep.insert("--overwrite"), sweep.insert("--help");  // the sweep's own business
+    for (const auto& kv : fit) {
+        CAPTURE(kv.first);
+        CHECK(sweep.count(kv.first) == 1);  // a new fit_dynamics flag must be placed in the sweep
+    }
+}
+
 TEST_CASE("sweep: grid files") {
     SweepGrid g = sweep_grid_parse("# a comment\n\n"
                                    "lstm   --motif lstm --feedback conv5:conv2   # trailing comment\n"

@@ -114,6 +114,13 @@ std::vector<std::string> sweep_grid_flags() {
     return v;
 }
 
+std::vector<std::string> sweep_fixed_flags() { return {std::begin(kSweepFlags), std::end(kSweepFlags)}; }
+
+bool sweep_grid_flag_is_switch(const std::string& name) {
+    const GridFlag* f = grid_flag(name);
+    return f && f->kind == FlagKind::Switch;
+}
+
 SweepGrid sweep_grid_builtin(const std::string& name) {
     SweepGrid g;
     g.name = name;

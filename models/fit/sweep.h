@@ -58,6 +58,11 @@ SweepGrid sweep_grid_parse(const std::string& text,               // a grid file
                            const std::string& path);              // errors read "PATH:LINE: ..."
 SweepGrid sweep_grid_load(const std::string& name_or_path);       // a built-in name, else a file
 std::vector<std::string> sweep_grid_flags();                      // the flags a grid line may set
+std::vector<std::string> sweep_fixed_flags();                     // fit_dynamics flags the sweep sets for all
+bool sweep_grid_flag_is_switch(const std::string& flag);          // a grid flag that takes no value
+// Together with --overwrite and --help, grid and fixed flags are exactly fit_dynamics' flags:
+// tests/test_sweep.cpp compares them with `fit_dynamics --help`, so a new flag of the fit
+// cannot be forgotten here.
 
 // ---- results ---------------------------------------------------------------------------
 
