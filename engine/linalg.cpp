@@ -126,16 +126,23 @@ void fused_pass(float* t, float* pl, const float* X, int64_t n, int p, const flo
     }
 }
 
+// BLAS on one thread while it lives (pls_fit is never called from parallel threads). OpenBLAS
+// threads a level-2 call above a small size, and the PLS component loops make thousands of
+// them (a few per power iteration, per component): on 2 busy cores each threaded call cost
+// more in fork-join and sched_yield than it computed (the time-varied baseline's per-bin
+// readouts: 288 s on 2 threads, 9 s on 1).
+struct BlasOneThread {
+    int prev = openblas_get_num_threads();
+    BlasOneThread() { openblas_set_num_threads(1); }
+    ~BlasOneThread() { openblas_set_num_threads(prev); }
+};
+
 // Largest eigenvalue of the symmetric (K, K) matrix M (upper triangle, row-major) and its
 // unit eigenvector in vec (K). M is left as it was.
 double top_eigen(double* vec, const std::vector<double>& M, int k) {
     // Single-threaded: dsyevr on a small matrix makes thousands of tiny BLAS calls, and with
     // sleeping (OMP_WAIT_POLICY=passive) threads each fork-join costs more than the call.
-    struct OneThread {
-        int prev = openblas_get_num_threads();
-        OneThread() { openblas_set_num_threads(1); }
-        ~OneThread() { openblas_set_num_threads(prev); }
-    } one_thread;
+    BlasOneThread one_thread;
     std::vector<double> a = M;  // dsyevr overwrites its input
     // Row-major upper triangle == column-major lower triangle.
     const char jobz = 'V', range = 'I', uplo = 'L';
@@ -438,8 +445,11 @@ PlsModel pls_fit(const float* X, const float* Y, int64_t n, int p, int q, int nc
 
     std::vector<double> R((size_t)amax * p);  // (A, P) weights, one row per component
     std::vector<float> T((size_t)amax * n);   // (A, N) unit-norm scores
-    const int A = m.ncomp =
-        algo == PlsAlgorithm::Nipals ? nipals_components(R, T, d, amax) : simpls_components(R, T, d, amax);
+    int A;
+    {
+        BlasOneThread one_thread;  // the component loops: many small level-1/2 calls
+        A = m.ncomp = algo == PlsAlgorithm::Nipals ? nipals_components(R, T, d, amax) : simpls_components(R, T, d, amax);
+    }
 
     m.x_weights.assign((size_t)p * A, 0.f);  // (P, A)
     for (int comp = 0; comp < A; comp++)
