@@ -10,6 +10,7 @@
 #include "engine/ops.h"
 #include "models/fit/dynamics.h"
 #include "models/fit/predictions.h"
+#include "models/fit/results.h"
 #include "models/datasets/virtual_primate.h"
 #include "tests/testutil.h"
 
@@ -380,6 +381,46 @@ TEST_CASE("dynamics: --init starts from a model checkpoint; the teacher itself b
         b = c, b.init = vt_test::temp_dir() + "/absent.npz";
         CHECK(has(error_of([&] { fit_dynamics(ds.d, b); }), "absent.npz"));
     }
+}
+
+TEST_CASE("dynamics: results.json round trip: what fit_results_json writes, sweep_result_load reads back") {
+    const FitResult& R = recovery_fits().first;
+    const FitConfig c = small_fit("lstm", "conv3:conv1");
+    const std::string path = vt_test::temp_dir() + "/results.json";
+    json_write(path, fit_results_json(c, R, {"gpu", recovery_data().path, true}));
+    const SweepResult back = sweep_result_load(path);
+    CHECK(back.motif == "lstm");
+    CHECK(back.feedback == "conv3:conv1");
+    CHECK(!back.time_varied);
+    CHECK(back.splits == c.score.folds);
+    CHECK(back.trainable_params == R.trainable_params);
+    CHECK(back.onset_ms == R.onset_ms);
+    CHECK(back.image_steps == R.image_steps);
+    REQUIRE(back.areas.size() == R.areas.size());
+    for (size_t a = 0; a < R.areas.size(); a++) {
+        const AreaFit& f = R.areas[a];
+        const SweepArea& b = back.areas[a];
+        CAPTURE(f.area);
+        CHECK(b.area == f.area);
+        CHECK(b.layer == f.layer);
+        CHECK(b.units == (int)f.fit_units.size());
+        CHECK(b.heldout_units == (int)f.heldout_units.size());
+        CHECK(b.ev.mean == doctest::Approx(f.fit.ev_mean).epsilon(1e-6));
+        CHECK(b.ev.sem == doctest::Approx(f.fit.ev_sem).epsilon(1e-6));
+        CHECK(b.heldout.mean == doctest::Approx(f.heldout.ev_mean).epsilon(1e-6));
+        CHECK(b.teacher.mean == doctest::Approx(f.teacher.ev_mean).epsilon(1e-6));
+        REQUIRE(b.ev.per_split.size() == (size_t)c.score.folds);
+        REQUIRE(b.bins.size() == f.fit.ev_bin_mean.size());
+        for (size_t k = 0; k < b.bins.size(); k++) {
+            if (std::isnan(f.fit.ev_bin_mean[k])) CHECK(std::isnan(b.bins[k].mean));  // NaN went out as null
+            else CHECK(b.bins[k].mean == doctest::Approx(f.fit.ev_bin_mean[k]).epsilon(1e-6));
+        }
+    }
+    // a results file of another kind is refused, naming what it holds
+    Json other = json_read(path);
+    other["format"] = "ventral-scores-1";
+    json_write(path, other);
+    CHECK(has(error_of([&] { sweep_result_load(path); }), "holds \"ventral-scores-1\", expected \"ventral-fit-dynamics-1\""));
 }
 
 TEST_CASE("dynamics: the time-varied baseline scores without BPTT") {

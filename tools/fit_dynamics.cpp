@@ -23,6 +23,7 @@
 #include "models/fit/dynamics.h"
 #include "models/fit/features.h"
 #include "models/fit/predictions.h"
+#include "models/fit/results.h"
 #include "models/datasets/npz_stream.h"
 #include "models/datasets/virtual_primate.h"
 #include "tools/cli.h"
@@ -34,34 +35,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* kDefaultData = "data/virtual_primate.npz";
-
-Json json_ev_bins(const Targets& tg, const AreaScore& a) {
-    Json bins = Json::array();
-    for (int64_t b = 0; b < tg.B; b++)
-        bins.push_back({{"bin_start_ms", json_num(tg.bin_start_ms[b])}, {"bin_end_ms", json_num(tg.bin_end_ms[b])},
-                        {"mean", json_num(a.ev_bin_mean[b])}, {"sem", json_num(a.ev_bin_sem[b])},
-                        {"units", a.units_per_bin[b]}});
-    return bins;
-}
-
-// {"mean", "sem", "per_split"}: per split the mean over bins with scoring units.
-Json json_ev(const Targets& tg, const AreaScore& a) {
-    std::vector<double> per_split;
-    for (int k = 0; k < tg.folds.k; k++) {
-        double sum = 0;
-        int c = 0;
-        for (int64_t b = 0; b < tg.B; b++) {
-            float v = a.ev[k * tg.B + b];
-            if (v == v) sum += v, c++;
-        }
-        per_split.push_back(c ? sum / c : NAN);
-    }
-    return {{"mean", json_num(a.ev_mean)}, {"sem", json_num(a.ev_sem)}, {"per_split", json_nums(per_split)}};
-}
-
-Json json_score(const Targets& tg, const AreaScore& a, int units) {
-    return {{"units", units}, {"ev", json_ev(tg, a)}, {"ev_per_bin", json_ev_bins(tg, a)}};
-}
 
 // --preset: settings for a compute budget, applied before the flags (a flag given wins).
 //   cpu  the default: a 10-minute run on 2 cores. 24 BPTT iterations of 4 images per split
@@ -154,88 +127,6 @@ NeuralData data_load(std::string& data, bool virtual_primate, std::vector<float>
         teacher = t.to_f32();
     }
     return d;
-}
-
-// results.json (README, "Results files"): the settings that rerun the fit, per area the
-// scores, per split the loss curves.
-Json results_json(const FitConfig& c, const FitResult& R, const std::string& preset, const std::string& data,
-                  bool virtual_primate) {
-    const Targets& tg = R.targets;
-    Json st = {
-        {"preset", preset},
-        {"tool", "fit_dynamics"},
-        {"data", data},
-        {"virtual_primate", virtual_primate},
-        {"backbone", c.backbone},
-        {"init", c.init.empty() ? Json(nullptr) : Json(c.init)},
-        {"motif", c.motif},
-        {"feedback", c.feedback},
-        {"readout", c.readout},
-        {"time_varied", c.time_varied},
-        {"residual_cells", c.init.empty() ? c.residual : init_structure(c.init).residual},
-        {"ms_per_step", json_num(c.ms_per_step)},
-        {"onset_ms", json_num(R.onset_ms)},
-        {"steps", R.T},
-        {"image_steps", R.image_steps},
-        {"steps_per_bin", R.steps_of_bin},
-        {"onset_chosen", std::isnan(c.onset_ms)},
-        {"readout_components", c.readout_components},
-        {"memory_init", c.memory_init},
-        {"cell_scale_init", json_num(c.cell_scale_init)},
-        {"readout_refit", c.readout_refit},
-        {"stop_on", c.stop_on_score ? "score" : "loss"},
-        {"batch", c.batch},
-        {"iters", c.iters},
-        {"val_every", c.val_every},
-        {"patience", c.patience},
-        {"val_fraction", json_num(c.val_fraction)},
-        {"lr", json_num(c.lr)},
-        {"readout_lr", json_num(c.readout_lr)},
-        {"weight_decay", json_num(c.weight_decay)},
-        {"mean_weight", json_num(c.mean_weight)},
-        {"heldout_fraction", json_num(c.heldout_fraction)},
-        {"heldout_fit_images", c.heldout_fit_images},
-        {"splits", c.score.folds},
-        {"components", c.score.components},
-        {"pls", c.score.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls"},
-        {"seed", c.score.seed},
-        {"model_seed", c.seed},
-        {"ceiling_splits", c.score.ceiling_splits},
-        {"min_reliability", json_num(c.score.min_reliability)},
-        {"stratified", tg.folds.stratified},
-        {"device", device_name(c.device)},
-        {"trainable_params", R.trainable_params},
-    };
-    Json areas = Json::object();
-    for (const AreaFit& af : R.areas) {
-        Json rel = Json::array();
-        for (int64_t b = 0; b < tg.B; b++)
-            rel.push_back({{"bin_start_ms", json_num(tg.bin_start_ms[b])}, {"bin_end_ms", json_num(tg.bin_end_ms[b])},
-                           {"median_rho", json_num(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b])}});
-        Json a = {{"layer", af.layer},
-                  {"units", (int)af.fit_units.size()},
-                  {"ev", json_ev(tg, af.fit)},
-                  {"ev_per_bin", json_ev_bins(tg, af.fit)},
-                  {"heldout_units", json_score(tg, af.heldout, (int)af.heldout_units.size())},
-                  {"reliability", rel}};
-        if (af.has_teacher) a["teacher"] = json_score(tg, af.teacher, (int)(af.fit_units.size() + af.heldout_units.size()));
-        a["fit_units"] = af.fit_units, a["heldout_unit_ids"] = af.heldout_units;
-        areas[af.area] = a;
-    }
-    Json splits = Json::array();
-    for (const SplitLog& L : R.splits)
-        splits.push_back({{"iterations", L.iters_done},
-                          {"best_iteration", L.best_iter},
-                          {"init_val_loss", json_num(L.init_val_loss)},
-                          {"init_val_score", json_num(L.init_val_score)},
-                          {"seconds", json_num(L.seconds)},
-                          {"refits", L.refits},
-                          {"val_iterations", L.val_iter},
-                          {"val_loss", json_nums(L.val_loss)},
-                          {"val_score", json_nums(L.val_score)},
-                          {"train_loss", json_nums(L.train_loss)}});
-    return {{"format", "ventral-fit-dynamics-1"}, {"settings", st}, {"areas", areas}, {"splits", splits},
-            {"notes", R.notes}, {"seconds", json_num(R.seconds)}};
 }
 
 // results.csv: one row per area, unit set (fit, heldout, teacher) and bin.
@@ -484,7 +375,7 @@ int main(int argc, char** argv) {
 
         FitResult R = fit_dynamics(d, c, teacher, [](const std::string& s) { std::fprintf(stderr, "fit_dynamics: %s\n", s.c_str()); });
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());
-        const Json js = results_json(c, R, preset, data, virtual_primate);
+        const Json js = fit_results_json(c, R, {preset, data, virtual_primate});
         results_csv_write(out + "/results.csv", R);
         npz_write(out + "/predictions.npz", fit_predictions_npz(R));
         plot_ev_over_time(out + "/ev_over_time.png", c, R, d.presentation_ms);

@@ -1,5 +1,5 @@
-// sweep.cpp: grids, the JSON reader, results, the paired t-test and the report of ./bin/sweep
-// (models/fit/sweep.h has the what and why).
+// sweep.cpp: grids, the paired t-test and the report of ./bin/sweep (results.json is read
+// through models/fit/results.h; models/fit/sweep.h has the what and why).
 #include "models/fit/sweep.h"
 
 #include "engine/io/json.h"
@@ -235,114 +235,6 @@ SweepGrid sweep_grid_load(const std::string& name_or_path) {
 }
 
 // ---- JSON ------------------------------------------------------------------------------
-
-// ---- results ---------------------------------------------------------------------------
-
-namespace {
-
-// Field access for one results.json: a missing or mistyped field fails naming file and field.
-struct ResultReader {
-    std::string path;
-
-    const Json& get(const Json& o, const std::string& key, const std::string& ctx) const {
-        if (!o.is_object() || !o.contains(key))
-            fail("%s: no \"%s%s\" (expected fit_dynamics' results.json)", path.c_str(), ctx.empty() ? "" : (ctx + ".").c_str(),
-                 key.c_str());
-        return o[key];
-    }
-    // A number, or NaN for null.
-    double num(const Json& o, const std::string& key, const std::string& ctx) const {
-        const Json& v = get(o, key, ctx);
-        if (v.is_null()) return NAN;
-        if (!v.is_number()) fail("%s: \"%s.%s\" is not a number", path.c_str(), ctx.c_str(), key.c_str());
-        return v.get<double>();
-    }
-    std::string str(const Json& o, const std::string& key, const std::string& ctx) const {
-        const Json& v = get(o, key, ctx);
-        if (!v.is_string()) fail("%s: \"%s.%s\" is not a string", path.c_str(), ctx.c_str(), key.c_str());
-        return v.get<std::string>();
-    }
-    bool boolean(const Json& o, const std::string& key, const std::string& ctx) const {
-        const Json& v = get(o, key, ctx);
-        if (!v.is_boolean()) fail("%s: \"%s.%s\" is not true or false", path.c_str(), ctx.c_str(), key.c_str());
-        return v.get<bool>();
-    }
-    const Json& array(const Json& o, const std::string& key, const std::string& ctx) const {
-        const Json& v = get(o, key, ctx);
-        if (!v.is_array()) fail("%s: \"%s.%s\" is not an array", path.c_str(), ctx.c_str(), key.c_str());
-        return v;
-    }
-    SweepEv ev(const Json& o, const std::string& ctx) const {
-        const Json& e = get(o, "ev", ctx);
-        SweepEv r;
-        r.mean = num(e, "mean", ctx + ".ev");
-        r.sem = num(e, "sem", ctx + ".ev");
-        if (e.is_object() && e.contains("per_split"))  // older results.json lack it: no paired tests then
-            for (const Json& x : array(e, "per_split", ctx + ".ev")) r.per_split.push_back(x.is_number() ? x.get<double>() : NAN);
-        return r;
-    }
-    std::vector<SweepBin> bins(const Json& o, const std::string& ctx) const {
-        std::vector<SweepBin> v;
-        const std::string c = ctx + ".ev_per_bin";
-        for (const Json& b : array(o, "ev_per_bin", ctx))
-            v.push_back({num(b, "bin_start_ms", c), num(b, "bin_end_ms", c), num(b, "mean", c), num(b, "sem", c)});
-        return v;
-    }
-};
-
-}  // namespace
-
-const SweepArea* SweepResult::area(const std::string& name) const {
-    for (const SweepArea& a : areas)
-        if (a.area == name) return &a;
-    return nullptr;
-}
-
-double SweepResult::mean_ev() const {
-    double s = 0;
-    int n = 0;
-    for (const SweepArea& a : areas)
-        if (std::isfinite(a.ev.mean)) s += a.ev.mean, n++;
-    return n ? s / n : NAN;
-}
-
-SweepResult sweep_result_load(const std::string& path) {
-    Json j = json_read(path);
-    if (j.is_object() && j.contains("format")) json_format_check(j, "ventral-fit-dynamics-1", path);  // older files lack it
-    ResultReader r{path};
-    SweepResult R;
-    const Json& st = r.get(j, "settings", "");
-    R.motif = r.str(st, "motif", "settings");
-    R.feedback = r.str(st, "feedback", "settings");
-    R.time_varied = r.boolean(st, "time_varied", "settings");
-    R.trainable_params = (int64_t)r.num(st, "trainable_params", "settings");
-    R.splits = (int)r.num(st, "splits", "settings");
-    R.ms_per_step = r.num(st, "ms_per_step", "settings");
-    R.onset_ms = r.num(st, "onset_ms", "settings");
-    R.image_steps = (int)r.num(st, "image_steps", "settings");
-    R.seconds = r.num(j, "seconds", "");
-    const Json& areas = r.get(j, "areas", "");
-    if (!areas.is_object()) fail("%s: \"areas\" is not an object", path.c_str());
-    for (const auto& kv : areas.items()) {
-        const std::string ctx = "areas." + kv.key();
-        const Json& x = kv.value();
-        SweepArea a;
-        a.area = kv.key();
-        a.layer = r.str(x, "layer", ctx);
-        a.units = (int)r.num(x, "units", ctx);
-        a.ev = r.ev(x, ctx);
-        a.bins = r.bins(x, ctx);
-        const Json& h = r.get(x, "heldout_units", ctx);
-        a.heldout_units = (int)r.num(h, "units", ctx + ".heldout_units");
-        a.heldout = r.ev(h, ctx + ".heldout_units");
-        if (x.is_object() && x.contains("teacher")) {
-            a.teacher = r.ev(x["teacher"], ctx + ".teacher");
-            a.teacher_bins = r.bins(x["teacher"], ctx + ".teacher");
-        }
-        R.areas.push_back(a);
-    }
-    return R;
-}
 
 // ---- statistics ------------------------------------------------------------------------
 

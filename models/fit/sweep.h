@@ -37,6 +37,8 @@
 #include <utility>
 #include <vector>
 
+#include "models/fit/results.h"
+
 namespace vt {
 
 // ---- grids -----------------------------------------------------------------------------
@@ -63,44 +65,6 @@ bool sweep_grid_flag_is_switch(const std::string& flag);          // a grid flag
 // Together with --overwrite and --help, grid and fixed flags are exactly fit_dynamics' flags:
 // tests/test_sweep.cpp compares them with `fit_dynamics --help`, so a new flag of the fit
 // cannot be forgotten here.
-
-// ---- results ---------------------------------------------------------------------------
-
-struct SweepEv {                             // an EV summary; NaN where results.json has null
-    double mean = NAN, sem = NAN;            // over splits
-    std::vector<double> per_split;           // (S) mean over bins per split; empty if not recorded
-};
-
-struct SweepBin {                            // one bin of an EV time course
-    double start_ms = 0, end_ms = 0, mean = NAN, sem = NAN;
-};
-
-struct SweepArea {
-    std::string area, layer;
-    int units = 0, heldout_units = 0;
-    SweepEv ev;                              // fit units on held-out images
-    SweepEv heldout;                         // held-out units
-    SweepEv teacher;                         // the virtual primate's teacher (the ceiling); NaN if none
-    std::vector<SweepBin> bins;              // (B) fit units
-    std::vector<SweepBin> teacher_bins;      // (B) or empty
-};
-
-struct SweepResult {                         // one configuration's results.json
-    std::string motif, feedback;
-    bool time_varied = false;
-    int64_t trainable_params = 0;
-    int splits = 0;
-    double seconds = NAN;                    // wall time of the fit as results.json records it
-    double ms_per_step = NAN, onset_ms = 0;  // for "image on" in the time-course plot
-    int image_steps = -1;
-    std::vector<SweepArea> areas;            // (A) in file order
-
-    const SweepArea* area(const std::string& name) const;  // or nullptr
-    double mean_ev() const;                  // mean over areas with a finite EV (NaN if none)
-};
-
-// Reads a fit_dynamics results.json; a missing required field fails naming the file and field.
-SweepResult sweep_result_load(const std::string& path);
 
 // ---- statistics ------------------------------------------------------------------------
 

@@ -1,0 +1,66 @@
+// results.h: the one home of fit_dynamics' results.json ("format": "ventral-fit-dynamics-1",
+// every key in docs/results.md): written here from a FitResult, read back here (by the sweep,
+// and by anyone in C++), tested as a round trip (tests/test_dynamics.cpp).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/io/json.h"
+#include "models/fit/dynamics.h"
+
+namespace vt {
+
+constexpr const char* kFitResultsFormat = "ventral-fit-dynamics-1";
+
+// What the tool knows beside the fit's own settings.
+struct FitRun {
+    std::string preset;          // "cpu" or "gpu"
+    std::string data;            // the dataset's path
+    bool virtual_primate = false;
+};
+
+// The whole results.json of a fit.
+Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run);
+
+// ---- reading it back ---------------------------------------------------------------------------
+
+struct SweepEv {                             // an EV summary; NaN where results.json has null
+    double mean = NAN, sem = NAN;            // over splits
+    std::vector<double> per_split;           // (S) mean over bins per split; empty if not recorded
+};
+
+struct SweepBin {                            // one bin of an EV time course
+    double start_ms = 0, end_ms = 0, mean = NAN, sem = NAN;
+};
+
+struct SweepArea {
+    std::string area, layer;
+    int units = 0, heldout_units = 0;
+    SweepEv ev;                              // fit units on held-out images
+    SweepEv heldout;                         // held-out units
+    SweepEv teacher;                         // the virtual primate's teacher (the ceiling); NaN if none
+    std::vector<SweepBin> bins;              // (B) fit units
+    std::vector<SweepBin> teacher_bins;      // (B) or empty
+};
+
+struct SweepResult {                         // one configuration's results.json
+    std::string motif, feedback;
+    bool time_varied = false;
+    int64_t trainable_params = 0;
+    int splits = 0;
+    double seconds = NAN;                    // wall time of the fit as results.json records it
+    double ms_per_step = NAN, onset_ms = 0;  // for "image on" in the time-course plot
+    int image_steps = -1;
+    std::vector<SweepArea> areas;            // (A) in file order
+
+    const SweepArea* area(const std::string& name) const;  // or nullptr
+    double mean_ev() const;                  // mean over areas with a finite EV (NaN if none)
+};
+
+// Reads a fit_dynamics results.json (its format checked when it names one; older files do
+// not); a missing or mistyped required field fails naming the file and the field.
+SweepResult sweep_result_load(const std::string& path);
+
+}  // namespace vt
