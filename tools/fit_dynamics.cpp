@@ -65,9 +65,11 @@ std::string preset_of(int argc, char** argv) {
     return p;
 }
 
-// runs/fit_dynamics/<motif>_<feedback> (feedback edges as conv5-conv2+conv4-conv3).
+// runs/fit_dynamics/<motif>_<feedback> (feedback edges as conv5-conv2+conv4-conv3);
+// init_<checkpoint name> with --init.
 std::string default_out(const FitConfig& c) {
     if (c.time_varied) return "runs/fit_dynamics/time_varied";
+    if (!c.init.empty()) return "runs/fit_dynamics/init_" + fs::path(c.init).stem().string();
     std::string fb = c.feedback;
     std::replace(fb.begin(), fb.end(), ':', '-');
     std::replace(fb.begin(), fb.end(), ',', '+');
@@ -268,7 +270,7 @@ int main(int argc, char** argv) {
                 "Writes DIR/results.json, results.csv, predictions.npz (every image's held-out prediction), ev_over_time.png,\n"
                 "units.png, loss.png, checkpoints/.");
         cli.flag("--data", &data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
-        cli.flag("--out", &out, "output folder (default runs/fit_dynamics/<motif>_<feedback>)");
+        cli.flag("--out", &out, "output folder (default runs/fit_dynamics/<motif>_<feedback>, or init_<checkpoint name> with --init)");
         cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone));
         cli.flag("--init", &c.init, "start the student from this model checkpoint (a run's checkpoints/split<s>.npz, "
                  "or make_virtual_primate --write-teacher): its backbone, cells and feedback; --motif and --feedback "
