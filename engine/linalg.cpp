@@ -31,6 +31,9 @@
 #include "engine/linalg.h"
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <climits>
@@ -131,10 +134,25 @@ void fused_pass(float* t, float* pl, const float* X, int64_t n, int p, const flo
 // them (a few per power iteration, per component): on 2 busy cores each threaded call cost
 // more in fork-join and sched_yield than it computed (the time-varied baseline's per-bin
 // readouts: 288 s on 2 threads, 9 s on 1).
+// The OpenMP build of OpenBLAS threads by OpenMP's count, which openblas_set_num_threads sets
+// too: inside the guard the engine's own OpenMP loops run on one thread as well, and both
+// counts are restored after. `on` false: a no-op.
 struct BlasOneThread {
+    const bool on;
     int prev = openblas_get_num_threads();
-    BlasOneThread() { openblas_set_num_threads(1); }
-    ~BlasOneThread() { openblas_set_num_threads(prev); }
+#ifdef _OPENMP
+    int prev_omp = omp_get_max_threads();
+#endif
+    explicit BlasOneThread(bool on = true) : on(on) {
+        if (on) openblas_set_num_threads(1);
+    }
+    ~BlasOneThread() {
+        if (!on) return;
+        openblas_set_num_threads(prev);
+#ifdef _OPENMP
+        omp_set_num_threads(prev_omp);
+#endif
+    }
 };
 
 // Largest eigenvalue of the symmetric (K, K) matrix M (upper triangle, row-major) and its
@@ -447,7 +465,9 @@ PlsModel pls_fit(const float* X, const float* Y, int64_t n, int p, int q, int nc
     std::vector<float> T((size_t)amax * n);   // (A, N) unit-norm scores
     int A;
     {
-        BlasOneThread one_thread;  // the component loops: many small level-1/2 calls
+        // the component loops make many small level-1/2 calls; a large X's passes (above 16M
+        // values) are worth BLAS's threads
+        BlasOneThread one_thread((int64_t)n * p < ((int64_t)1 << 24));
         A = m.ncomp = algo == PlsAlgorithm::Nipals ? nipals_components(R, T, d, amax) : simpls_components(R, T, d, amax);
     }
 

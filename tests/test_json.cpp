@@ -52,6 +52,7 @@ TEST_CASE("json: strict RFC 8259 reading") {
                          Bad{"[\"\\x\"]", "malformed JSON"},
                          Bad{"[\"\\ud800\"]", "malformed JSON"},
                          Bad{"[tru]", "malformed JSON"},
+                         Bad{"[1e999]", "number overflow"},
                          Bad{"", "line 1, column 1"}}) {
         CAPTURE(b.text);
         std::string e = error_of([&] { json_parse(b.text, "bad.json"); });

@@ -62,7 +62,7 @@ std::string fake_results(const std::string& motif, const std::vector<double>& v4
                       "\"reliability\": [], \"teacher\": {\"units\": 8, \"ev\": %s}, \"fit_units\": [0, 1]}",
                       layer, ev(s).c_str(), ev(s).c_str(), ev({0.9, 0.9, 0.9, 0.9}).c_str());
     };
-    return strfmt("{\"settings\": {\"motif\": \"%s\", \"feedback\": \"none\", \"time_varied\": false, \"trainable_params\": 1234, "
+    return strfmt("{\"format\": \"ventral-fit-dynamics-2\", \"settings\": {\"motif\": \"%s\", \"feedback\": \"none\", \"time_varied\": false, \"trainable_params\": 1234, "
                   "\"splits\": %zu, \"ms_per_step\": 10, \"onset_ms\": 0, \"image_steps\": 10},\n"
                   "\"areas\": {\"V4\": %s, \"IT\": %s}, \"splits\": [], \"notes\": [\"a \\\"note\\\"\"], \"seconds\": 12.5}\n",
                   motif.c_str(), v4.size(), area("conv3", v4).c_str(), area("conv5", it).c_str());
@@ -337,7 +337,10 @@ TEST_CASE("sweep: results.json summaries, comparisons and the report files") {
     std::string dir = vt_test::temp_dir();
     std::ofstream(dir + "/ff.json") << fake_results("none", {0.50, 0.52, 0.49, 0.51}, {0.40, 0.41, 0.42, 0.40});
     std::ofstream(dir + "/lstm.json") << fake_results("lstm", {0.60, 0.63, 0.58, 0.62}, {0.45, 0.44, 0.47, 0.46});
-    std::ofstream(dir + "/broken.json") << "{\"settings\": {\"motif\": \"lstm\"}}";
+    std::ofstream(dir + "/broken.json") << "{\"format\": \"ventral-fit-dynamics-2\", \"settings\": {\"motif\": \"lstm\"}}";
+    std::ofstream(dir + "/old.json") << "{\"format\": \"ventral-fit-dynamics-1\", \"settings\": {\"motif\": \"lstm\"}}";
+    CHECK(has(error_of([&] { sweep_result_load(dir + "/old.json"); }),
+              "holds \"ventral-fit-dynamics-1\", expected \"ventral-fit-dynamics-2\""));
 
     SweepResult R = sweep_result_load(dir + "/lstm.json");
     CHECK(R.motif == "lstm");

@@ -128,7 +128,7 @@ TEST_CASE("tools: fit_dynamics writes strictly valid results.json and a predicti
         "print(j[\"format\"], z[\"predictions\"].shape, z[\"unit_ev\"].shape, \",\".join(sorted(set(map(str, z[\"unit_role\"])))))' 2>&1");
     INFO(r.out);
     CHECK(r.rc == 0);
-    CHECK(has(r.out, "ventral-fit-dynamics-1 (24, 16, 13) (2, 16, 13) fit,heldout"));
+    CHECK(has(r.out, "ventral-fit-dynamics-2 (24, 16, 13) (2, 16, 13) fit,heldout"));
 }
 
 TEST_CASE("tools: fit_dynamics refuses bad flags and input before any fitting") {

@@ -272,9 +272,9 @@ int main(int argc, char** argv) {
         cli.flag("--data", &data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
         cli.flag("--out", &out, "output folder (default runs/fit_dynamics/<motif>_<feedback>, or init_<checkpoint name> with --init)");
         cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone));
-        cli.flag("--init", &c.init, "start the student from this model checkpoint (a run's checkpoints/split<s>.npz, "
-                 "or make_virtual_primate --write-teacher): its backbone, cells and feedback; --motif and --feedback "
-                 "default to its own");
+        cli.flag("--init", &c.init, "start the student from this model checkpoint (e.g. make_virtual_primate --write-teacher; "
+                 "not a fit's split checkpoint): its backbone, cells and feedback; --motif and --feedback default to "
+                 "its own");
         cli.flag("--arch", &c.arch, "expected architecture (checked against the checkpoint's meta.arch)");
         cli.flag("--motif", &c.motif, "cell at every layer: " + list_join(motif_names()));
         cli.flag("--feedback", &c.feedback, "feedback edges src:dst, comma-separated, or none");

@@ -11,7 +11,8 @@ namespace vt {
 
 Json json_num(double v) {
     if (!std::isfinite(v)) return Json(nullptr);
-    // 7 significant digits: every float the tools report round-trips, and the files stay legible
+    // 7 significant digits (about a float's precision; not every float round-trips exactly),
+    // so that the files stay legible
     return Json(std::strtod(strfmt("%.7g", v).c_str(), nullptr));
 }
 
@@ -50,6 +51,10 @@ Json json_parse(const std::string& text, const std::string& where) {
         const size_t colon = what.find(": ");
         fail("%s: malformed JSON at %s: %s", where.c_str(), line_column(text, e.byte ? e.byte - 1 : 0).c_str(),
              colon == std::string::npos ? what.c_str() : what.substr(colon + 2).c_str());
+    } catch (const Json::exception& e) {  // e.g. a number beyond double's range (out_of_range.406)
+        std::string what = e.what();
+        const size_t end = what.find("] ");
+        fail("%s: malformed JSON: %s", where.c_str(), end == std::string::npos ? what.c_str() : what.substr(end + 2).c_str());
     }
     if (!repeated.empty())
         fail("%s: malformed JSON: an object names the member \"%s\" twice (member names must differ)", where.c_str(),

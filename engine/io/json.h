@@ -21,8 +21,8 @@ namespace vt {
 
 using Json = nlohmann::ordered_json;
 
-// A number (rounded to 7 significant digits: every float round-trips, files stay legible), or
-// null when it is not finite (strict JSON has no NaN/Inf).
+// A number rounded to 7 significant digits (about a float's precision, so that files stay
+// legible; not an exact round trip), or null when it is not finite (strict JSON has no NaN/Inf).
 Json json_num(double v);
 // An array of numbers, each as json_num.
 template <class T>
@@ -41,7 +41,7 @@ Json json_read(const std::string& path);  // json_parse of the file's bytes
 void json_write(const std::string& path, const Json& j);
 std::string json_dump(const Json& j);     // the same text
 
-// Fails unless j["format"] is `format` ("ventral-fit-dynamics-1"): names the file, what it
+// Fails unless j["format"] is `format` ("ventral-fit-dynamics-2"): names the file, what it
 // holds and what was expected.
 void json_format_check(const Json& j, const std::string& format, const std::string& path);
 

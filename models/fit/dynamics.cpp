@@ -28,6 +28,10 @@ InitStructure init_structure(const std::string& path) {
         if (v.size() != 1) fail("--init: '%s': '%s' must hold one string", path.c_str(), key);
         return v[0];
     };
+    if (z.has("meta.split"))
+        fail("--init: '%s' is a fit's split checkpoint: it was trained on the images the other splits hold out, so "
+             "starting every split from it would score them on images it has seen (start from a model not fitted to "
+             "these data, e.g. make_virtual_primate --write-teacher)", path.c_str());
     InitStructure st;
     st.motif = text("meta.motif"), st.feedback = text("meta.feedback");
     motif_parse(st.motif);
@@ -792,7 +796,8 @@ std::vector<int> readout_solve(ParamArena& ro, const FitConfig& cfg, const Plan&
 // is better) with stop_on_score, else the loss.
 struct Validation {
     float loss = 0, score = 0;
-    float criterion(const FitConfig& cfg) const { return cfg.stop_on_score ? -score : loss; }
+    // the score where it is defined (NaN: fewer than 3 validation images, or no unit scored)
+    float criterion(const FitConfig& cfg) const { return cfg.stop_on_score && std::isfinite(score) ? -score : loss; }
 };
 
 // What the parts of one split's BPTT share: its data, the student and its readouts, the
@@ -879,7 +884,7 @@ float bptt_val_score(const SplitBptt& b) {
     int areas = 0;
     for (size_t a = 0; a < b.P.areas.size(); a++) {
         const int64_t D = b.P.areas[a].D, Ua = (int64_t)b.P.areas[a].fit.units.size();
-        if (Ua == 0 || nv < 3) continue;
+        if (Ua == 0 || nv < 3) continue;  // too few images for a correlation: the loss decides (Validation)
         Readout r;
         r.W.resize((size_t)(Ua * D)), r.bias.resize((size_t)Ua);
         download(r.W.data(), b.ro[ro_name(b.P.areas[a].area, "weight")], Ua * D);
@@ -892,6 +897,7 @@ float bptt_val_score(const SplitBptt& b) {
         for (int64_t k : b.P.bins_fitted) {
             std::vector<double> r2;
             for (int64_t u = 0; u < Ua; u++) {
+                if (!unit_reliable(b.tg, b.P.areas[a].fit.units[u], k)) continue;  // not scored in this bin
                 double mp = 0, my = 0;
                 for (int64_t i = 0; i < nv; i++) mp += pr[(i * B + k) * Ua + u], my += y[(i * B + k) * Ua + u];
                 mp /= nv, my /= nv;
@@ -903,12 +909,13 @@ float bptt_val_score(const SplitBptt& b) {
                 const double rr = spp > 0 && syy > 0 ? spy / std::sqrt(spp * syy) : 0.0;
                 r2.push_back(rr > 0 ? rr * rr : 0.0);
             }
+            if (r2.empty()) continue;
             std::nth_element(r2.begin(), r2.begin() + r2.size() / 2, r2.end());
             sum += r2[r2.size() / 2], bins++;
         }
         if (bins) total += sum / bins, areas++;
     }
-    return areas ? (float)(total / areas) : 0.f;
+    return areas ? (float)(total / areas) : NAN;
 }
 
 // One validation (Validation, before SplitBptt).
@@ -942,7 +949,7 @@ Validation bptt_validate(SplitBptt& b, SplitLog& L) {
         Adam kept = b.opt_r;
         bptt_refit_readouts(b);
         Validation v2 = bptt_val(b);
-        if (v2.criterion(b.cfg) < v.criterion(b.cfg)) v = v2, L.refits++;
+        if (std::isfinite(v2.loss) && v2.criterion(b.cfg) < v.criterion(b.cfg)) v = v2, L.refits++;
         else restore(b.ro, before), b.opt_r = kept;
     }
     return v;

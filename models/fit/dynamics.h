@@ -48,8 +48,9 @@
 //     weights start random (their gradients' signs disagree), so lr/sqrt(F) is enough. Minibatches of training
 //     images; a validation set (`val_fraction` of the training images, never used to fit
 //     anything) is scored every `val_every` iterations: its loss, and its score, the mean
-//     over bins of the median over fit units of max(r, 0)^2 (the EV without the ceiling's
-//     division). With stop_on_score (the default) the score decides what "better" means
+//     over bins of the median over the fit units scored there (unit_reliable) of max(r, 0)^2
+//     (the EV without the ceiling's division; undefined with fewer than 3 validation
+//     images, and then the loss decides). With stop_on_score (the default) the score decides what "better" means
 //     below: the loss does not follow the score near its optimum (started from the teacher
 //     itself, training lowered the validation loss 25% while the score fell). At each
 //     validation (readout_refit) the readouts are re-solved as in step 3 on the latest
@@ -85,11 +86,12 @@ namespace vt {
 struct FitConfig {
     // model
     std::string backbone;                  // checkpoint (.npz) of the pretrained backbone
-    std::string init;                      // "" = a fresh student; else a model checkpoint (a fit's
-                                           // checkpoints/split<s>.npz, make_virtual_primate --write-teacher)
-                                           // the student starts from: backbone, cells, feedback and
-                                           // whether its cells are residual come from it, and motif and
-                                           // feedback must agree with it (init_structure)
+    std::string init;                      // "" = a fresh student; else a model checkpoint (e.g.
+                                           // make_virtual_primate --write-teacher; a fit's split<s>.npz is
+                                           // refused: it has seen the other splits' test images) the
+                                           // student starts from: backbone, cells, feedback and whether
+                                           // its cells are residual come from it, and motif and feedback
+                                           // must agree with it (init_structure)
     std::string arch;                      // expected architecture ("" = the checkpoint's)
     std::string motif = "lstm";            // cell at every layer (cells.h)
     std::string feedback = "conv5:conv2";  // feedback edges, "none" for none
@@ -134,8 +136,8 @@ struct FitConfig {
 
 // The structure of the model checkpoint `path` (fit_dynamics --init): its motif, feedback
 // edges and whether its cells are residual (meta.motif, meta.feedback, meta.residual; a
-// checkpoint without meta.residual is a fit's, residual). Fails naming the file when one is
-// missing.
+// checkpoint without meta.residual is residual). Fails naming the file when one is missing,
+// and on a fit's split checkpoint (meta.split).
 struct InitStructure {
     std::string motif, feedback;
     bool residual = true;

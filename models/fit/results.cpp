@@ -1,6 +1,9 @@
 // results.cpp: fit_dynamics' results.json, written and read (see results.h).
 #include "models/fit/results.h"
 
+#include <algorithm>
+#include <climits>
+
 #include "kernels/error.h"
 
 namespace vt {
@@ -137,6 +140,13 @@ struct ResultReader {
         if (!v.is_number()) fail("%s: \"%s.%s\" is not a number", path.c_str(), ctx.c_str(), key.c_str());
         return v.get<double>();
     }
+    // A whole number within [-2^53, 2^53]; null or a fraction fails.
+    int64_t integer(const Json& o, const std::string& key, const std::string& ctx) const {
+        const double v = num(o, key, ctx);
+        if (!(std::fabs(v) <= 9007199254740992.0) || v != std::floor(v))
+            fail("%s: \"%s.%s\" is not a whole number", path.c_str(), ctx.c_str(), key.c_str());
+        return (int64_t)v;
+    }
     std::string str(const Json& o, const std::string& key, const std::string& ctx) const {
         const Json& v = get(o, key, ctx);
         if (!v.is_string()) fail("%s: \"%s.%s\" is not a string", path.c_str(), ctx.c_str(), key.c_str());
@@ -188,18 +198,18 @@ double SweepResult::mean_ev() const {
 
 SweepResult sweep_result_load(const std::string& path) {
     Json j = json_read(path);
-    if (j.is_object() && j.contains("format")) json_format_check(j, kFitResultsFormat, path);  // older files lack it
+    json_format_check(j, kFitResultsFormat, path);
     ResultReader r{path};
     SweepResult R;
     const Json& st = r.get(j, "settings", "");
     R.motif = r.str(st, "motif", "settings");
     R.feedback = r.str(st, "feedback", "settings");
     R.time_varied = r.boolean(st, "time_varied", "settings");
-    R.trainable_params = (int64_t)r.num(st, "trainable_params", "settings");
-    R.splits = (int)r.num(st, "splits", "settings");
+    R.trainable_params = r.integer(st, "trainable_params", "settings");
+    R.splits = (int)std::clamp<int64_t>(r.integer(st, "splits", "settings"), 0, 1 << 20);
     R.ms_per_step = r.num(st, "ms_per_step", "settings");
     R.onset_ms = r.num(st, "onset_ms", "settings");
-    R.image_steps = (int)r.num(st, "image_steps", "settings");
+    R.image_steps = (int)std::clamp<int64_t>(r.integer(st, "image_steps", "settings"), -1, 1 << 20);
     R.seconds = r.num(j, "seconds", "");
     const Json& areas = r.get(j, "areas", "");
     if (!areas.is_object()) fail("%s: \"areas\" is not an object", path.c_str());
@@ -209,11 +219,11 @@ SweepResult sweep_result_load(const std::string& path) {
         SweepArea a;
         a.area = kv.key();
         a.layer = r.str(x, "layer", ctx);
-        a.units = (int)r.num(x, "units", ctx);
+        a.units = (int)std::clamp<int64_t>(r.integer(x, "units", ctx), 0, INT_MAX);
         a.ev = r.ev(x, ctx);
         a.bins = r.bins(x, ctx);
         const Json& h = r.get(x, "heldout_units", ctx);
-        a.heldout_units = (int)r.num(h, "units", ctx + ".heldout_units");
+        a.heldout_units = (int)std::clamp<int64_t>(r.integer(h, "units", ctx + ".heldout_units"), 0, INT_MAX);
         a.heldout = r.ev(h, ctx + ".heldout_units");
         if (x.is_object() && x.contains("teacher")) {
             a.teacher = r.ev(x["teacher"], ctx + ".teacher");

@@ -1,4 +1,4 @@
-// results.h: the one home of fit_dynamics' results.json ("format": "ventral-fit-dynamics-1",
+// results.h: the one home of fit_dynamics' results.json ("format": "ventral-fit-dynamics-2",
 // every key in docs/results.md): written here from a FitResult, read back here (by the sweep,
 // and by anyone in C++), tested as a round trip (tests/test_dynamics.cpp).
 #pragma once
@@ -12,7 +12,9 @@
 
 namespace vt {
 
-constexpr const char* kFitResultsFormat = "ventral-fit-dynamics-1";
+// -2: plain cells and stopping on the score became the default (with -1 files, a sweep would
+// pair runs of the two procedures); -1 files are refused.
+constexpr const char* kFitResultsFormat = "ventral-fit-dynamics-2";
 
 // What the tool knows beside the fit's own settings.
 struct FitRun {
@@ -59,8 +61,8 @@ struct SweepResult {                         // one configuration's results.json
     double mean_ev() const;                  // mean over areas with a finite EV (NaN if none)
 };
 
-// Reads a fit_dynamics results.json (its format checked when it names one; older files do
-// not); a missing or mistyped required field fails naming the file and the field.
+// Reads a fit_dynamics results.json of kFitResultsFormat (another format, or none, is refused
+// naming it); a missing or mistyped required field fails naming the file and the field.
 SweepResult sweep_result_load(const std::string& path);
 
 }  // namespace vt
