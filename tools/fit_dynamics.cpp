@@ -322,7 +322,7 @@ int main(int argc, char** argv) {
         preset_apply(preset, c, onset, cells);
         no_memory_init = !c.memory_init;  // the preset's start; --no-memory-init after it wins
         cli.flag("--preset", &preset, "cpu (a 10-minute CPU fit) or gpu (400 iterations of 16 images: the paper-scale "
-                 "fit; with --device cuda); flags given after it win");
+                 "fit; with --device cuda); other flags win wherever they are given");
         cli.parse(argc, argv);
         scoring.apply(c.score);
         c.memory_init = !no_memory_init;
