@@ -157,6 +157,9 @@ TEST_CASE("tools: fit_dynamics refuses bad flags and input before any fitting") 
     r = run_tool("fit_dynamics", "--init /nonexistent.npz --cells plain");
     CHECK(r.rc != 0);
     CHECK(has(r.out, "decides whether its cells are residual; drop --cells"));
+    r = run_tool("fit_dynamics", "--init /nonexistent.npz --cell-scale-init 0.3");
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "start as they are in it; drop --cell-scale-init"));
     r = run_tool("fit_dynamics", "--stop-on accuracy");
     CHECK(r.rc != 0);
     CHECK(has(r.out, "--stop-on: expected score or loss, got 'accuracy'"));

@@ -345,6 +345,9 @@ int main(int argc, char** argv) {
                 fail("--init: '%s' holds its own backbone; drop --backbone", c.init.c_str());
             if (cli.was_given("--cells"))
                 fail("--init: '%s' decides whether its cells are residual; drop --cells", c.init.c_str());
+            for (const char* f : {"--cell-scale-init", "--no-memory-init"})
+                if (cli.was_given(f))
+                    fail("--init: the cells of '%s' start as they are in it; drop %s", c.init.c_str(), f);
             const InitStructure st = init_structure(c.init);
             if (!cli.was_given("--motif")) c.motif = st.motif;
             if (!cli.was_given("--feedback")) c.feedback = st.feedback;

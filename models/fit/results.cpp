@@ -61,8 +61,8 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"steps_per_bin", R.steps_of_bin},
         {"onset_chosen", std::isnan(c.onset_ms)},
         {"readout_components", c.readout_components},
-        {"memory_init", c.memory_init},
-        {"cell_scale_init", json_num(c.cell_scale_init)},
+        {"memory_init", c.init.empty() ? Json(c.memory_init) : Json(nullptr)},  // --init: the checkpoint's cells
+        {"cell_scale_init", c.init.empty() ? json_num(c.cell_scale_init) : Json(nullptr)},
         {"readout_refit", c.readout_refit},
         {"stop_on", c.stop_on_score ? "score" : "loss"},
         {"batch", c.batch},
