@@ -73,20 +73,18 @@ int main(int argc, char** argv) {
         std::filesystem::path dir = std::filesystem::path(out).parent_path();
         if (!dir.empty()) std::filesystem::create_directories(dir);
         npz_write(out, z);
-        if (!teacher_backbone.empty()) {
-            std::filesystem::path tdir = std::filesystem::path(teacher_backbone).parent_path();
+        // the teacher's checkpoints, where asked: path, writer, what it is, the flag that reads it
+        auto save = [&](const std::string& path, void (*write)(const Model&, const std::string&), const char* what,
+                        const char* reader) {
+            if (path.empty()) return;
+            std::filesystem::path tdir = std::filesystem::path(path).parent_path();
             if (!tdir.empty()) std::filesystem::create_directories(tdir);
-            virtual_primate_save_backbone(teacher, teacher_backbone);
-            std::fprintf(stderr, "make_virtual_primate: wrote the teacher's backbone to %s (fit_dynamics --backbone %s)\n",
-                         teacher_backbone.c_str(), teacher_backbone.c_str());
-        }
-        if (!teacher_model.empty()) {
-            std::filesystem::path tdir = std::filesystem::path(teacher_model).parent_path();
-            if (!tdir.empty()) std::filesystem::create_directories(tdir);
-            virtual_primate_save_teacher(teacher, teacher_model);
-            std::fprintf(stderr, "make_virtual_primate: wrote the whole teacher to %s (fit_dynamics --init %s)\n",
-                         teacher_model.c_str(), teacher_model.c_str());
-        }
+            write(teacher, path);
+            std::fprintf(stderr, "make_virtual_primate: wrote %s to %s (fit_dynamics %s %s)\n", what, path.c_str(), reader,
+                         path.c_str());
+        };
+        save(teacher_backbone, virtual_primate_save_backbone, "the teacher's backbone", "--backbone");
+        save(teacher_model, virtual_primate_save_teacher, "the whole teacher", "--init");
         if (!examples.empty()) {
             StimulusConfig sc;
             sc.images = std::min(c.images, 64), sc.size = c.size, sc.seed = c.seed;

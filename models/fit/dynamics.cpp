@@ -1139,6 +1139,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                  cfg.feedback.c_str());
         mc.residual = st.residual;
     }
+    R.residual_cells = mc.residual;
     Plan P = plan_make(d, cfg, *backbone, !teacher.empty(), R);
     const Targets& tg = R.targets;
     const int S = tg.folds.k;

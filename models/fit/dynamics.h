@@ -184,6 +184,7 @@ struct FitResult {
     int T = 0, image_steps = 0;
     float onset_ms = 0;                          // the onset used (chosen, with --onset-ms auto)
     int64_t trainable_params = 0;
+    bool residual_cells = false;                 // the student's cell form (cfg.residual, or --init's)
     std::vector<float> predictions;              // (N, U, B) held-out prediction of every
                                                  // image (NaN for units not in an area fitted)
     double seconds = 0;

@@ -53,7 +53,7 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"feedback", c.feedback},
         {"readout", c.readout},
         {"time_varied", c.time_varied},
-        {"residual_cells", c.init.empty() ? c.residual : init_structure(c.init).residual},
+        {"residual_cells", R.residual_cells},
         {"ms_per_step", json_num(c.ms_per_step)},
         {"onset_ms", json_num(R.onset_ms)},
         {"steps", R.T},
