@@ -25,7 +25,7 @@
 //                are themselves checked numerically in test_models.cpp.)
 //
 // Also here: the pieces around the kernels that tools use, in CPU builds too: --device
-// parsing (tools/cli.h) and each tool's one-line refusal without a GPU, pinned staging
+// parsing (engine/cli.h) and each tool's one-line refusal without a GPU, pinned staging
 // buffers, and TapeGraph (engine/autograd.h), which on the CPU is plain forward + backward.
 #include <algorithm>
 #include <cmath>
@@ -49,7 +49,7 @@
 #include "models/convrnn.h"
 #include "models/fit/features.h"
 #include "tests/testutil.h"
-#include "tools/cli.h"
+#include "engine/cli.h"
 #ifdef VT_CUDA
 #include "kernels/cuda/cuda.h"
 #endif

@@ -18,6 +18,7 @@
 #include "engine/io/npy.h"
 #include "models/convrnn.h"
 #include "engine/io/json.h"
+#include "models/fit/fit_flags.h"
 #include "models/fit/sweep.h"
 #include "models/datasets/virtual_primate.h"
 #include "tests/testutil.h"
@@ -139,6 +140,49 @@ std::set<std::string> finished(const std::string& out) {
 
 }  // namespace
 
+TEST_CASE("fit_flags: one table, every flag with a sweep role; the preset gives the defaults and a given flag wins") {
+    auto parse = [](FitFlags& v, std::vector<std::string> args) {
+        std::vector<char*> argv;
+        for (std::string& a : args) argv.push_back(&a[0]);
+        Cli cli = fit_cli(v, fit_preset_of((int)argv.size(), argv.data()));
+        cli.parse((int)argv.size(), argv.data());
+        fit_flags_finish(cli, v);
+        return cli;
+    };
+    FitFlags cpu;
+    Cli cli = parse(cpu, {"fit_dynamics", "--backbone", "b.npz"});
+    REQUIRE(cli.flags.size() > 30);
+    for (const Cli::Flag& f : cli.flags) {
+        CAPTURE(f.name);
+        CHECK((f.tag == kSweepConfig || f.tag == kSweepShared || f.tag == kSweepOwn));
+    }
+    CHECK(cpu.c.iters == 24);
+    CHECK(cpu.c.memory_init);
+    CHECK(!cpu.c.residual);
+    CHECK(std::isnan(cpu.c.onset_ms));  // auto
+
+    FitFlags gpu;
+    parse(gpu, {"fit_dynamics", "--backbone", "b.npz", "--preset", "gpu", "--iters", "7"});
+    CHECK(gpu.c.iters == 7);  // given: wins over the preset
+    CHECK(gpu.c.batch == 16);
+    CHECK(gpu.c.residual);
+    CHECK(!gpu.c.memory_init);
+    CHECK(gpu.c.onset_ms == 0.f);
+    FitFlags given;
+    parse(given, {"fit_dynamics", "--backbone=b.npz", "--no-memory-init", "--cells", "residual", "--onset-ms", "-10",
+                  "--pls", "simpls", "--no-readout-refit"});
+    CHECK(!given.c.memory_init);
+    CHECK(given.c.residual);
+    CHECK(given.c.onset_ms == -10.f);
+    CHECK(given.c.score.pls == PlsAlgorithm::Simpls);
+    CHECK(given.c.readout_lr == doctest::Approx(1e-4f));  // Adam alone moves the readouts then
+
+    FitFlags bad;
+    CHECK(has(error_of([&] { parse(bad, {"fit_dynamics", "--preset", "tpu"}); }), "--preset: expected cpu or gpu, got 'tpu'"));
+    CHECK(has(error_of([&] { parse(bad, {"fit_dynamics", "--onset-ms", "soon"}); }), "--onset-ms: expected a time in ms or auto"));
+    CHECK(has(error_of([&] { parse(bad, {"fit_dynamics", "--pls", "svd"}); }), "--pls: expected nipals or simpls, got 'svd'"));
+}
+
 TEST_CASE("sweep: its flags are fit_dynamics' flags, each either per configuration or shared") {
     if (!vt_test::have_tool("fit_dynamics")) { MESSAGE("bin/fit_dynamics not built: skipped"); return; }
     vt_test::ShellRun r = vt_test::run_tool("fit_dynamics", "--help");
@@ -198,9 +242,13 @@ TEST_CASE("sweep: grid files") {
                          Bad{"a --motif lstm --frobnicate 3\n", "g.txt:1: unknown flag '--frobnicate'"},
                          Bad{"a --motif lstm --lr\n", "g.txt:1: --lr needs a value"},
                          Bad{"a --lr --iters 3\n", "g.txt:1: --lr needs a value"},
-                         Bad{"a\nb --motif lsmt\n", "g.txt:2: unknown motif 'lsmt'"},
-                         Bad{"a --iters many\n", "g.txt:1: --iters: expected an integer, got 'many'"},
-                         Bad{"a --lr fast\n", "g.txt:1: --lr: expected a number, got 'fast'"},
+                         Bad{"a\nb --motif lsmt\n", "g.txt:2: --motif: expected none, timedecay"},
+                         Bad{"a --iters many\n", "g.txt:1: --iters: expected an integer from 0 to 10000000, got 'many'"},
+                         Bad{"a --lr fast\n", "g.txt:1: --lr: expected a finite number above 0 and at most 10, got 'fast'"},
+                         Bad{"a --batch 0\n", "g.txt:1: --batch: expected an integer from 1"},  // fit_dynamics' own range
+                         Bad{"a --cells gated\n", "g.txt:1: --cells: expected plain or residual, got 'gated'"},
+                         Bad{"a --device tpu\n", "g.txt:1: --device: expected cpu or cuda, got 'tpu'"},
+                         Bad{"a --overwrite\n", "g.txt:1: the sweep decides the flag '--overwrite'"},
                          Bad{"a --motif lstm --motif gru\n", "g.txt:1: --motif is given twice"},
                          Bad{"a --time-varied=yes\n", "g.txt:1: --time-varied is a switch"},
                          Bad{"a lstm\n", "g.txt:1: expected a flag (--name), found 'lstm'"},
@@ -213,6 +261,9 @@ TEST_CASE("sweep: grid files") {
         CHECK_MESSAGE(has(e, b.says), e);
     }
     CHECK(has(error_of([] { sweep_grid_load("/nonexistent/grid.txt"); }), "neither a built-in grid"));
+    // a device is named, not opened: a grid for GPU nodes can be checked (and listed) on a machine without one
+    CHECK(sweep_grid_parse("a --device cuda --preset gpu\n", "g.txt").configs[0].flags ==
+          std::vector<std::string>{"--device", "cuda", "--preset", "gpu"});
     // a file on disk: the error names it
     std::string dir = vt_test::temp_dir();
     std::ofstream(dir + "/g.txt") << "a --motif lstm\nb --motif lstm --batch\n";
@@ -221,8 +272,8 @@ TEST_CASE("sweep: grid files") {
 }
 
 TEST_CASE("sweep: the flags a grid line may set are fit_dynamics' own, and every model/training flag of it is one") {
-    // The sweep keeps the list (models/fit/sweep.cpp); this ties it to fit_dynamics --help, so a
-    // flag added to one and not the other fails here.
+    // The sweep reads fit_dynamics' table (models/fit/fit_flags.h); this ties that table to the
+    // binary's --help, so a flag the tool declares outside the table fails here.
     if (!vt_test::have_tool("fit_dynamics")) {
         MESSAGE("bin/fit_dynamics not built: skipped");
         return;

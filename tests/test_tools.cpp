@@ -138,7 +138,8 @@ TEST_CASE("tools: fit_dynamics refuses bad flags and input before any fitting") 
     CHECK(has(r.out, "unknown flag '--frobnicate'"));
     r = run_tool("fit_dynamics", "--motif lsmt --data /nonexistent.npz");
     CHECK(r.rc != 0);
-    CHECK(has(r.out, "unknown motif 'lsmt'"));
+    CHECK(has(r.out, "--motif: expected none, timedecay, rnn"));
+    CHECK(has(r.out, "got 'lsmt'"));
     r = run_tool("fit_dynamics", "--device tpu");
     CHECK(r.rc != 0);
     CHECK(has(r.out, "--device: expected cpu or cuda"));

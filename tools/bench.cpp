@@ -41,7 +41,7 @@
 #include "engine/ops.h"
 #include "engine/params.h"
 #include "models/convrnn.h"
-#include "tools/cli.h"
+#include "engine/cli.h"
 #ifdef VT_CUDA
 #include "kernels/cuda/cuda.h"  // conv path and memory statistics (reported, not required)
 #endif

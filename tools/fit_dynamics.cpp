@@ -22,48 +22,16 @@
 #include "engine/io/rundir.h"
 #include "models/fit/dynamics.h"
 #include "models/fit/features.h"
+#include "models/fit/fit_flags.h"
 #include "models/fit/predictions.h"
 #include "models/fit/results.h"
 #include "models/datasets/npz_stream.h"
 #include "models/datasets/virtual_primate.h"
-#include "tools/cli.h"
-#include "tools/scoring_flags.h"
 
 using namespace vt;
 namespace fs = std::filesystem;
 
 namespace {
-
-const char* kDefaultData = "data/virtual_primate.npz";
-
-// --preset: settings for a compute budget, applied before the flags (a flag given wins).
-//   cpu  the default: a 10-minute run on 2 cores. 24 BPTT iterations of 4 images per split
-//        teach little (the closed-form readout on the start does nearly all of it), so the
-//        student starts where a short fit does best (measured, README): plain cells as leaky
-//        integrators (memory of the image after it goes) and the onset chosen on training
-//        images.
-//   gpu  the paper-scale fit: 400 iterations of 16 images per split; the student starts as
-//        its feedforward unroll (residual cells, a = 0) at onset 0 and learns its own
-//        dynamics and delays (measured on the recovery data: long fits on a mismatched
-//        backbone do better from there).
-void preset_apply(const std::string& name, FitConfig& c, std::string& onset, std::string& cells) {
-    if (name == "cpu") return;
-    if (name != "gpu") fail("--preset: expected cpu or gpu, got '%s'", name.c_str());
-    c.batch = 16, c.iters = 400, c.val_every = 20, c.patience = 4;
-    c.memory_init = false, c.cell_scale_init = 0.f;
-    cells = "residual";
-    onset = "0";
-}
-
-std::string preset_of(int argc, char** argv) {
-    std::string p = "cpu";
-    for (int i = 1; i < argc; i++) {
-        std::string a = argv[i];
-        if (a == "--preset" && i + 1 < argc) p = argv[i + 1];
-        else if (a.rfind("--preset=", 0) == 0) p = a.substr(9);
-    }
-    return p;
-}
 
 // runs/fit_dynamics/<motif>_<feedback> (feedback edges as conv5-conv2+conv4-conv3);
 // init_<checkpoint name> with --init.
@@ -92,7 +60,7 @@ std::string table(const FitResult& R, bool time_varied) {
     return s;
 }
 
-// The data: --data, or the virtual primate (generated into kDefaultData on first use); the
+// The data: --data, or the virtual primate (generated into kFitDefaultData on first use); the
 // teacher's noiseless rates where the file has them (the ceiling).
 // What was fitted to what, and the table.
 std::string summary(const FitConfig& c, const FitResult& R, const std::string& data, bool virtual_primate) {
@@ -106,7 +74,7 @@ std::string summary(const FitConfig& c, const FitResult& R, const std::string& d
 
 NeuralData data_load(std::string& data, bool virtual_primate, std::vector<float>& teacher) {
     if (virtual_primate) {
-        data = kDefaultData;
+        data = kFitDefaultData;
         if (fs::exists(data)) {
             std::fprintf(stderr, "fit_dynamics: no --data: using the virtual primate in %s (SIMULATED responses of a "
                                  "known teacher network, not recordings; delete the file to regenerate it)\n", data.c_str());
@@ -257,111 +225,22 @@ void plot_loss(const std::string& path, const FitResult& R) {
 int main(int argc, char** argv) {
     runtime_init(argv);
     return run_main([&] {
-        FitConfig c;
-        std::string data, out, onset = "auto", cells = "plain", stop_on = "score";
-        bool no_memory_init = false, overwrite = false, no_refit = false;
-        int threads = 0;
-        Cli cli("fit_dynamics", "",
-                "Fit a ConvRNN to the time course of V4 and IT responses by backpropagation through time (the\n"
-                "paper's dynamics fit): frozen backbone, `--motif` cells at every layer, `--feedback` edges, one\n"
-                "time-shared linear readout per area; scored on held-out images (noise-corrected EV per bin) and\n"
-                "on held-out units. Without --data: the embedded virtual primate (a SIMULATED dataset with a known\n"
-                "teacher), generated into " + std::string(kDefaultData) + " on first use.\n"
-                "Writes DIR/results.json, results.csv, predictions.npz (every image's held-out prediction), ev_over_time.png,\n"
-                "units.png, loss.png, checkpoints/.");
-        cli.flag("--data", &data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
-        cli.flag("--out", &out, "output folder (default runs/fit_dynamics/<motif>_<feedback>, or init_<checkpoint name> with --init)");
-        cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone));
-        cli.flag("--init", &c.init, "start the student from this model checkpoint (e.g. make_virtual_primate --write-teacher; "
-                 "not a fit's split checkpoint): its backbone, cells and feedback; --motif and --feedback default to "
-                 "its own");
-        cli.flag("--arch", &c.arch, "expected architecture (checked against the checkpoint's meta.arch)");
-        cli.flag("--motif", &c.motif, "cell at every layer: " + list_join(motif_names()));
-        cli.flag("--feedback", &c.feedback, "feedback edges src:dst, comma-separated, or none");
-        cli.flag("--readout", &c.readout, "area=layer pairs: the layer each area is read from");
-        cli.flag("--time-varied", &c.time_varied,
-                 "the paper's baseline instead of BPTT: feedforward features, an independent PLS per bin");
-        cli.flag("--ms-per-step", &c.ms_per_step, "milliseconds per model step").positive().range(0, 1000);
-        cli.flag("--onset-ms", &onset, "time of model step 0 after image onset (ms), or auto: chosen among 0-6 steps "
-                 "on training images with the fresh network");
-        cli.flag("--steps", &c.steps, "model steps T (0 = what the latest bin needs)").range(0, 1000);
-        cli.flag("--image-steps", &c.image_steps, "steps the image is shown (-1 = the data's presentation_ms / ms-per-step)").range(-1, 1000);
-        cli.flag("--batch", &c.batch, "images per BPTT minibatch").range(1, 1 << 16);
-        cli.flag("--iters", &c.iters, "BPTT iterations per split, at most").range(0, 10000000);
-        cli.flag("--val-every", &c.val_every, "iterations between validations (early stopping)").range(1, 10000000);
-        cli.flag("--patience", &c.patience, "validations without improvement before stopping").range(0, 1000000);
-        cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation").positive().range(0, 0.9f);
-        cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a weight tensor: lr / sqrt(fan-in))").positive().range(0, 10);
-        cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts between closed-form re-solves (0: they stay as solved; "
-                 "1e-4 with --no-readout-refit)").range(0, 10);
-        cli.flag("--readout-components", &c.readout_components,
-                 "at most this many PLS components per readout; each unit's count is chosen on validation images").range(1, 100000);
-        cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)").range(0, 1);
-        cli.flag("--stop-on", &stop_on, "what early stopping and the readout re-solves watch on the validation images: "
-                 "score (a median r^2 per bin, as scored) or loss");
-        cli.flag("--no-readout-refit", &no_refit,
-                 "never re-solve the readouts in closed form during training (Adam alone moves them)");
-        cli.flag("--cells", &cells, "plain (the paper's, h = cell(x)) or residual (h = x + a * cell(x), a per channel; "
-                 "a = 0 at the start is the feedforward unroll)");
-        cli.flag("--cell-scale-init", &c.cell_scale_init,
-                 "residual cells: the scale a of every cell at the start (0: the fresh student is its feedforward "
-                 "unroll)").range(0, 10);
-        cli.flag("--no-memory-init", &no_memory_init,
-                 "cells start with PyTorch's default init instead of leaky integrators of a spread of timescales");
-        cli.flag("--mean-weight", &c.mean_weight, "loss weight of each unit's mean time course (vs image-to-image variation)").range(0, 1);
-        cli.flag("--heldout-units", &c.heldout_fraction, "fraction of each area's units held out of the fit").range(0, 0.9f);
-        cli.flag("--heldout-fit-images", &c.heldout_fit_images,
-                 "training images the held-out units' PLS is fitted on (a seeded subset; 0 = all)").range(0, 1 << 30);
-        ScoringFlags scoring;
-        scoring.add(cli, c.score);
-        cli.flag("--model-seed", &c.seed, "seed of the student's cells, the unit hold-out and the minibatches");
-        cli.flag("--device", &c.device, "cpu or cuda");
-        cli.flag("--threads", &threads, "compute threads (0 = all cores)").range(0, 1 << 16);
-        cli.flag("--overwrite", &overwrite, "replace the finished run in --out (refused otherwise)");
-        std::string preset = preset_of(argc, argv);
-        preset_apply(preset, c, onset, cells);
-        no_memory_init = !c.memory_init;  // the preset's start; --no-memory-init after it wins
-        cli.flag("--preset", &preset, "cpu (a 10-minute CPU fit) or gpu (400 iterations of 16 images: the paper-scale "
-                 "fit; with --device cuda); other flags win wherever they are given");
+        FitFlags flags;
+        Cli cli = fit_cli(flags, fit_preset_of(argc, argv));  // models/fit/fit_flags.h, shared with the sweep
         cli.parse(argc, argv);
-        scoring.apply(c.score);
-        c.memory_init = !no_memory_init;
-        c.readout_refit = !no_refit;
-        if (cells != "plain" && cells != "residual") fail("--cells: expected plain or residual, got '%s'", cells.c_str());
-        c.residual = cells == "residual";
-        if (stop_on != "score" && stop_on != "loss") fail("--stop-on: expected score or loss, got '%s'", stop_on.c_str());
-        c.stop_on_score = stop_on == "score";
-        if (!c.readout_refit && !cli.was_given("--readout-lr")) c.readout_lr = 1e-4f;  // Adam alone moves them
-        if (onset != "auto") {
-            char* end = nullptr;
-            c.onset_ms = std::strtof(onset.c_str(), &end);
-            if (onset.empty() || *end || !std::isfinite(c.onset_ms))
-                fail("--onset-ms: expected a time in ms or auto, got '%s'", onset.c_str());
-        }
         if (!cli.positional.empty()) fail("fit_dynamics: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
-        backend_set_threads(threads);
-        if (!c.init.empty()) {  // the checkpoint's structure unless the flags say otherwise (then they must agree)
-            if (cli.was_given("--backbone"))
-                fail("--init: '%s' holds its own backbone; drop --backbone", c.init.c_str());
-            if (cli.was_given("--cells"))
-                fail("--init: '%s' decides whether its cells are residual; drop --cells", c.init.c_str());
-            for (const char* f : {"--cell-scale-init", "--no-memory-init"})
-                if (cli.was_given(f))
-                    fail("--init: the cells of '%s' start as they are in it; drop %s", c.init.c_str(), f);
-            const InitStructure st = init_structure(c.init);
-            if (!cli.was_given("--motif")) c.motif = st.motif;
-            if (!cli.was_given("--feedback")) c.feedback = st.feedback;
-            c.backbone = c.init;
-        }
-        if (c.backbone.empty()) c.backbone = find_default_backbone("fit_dynamics");
-        motif_parse(c.motif);  // fail early on a bad flag, before any data work
+        fit_flags_finish(cli, flags);
+        backend_set_threads(flags.threads);
+        FitConfig& c = flags.c;
+        std::string data = flags.data, out = flags.out;
+        const std::string preset = flags.preset;
         if (out.empty()) out = default_out(c);
         // The run claims its folder (a second run into it is refused while this one runs; a
         // finished run in it is refused unless --overwrite), writes into a private partial
         // folder and publishes everything together at the end (engine/io/rundir.h).
         RunDirOptions claim_opt;
         claim_opt.tool = "fit_dynamics";
-        claim_opt.overwrite = overwrite;
+        claim_opt.overwrite = flags.overwrite;
         RunDir claim = rundir_claim(out, claim_opt);
         const std::string final_out = out;
         out = claim.partial;

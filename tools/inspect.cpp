@@ -8,7 +8,7 @@
 #include "engine/io/image.h"
 #include "engine/io/npy.h"
 #include "models/convrnn.h"
-#include "tools/cli.h"
+#include "engine/cli.h"
 
 using namespace vt;
 

@@ -8,7 +8,7 @@
 #include "engine/backend.h"
 #include "engine/progress.h"
 #include "models/datasets/virtual_primate.h"
-#include "tools/cli.h"
+#include "engine/cli.h"
 
 using namespace vt;
 

@@ -4,7 +4,7 @@
 #include "engine/backend.h"
 #include "models/backbone.h"
 #include "models/fit/pretrain.h"
-#include "tools/cli.h"
+#include "engine/cli.h"
 
 using namespace vt;
 

@@ -22,8 +22,8 @@
 #include "models/datasets/neural_data.h"
 #include "models/datasets/npz_stream.h"
 #include "models/fit/scoring.h"
-#include "tools/cli.h"
-#include "tools/scoring_flags.h"
+#include "engine/cli.h"
+#include "models/fit/scoring_flags.h"
 
 using namespace vt;
 

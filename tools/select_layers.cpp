@@ -20,8 +20,8 @@
 #include "models/fit/features.h"
 #include "models/datasets/neural_data.h"
 #include "models/fit/scoring.h"
-#include "tools/cli.h"
-#include "tools/scoring_flags.h"
+#include "engine/cli.h"
+#include "models/fit/scoring_flags.h"
 
 using namespace vt;
 namespace fs = std::filesystem;
@@ -35,7 +35,7 @@ struct SelectArgs {
     std::string backbone, arch, data, out, areas;
     int batch = 64, threads = 0;
     Device device = Device::CPU;
-    ScoreConfig c;  // the scoring protocol (tools/scoring_flags.h), areas included
+    ScoreConfig c;  // the scoring protocol (models/fit/scoring_flags.h), areas included
 };
 
 // The flags, checked; sets the compute threads and, without --backbone, finds the default one.

@@ -40,7 +40,7 @@
 #include "models/datasets/npz_stream.h"
 #include "models/fit/sweep.h"
 #include "models/datasets/virtual_primate.h"
-#include "tools/cli.h"
+#include "engine/cli.h"
 
 using namespace vt;
 namespace fs = std::filesystem;

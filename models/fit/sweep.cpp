@@ -19,6 +19,7 @@
 #include "engine/io/plot.h"
 #include "engine/progress.h"
 #include "models/cells.h"
+#include "models/fit/fit_flags.h"
 #include "models/fit/scoring.h"
 
 namespace vt {
@@ -28,71 +29,25 @@ namespace fs = std::filesystem;
 
 namespace {
 
-enum class FlagKind { Switch, Int, Number, Text, Motif };
-
-struct GridFlag {
-    const char* name;
-    FlagKind kind;
+// The flags a grid line may set and those the sweep gives every fit alike: fit_dynamics' own
+// table (models/fit/fit_flags.h), each flag's SweepRole as its tag. A private copy per call:
+// checking a value parses it into the copy's variables.
+struct FitTable {
+    FitFlags values;
+    Cli cli = fit_cli(values, "cpu");
+    std::vector<std::string> names(int role) const {
+        std::vector<std::string> v;
+        for (const Cli::Flag& f : cli.flags)
+            if (f.tag == role) v.push_back(f.name);
+        return v;
+    }
 };
-
-// What a grid line may set: the model and its training. Everything else is the sweep's
-// (kSweepFlags), the same for every configuration.
-const GridFlag kGridFlags[] = {
-    {"--motif", FlagKind::Motif},          {"--feedback", FlagKind::Text},       {"--readout", FlagKind::Text},
-    {"--time-varied", FlagKind::Switch},   {"--backbone", FlagKind::Text},       {"--arch", FlagKind::Text},
-    {"--ms-per-step", FlagKind::Number},   {"--onset-ms", FlagKind::Text},       {"--steps", FlagKind::Int},
-    {"--image-steps", FlagKind::Int},      {"--batch", FlagKind::Int},           {"--iters", FlagKind::Int},
-    {"--val-every", FlagKind::Int},        {"--patience", FlagKind::Int},        {"--val-fraction", FlagKind::Number},
-    {"--lr", FlagKind::Number},            {"--readout-lr", FlagKind::Number},   {"--weight-decay", FlagKind::Number},
-    {"--mean-weight", FlagKind::Number},   {"--heldout-units", FlagKind::Number},
-    {"--heldout-fit-images", FlagKind::Int}, {"--components", FlagKind::Int},    {"--pls", FlagKind::Text},
-    {"--model-seed", FlagKind::Int},       {"--device", FlagKind::Text},         {"--preset", FlagKind::Text},
-    {"--readout-components", FlagKind::Int}, {"--cell-scale-init", FlagKind::Number},
-    {"--cells", FlagKind::Text},           {"--init", FlagKind::Text},           {"--stop-on", FlagKind::Text},
-    {"--no-memory-init", FlagKind::Switch}, {"--no-readout-refit", FlagKind::Switch},
-};
-
-// fit_dynamics flags that must be equal across a grid for its splits to pair up, or that the
-// sweep sets itself.
-const char* const kSweepFlags[] = {"--data", "--out", "--threads", "--splits", "--seed", "--ceiling-splits",
-                                   "--min-reliability"};
-
-const GridFlag* grid_flag(const std::string& name) {
-    for (const GridFlag& f : kGridFlags)
-        if (name == f.name) return &f;
-    return nullptr;
-}
 
 bool valid_name(const std::string& s) {
     if (s.empty() || s == "." || s == "..") return false;  // DIR/runs/.. would be DIR itself
     for (char c : s)
         if (!(std::isalnum((unsigned char)c) || std::strchr("_.+-", c))) return false;
     return true;
-}
-
-// Checks one flag's value; "" if fine, else what is wrong.
-std::string check_value(const GridFlag& f, const std::string& v) {
-    char* end = nullptr;
-    errno = 0;
-    switch (f.kind) {
-        case FlagKind::Int:
-            std::strtoll(v.c_str(), &end, 10);
-            if (v.empty() || *end || errno) return strfmt("%s: expected an integer, got '%s'", f.name, v.c_str());
-            return "";
-        case FlagKind::Number: {
-            double x = std::strtod(v.c_str(), &end);
-            if (v.empty() || *end || errno || !std::isfinite(x)) return strfmt("%s: expected a number, got '%s'", f.name, v.c_str());
-            return "";
-        }
-        case FlagKind::Motif: {
-            std::vector<std::string> known = motif_names();
-            if (std::find(known.begin(), known.end(), v) != known.end()) return "";
-            std::string list;
-            for (const std::string& m : known) list += (list.empty() ? "" : ", ") + m;
-            return strfmt("unknown motif '%s' (known: %s)", v.c_str(), list.c_str());
-        }
-        default: return "";
-    }
 }
 
 SweepConfig config(const std::string& name, std::vector<std::string> flags) { return {name, std::move(flags)}; }
@@ -108,17 +63,14 @@ void add_baselines(SweepGrid& g) {
 
 std::vector<std::string> sweep_builtin_grids() { return {"motifs", "feedback", "paper"}; }
 
-std::vector<std::string> sweep_grid_flags() {
-    std::vector<std::string> v;
-    for (const GridFlag& f : kGridFlags) v.push_back(f.name);
-    return v;
-}
+std::vector<std::string> sweep_grid_flags() { return FitTable().names(kSweepConfig); }
 
-std::vector<std::string> sweep_fixed_flags() { return {std::begin(kSweepFlags), std::end(kSweepFlags)}; }
+std::vector<std::string> sweep_fixed_flags() { return FitTable().names(kSweepShared); }
 
 bool sweep_grid_flag_is_switch(const std::string& name) {
-    const GridFlag* f = grid_flag(name);
-    return f && f->kind == FlagKind::Switch;
+    FitTable t;
+    const Cli::Flag* f = t.cli.find(name);
+    return f && f->tag == kSweepConfig && f->is_switch;
 }
 
 SweepGrid sweep_grid_builtin(const std::string& name) {
@@ -158,6 +110,7 @@ SweepGrid sweep_grid_parse(const std::string& text, const std::string& path) {
     g.name = fs::path(path).stem().string();
     g.source = path;
     std::vector<int> defined_on;  // line of each configuration, for duplicate names
+    FitTable table;
     std::istringstream in(text);
     std::string line;
     for (int ln = 1; std::getline(in, line); ln++) {
@@ -187,24 +140,21 @@ SweepGrid sweep_grid_parse(const std::string& text, const std::string& path) {
             size_t eq = name.find('=');
             bool inline_value = eq != std::string::npos;
             if (inline_value) value = name.substr(eq + 1), name.erase(eq);
-            for (const char* s : kSweepFlags)
-                if (name == s)
-                    fail("%s:%d: %s is not a per-configuration flag: it is the same for the whole sweep (%s)", P, ln,
-                         name.c_str(),
-                         name == "--data" ? "the sweep's --data" : name == "--out" || name == "--threads"
-                                                                       ? "the sweep sets it"
-                                                                       : "give it after `--` on the sweep's command line");
-            const GridFlag* f = grid_flag(name);
-            if (!f) {
-                std::string known;
-                for (const GridFlag& k : kGridFlags) known += (known.empty() ? "" : " ") + std::string(k.name);
-                fail("%s:%d: unknown flag '%s' (a grid line may set: %s)", P, ln, name.c_str(), known.c_str());
-            }
+            const Cli::Flag* f = table.cli.find(name);
+            if (f && f->tag == kSweepShared)
+                fail("%s:%d: %s is not a per-configuration flag: it is the same for the whole sweep (%s)", P, ln,
+                     name.c_str(),
+                     name == "--data" ? "the sweep's --data" : name == "--out" || name == "--threads"
+                                                                   ? "the sweep sets it"
+                                                                   : "give it after `--` on the sweep's command line");
+            if (!f || f->tag != kSweepConfig)
+                fail("%s:%d: %s flag '%s' (a grid line may set: %s)", P, ln, f ? "the sweep decides the" : "unknown",
+                     name.c_str(), list_join(table.names(kSweepConfig), " ").c_str());
             if (std::find(given.begin(), given.end(), name) != given.end())
                 fail("%s:%d: %s is given twice", P, ln, name.c_str());
             given.push_back(name);
             c.flags.push_back(name);
-            if (f->kind == FlagKind::Switch) {
+            if (f->is_switch) {
                 if (inline_value) fail("%s:%d: %s is a switch and takes no value (found '=%s')", P, ln, name.c_str(), value.c_str());
                 continue;
             }
@@ -213,8 +163,11 @@ SweepGrid sweep_grid_parse(const std::string& text, const std::string& path) {
                 if (i + 1 >= w.size() || w[i + 1].rfind("--", 0) == 0) fail("%s:%d: %s needs a value", P, ln, name.c_str());
                 value = w[++i];
             }
-            std::string bad = check_value(*f, value);
-            if (!bad.empty()) fail("%s:%d: %s", P, ln, bad.c_str());
+            try {
+                table.cli.check(*f, value);  // as fit_dynamics would judge it
+            } catch (const Error& e) {
+                fail("%s:%d: %s", P, ln, e.what());
+            }
             c.flags.push_back(value);
         }
         g.configs.push_back(c);

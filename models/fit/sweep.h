@@ -21,8 +21,9 @@
 //   # name   fit_dynamics flags
 //   lstm     --motif lstm --feedback conv5:conv2
 //   gru_slow --motif gru --lr 0.003
-// NAME matches [A-Za-z0-9_.+-]+ and is unique in the file. FLAGS come from a whitelist of the
-// model and training flags of fit_dynamics ("--flag value" or "--flag=value"); what must be the
+// NAME matches [A-Za-z0-9_.+-]+ and is unique in the file. FLAGS are fit_dynamics' model and
+// training flags ("--flag value" or "--flag=value"), read from its own flag table
+// (models/fit/fit_flags.h: role kSweepConfig) and checked as it checks them; what must be the
 // same for every configuration (--data, --splits, --seed, ...) is the sweep's, so that the
 // configurations are scored on the same images and splits and can be compared split by split.
 //

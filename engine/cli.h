@@ -1,8 +1,11 @@
 // cli.h: the command-line flags of the tools, declared as a table (name, variable, help)
-// from which parsing, validation and --help come. Header-only, shared by tools/*.cpp.
+// from which parsing, validation and --help come. Header-only, used by tools/*.cpp and by
+// the flag tables that more than one tool reads (models/fit/fit_flags.h: fit_dynamics'
+// flags, which the sweep also checks its grid lines against).
 //
 //   Cli cli("pretrain", "DIR", "Pretrain a backbone on an image-classification folder.");
 //   cli.flag("--epochs", &epochs, "training epochs").range(1, 100000);
+//   cli.flag("--schedule", &schedule, "cosine or step").choices({"cosine", "step"});
 //   cli.parse(argc, argv);          // exits 0 after --help; vt::fail on a bad flag or value
 #pragma once
 #include <cctype>
@@ -55,6 +58,8 @@ struct Cli {
         bool ranged = false, open_below = false;  // a user range; lo excluded (positive())
         long double lo = 0, hi = 0;               // the range (the type's own when not ranged)
         std::function<void(const std::string&, const Flag&)> set;  // parses, checks and stores a value
+        std::vector<std::string> choices;  // the values a text flag takes (empty: any)
+        int tag = 0;                       // what the declaring table means by it (e.g. fit_flags.h's SweepRole)
     };
     // What flag() returns: the flag just declared, to give it a range.
     struct FlagRef {
@@ -70,6 +75,21 @@ struct Cli {
             Flag& f = cli->flags[index];
             VT_CHECK(f.numeric, "Cli: positive() on the non-numeric flag %s", f.name.c_str());
             f.ranged = true, f.open_below = true, f.lo = 0;
+            return *this;
+        }
+        FlagRef& choices(std::vector<std::string> values) {  // text flags: one of these, checked at parse
+            Flag& f = cli->flags[index];
+            VT_CHECK(!f.numeric && !f.is_switch && !values.empty(), "Cli: choices() on the flag %s", f.name.c_str());
+            f.choices = std::move(values);
+            auto store = f.set;
+            f.set = [store](const std::string& s, const Flag& fl) {
+                check_choice(fl, s);
+                store(s, fl);
+            };
+            return *this;
+        }
+        FlagRef& tag(int t) {
+            cli->flags[index].tag = t;
             return *this;
         }
     };
@@ -97,15 +117,40 @@ struct Cli {
                       [=](const std::string& s, const Flag& f) { *v = (float)parse_float(s, f); });
     }
     FlagRef flag(const std::string& name, std::string* v, const std::string& help) {
-        return add({name, help, *v, false, false, false, false, false, 0, 0, [=](const std::string& s, const Flag&) { *v = s; }});
+        return add({name, help, *v, false, false, false, false, false, 0, 0, [=](const std::string& s, const Flag&) { *v = s; }, {}, 0});
     }
     FlagRef flag(const std::string& name, Device* v, const std::string& help) {  // parse_device, as it is given
-        return add({name, help, device_name(*v), false, false, false, false, false, 0, 0,
-                    [=](const std::string& s, const Flag&) { *v = parse_device(s); }});
+        FlagRef r = add({name, help, device_name(*v), false, false, false, false, false, 0, 0,
+                         [=](const std::string& s, const Flag&) { *v = parse_device(s); },
+                         {"cpu", "cuda"}, 0});  // check() looks no further: no device is needed to name one
+        return r;
     }
     FlagRef flag(const std::string& name, bool* v, const std::string& help) {  // a switch
         return add({name, help, "", true, false, false, false, false, 0, 0,
-                    [=](const std::string& s, const Flag& f) { *v = parse_switch(s, f); }});
+                    [=](const std::string& s, const Flag& f) { *v = parse_switch(s, f); }, {}, 0});
+    }
+    const Flag* find(const std::string& name) const {
+        for (const Flag& f : flags)
+            if (f.name == name) return &f;
+        return nullptr;
+    }
+    // Whether `value` is one the flag takes, as parse() would judge it (vt::fail if not), without
+    // needing what it names to exist here (--device cuda on a machine without a GPU passes):
+    // the sweep checks its grid lines with this before any fit runs.
+    void check(const Flag& f, const std::string& value) const {
+        if (!f.choices.empty()) check_choice(f, value);
+        else f.set(value, f);  // numbers and switches: parsed into the table's own variables
+    }
+    // "a", "a or b", "a, b or c"
+    static std::string choice_list(const std::vector<std::string>& v) {
+        std::string s;
+        for (size_t i = 0; i < v.size(); i++) s += (i == 0 ? "" : i + 1 == v.size() ? " or " : ", ") + v[i];
+        return s;
+    }
+    static void check_choice(const Flag& f, const std::string& s) {
+        for (const std::string& c : f.choices)
+            if (s == c) return;
+        fail("%s: expected %s, got '%s'", f.name.c_str(), choice_list(f.choices).c_str(), s.c_str());
     }
     bool was_given(const std::string& name) const {
         for (const std::string& g : given)
@@ -161,12 +206,7 @@ struct Cli {
     }
     FlagRef number(const std::string& name, const std::string& help, const std::string& def, bool integral,
                    long double lo, long double hi, std::function<void(const std::string&, const Flag&)> set) {
-        return add({name, help, def, false, true, integral, false, false, lo, hi, std::move(set)});
-    }
-    const Flag* find(const std::string& name) const {
-        for (const Flag& f : flags)
-            if (f.name == name) return &f;
-        return nullptr;
+        return add({name, help, def, false, true, integral, false, false, lo, hi, std::move(set), {}, 0});
     }
     static std::string num_text(long double x, bool integral) {
         if (integral && x == (long double)UINT64_MAX) return std::to_string(UINT64_MAX);

@@ -1,0 +1,149 @@
+// fit_flags.cpp: fit_dynamics' flags (models/fit/fit_flags.h has the what and why).
+#include "models/fit/fit_flags.h"
+
+#include <cmath>
+#include <cstdlib>
+
+#include "models/cells.h"
+#include "models/fit/features.h"
+
+namespace vt {
+
+namespace {
+
+// --preset: settings for a compute budget, the defaults of the flags (a flag given wins).
+//   cpu  the default: a 10-minute run on 2 cores. 24 BPTT iterations of 4 images per split
+//        teach little (the closed-form readout on the start does nearly all of it), so the
+//        student starts where a short fit does best (measured, README): plain cells as leaky
+//        integrators (memory of the image after it goes) and the onset chosen on training
+//        images.
+//   gpu  the paper-scale fit: 400 iterations of 16 images per split; the student starts as
+//        its feedforward unroll (residual cells, a = 0) at onset 0 and learns its own
+//        dynamics and delays (measured on the recovery data: long fits on a mismatched
+//        backbone do better from there).
+void preset_apply(FitFlags& v) {
+    if (v.preset == "cpu") return;
+    if (v.preset != "gpu") fail("--preset: expected cpu or gpu, got '%s'", v.preset.c_str());
+    FitConfig& c = v.c;
+    c.batch = 16, c.iters = 400, c.val_every = 20, c.patience = 4;
+    c.memory_init = false, c.cell_scale_init = 0.f;
+    v.no_memory_init = true;
+    v.cells = "residual";
+    v.onset = "0";
+}
+
+}  // namespace
+
+std::string fit_preset_of(int argc, char** argv) {
+    std::string p = "cpu";
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--preset" && i + 1 < argc) p = argv[i + 1];
+        else if (a.rfind("--preset=", 0) == 0) p = a.substr(9);
+    }
+    return p;
+}
+
+Cli fit_cli(FitFlags& v, const std::string& preset) {
+    FitConfig& c = v.c;
+    Cli cli("fit_dynamics", "",
+            "Fit a ConvRNN to the time course of V4 and IT responses by backpropagation through time (the\n"
+            "paper's dynamics fit): frozen backbone, `--motif` cells at every layer, `--feedback` edges, one\n"
+            "time-shared linear readout per area; scored on held-out images (noise-corrected EV per bin) and\n"
+            "on held-out units. Without --data: the embedded virtual primate (a SIMULATED dataset with a known\n"
+            "teacher), generated into " + std::string(kFitDefaultData) + " on first use.\n"
+            "Writes DIR/results.json, results.csv, predictions.npz (every image's held-out prediction), ev_over_time.png,\n"
+            "units.png, loss.png, checkpoints/.");
+    const int C = kSweepConfig, S = kSweepShared;
+    cli.flag("--data", &v.data, "neural dataset .npz (default: the virtual primate, " + std::string(kFitDefaultData) + ")").tag(S);
+    cli.flag("--out", &v.out, "output folder (default runs/fit_dynamics/<motif>_<feedback>, or init_<checkpoint name> with --init)").tag(S);
+    cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone)).tag(C);
+    cli.flag("--init", &c.init, "start the student from this model checkpoint (e.g. make_virtual_primate --write-teacher; "
+             "not a fit's split checkpoint): its backbone, cells and feedback; --motif and --feedback default to "
+             "its own").tag(C);
+    cli.flag("--arch", &c.arch, "expected architecture (checked against the checkpoint's meta.arch)").tag(C);
+    cli.flag("--motif", &c.motif, "cell at every layer: " + list_join(motif_names())).choices(motif_names()).tag(C);
+    cli.flag("--feedback", &c.feedback, "feedback edges src:dst, comma-separated, or none").tag(C);
+    cli.flag("--readout", &c.readout, "area=layer pairs: the layer each area is read from").tag(C);
+    cli.flag("--time-varied", &c.time_varied,
+             "the paper's baseline instead of BPTT: feedforward features, an independent PLS per bin").tag(C);
+    cli.flag("--ms-per-step", &c.ms_per_step, "milliseconds per model step").positive().range(0, 1000).tag(C);
+    cli.flag("--onset-ms", &v.onset, "time of model step 0 after image onset (ms), or auto: chosen among 0-6 steps "
+             "on training images with the fresh network").tag(C);
+    cli.flag("--steps", &c.steps, "model steps T (0 = what the latest bin needs)").range(0, 1000).tag(C);
+    cli.flag("--image-steps", &c.image_steps, "steps the image is shown (-1 = the data's presentation_ms / ms-per-step)")
+        .range(-1, 1000).tag(C);
+    cli.flag("--batch", &c.batch, "images per BPTT minibatch").range(1, 1 << 16).tag(C);
+    cli.flag("--iters", &c.iters, "BPTT iterations per split, at most").range(0, 10000000).tag(C);
+    cli.flag("--val-every", &c.val_every, "iterations between validations (early stopping)").range(1, 10000000).tag(C);
+    cli.flag("--patience", &c.patience, "validations without improvement before stopping").range(0, 1000000).tag(C);
+    cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation")
+        .positive().range(0, 0.9f).tag(C);
+    cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a weight tensor: lr / sqrt(fan-in))")
+        .positive().range(0, 10).tag(C);
+    cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts between closed-form re-solves (0: they "
+             "stay as solved; 1e-4 with --no-readout-refit)").range(0, 10).tag(C);
+    cli.flag("--readout-components", &c.readout_components,
+             "at most this many PLS components per readout; each unit's count is chosen on validation images")
+        .range(1, 100000).tag(C);
+    cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)").range(0, 1).tag(C);
+    cli.flag("--stop-on", &v.stop_on, "what early stopping and the readout re-solves watch on the validation images: "
+             "score (a median r^2 per bin, as scored) or loss").choices({"score", "loss"}).tag(C);
+    cli.flag("--no-readout-refit", &v.no_refit,
+             "never re-solve the readouts in closed form during training (Adam alone moves them)").tag(C);
+    cli.flag("--cells", &v.cells, "plain (the paper's, h = cell(x)) or residual (h = x + a * cell(x), a per channel; "
+             "a = 0 at the start is the feedforward unroll)").choices({"plain", "residual"}).tag(C);
+    cli.flag("--cell-scale-init", &c.cell_scale_init,
+             "residual cells: the scale a of every cell at the start (0: the fresh student is its feedforward "
+             "unroll)").range(0, 10).tag(C);
+    cli.flag("--no-memory-init", &v.no_memory_init,
+             "cells start with PyTorch's default init instead of leaky integrators of a spread of timescales").tag(C);
+    cli.flag("--mean-weight", &c.mean_weight, "loss weight of each unit's mean time course (vs image-to-image variation)")
+        .range(0, 1).tag(C);
+    cli.flag("--heldout-units", &c.heldout_fraction, "fraction of each area's units held out of the fit").range(0, 0.9f).tag(C);
+    cli.flag("--heldout-fit-images", &c.heldout_fit_images,
+             "training images the held-out units' PLS is fitted on (a seeded subset; 0 = all)").range(0, 1 << 30).tag(C);
+    const size_t before = cli.flags.size();
+    v.scoring.add(cli, c.score);
+    for (size_t i = before; i < cli.flags.size(); i++)  // the protocol pairs splits up: shared, but for the mapping's own
+        cli.flags[i].tag = cli.flags[i].name == "--components" || cli.flags[i].name == "--pls" ? C : S;
+    cli.flag("--model-seed", &c.seed, "seed of the student's cells, the unit hold-out and the minibatches").tag(C);
+    cli.flag("--device", &c.device, "cpu or cuda").tag(C);
+    cli.flag("--threads", &v.threads, "compute threads (0 = all cores)").range(0, 1 << 16).tag(S);
+    cli.flag("--overwrite", &v.overwrite, "replace the finished run in --out (refused otherwise)").tag(kSweepOwn);
+    v.preset = preset;
+    preset_apply(v);  // after the declarations: --help shows the cpu preset's values
+    cli.flag("--preset", &v.preset, "cpu (a 10-minute CPU fit) or gpu (400 iterations of 16 images: the paper-scale "
+             "fit; with --device cuda); other flags win wherever they are given").choices({"cpu", "gpu"}).tag(C);
+    return cli;
+}
+
+void fit_flags_finish(const Cli& cli, FitFlags& v) {
+    FitConfig& c = v.c;
+    v.scoring.apply(c.score);
+    c.memory_init = !v.no_memory_init;
+    c.readout_refit = !v.no_refit;
+    c.residual = v.cells == "residual";
+    c.stop_on_score = v.stop_on == "score";
+    if (!c.readout_refit && !cli.was_given("--readout-lr")) c.readout_lr = 1e-4f;  // Adam alone moves them
+    if (v.onset != "auto") {
+        char* end = nullptr;
+        c.onset_ms = std::strtof(v.onset.c_str(), &end);
+        if (v.onset.empty() || *end || !std::isfinite(c.onset_ms))
+            fail("--onset-ms: expected a time in ms or auto, got '%s'", v.onset.c_str());
+    }
+    if (!c.init.empty()) {  // the checkpoint's structure unless the flags say otherwise (then they must agree)
+        if (cli.was_given("--backbone")) fail("--init: '%s' holds its own backbone; drop --backbone", c.init.c_str());
+        if (cli.was_given("--cells")) fail("--init: '%s' decides whether its cells are residual; drop --cells", c.init.c_str());
+        for (const char* f : {"--cell-scale-init", "--no-memory-init"})
+            if (cli.was_given(f)) fail("--init: the cells of '%s' start as they are in it; drop %s", c.init.c_str(), f);
+        const InitStructure st = init_structure(c.init);
+        if (!cli.was_given("--motif")) c.motif = st.motif;
+        if (!cli.was_given("--feedback")) c.feedback = st.feedback;
+        c.backbone = c.init;
+    }
+    if (c.backbone.empty()) c.backbone = find_default_backbone("fit_dynamics");
+    motif_parse(c.motif);  // the checkpoint's motif too, before any data work
+}
+
+}  // namespace vt

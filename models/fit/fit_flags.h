@@ -1,0 +1,49 @@
+// fit_flags.h: fit_dynamics' command line, declared once. ./bin/fit_dynamics parses it, and
+// ./bin/sweep reads the same table to know which flags a grid line may set, which ones the
+// sweep gives every fit alike, and whether a grid line's value is one fit_dynamics takes
+// (models/fit/sweep.h). A flag added here reaches both; each carries its SweepRole as its tag.
+//
+//   FitFlags v;
+//   Cli cli = fit_cli(v, fit_preset_of(argc, argv));   // the preset's values are the defaults
+//   cli.parse(argc, argv);
+//   fit_flags_finish(cli, v);                           // v.c is the FitConfig to run
+#pragma once
+#include <string>
+
+#include "engine/cli.h"
+#include "models/fit/dynamics.h"
+#include "models/fit/scoring_flags.h"
+
+namespace vt {
+
+constexpr const char* kFitDefaultData = "data/virtual_primate.npz";  // the embedded virtual primate
+
+// What a fit_dynamics flag is to the sweep (Cli::Flag::tag).
+enum SweepRole : int {
+    kSweepConfig = 1,  // the model and its training: a grid line may set it
+    kSweepShared = 2,  // the same for every configuration, so that splits pair up (or the sweep sets it)
+    kSweepOwn = 3,     // the tool's housekeeping (--overwrite): the sweep decides it
+};
+
+// Everything fit_dynamics' flags set: the FitConfig and what is converted into it after parsing.
+struct FitFlags {
+    FitConfig c;
+    std::string data, out, preset = "cpu", onset = "auto", cells = "plain", stop_on = "score";
+    bool no_memory_init = false, overwrite = false, no_refit = false;
+    int threads = 0;
+    ScoringFlags scoring;
+};
+
+// The preset named in argv (--preset X or --preset=X; "cpu" if none): it must be known before
+// the flags are declared, since its values are their defaults.
+std::string fit_preset_of(int argc, char** argv);
+
+// Declares every flag of fit_dynamics, bound to v, with `preset`'s values applied (vt::fail on
+// an unknown preset). v must outlive the Cli.
+Cli fit_cli(FitFlags& v, const std::string& preset);
+
+// After cli.parse: converts the text flags into v.c and checks what one flag cannot check alone
+// (--init against --backbone, --cells, ...; --motif and --feedback from the --init checkpoint).
+void fit_flags_finish(const Cli& cli, FitFlags& v);
+
+}  // namespace vt
