@@ -3,10 +3,14 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
+#include "engine/io/image.h"
+#include "engine/io/npy.h"
 #include "models/convrnn.h"
 #include "tests/testutil.h"
 
@@ -190,4 +194,125 @@ TEST_CASE("tools: pretrain refuses bad model flags before reading any image") {
     CHECK(r.rc != 0);  // empty class folders, or the bad edge: either way a clear message
     CHECK(lines(r.out) == 1);
     std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("tools: features runs a fit's split checkpoint on the data's images and reproduces its held-out predictions") {
+    if (!have_tool("fit_dynamics") || !have_tool("make_virtual_primate") || !have_tool("features")) {
+        MESSAGE("tools not built: skipped");
+        return;
+    }
+    const std::string dir = vt_test::temp_dir();
+    Run r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 24 --teacher-arch tiny3 --v4-layer conv2 "
+                     "--it-layer conv3 --teacher-feedback conv3:conv2 --size 32 --v4 8 --it 8 --reps 6 "
+                     "--write-teacher-backbone " + dir + "/bb.npz");
+    REQUIRE(r.rc == 0);
+    r = run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --arch tiny3 --readout "
+                 "V4=conv2,IT=conv3 --feedback conv3:conv2 --iters 4 --val-every 2 --splits 2 --batch 2 --threads 1 "
+                 "--out " + dir + "/fit");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    const Npz fit = npz_read(dir + "/fit/predictions.npz");
+    const std::vector<float> P = fit.get("predictions").to_f32();
+    const std::vector<int64_t> split = fit.get("test_split").to_i64();
+    const std::vector<std::string> ids = fit.get("unit_id").to_strings(), role = fit.get("unit_role").to_strings();
+    const int64_t N = 24, U = (int64_t)ids.size(), B = fit.get("bin_start_ms").numel();
+    for (int s = 0; s < 2; s++) {
+        CAPTURE(s);
+        const std::string out = dir + strfmt("/f%d.npz", s);
+        r = run_tool("features", strfmt("--checkpoint %s/fit/checkpoints/split%d.npz --images %s/vp.npz --out %s "
+                                        "--threads 1 --batch 5", dir.c_str(), s, dir.c_str(), out.c_str()));
+        INFO(r.out);
+        REQUIRE(r.rc == 0);
+        const Npz f = npz_read(out);
+        int64_t compared = 0;
+        double worst = 0;
+        for (const char* area : {"V4", "IT"}) {
+            const std::vector<std::string> aid = f.get(std::string("unit_id.") + area).to_strings();
+            const std::vector<float> Q = f.get(std::string("prediction.") + area).to_f32();  // (N, Ua, B)
+            REQUIRE(f.get(std::string("prediction.") + area).shape == Shape{N, (int64_t)aid.size(), B});
+            for (size_t k = 0; k < aid.size(); k++) {
+                const int64_t u = std::find(ids.begin(), ids.end(), aid[k]) - ids.begin();
+                REQUIRE(u < U);
+                CHECK(role[u] == "fit");  // the readout's rows are the fit units
+                for (int64_t i = 0; i < N; i++) {
+                    if (split[i] != s) continue;  // the images this checkpoint held out
+                    for (int64_t b = 0; b < B; b++) {
+                        const double p = P[(i * U + u) * B + b], q = Q[(i * aid.size() + k) * B + b];
+                        worst = std::max(worst, std::fabs(p - q) / (1.0 + std::fabs(p)));
+                        compared++;
+                    }
+                }
+            }
+        }
+        CHECK(compared > 100);
+        CHECK(worst < 1e-4);
+        // the readout layers at every step: (N, T, C, H, W), silent before the image arrives
+        const NpyArray& c2 = f.get("conv2");
+        REQUIRE(c2.shape.size() == 5);
+        CHECK(c2.shape[0] == N);
+        CHECK(f.get("step_ms").numel() == c2.shape[1]);
+        std::vector<float> v = c2.to_f32();
+        const int64_t per_step = c2.shape[2] * c2.shape[3] * c2.shape[4];
+        double early = 0, late = 0;
+        for (int64_t e = 0; e < per_step; e++) early += std::fabs(v[e]), late += std::fabs(v[3 * per_step + e]);
+        CHECK(early == 0);  // conv2 at step 0 (and 1): nothing has reached it
+        CHECK(late > 0);
+        CHECK(f.get("image").to_strings().size() == (size_t)N);
+    }
+    // --bins: the fit's bin means, (N, B, D), which ./bin/score reads as they are
+    r = run_tool("features", "--checkpoint " + dir + "/fit/checkpoints/split0.npz --images " + dir + "/vp.npz --out " +
+                 dir + "/bins.npz --bins --layers conv2,conv3 --threads 1");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    const Npz fb = npz_read(dir + "/bins.npz");
+    CHECK(fb.get("conv3").shape.size() == 3);
+    CHECK(fb.get("conv3").shape[1] == B);
+    r = run_tool("score", "--features " + dir + "/bins.npz --data " + dir + "/vp.npz --layers conv2,conv3 --splits 2 "
+                 "--threads 1 --out " + dir + "/score");
+    INFO(r.out);
+    CHECK(r.rc == 0);
+    // a backbone: its last layer at every step (layers + 1 steps: the image reaches conv3 at step 3)
+    r = run_tool("features", "--checkpoint " + dir + "/bb.npz --images " + dir + "/vp.npz --out " + dir + "/bb_f.npz");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(npz_read(dir + "/bb_f.npz").get("conv3").shape[1] == 4);
+    // a folder of images, found below it and taken in path order; any size (resized to the input)
+    std::filesystem::create_directories(dir + "/imgs/b");
+    Image img;
+    img.H = 20, img.W = 30, img.rgb.assign(20 * 30 * 3, 0);
+    for (size_t e = 0; e < img.rgb.size(); e++) img.rgb[e] = (uint8_t)(e * 7 % 251);
+    image_write_png(dir + "/imgs/b/one.png", img);
+    image_write_png(dir + "/imgs/a.png", img);
+    std::ofstream(dir + "/imgs/notes.txt") << "not an image";
+    r = run_tool("features", "--checkpoint " + dir + "/bb.npz --images " + dir + "/imgs --out " + dir + "/folder.npz");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    const Npz ff = npz_read(dir + "/folder.npz");
+    CHECK(ff.get("image").to_strings() == std::vector<std::string>{"a.png", "b/one.png"});
+    CHECK(ff.get("conv3").shape[0] == 2);
+    const std::vector<float> fv = ff.get("conv3").to_f32();
+    CHECK(std::equal(fv.begin(), fv.begin() + fv.size() / 2, fv.begin() + fv.size() / 2));  // the same image twice
+
+    // bad input: one line naming the flag or file, nothing written
+    struct Bad {
+        std::string args, says;
+    };
+    const std::string ck = " --checkpoint " + dir + "/fit/checkpoints/split0.npz";
+    for (const Bad& b : {Bad{"--images " + dir + "/vp.npz --out " + dir + "/x.npz", "--checkpoint is required"},
+                         Bad{ck + " --out " + dir + "/x.npz", "--images is required"},
+                         Bad{ck + " --images " + dir + "/vp.npz", "--out is required"},
+                         Bad{ck + " --images " + dir + "/nope --out " + dir + "/x.npz", "'" + dir + "/nope' does not exist"},
+                         Bad{ck + " --images " + dir + "/bb.npz --out " + dir + "/x.npz", "has no 'images' array"},
+                         Bad{ck + " --images " + dir + "/vp.npz --out " + dir + "/x.npz --layers conv9", "no layer 'conv9' in tiny3"},
+                         Bad{ck + " --images " + dir + "/vp.npz --out " + dir + "/f0.npz", "exists (pass --overwrite"},
+                         Bad{" --checkpoint " + dir + "/bb.npz --images " + dir + "/vp.npz --out " + dir + "/x.npz --bins",
+                             "is not a fit's checkpoint, so it has no time bins"},
+                         Bad{" --checkpoint " + dir + "/vp.npz --images " + dir + "/vp.npz --out " + dir + "/x.npz", "meta.arch"}}) {
+        CAPTURE(b.args);
+        r = run_tool("features", b.args);
+        CHECK(r.rc == 1);
+        CHECK(has(r.out, b.says));
+        CHECK(!std::filesystem::exists(dir + "/x.npz"));
+    }
+    std::filesystem::remove_all(dir);
 }

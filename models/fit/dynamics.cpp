@@ -974,6 +974,22 @@ void split_checkpoint_save(const SplitBptt& b, const ModelConfig& mc, int iter) 
     meta_set_floats(meta, "meta.val_loss", {b.best_val.loss});
     meta_set_floats(meta, "meta.val_score", {b.best_val.score});
     meta_set_floats(meta, "meta.onset_ms", {b.P.onset_ms});
+    // what running the model on new images needs (./bin/features, models/fit/model_features.h):
+    // the time convention, the bins, and per area the units its readout rows are, with the
+    // standardisation that turns a readout's output back into the data's units (y * sd + mean)
+    meta_set_floats(meta, "meta.ms_per_step", {cfg.ms_per_step});
+    meta_set_floats(meta, "meta.steps", {(float)b.P.T});
+    meta_set_floats(meta, "meta.image_steps", {(float)b.P.image_steps});
+    meta_set_floats(meta, "meta.bin_start_ms", b.tg.bin_start_ms);
+    meta_set_floats(meta, "meta.bin_end_ms", b.tg.bin_end_ms);
+    for (const AreaPlan& ap : b.P.areas) {
+        std::vector<std::string> ids;
+        std::vector<float> mu, sd;
+        for (int u : ap.fit.units) ids.push_back(b.tg.unit_id[u]), mu.push_back(b.st.mu[u]), sd.push_back(b.st.sd[u]);
+        meta.set("meta.unit_id." + ap.area, NpyArray::from_strings(ids));
+        meta_set_floats(meta, "meta.unit_mean." + ap.area, mu);
+        meta_set_floats(meta, "meta.unit_sd." + ap.area, sd);
+    }
     for (const auto& e : b.ro.entries) {  // the readouts beside the model's parameters
         std::vector<float> v((size_t)e.view.numel());
         download(v.data(), e.view, e.view.numel());
