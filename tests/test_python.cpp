@@ -16,10 +16,10 @@ using vt_test::ShellRun;
 
 namespace {
 
-// A Python 3 with numpy, PyTorch and pandas: `python3` or Debian's (third_party/install-deps.sh
+// A Python 3 with numpy, PyTorch and pandas: Debian's (first) or `python3` (third_party/install-deps.sh
 // installs python3-torch and python3-pandas); "" if none.
 std::string python_with_torch() {
-    for (const char* p : {"python3", "/usr/bin/python3"})
+    for (const char* p : {"/usr/bin/python3", "python3"})
         if (vt_test::shell_run(std::string(p) + " -c 'import numpy, torch, pandas' 2>/dev/null").rc == 0) return p;
     return "";
 }
@@ -85,6 +85,19 @@ TEST_CASE("python: the PyTorch twin of a fitted ConvRNN (residual cells) predict
     CHECK(r.rc == 0);
     CHECK(has(r.out, "prediction.V4"));
     CHECK(has(r.out, "prediction.IT"));
+    // the Brain-Score adapter on these images as a local StimulusSet (brainscore-vision from PyPI in
+    // third_party/pydeps, installed by install-deps.sh; nothing is downloaded here)
+    const std::string bs = "PYTHONPATH=third_party/pydeps " + py();
+    REQUIRE_MESSAGE(vt_test::shell_run(bs + " -c 'import brainscore_vision.model_interface' 2>/dev/null").rc == 0,
+                    "brainscore-vision is not installed in third_party/pydeps (run third_party/install-deps.sh)");
+    std::filesystem::create_directories(dir + "/stimuli");
+    r = vt_test::shell_run(bs + " python/tests/check_brainscore.py " + dir + "/fit/checkpoints/split1.npz " + dir +
+                           "/f.npz " + dir + "/vp.npz " + dir + "/stimuli 2>&1");
+    INFO(r.out);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "V4 (conv2)"));
+    CHECK(has(r.out, "IT (conv3)"));
+    CHECK(has(r.out, "refused: region 'V1'"));
     // the loaders: results.json strictly, predictions.npz as a pandas table whose EVs are the file's
     r = vt_test::shell_run(
         "cd python && " + py() + " -c 'import ventral, numpy as np\n"
