@@ -2,6 +2,7 @@
 // (see convrnn.h).
 #include "models/convrnn.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -162,6 +163,8 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
             }
             Tensor in = inputs.size() == 1 ? ff : concat_channels(inputs);
             Tensor x = conv2d(in, premem_weight(l, fb_edges, mask), m.params[ls.name + ".bias"], ls.stride, ls.pad);
+            if (std::find(m.cfg.stateless.begin(), m.cfg.stateless.end(), l) != m.cfg.stateless.end())
+                state[l] = CellState();  // lesioned: no memory of earlier steps
             Tensor h = cell_step(m.motif(l), m.params, ls.name, x, state[l]);
             if (m.cfg.residual && m.motif(l) != Motif::None) h = add(x, scale_channels(h, m.params[ls.name + ".cell.scale"]));
             u.out[t][l] = post_memory(ls, h);

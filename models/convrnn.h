@@ -45,6 +45,9 @@ struct ModelConfig {
     // unroll exactly and training grows the dynamics from there. The cell's own state
     // recursion is unchanged.
     bool residual = false;
+    // Layers whose recurrence is switched off (a lesion, ./bin/lesion): their cell's state is
+    // reset to zero before every step, so the layer answers its present input only.
+    std::vector<int> stateless;
 };
 
 struct Model {

@@ -250,6 +250,31 @@ TEST_CASE("models: a fresh feedback edge changes no output at any step") {
     }
 }
 
+TEST_CASE("models: a stateless layer (a recurrence lesion) forgets every step; the others keep their state") {
+    // timedecay without its state is h = x: with every layer stateless the model is its `none` twin
+    Model td = make_model("tiny3", "timedecay", "", 21), none = make_model("tiny3", "none", "", 21);
+    for (const char* l : {"conv1", "conv2", "conv3"}) tensor_fill(td.params[std::string(l) + ".cell.tau"], 1.f);
+    UnrollConfig uc;
+    uc.steps = 7;
+    uc.image_steps = 3;
+    uc.batch = 2;
+    Tensor img = randn({2, 3, 8, 8}, 22);
+    Unrolled a, b, c;
+    unroll_build(a, none, uc, true, img);
+    td.cfg.stateless = {0, 1, 2};
+    unroll_build(b, td, uc, true, img);
+    for (int t = 0; t < uc.steps; t++)
+        for (int l = 0; l < 3; l++) {
+            REQUIRE(a.out[t][l].defined() == b.out[t][l].defined());
+            if (a.out[t][l].defined()) CHECK(max_abs_diff(a.out[t][l], b.out[t][l]) == 0);
+        }
+    // with conv1 alone stateless, conv1 is still feedforward but conv2 integrates again
+    td.cfg.stateless = {0};
+    unroll_build(c, td, uc, true, img);
+    CHECK(max_abs_diff(a.out[4][0], c.out[4][0]) == 0);
+    CHECK(max_abs_diff(a.out[5][1], c.out[5][1]) > 1e-3);
+}
+
 TEST_CASE("models: with `none` cells, conv k first depends on the image at step k") {
     Model m = make_model("hcnn5-s", "none", "");
     UnrollConfig uc;

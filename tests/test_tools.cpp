@@ -10,6 +10,7 @@
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
 #include "engine/io/image.h"
+#include "engine/io/json.h"
 #include "engine/io/npy.h"
 #include "models/convrnn.h"
 #include "tests/testutil.h"
@@ -314,5 +315,55 @@ TEST_CASE("tools: features runs a fit's split checkpoint on the data's images an
         CHECK(has(r.out, b.says));
         CHECK(!std::filesystem::exists(dir + "/x.npz"));
     }
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("tools: lesion re-scores a fitted run: intact is the fit's score, each edge and each layer's recurrence removed") {
+    if (!have_tool("fit_dynamics") || !have_tool("make_virtual_primate") || !have_tool("lesion")) {
+        MESSAGE("tools not built: skipped");
+        return;
+    }
+    const std::string dir = vt_test::temp_dir();
+    Run r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 32 --teacher-arch tiny3 --v4-layer conv2 "
+                     "--it-layer conv3 --teacher-feedback conv3:conv1 --size 8 --v4 6 --it 6 --reps 6 "
+                     "--write-teacher-backbone " + dir + "/bb.npz");
+    REQUIRE(r.rc == 0);
+    r = run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --readout V4=conv2,IT=conv3 "
+                 "--feedback conv3:conv1 --iters 6 --val-every 3 --splits 2 --batch 4 --threads 1 --out " + dir + "/fit");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    r = run_tool("lesion", dir + "/fit --threads 1");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    for (const char* v : {"intact", "feedback conv3:conv1", "recurrence conv1", "recurrence conv2", "recurrence conv3"})
+        CHECK(has(r.out, v));
+    const Json fit = json_read(dir + "/fit/results.json"), les = json_read(dir + "/fit/lesion/lesion.json");
+    CHECK(les["format"] == "ventral-lesion-1");
+    REQUIRE(les["variants"].size() == 5);
+    for (const char* area : {"V4", "IT"}) {
+        CAPTURE(area);
+        const Json& a = fit["areas"][area]["ev"]["per_split"];
+        const Json& b = les["variants"][0]["areas"][area]["ev"]["per_split"];
+        REQUIRE(a.size() == 2);
+        for (int s = 0; s < 2; s++) CHECK(b[s].get<double>() == doctest::Approx(a[s].get<double>()).epsilon(1e-5));
+        CHECK(les["variants"][0]["areas"][area]["drop"]["mean"].get<double>() == 0);
+    }
+    // removing conv2's recurrence changes what V4 (read from conv2) sees
+    CHECK(std::fabs(les["variants"][3]["areas"]["V4"]["drop"]["mean"].get<double>()) > 1e-4);
+    CHECK(std::filesystem::exists(dir + "/fit/lesion/lesion.png"));
+    CHECK(std::filesystem::exists(dir + "/fit/lesion/lesion.csv"));
+    // bad input
+    r = run_tool("lesion", "");
+    CHECK(r.rc == 1);
+    CHECK(has(r.out, "expected one RUN folder"));
+    r = run_tool("lesion", dir + "/nope");
+    CHECK(r.rc == 1);
+    CHECK(has(r.out, "no results.json"));
+    r = run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --readout V4=conv2,IT=conv3 "
+                 "--time-varied --motif none --feedback none --splits 2 --threads 1 --out " + dir + "/tv");
+    REQUIRE(r.rc == 0);
+    r = run_tool("lesion", dir + "/tv");
+    CHECK(r.rc == 1);
+    CHECK(has(r.out, "the time-varied baseline has no network to lesion"));
     std::filesystem::remove_all(dir);
 }
