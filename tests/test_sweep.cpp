@@ -156,7 +156,8 @@ TEST_CASE("fit_flags: one table, every flag with a sweep role; the preset gives 
         CAPTURE(f.name);
         CHECK((f.tag == kSweepConfig || f.tag == kSweepShared || f.tag == kSweepOwn));
     }
-    CHECK(cpu.c.iters == 24);
+    CHECK(cpu.c.iters == 96);
+    CHECK(cpu.c.score.folds == 2);
     CHECK(cpu.c.memory_init);
     CHECK(!cpu.c.residual);
     CHECK(std::isnan(cpu.c.onset_ms));  // auto
@@ -165,6 +166,7 @@ TEST_CASE("fit_flags: one table, every flag with a sweep role; the preset gives 
     parse(gpu, {"fit_dynamics", "--backbone", "b.npz", "--preset", "gpu", "--iters", "7"});
     CHECK(gpu.c.iters == 7);  // given: wins over the preset
     CHECK(gpu.c.batch == 16);
+    CHECK(gpu.c.score.folds == 4);
     CHECK(gpu.c.residual);
     CHECK(!gpu.c.memory_init);
     CHECK(gpu.c.onset_ms == 0.f);

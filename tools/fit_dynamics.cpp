@@ -234,6 +234,15 @@ int main(int argc, char** argv) {
         FitConfig& c = flags.c;
         std::string data = flags.data, out = flags.out;
         const std::string preset = flags.preset;
+        // the default run is shrunk to fit 10 minutes on 2 cores: say so, and how to run the full one
+        const std::string shrunk =
+            preset == "cpu" && !cli.was_given("--splits")
+                ? strfmt("fit_dynamics: the cpu preset (a 10-minute run on 2 cores): %d splits (each half of the images "
+                         "predicted by a model fitted on the other half) x %d BPTT iterations of %d images; the "
+                         "paper-scale fit: --preset gpu --device cuda (4 splits x 400 iterations of 16 images)\n",
+                         c.score.folds, c.iters, c.batch)
+                : "";
+        std::fprintf(stderr, "%s", shrunk.c_str());
         if (out.empty()) out = default_out(c);
         // The run claims its folder (a second run into it is refused while this one runs; a
         // finished run in it is refused unless --overwrite), writes into a private partial
@@ -274,6 +283,7 @@ int main(int argc, char** argv) {
         out = final_out;
 
         std::printf("%s", summary(c, R, data, virtual_primate).c_str());
+        std::fprintf(stderr, "%s", shrunk.c_str());
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         std::fprintf(stderr, "fit_dynamics: wrote %s/{results.json,results.csv,predictions.npz,ev_over_time.png%s} in %s; peak RSS %.0f MB\n",

@@ -104,7 +104,7 @@ struct FitConfig {
     int image_steps = -1;                  // -1 = round(presentation_ms / ms_per_step)
     // training
     int batch = 4;
-    int iters = 24;                        // per split, at most (the default fits a 10-minute CPU run)
+    int iters = 24;                        // per split, at most (fit_dynamics' cpu preset: 96, models/fit/fit_flags.cpp)
     int val_every = 8;
     int patience = 3;                      // validations without improvement before stopping
     float val_fraction = 0.1f;             // of the training images
