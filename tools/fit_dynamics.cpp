@@ -242,7 +242,6 @@ int main(int argc, char** argv) {
                          "paper-scale fit: --preset gpu --device cuda (4 splits x 400 iterations of 16 images)\n",
                          c.score.folds, c.iters, c.batch)
                 : "";
-        std::fprintf(stderr, "%s", shrunk.c_str());
         if (out.empty()) out = default_out(c);
         // The run claims its folder (a second run into it is refused while this one runs; a
         // finished run in it is refused unless --overwrite), writes into a private partial
@@ -265,6 +264,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "fit_dynamics: %s: %lld images %dx%d, %lld units, %lld bins [%g, %g) ms, R = %lld; backbone %s\n",
                      data.c_str(), (long long)d.N, d.H, d.W, (long long)d.U, (long long)d.B, d.bin_start_ms.front(),
                      d.bin_end_ms.back(), (long long)d.R, c.backbone.c_str());
+        std::fprintf(stderr, "%s", shrunk.c_str());  // once the inputs are known good (a bad one is one error line)
 
         FitResult R = fit_dynamics(d, c, teacher, [](const std::string& s) { std::fprintf(stderr, "fit_dynamics: %s\n", s.c_str()); });
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());

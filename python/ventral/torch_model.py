@@ -88,7 +88,7 @@ class ConvRNN(torch.nn.Module):
         """uint8 (N, H, W, 3) -> normalised float (N, 3, S, S). Images of the input size are
         exact; others are resized (short side to S, centre crop) with PyTorch's antialiased
         bilinear resize, close to but not bit-identical with the C++ resize."""
-        x = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255.0
         S = self.in_size
         if x.shape[2] != S or x.shape[3] != S:
             H, W = x.shape[2], x.shape[3]
