@@ -350,6 +350,18 @@ TEST_CASE("tools: lesion re-scores a fitted run: intact is the fit's score, each
     }
     // removing conv2's recurrence changes what V4 (read from conv2) sees
     CHECK(std::fabs(les["variants"][3]["areas"]["V4"]["drop"]["mean"].get<double>()) > 1e-4);
+    // strictly valid for Python too: no repeated key, no NaN literal
+    r = vt_test::shell_run("python3 -c 'import json, sys\n"
+                           "def pairs(kv):\n"
+                           "    keys = [k for k, _ in kv]\n"
+                           "    assert len(keys) == len(set(keys)), keys\n"
+                           "    return dict(kv)\n"
+                           "def bad(c): raise ValueError(c)\n"
+                           "j = json.load(open(sys.argv[1]), object_pairs_hook=pairs, parse_constant=bad)\n"
+                           "print(j[\"format\"], len(j[\"variants\"]))' " + dir + "/fit/lesion/lesion.json 2>&1");
+    INFO(r.out);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "ventral-lesion-1 5"));
     CHECK(std::filesystem::exists(dir + "/fit/lesion/lesion.png"));
     CHECK(std::filesystem::exists(dir + "/fit/lesion/lesion.csv"));
     // bad input
