@@ -379,3 +379,45 @@ TEST_CASE("tools: lesion re-scores a fitted run: intact is the fit's score, each
     CHECK(has(r.out, "the time-varied baseline has no network to lesion"));
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("tools: bench's and pretrain's JSON lines are strict JSON for Python too") {
+    if (!have_tool("bench") || !have_tool("pretrain")) { MESSAGE("tools not built: skipped"); return; }
+    const std::string dir = vt_test::temp_dir();
+    // a tiny two-class folder of 8x8 images for one epoch of tiny3
+    for (const char* split : {"train", "val"})
+        for (int c = 0; c < 2; c++) {
+            std::filesystem::create_directories(dir + "/imgs/" + split + "/class" + std::to_string(c));
+            for (int i = 0; i < 4; i++) {
+                Image img;
+                img.H = img.W = 8, img.rgb.assign(8 * 8 * 3, 0);
+                for (size_t e = 0; e < img.rgb.size(); e++) img.rgb[e] = (uint8_t)((e * (c + 3) + i * 17) % 251);
+                image_write_png(dir + "/imgs/" + split + "/class" + std::to_string(c) + "/" + std::to_string(i) + ".png", img);
+            }
+        }
+    Run p = run_tool("pretrain", dir + "/imgs --arch tiny3 --epochs 2 --batch 4 --threads 1 --loader-threads 1 --out " +
+                                 dir + "/bb.npz", /*stderr_only=*/false);
+    INFO(p.out);
+    REQUIRE(p.rc == 0);
+    Run b = run_tool("bench", "--workload W3 --reps 1 --threads 1");
+    INFO(b.out);
+    REQUIRE(b.rc == 0);
+    std::ofstream(dir + "/lines.txt") << p.out << "\n" << b.out;
+    // every line that starts with '{' must parse strictly: no repeated key, no NaN/Infinity
+    Run r = vt_test::shell_run("python3 -c 'import json, sys\n"
+                               "def pairs(kv):\n"
+                               "    keys = [k for k, _ in kv]\n"
+                               "    assert len(keys) == len(set(keys)), keys\n"
+                               "    return dict(kv)\n"
+                               "def bad(c): raise ValueError(c)\n"
+                               "n = {\"epoch\": 0, \"workload\": 0}\n"
+                               "for line in open(sys.argv[1]):\n"
+                               "    line = line.strip()\n"
+                               "    if not line.startswith(\"{\"): continue\n"
+                               "    j = json.loads(line, object_pairs_hook=pairs, parse_constant=bad)\n"
+                               "    for k in n: n[k] += k in j\n"
+                               "print(\"epochs\", n[\"epoch\"], \"workloads\", n[\"workload\"])' " + dir + "/lines.txt 2>&1");
+    INFO(r.out);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "epochs 2 workloads 2"));  // two epochs; W3 and the same-run sgemm it is measured against
+    std::filesystem::remove_all(dir);
+}
