@@ -264,8 +264,10 @@ TEST_CASE("sweep: grid files") {
     }
     CHECK(has(error_of([] { sweep_grid_load("/nonexistent/grid.txt"); }), "neither a built-in grid"));
     // a device is named, not opened: a grid for GPU nodes can be checked (and listed) on a machine without one
-    CHECK(sweep_grid_parse("a --device cuda --preset gpu\n", "g.txt").configs[0].flags ==
-          std::vector<std::string>{"--device", "cuda", "--preset", "gpu"});
+    CHECK(sweep_grid_parse("a --device cuda --lr 0.003\n", "g.txt").configs[0].flags ==
+          std::vector<std::string>{"--device", "cuda", "--lr", "0.003"});
+    // the preset sets the splits, which every configuration shares: it goes after `--`
+    CHECK(has(error_of([] { sweep_grid_parse("a --preset gpu\n", "g.txt"); }), "--preset is not a per-configuration flag"));
     // a file on disk: the error names it
     std::string dir = vt_test::temp_dir();
     std::ofstream(dir + "/g.txt") << "a --motif lstm\nb --motif lstm --batch\n";
@@ -289,7 +291,7 @@ TEST_CASE("sweep: the flags a grid line may set are fit_dynamics' own, and every
     REQUIRE(tool.size() > 20);
     // the sweep's own (equal for every configuration) and the tool's housekeeping
     const std::vector<std::string> not_grid = {"--data", "--out", "--threads", "--splits", "--seed", "--ceiling-splits",
-                                               "--min-reliability", "--help", "--overwrite"};
+                                               "--min-reliability", "--preset", "--help", "--overwrite"};
     std::vector<std::string> grid = sweep_grid_flags();
     for (const std::string& f : tool) {
         CAPTURE(f);

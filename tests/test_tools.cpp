@@ -239,6 +239,7 @@ TEST_CASE("tools: features runs a fit's split checkpoint on the data's images an
                     if (split[i] != s) continue;  // the images this checkpoint held out
                     for (int64_t b = 0; b < B; b++) {
                         const double p = P[(i * U + u) * B + b], q = Q[(i * aid.size() + k) * B + b];
+                        REQUIRE(std::isfinite(q));  // a NaN would slip past max()
                         worst = std::max(worst, std::fabs(p - q) / (1.0 + std::fabs(p)));
                         compared++;
                     }

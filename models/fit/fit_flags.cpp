@@ -121,7 +121,7 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--threads", &v.threads, "compute threads (0 = all cores)").range(0, 1 << 16).tag(S);
     cli.flag("--overwrite", &v.overwrite, "replace the finished run in --out (refused otherwise)").tag(kSweepOwn);
     cli.flag("--preset", &v.preset, "cpu (a 10-minute CPU fit) or gpu (400 iterations of 16 images: the paper-scale "
-             "fit; with --device cuda); other flags win wherever they are given").choices({"cpu", "gpu"}).tag(C);
+             "fit; with --device cuda); other flags win wherever they are given").choices({"cpu", "gpu"}).tag(S);  // it sets the splits
     return cli;
 }
 

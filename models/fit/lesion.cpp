@@ -135,7 +135,7 @@ LesionReport lesion_run(const std::string& run, Device dev, const std::function<
                 stimulus_to_input(out, d.images.data() + test[j] * (int64_t)d.H * d.W * 3, d.H, d.W, S_in, cm.model->norm);
             };
             FeatureRequest req;
-            req.layers = {cm.readouts[0].layer};
+            req.predictions_only = true;
             Npz f = model_features(cm, (int64_t)test.size(), input, req);
             cm.model->cfg.stateless.clear();
             if (!saved.empty()) {

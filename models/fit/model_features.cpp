@@ -132,7 +132,9 @@ Npz model_features(const CheckpointModel& cm, int64_t N, const std::function<voi
     if (T > 1000) fail("--steps: at most 1000, got %d", T);
 
     std::vector<int> layers;  // indices
-    if (!req.layers.empty()) {
+    if (req.predictions_only) {
+        if (!cm.fitted) fail("features: '%s' is not a fit's checkpoint: it has no predictions", cm.path.c_str());
+    } else if (!req.layers.empty()) {
         for (const std::string& n : req.layers) layers.push_back(layer_index(m, n, "--layers"));
     } else if (cm.fitted) {
         for (const auto& r : cm.readouts)

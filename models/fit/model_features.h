@@ -55,6 +55,7 @@ struct FeatureRequest {
     int steps = 0;                    // T; 0: a fitted model's, else what reaches the last layer (layers + 1)
     int image_steps = -1;             // -1: a fitted model's, else every step
     bool bins = false;                // per-bin means (the fit's bins) instead of per-step outputs
+    bool predictions_only = false;    // a fitted model's predictions, no layer arrays (lesion.h)
     int batch = 16;                   // images per forward pass
 };
 

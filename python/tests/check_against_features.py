@@ -44,6 +44,7 @@ for layer in [l.name for l in model.layers]:
         if o is None:
             assert not ref[:, t].any(), "%s is silent at step %d in PyTorch but not in ventral" % (layer, t)
             continue
+        assert np.isfinite(o.numpy()).all(), "%s at step %d: non-finite values" % (layer, t)
         err = float(np.abs(o.numpy() - ref[:, t]).max()) / scale
         worst = max(worst, err)
         compared += 1
@@ -53,6 +54,7 @@ if model.fitted:
     for area, p in pred.items():
         ref = feats["prediction." + area]
         assert list(feats["unit_id." + area]) == model.unit_ids(area)
+        assert np.isfinite(p.numpy()).all(), "prediction.%s: non-finite values" % area
         err = float(np.abs(p.numpy() - ref).max()) / max(float(np.abs(ref).max()), 1e-30)
         worst = max(worst, err)
         compared += 1

@@ -44,6 +44,7 @@ for region, layer in model.regions.items():
     assert list(a["stimulus_id"].values) == ids
     assert set(a["region"].values) == {region}
     assert list(a["time_bin_start"].values) == [s for s, _ in bins]
+    assert np.isfinite(a.values).all()
     ref = feats[layer].reshape(len(ids), len(step_ms), -1)
     for k, (s, e) in enumerate(bins):
         want = ref[:, (step_ms >= s) & (step_ms < e)].mean(1)
@@ -55,15 +56,21 @@ for region, layer in model.regions.items():
     keep = [k for k, b in enumerate(all_bins) if any(b[0] <= t < b[1] for t in step_ms)]
     fitted.start_recording(region, [all_bins[k] for k in keep])
     p = fitted.look_at(stimuli)
+    assert np.isfinite(p.values).all()
     assert list(p["neuroid_id"].values) == list(feats["unit_id." + region])
     want = feats["prediction." + region][:, :, keep]
     worst = max(worst, float(np.abs(p.values - want).max()) / float(np.abs(want).max()))
     print("%s (%s): %d neuroids x %d bins, fitted units %s" % (region, layer, a.shape[1], a.shape[2], p.shape))
 
+early = VentralBrainModel(ckpt)
+early.start_task(BrainModel.Task.passive)
+early.start_recording("IT", [(float(step_ms[0]), float(step_ms[1]) + 1)])  # IT's layer (conv3) is silent then
+assert not early.look_at(stimuli).values.any()
 for bad, what in ((lambda: model.start_task(BrainModel.Task.label, "imagenet"), NotImplementedError),
                   (lambda: model.start_recording("V1", [(70, 170)]), ValueError),
                   (lambda: model.start_recording("IT", [(170, 70)]), ValueError),
-                  (lambda: model.start_recording("IT", [(0, 5)]) or model.look_at(stimuli), ValueError)):
+                  (lambda: model.start_recording("IT", [(float(step_ms[2]) + 1, float(step_ms[2]) + 5)])
+                   or model.look_at(stimuli), ValueError)):
     try:
         bad()
         raise AssertionError("no %s" % what.__name__)

@@ -63,11 +63,13 @@ class VentralBrainModel(BrainModel):
     def start_recording(self, recording_target, time_bins):
         if recording_target not in self.regions:
             raise ValueError("region %r: this model maps %s" % (recording_target, ", ".join(sorted(self.regions)) or "none"))
-        bins = [(int(s), int(e)) for s, e in time_bins]
+        bins = [(float(s), float(e)) for s, e in time_bins]
         if not bins or any(e <= s for s, e in bins):
             raise ValueError("time_bins: expected (start, end) pairs with start < end, got %r" % (time_bins,))
         if self.fitted_units and not self.model.fitted:
             raise ValueError("fitted_units: the checkpoint is not a fit's split checkpoint")
+        if self.fitted_units and recording_target not in [r[0] for r in self.model.readouts]:
+            raise ValueError("fitted_units: the fit has no readout for %r" % recording_target)
         self._region, self._time_bins = recording_target, bins
 
     def _images(self, stimuli):
@@ -98,13 +100,14 @@ class VentralBrainModel(BrainModel):
         chunks = []
         for i0 in range(0, len(paths), self.batch):
             x = torch.cat([m.preprocess(np.asarray(Image.open(p).convert("RGB"))[None]) for p in paths[i0:i0 + self.batch]])
-            outs = m.forward(x, steps=T, image_steps=min(self.image_steps, T))
+            outs = m.forward(x, steps=T, image_steps=T if self.image_steps is None else min(self.image_steps, T))
+            spec = next(l for l in m.layers if l.name == layer)
             per_bin = []
             for st in steps:
                 acc = None
                 for t in st:
                     o = outs[t][layer]
-                    o = torch.zeros_like(outs[-1][layer]) if o is None else o
+                    o = torch.zeros(x.shape[0], spec.out_ch, spec.out_size, spec.out_size) if o is None else o  # silent
                     acc = o if acc is None else acc + o
                 feat = (acc / len(st)).reshape(x.shape[0], -1)
                 if self.fitted_units:

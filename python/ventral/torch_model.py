@@ -33,8 +33,9 @@ def rnn_large_depth(C):
 def _steps_of_bins(bin_start, bin_end, ms_per_step, onset_ms, T):
     """Steps feeding each bin: step t is at onset_ms + t * ms_per_step (models/fit/dynamics.h)."""
     out = []
+    onset_ms, ms_per_step = float(onset_ms), float(ms_per_step)  # in double, as bin_steps in C++
     for s, e in zip(bin_start, bin_end):
-        out.append([t for t in range(T) if s <= onset_ms + t * ms_per_step < e])
+        out.append([t for t in range(T) if float(s) <= t * ms_per_step + onset_ms < float(e)])
     return out
 
 
@@ -75,7 +76,7 @@ class ConvRNN(torch.nn.Module):
                                       torch.tensor(np.atleast_1d(meta["unit_mean." + area]), dtype=torch.float32),
                                       torch.tensor(np.atleast_1d(meta["unit_sd." + area]), dtype=torch.float32)))
         else:
-            self.steps, self.image_steps = len(self.layers) + 1, len(self.layers) + 1
+            self.steps, self.image_steps = len(self.layers) + 1, None  # None: the image at every step
 
     @classmethod
     def from_checkpoint(cls, path):
@@ -157,7 +158,7 @@ class ConvRNN(torch.nn.Module):
         """x: normalised (N, 3, S, S). Returns outs[t][layer name] for t < T: (N, C, H, W), or
         None where the layer is silent (nothing has reached it yet)."""
         T = self.steps if steps is None else steps
-        K = self.image_steps if image_steps is None else image_steps
+        K = image_steps if image_steps is not None else self.image_steps if self.image_steps is not None else T
         N, S = x.shape[0], self.in_size
         grey = ((0.5 - self.mean) / self.std).expand(N, 3, S, S)
         L = len(self.layers)
