@@ -88,6 +88,16 @@ struct Cli {
             };
             return *this;
         }
+        FlagRef& validate(std::function<void(const std::string&)> ok) {  // text flags: fails on a bad value
+            Flag& f = cli->flags[index];
+            VT_CHECK(!f.numeric && !f.is_switch, "Cli: validate() on the flag %s", f.name.c_str());
+            auto store = f.set;
+            f.set = [store, ok](const std::string& s, const Flag& fl) {
+                ok(s);
+                store(s, fl);
+            };
+            return *this;
+        }
         FlagRef& tag(int t) {
             cli->flags[index].tag = t;
             return *this;

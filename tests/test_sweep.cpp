@@ -248,6 +248,7 @@ TEST_CASE("sweep: grid files") {
                          Bad{"a --iters many\n", "g.txt:1: --iters: expected an integer from 0 to 10000000, got 'many'"},
                          Bad{"a --lr fast\n", "g.txt:1: --lr: expected a finite number above 0 and at most 10, got 'fast'"},
                          Bad{"a --batch 0\n", "g.txt:1: --batch: expected an integer from 1"},  // fit_dynamics' own range
+                         Bad{"a --onset-ms soon\n", "g.txt:1: --onset-ms: expected a time in ms or auto, got 'soon'"},
                          Bad{"a --cells gated\n", "g.txt:1: --cells: expected plain or residual, got 'gated'"},
                          Bad{"a --device tpu\n", "g.txt:1: --device: expected cpu or cuda, got 'tpu'"},
                          Bad{"a --overwrite\n", "g.txt:1: the sweep decides the flag '--overwrite'"},

@@ -39,6 +39,14 @@ void preset_apply(FitFlags& v) {
     v.onset = "0";
 }
 
+// --onset-ms: a time in ms or auto (checked at parse, so a sweep's grid line is checked too).
+void onset_check(const std::string& s) {
+    if (s == "auto") return;
+    char* end = nullptr;
+    float v = std::strtof(s.c_str(), &end);
+    if (s.empty() || *end || !std::isfinite(v)) fail("--onset-ms: expected a time in ms or auto, got '%s'", s.c_str());
+}
+
 }  // namespace
 
 std::string fit_preset_of(int argc, char** argv) {
@@ -78,7 +86,7 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
              "the paper's baseline instead of BPTT: feedforward features, an independent PLS per bin").tag(C);
     cli.flag("--ms-per-step", &c.ms_per_step, "milliseconds per model step").positive().range(0, 1000).tag(C);
     cli.flag("--onset-ms", &v.onset, "time of model step 0 after image onset (ms), or auto: chosen among 0-6 steps "
-             "on training images with the fresh network").tag(C);
+             "on training images with the fresh network").validate(onset_check).tag(C);
     cli.flag("--steps", &c.steps, "model steps T (0 = what the latest bin needs)").range(0, 1000).tag(C);
     cli.flag("--image-steps", &c.image_steps, "steps the image is shown (-1 = the data's presentation_ms / ms-per-step)")
         .range(-1, 1000).tag(C);
