@@ -66,13 +66,9 @@ TEST_CASE("python: the PyTorch twin of a fitted ConvRNN (residual cells) predict
         return;
     }
     const std::string dir = vt_test::temp_dir();
-    ShellRun r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 24 --teacher-arch tiny3 --v4-layer "
-                          "conv2 --it-layer conv3 --teacher-feedback conv3:conv2 --size 8 --v4 6 --it 6 --reps 6 "
-                          "--write-teacher-backbone " + dir + "/bb.npz");
-    REQUIRE(r.rc == 0);
-    r = run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --readout V4=conv2,IT=conv3 "
-                 "--motif gru --feedback conv3:conv1 --cells residual --cell-scale-init 0.5 --iters 4 --val-every 2 "
-                 "--splits 2 --batch 4 --threads 1 --out " + dir + "/fit");
+    ShellRun r = vt_test::tiny_fitted_run(dir, "--images 24 --teacher-feedback conv3:conv2 --size 8 --v4 6 --it 6",
+                                          "--motif gru --feedback conv3:conv1 --cells residual --cell-scale-init 0.5 "
+                                          "--iters 4 --val-every 2 --batch 4");
     INFO(r.out);
     REQUIRE(r.rc == 0);
     r = run_tool("features", "--checkpoint " + dir + "/fit/checkpoints/split1.npz --images " + dir + "/vp.npz --layers "

@@ -203,13 +203,8 @@ TEST_CASE("tools: features runs a fit's split checkpoint on the data's images an
         return;
     }
     const std::string dir = vt_test::temp_dir();
-    Run r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 24 --teacher-arch tiny3 --v4-layer conv2 "
-                     "--it-layer conv3 --teacher-feedback conv3:conv2 --size 32 --v4 8 --it 8 --reps 6 "
-                     "--write-teacher-backbone " + dir + "/bb.npz");
-    REQUIRE(r.rc == 0);
-    r = run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --arch tiny3 --readout "
-                 "V4=conv2,IT=conv3 --feedback conv3:conv2 --iters 4 --val-every 2 --splits 2 --batch 2 --threads 1 "
-                 "--out " + dir + "/fit");
+    Run r = vt_test::tiny_fitted_run(dir, "--images 24 --teacher-feedback conv3:conv2 --size 32 --v4 8 --it 8",
+                                     "--arch tiny3 --feedback conv3:conv2 --iters 4 --val-every 2 --batch 2");
     INFO(r.out);
     REQUIRE(r.rc == 0);
     const Npz fit = npz_read(dir + "/fit/predictions.npz");
@@ -325,12 +320,8 @@ TEST_CASE("tools: lesion re-scores a fitted run: intact is the fit's score, each
         return;
     }
     const std::string dir = vt_test::temp_dir();
-    Run r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 32 --teacher-arch tiny3 --v4-layer conv2 "
-                     "--it-layer conv3 --teacher-feedback conv3:conv1 --size 8 --v4 6 --it 6 --reps 6 "
-                     "--write-teacher-backbone " + dir + "/bb.npz");
-    REQUIRE(r.rc == 0);
-    r = run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --readout V4=conv2,IT=conv3 "
-                 "--feedback conv3:conv1 --iters 6 --val-every 3 --splits 2 --batch 4 --threads 1 --out " + dir + "/fit");
+    Run r = vt_test::tiny_fitted_run(dir, "--images 32 --teacher-feedback conv3:conv1 --size 8 --v4 6 --it 6",
+                                     "--feedback conv3:conv1 --iters 6 --val-every 3 --batch 4");
     INFO(r.out);
     REQUIRE(r.rc == 0);
     r = run_tool("lesion", dir + "/fit --threads 1");
@@ -352,14 +343,10 @@ TEST_CASE("tools: lesion re-scores a fitted run: intact is the fit's score, each
     // removing conv2's recurrence changes what V4 (read from conv2) sees
     CHECK(std::fabs(les["variants"][3]["areas"]["V4"]["drop"]["mean"].get<double>()) > 1e-4);
     // strictly valid for Python too: no repeated key, no NaN literal
-    r = vt_test::shell_run("python3 -c 'import json, sys\n"
-                           "def pairs(kv):\n"
-                           "    keys = [k for k, _ in kv]\n"
-                           "    assert len(keys) == len(set(keys)), keys\n"
-                           "    return dict(kv)\n"
-                           "def bad(c): raise ValueError(c)\n"
-                           "j = json.load(open(sys.argv[1]), object_pairs_hook=pairs, parse_constant=bad)\n"
-                           "print(j[\"format\"], len(j[\"variants\"]))' " + dir + "/fit/lesion/lesion.json 2>&1");
+    r = vt_test::shell_run(vt_test::python_strict_json("j = json.load(open(sys.argv[1]), object_pairs_hook=pairs, "
+                                                       "parse_constant=bad)\n"
+                                                       "print(j[\"format\"], len(j[\"variants\"]))") +
+                           " " + dir + "/fit/lesion/lesion.json 2>&1");
     INFO(r.out);
     CHECK(r.rc == 0);
     CHECK(has(r.out, "ventral-lesion-1 5"));
@@ -404,19 +391,14 @@ TEST_CASE("tools: bench's and pretrain's JSON lines are strict JSON for Python t
     REQUIRE(b.rc == 0);
     std::ofstream(dir + "/lines.txt") << p.out << "\n" << b.out;
     // every line that starts with '{' must parse strictly: no repeated key, no NaN/Infinity
-    Run r = vt_test::shell_run("python3 -c 'import json, sys\n"
-                               "def pairs(kv):\n"
-                               "    keys = [k for k, _ in kv]\n"
-                               "    assert len(keys) == len(set(keys)), keys\n"
-                               "    return dict(kv)\n"
-                               "def bad(c): raise ValueError(c)\n"
+    Run r = vt_test::shell_run(vt_test::python_strict_json(
                                "n = {\"epoch\": 0, \"workload\": 0}\n"
                                "for line in open(sys.argv[1]):\n"
                                "    line = line.strip()\n"
                                "    if not line.startswith(\"{\"): continue\n"
                                "    j = json.loads(line, object_pairs_hook=pairs, parse_constant=bad)\n"
                                "    for k in n: n[k] += k in j\n"
-                               "print(\"epochs\", n[\"epoch\"], \"workloads\", n[\"workload\"])' " + dir + "/lines.txt 2>&1");
+                               "print(\"epochs\", n[\"epoch\"], \"workloads\", n[\"workload\"])") + " " + dir + "/lines.txt 2>&1");
     INFO(r.out);
     CHECK(r.rc == 0);
     CHECK(has(r.out, "epochs 2 workloads 2"));  // two epochs; W3 and the same-run sgemm it is measured against

@@ -49,3 +49,25 @@ std::string shell_quote(const std::string& s) {
 }
 
 }  // namespace vt_test
+
+namespace vt_test {
+
+std::string python_strict_json(const std::string& body) {
+    return "python3 -c 'import json, sys\n"
+           "def pairs(kv):\n"
+           "    keys = [k for k, _ in kv]\n"
+           "    assert len(keys) == len(set(keys)), keys\n"
+           "    return dict(kv)\n"
+           "def bad(c): raise ValueError(c)\n" +
+           body + "'";
+}
+
+ShellRun tiny_fitted_run(const std::string& dir, const std::string& vp_args, const std::string& fit_args) {
+    ShellRun r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --teacher-arch tiny3 --v4-layer conv2 "
+                          "--it-layer conv3 --reps 6 --write-teacher-backbone " + dir + "/bb.npz " + vp_args);
+    if (r.rc != 0) return r;
+    return run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --readout V4=conv2,IT=conv3 "
+                    "--splits 2 --threads 1 --out " + dir + "/fit " + fit_args);
+}
+
+}  // namespace vt_test

@@ -58,6 +58,17 @@ ShellRun run_tool_limited(const std::string& tool, const std::string& args, long
 // `s` as one word for /bin/sh: 'it'"'"'s'.
 std::string shell_quote(const std::string& s);
 
+// A `python3 -c '...'` command whose script starts with JSON hooks that refuse a repeated key
+// (`pairs`, for object_pairs_hook) and a NaN/Infinity literal (`bad`, for parse_constant),
+// then runs `body` (no single quotes in it): Python's strict reading of ventral's JSON.
+std::string python_strict_json(const std::string& body);
+
+// A small fitted run for the tools' tests: a tiny3 virtual primate (DIR/vp.npz and its
+// teacher's backbone DIR/bb.npz; V4 sites on conv2, IT on conv3, 6 repetitions, plus `vp_args`)
+// and a 2-split fit_dynamics run on that backbone into DIR/fit (`fit_args` added). Returns
+// the first step that failed, or the fit's run.
+ShellRun tiny_fitted_run(const std::string& dir, const std::string& vp_args, const std::string& fit_args);
+
 inline int count_lines(const std::string& s) {
     int n = 0;
     for (char c : s) n += c == '\n';

@@ -28,37 +28,42 @@ std::string find_default_backbone(const char* tool) {
          "written by ./bin/pretrain)", tool, kDefaultBackbone);
 }
 
-std::unique_ptr<Model> backbone_load(const std::string& path, const std::string& arch, Device dev) {
+std::string checkpoint_arch(const std::string& path, const std::string& arch) {
     NpzIndex z = npz_index(path);
     if (!z.has("meta.arch")) {
         if (arch.empty())
             fail("checkpoint '%s' has no 'meta.arch' naming its architecture; pass --arch (one of the backbones "
                  "%s)", path.c_str(), list_join(backbone_archs()).c_str());
+        return arch;
     }
-    std::string file_arch = arch;
-    if (z.has("meta.arch")) {
-        NpyArray a = npz_array(z, "meta.arch");
-        std::vector<std::string> v = a.dtype == DType::Unicode ? a.to_strings() : std::vector<std::string>{};
-        if (v.size() != 1) fail("checkpoint '%s': 'meta.arch' must hold one string", path.c_str());
-        file_arch = v[0];
-        if (!arch.empty() && arch != file_arch)
-            fail("checkpoint '%s' is a %s backbone (meta.arch), not --arch %s; drop --arch or pick the matching "
-                 "checkpoint", path.c_str(), file_arch.c_str(), arch.c_str());
+    NpyArray a = npz_array(z, "meta.arch");
+    std::vector<std::string> v = a.dtype == DType::Unicode ? a.to_strings() : std::vector<std::string>{};
+    if (v.size() != 1) fail("checkpoint '%s': 'meta.arch' must hold one string", path.c_str());
+    if (!arch.empty() && arch != v[0])
+        fail("checkpoint '%s' is a %s backbone (meta.arch), not --arch %s; drop --arch or pick the matching "
+             "checkpoint", path.c_str(), v[0].c_str(), arch.c_str());
+    return v[0];
+}
+
+Normalisation checkpoint_norm(const Npz& full, const std::string& path) {
+    Normalisation n;
+    if (!(full.has("meta.mean") && full.has("meta.std"))) return n;
+    std::vector<float> mean = meta_floats(full, "meta.mean"), sd = meta_floats(full, "meta.std");
+    if (mean.size() != 3 || sd.size() != 3)
+        fail("checkpoint '%s': meta.mean and meta.std must hold 3 values (RGB), found %zu and %zu", path.c_str(),
+             mean.size(), sd.size());
+    for (int c = 0; c < 3; c++) {
+        if (!(sd[c] > 0)) fail("checkpoint '%s': meta.std[%d] = %g is not positive", path.c_str(), c, sd[c]);
+        n.mean[c] = mean[c], n.std[c] = sd[c];
     }
+    return n;
+}
+
+std::unique_ptr<Model> backbone_load(const std::string& path, const std::string& arch, Device dev) {
     ModelConfig cfg;
-    cfg.arch = file_arch;
+    cfg.arch = checkpoint_arch(path, arch);
     auto m = std::make_unique<Model>(cfg, 0, dev);
-    Npz full = checkpoint_load(path, m->params);
-    if (full.has("meta.mean") && full.has("meta.std")) {
-        std::vector<float> mean = meta_floats(full, "meta.mean"), sd = meta_floats(full, "meta.std");
-        if (mean.size() != 3 || sd.size() != 3)
-            fail("checkpoint '%s': meta.mean and meta.std must hold 3 values (RGB), found %zu and %zu", path.c_str(),
-                 mean.size(), sd.size());
-        for (int c = 0; c < 3; c++) {
-            if (!(sd[c] > 0)) fail("checkpoint '%s': meta.std[%d] = %g is not positive", path.c_str(), c, sd[c]);
-            m->norm.mean[c] = mean[c], m->norm.std[c] = sd[c];
-        }
-    }
+    m->norm = checkpoint_norm(checkpoint_load(path, m->params), path);
     return m;
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/io/npy.h"
 #include "models/convrnn.h"
 
 namespace vt {
@@ -24,6 +25,13 @@ namespace vt {
 std::unique_ptr<Model> backbone_load(const std::string& path,   // a checkpoint (.npz)
                                      const std::string& arch,   // "" or the expected architecture
                                      Device dev = Device::CPU); // where its parameters live
+
+// The pieces of backbone_load, for loaders of whole models (model_features.h): the architecture
+// `path` names in meta.arch (`arch`, if not empty, must agree; used when meta.arch is absent),
+// and the normalisation in meta.mean / meta.std of its arrays `full` (checked; the default
+// when absent).
+std::string checkpoint_arch(const std::string& path, const std::string& arch);
+Normalisation checkpoint_norm(const Npz& full, const std::string& path);
 
 // The shipped default backbone (hcnn5-s pretrained on CIFAR-10), found relative to the
 // working directory or else to the binary's checkout (bin/../models/weights/...); `tool`

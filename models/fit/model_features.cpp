@@ -16,14 +16,6 @@ namespace vt {
 
 namespace {
 
-std::string text_of(const Npz& z, const std::string& path, const std::string& key, const std::string& otherwise) {
-    if (!z.has(key)) return otherwise;
-    const NpyArray& a = z.get(key);
-    std::vector<std::string> v = a.dtype == DType::Unicode ? a.to_strings() : std::vector<std::string>{};
-    if (v.size() != 1) fail("checkpoint '%s': '%s' must hold one string", path.c_str(), key.c_str());
-    return v[0];
-}
-
 std::vector<float> floats_of(const Npz& z, const std::string& path, const std::string& key, size_t count) {
     if (!z.has(key)) fail("checkpoint '%s': a fit's checkpoint needs '%s', which is missing (written by an older "
                           "fit_dynamics? fit again)", path.c_str(), key.c_str());
@@ -51,7 +43,7 @@ int layer_index(const Model& m, const std::string& name, const std::string& what
 }
 
 // The fitted model's time, bins and readouts (split_checkpoint_save in dynamics.cpp writes them).
-void fitted_load(CheckpointModel& cm, const Npz& z) {
+void fitted_load(CheckpointModel& cm, const Npz& z, const std::string& readout) {
     const std::string& p = cm.path;
     cm.fitted = true;
     cm.onset_ms = floats_of(z, p, "meta.onset_ms", 1)[0];
@@ -62,7 +54,7 @@ void fitted_load(CheckpointModel& cm, const Npz& z) {
     cm.bin_start_ms = floats_of(z, p, "meta.bin_start_ms", 0);
     cm.bin_end_ms = floats_of(z, p, "meta.bin_end_ms", cm.bin_start_ms.size());
     if (cm.bin_start_ms.empty()) fail("checkpoint '%s': meta.bin_start_ms holds no bins", p.c_str());
-    for (const auto& al : readout_parse(text_of(z, p, "meta.readout", ""))) {
+    for (const auto& al : readout_parse(readout)) {
         CheckpointModel::Readout r;
         r.area = al.first, r.layer = al.second;
         r.layer_index = layer_index(*cm.model, r.layer, "checkpoint '" + p + "': meta.readout");
@@ -88,8 +80,7 @@ void fitted_load(CheckpointModel& cm, const Npz& z) {
 CheckpointModel checkpoint_model_load(const std::string& path, Device dev) {
     CheckpointModel cm;
     cm.path = path;
-    std::unique_ptr<Model> backbone = backbone_load(path, "");  // checks meta.arch, reads the normalisation
-    NpzIndex zi = npz_index(path);
+    NpzIndex zi = npz_index(path);  // the small meta arrays; the parameters are read once, below
     auto small_text = [&](const char* key, const char* otherwise) {
         if (!zi.has(key)) return std::string(otherwise);
         NpyArray a = npz_array(zi, key);
@@ -100,9 +91,10 @@ CheckpointModel checkpoint_model_load(const std::string& path, Device dev) {
     cm.motif = small_text("meta.motif", "none");
     cm.feedback = small_text("meta.feedback", "none");
     ModelConfig mc;
-    mc.arch = backbone->spec.arch;
-    mc.motifs.assign(backbone->spec.layers.size(), motif_parse(cm.motif));
-    mc.feedback = feedback_parse(cm.feedback, backbone->spec);
+    mc.arch = checkpoint_arch(path, "");
+    const BackboneSpec spec = backbone_spec(mc.arch);
+    mc.motifs.assign(spec.layers.size(), motif_parse(cm.motif));
+    mc.feedback = feedback_parse(cm.feedback, spec);
     if (zi.has("meta.residual")) {
         std::vector<float> r = npz_array(zi, "meta.residual").to_f32();
         if (r.size() != 1 || !(r[0] == 0 || r[0] == 1))
@@ -113,8 +105,8 @@ CheckpointModel checkpoint_model_load(const std::string& path, Device dev) {
     }
     cm.model = std::make_unique<Model>(mc, 0, dev);
     Npz z = checkpoint_load(path, cm.model->params);  // every parameter by name, shapes checked
-    cm.model->norm = backbone->norm;
-    if (z.has("meta.split")) fitted_load(cm, z);
+    cm.model->norm = checkpoint_norm(z, path);
+    if (z.has("meta.split")) fitted_load(cm, z, small_text("meta.readout", ""));
     return cm;
 }
 
