@@ -41,6 +41,14 @@ bool cuda_available() {
 #endif
 }
 
+int cuda_devices() {
+#ifdef VT_CUDA
+    return cuda_device_count();
+#else
+    return 0;
+#endif
+}
+
 const char* backend_device_name(Device dev) {
     if (dev == Device::CPU) return "cpu";
     need_cuda();

@@ -135,8 +135,8 @@ struct Cli {
                          {"cpu", "cuda"}, 0});  // check() looks no further: no device is needed to name one
         return r;
     }
-    FlagRef flag(const std::string& name, bool* v, const std::string& help) {  // a switch
-        return add({name, help, "", true, false, false, false, false, 0, 0,
+    FlagRef flag(const std::string& name, bool* v, const std::string& help) {  // a switch (def: its value then)
+        return add({name, help, *v ? "true" : "false", true, false, false, false, false, 0, 0,
                     [=](const std::string& s, const Flag& f) { *v = parse_switch(s, f); }, {}, 0});
     }
     const Flag* find(const std::string& name) const {

@@ -25,7 +25,7 @@ static BackboneSpec hcnn5(const char* arch, int size, const int ch[5]) {
     return b;
 }
 
-std::vector<std::string> backbone_archs() { return {"hcnn5", "hcnn5-s", "alexnet", "tiny3"}; }
+std::vector<std::string> backbone_archs() { return {"hcnn5", "hcnn5-s", "alexnet", "tiny3", "tiny5"}; }
 
 BackboneSpec backbone_spec(const std::string& arch) {
     if (arch == "hcnn5") {
@@ -35,6 +35,10 @@ BackboneSpec backbone_spec(const std::string& arch) {
     if (arch == "hcnn5-s") {
         const int ch[5] = {32, 64, 128, 128, 256};
         return hcnn5("hcnn5-s", 64, ch);
+    }
+    if (arch == "tiny5") {  // hcnn5's five layers, tiny: the paper's grids (conv5 feedback) in seconds, for tests
+        const int ch[5] = {4, 6, 8, 8, 8};
+        return hcnn5("tiny5", 32, ch);
     }
     if (arch == "tiny3") {  // three small layers, for tests and quick experiments
         BackboneSpec b;

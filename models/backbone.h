@@ -9,6 +9,7 @@
 //   alexnet  torchvision's AlexNet features at 3x224x224: conv 11/4 64, 5 192, 3 384, 3 256,
 //            3 256; ReLU; max-pool 3x3/2 after conv1, conv2, conv5 (for converted weights)
 //   tiny3    three layers (3/4/5 channels) at 3x8x8, for tests and quick experiments
+//   tiny5    hcnn5's shape at 3x32x32 with 4/6/8/8/8 channels: the paper's grids in seconds (tests)
 #pragma once
 #include <string>
 #include <vector>

@@ -10,6 +10,7 @@
 #include "engine/ops.h"
 #include "models/fit/dynamics.h"
 #include "models/fit/predictions.h"
+#include "models/fit/fit_flags.h"
 #include "models/fit/results.h"
 #include "models/datasets/virtual_primate.h"
 #include "tests/testutil.h"
@@ -385,9 +386,20 @@ TEST_CASE("dynamics: results.json round trip: what fit_results_json writes, swee
     const FitResult& R = recovery_fits().first;
     const FitConfig c = small_fit("lstm", "conv3:conv1");
     const std::string path = vt_test::temp_dir() + "/results.json";
-    json_write(path, fit_results_json(c, R, {"gpu", recovery_data().path, true}));
+    FitRun run{"gpu", recovery_data().path, true, fit_flag_values({"--motif", "lstm", "--lr=0.0100"}), 0xdeadbeef, 1234};
+    json_write(path, fit_results_json(c, R, run));
     const SweepResult back = sweep_result_load(path);
     CHECK(back.motif == "lstm");
+    CHECK(back.data == recovery_data().path);
+    CHECK(back.data_crc32 == "deadbeef");
+    CHECK(back.data_bytes == 1234);
+    CHECK(back.flags.size() == run.flags.size());
+    for (const auto& kv : run.flags) {
+        CAPTURE(kv.first);
+        auto it = std::find_if(back.flags.begin(), back.flags.end(), [&](const auto& x) { return x.first == kv.first; });
+        REQUIRE(it != back.flags.end());
+        CHECK(it->second == kv.second);
+    }
     CHECK(back.feedback == "conv3:conv1");
     CHECK(!back.time_varied);
     CHECK(back.splits == c.score.folds);

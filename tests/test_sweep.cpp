@@ -454,7 +454,7 @@ TEST_CASE("sweep: results.json summaries, comparisons and the report files") {
     CHECK(has(csv, ",reused\n"));
     CHECK(has(csv, "bad,V4,,,,,,,,,,,,FAILED\n"));
     Json js = json_read(dir + "/out/summary.json");  // our own output parses
-    json_format_check(js, "ventral-sweep-summary-1", "summary.json");
+    json_format_check(js, kSweepSummaryFormat, "summary.json");
     CHECK(js["configurations"].size() == 3);
     CHECK(js["comparisons"].size() == 4);
     std::string md = slurp(dir + "/out/report.md");
@@ -509,7 +509,7 @@ TEST_CASE("sweep: end to end; a deleted result is rerun and the others reused un
         CAPTURE(n);
         CHECK(has(line_with(r.out, std::string("] ") + n + ":"), ", ran"));
         CHECK(fs::exists(out + "/runs/" + n + "/log.txt"));
-        CHECK(fs::exists(out + "/runs/" + n + "/flags.txt"));
+        CHECK(fs::exists(out + "/claims/" + n));  // the claim file stays (unlocked)
     }
     CHECK(has(slurp(out + "/report.md"), "| lstm | ff | V4 |"));
     CHECK(has(r.out, "time_varied"));
@@ -535,11 +535,13 @@ TEST_CASE("sweep: end to end; a deleted result is rerun and the others reused un
         CHECK(slurp(p) == kv.second.second);
     }
 
-    // reusing under other flags is refused, naming the folder
+    // reusing under other flags is refused, naming the folder and each difference
     Run other = run_sweep(tiny_sweep_args(out, kTinyGrid, "--iters 3 --val-every 3"));
-    CHECK(other.rc != 0);
-    CHECK(has(other.out, "finished with other flags"));
-    CHECK(has(other.out, out + "/runs/ff"));
+    CAPTURE(other.out);
+    CHECK(other.rc == 1);
+    CHECK(count_lines(other.out) == 1);
+    CHECK(has(other.out, out + "/runs/ff holds a finished run that is not what this sweep would run"));
+    CHECK(has(other.out, "--iters: 2 in the run, 3 here; --val-every: 2 in the run, 3 here"));
     fs::remove_all(fs::path(out).parent_path());
 }
 

@@ -268,7 +268,9 @@ int main(int argc, char** argv) {
 
         FitResult R = fit_dynamics(d, c, teacher, [](const std::string& s) { std::fprintf(stderr, "fit_dynamics: %s\n", s.c_str()); });
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());
-        const Json js = fit_results_json(c, R, {preset, data, virtual_primate});
+        FitRun run{preset, data, virtual_primate, fit_flag_values(std::vector<std::string>(argv + 1, argv + argc)), 0, 0};
+        run.data_crc32 = file_crc32(data, &run.data_bytes);
+        const Json js = fit_results_json(c, R, run);
         results_csv_write(out + "/results.csv", R);
         npz_write(out + "/predictions.npz", fit_predictions_npz(R));
         plot_ev_over_time(out + "/ev_over_time.png", c, R, d.presentation_ms);

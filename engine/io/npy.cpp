@@ -952,6 +952,23 @@ std::vector<uint8_t> file_read_all(const std::string& path) {
     return d;
 }
 
+uint32_t file_crc32(const std::string& path, uint64_t* bytes) {
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) fail("cannot open '%s': %s", path.c_str(), strerror(errno));
+    struct Closer {
+        FILE* f;
+        ~Closer() { fclose(f); }
+    } closer{f};
+    std::vector<uint8_t> buf((size_t)1 << 20);
+    uint32_t crc = 0;
+    uint64_t n = 0;
+    size_t got;
+    while ((got = fread(buf.data(), 1, buf.size(), f)) > 0) crc = crc32_bytes(crc, buf.data(), got), n += got;
+    if (ferror(f)) fail("cannot read '%s': %s", path.c_str(), strerror(errno));
+    if (bytes) *bytes = n;
+    return crc;
+}
+
 void file_write_atomic(const std::string& path, const void* data, size_t n) {
     AtomicFile f(path);
     f.write(data, n);

@@ -136,6 +136,52 @@ RunDir::~RunDir() {
     lock_release(lock_fd, lock_path);
 }
 
+// ---- shared claims ----------------------------------------------------------------------------
+SharedClaim::SharedClaim(SharedClaim&& o) noexcept { *this = std::move(o); }
+
+SharedClaim& SharedClaim::operator=(SharedClaim&& o) noexcept {
+    std::swap(fd, o.fd), std::swap(path, o.path);
+    return *this;
+}
+
+void SharedClaim::release() {
+    if (fd >= 0) close(fd);  // closing the last descriptor drops the flock
+    fd = -1;
+}
+
+std::string claim_note_self() {
+    char host[256] = {0};
+    if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "?");
+    return strfmt("pid %d on %s", (int)getpid(), host);
+}
+
+SharedClaim claim_try(const std::string& path, const std::string& note, std::string* holder) {
+    std::error_code ec;
+    fs::path parent = fs::path(path).parent_path();
+    if (!parent.empty()) fs::create_directories(parent, ec);
+    SharedClaim c;
+    c.path = path;
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);  // CLOEXEC: a child never holds it
+    if (fd < 0) fail("cannot create the claim file '%s': %s", path.c_str(), std::strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char buf[256] = {0};
+        ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+        close(fd);
+        if (e != EWOULDBLOCK) fail("cannot lock the claim file '%s': %s", path.c_str(), std::strerror(e));
+        if (holder) *holder = got > 0 ? std::string(buf, strcspn(buf, "\n")) : "another process";
+        return c;
+    }
+    std::string line = note + "\n";
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line.data(), line.size(), 0) != (ssize_t)line.size()) {
+        int e = errno;
+        close(fd);
+        fail("cannot write the claim file '%s': %s", path.c_str(), std::strerror(e));
+    }
+    c.fd = fd;
+    return c;
+}
+
 RunDir rundir_claim(const std::string& dir, const RunDirOptions& opt) {
     const std::string what = strfmt("the output folder '%s'", dir.c_str());
     make_writable_folder(dir, "--out");

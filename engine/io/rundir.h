@@ -77,6 +77,33 @@ struct FileClaim {
 // processes, saying so on stderr. `what` names the flag for messages ("--out").
 FileClaim file_claim(const std::string& path, const std::string& what);
 
+// A claim others wait on instead of failing at (the sweep's per-configuration claims, which
+// concurrent sweeps and Slurm array tasks share): flock() on a file that stays in place
+// (removing it would let a third process lock a new file beside a holder). The kernel drops
+// the lock when its process dies, so a killed holder's claim is simply taken over; the file
+// holds the holder's note ("pid 123 on node7") for messages. Works across the nodes of a
+// cluster where the file system supports flock (NFSv4 maps it to POSIX locks; Lustre with
+// -o flock).
+struct SharedClaim {
+    int fd = -1;
+    std::string path;
+    bool held() const { return fd >= 0; }
+    void release();  // unlocks (the file stays)
+
+    SharedClaim() = default;
+    SharedClaim(SharedClaim&& o) noexcept;
+    SharedClaim& operator=(SharedClaim&& o) noexcept;
+    SharedClaim(const SharedClaim&) = delete;
+    SharedClaim& operator=(const SharedClaim&) = delete;
+    ~SharedClaim() { release(); }
+};
+// Takes the claim at `path` (created, with its folder) if no live process holds it, writing
+// `note` in it; else returns an unheld claim and the holder's note in *holder. Fails, naming
+// the path, when it cannot be created or locked for another reason.
+SharedClaim claim_try(const std::string& path, const std::string& note, std::string* holder);
+// "pid 123 on HOST": who we are, for a claim's note.
+std::string claim_note_self();
+
 // Removes the files in `dir` named <prefix>*.tmp.<pid> (prefix "" = any) whose process is
 // gone; returns their names. Only safe for a caller that holds the claim on what they belong to.
 std::vector<std::string> remove_stale_temps(const std::string& dir, const std::string& prefix);

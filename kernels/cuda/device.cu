@@ -31,15 +31,17 @@ namespace vt {
 
 // ---- device detection ------------------------------------------------------------------------
 
-bool cuda_device_present() {
-    static bool present = [] {
+int cuda_device_count() {
+    static int count = [] {
         int n = 0;
         cudaError_t e = cudaGetDeviceCount(&n);  // no driver or no device: an error, not a crash
         cudaGetLastError();                      // leave no error behind for later checks
-        return e == cudaSuccess && n > 0;
+        return e == cudaSuccess ? n : 0;
     }();
-    return present;
+    return count;
 }
+
+bool cuda_device_present() { return cuda_device_count() > 0; }
 
 namespace cuda {
 

@@ -312,7 +312,7 @@ Readout readout_fit(const std::vector<float>& X, const std::vector<float>& Y, in
     std::vector<float>().swap(Xc);
     const int A = pm.ncomp;
     std::vector<int> best((size_t)Ua, A);
-    for (size_t k = 0; k < fixed.size() && k < best.size(); k++) best[k] = std::max(1, std::min(fixed[k], A));
+    for (size_t k = 0; k < fixed.size() && k < best.size(); k++) best[k] = std::min(std::max(1, fixed[k]), A);
     if (fixed.empty() && nv > 0 && A > 1) {  // validation: the held-out error of every unit with 1..A components
         std::vector<float> Xvc = Xv, Yvc = Yv, Tv((size_t)(nv * B * A));
         center_within_bins(Xvc, nv, B, D), center_within_bins(Yvc, nv, B, Ua);
@@ -364,6 +364,9 @@ Readout readout_fit_cv(const std::vector<float>& X, const std::vector<float>& Y,
     Readout sel = readout_fit(rows(X, fit, D), rows(Y, fit, Ua), (int64_t)fit.size(), rows(X, val, D), rows(Y, val, Ua),
                               (int64_t)nv, B, D, Ua, max_comps, algo);
     const int most = *std::max_element(sel.comps.begin(), sel.comps.end());
+    // none: the features do not vary over the fit images (e.g. every bin before the model's
+    // first step, at a late onset); all n then decide, at most one component per unit
+    if (most < 1) return readout_fit(X, Y, n, {}, {}, 0, B, D, Ua, 1, algo);
     return readout_fit(X, Y, n, {}, {}, 0, B, D, Ua, most, algo, sel.comps);  // PLS components are nested
 }
 

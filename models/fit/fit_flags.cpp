@@ -161,4 +161,45 @@ void fit_flags_finish(const Cli& cli, FitFlags& v) {
     motif_parse(c.motif);  // the checkpoint's motif too, before any data work
 }
 
+namespace {
+
+std::string flag_text(const Cli::Flag& f, const std::string& v) {
+    if (f.is_switch) return v == "true" || v == "1" ? "true" : "false";
+    if (!f.numeric) return v;
+    char* end = nullptr;
+    long double x = std::strtold(v.c_str(), &end);
+    if (v.empty() || *end) return v;  // not a number: compared as given
+    return f.integral ? std::to_string((long long)x) : strfmt("%.9Lg", x);
+}
+
+}  // namespace
+
+FlagValues fit_flag_values(const std::vector<std::string>& args) {
+    std::vector<char*> argv = {const_cast<char*>("fit_dynamics")};
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    FitFlags v;
+    const Cli cli = fit_cli(v, fit_preset_of((int)argv.size(), argv.data()));
+    auto kept = [](const std::string& n) { return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite"; };
+    FlagValues out;
+    for (const Cli::Flag& f : cli.flags)
+        if (kept(f.name)) out.push_back({f.name, flag_text(f, f.def)});
+    for (size_t i = 0; i < args.size(); i++) {
+        std::string name = args[i], value;
+        if (name.rfind("--", 0) != 0) continue;
+        const size_t eq = name.find('=');
+        const bool inline_value = eq != std::string::npos;
+        if (inline_value) value = name.substr(eq + 1), name.erase(eq);
+        const Cli::Flag* f = cli.find(name);
+        if (!f) continue;
+        if (f->is_switch && !inline_value) value = "true";
+        else if (!inline_value) {
+            if (i + 1 >= args.size()) break;
+            value = args[++i];
+        }
+        for (auto& kv : out)
+            if (kv.first == name) kv.second = flag_text(*f, value);
+    }
+    return out;
+}
+
 }  // namespace vt

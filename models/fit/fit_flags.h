@@ -9,6 +9,8 @@
 //   fit_flags_finish(cli, v);                           // v.c is the FitConfig to run
 #pragma once
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/cli.h"
 #include "models/fit/dynamics.h"
@@ -45,5 +47,15 @@ Cli fit_cli(FitFlags& v, const std::string& preset);
 // After cli.parse: converts the text flags into v.c and checks what one flag cannot check alone
 // (--init against --backbone, --cells, ...; --motif and --feedback from the --init checkpoint).
 void fit_flags_finish(const Cli& cli, FitFlags& v);
+
+// The value of every flag that decides a fit's numbers, as text: the preset's default where
+// not given, numbers normalised ("0.010" -> "0.01"), switches "true"/"false". From
+// fit_dynamics' arguments (argv without the program name, or a sweep's flag list; unknown
+// flags are skipped: the caller has checked them). results.json records it (settings.flags)
+// and the sweep compares it before reusing a run, so a default that changed between the run
+// and the sweep shows up as a difference. Left out: --data (compared by its checksum), --out,
+// --threads and --overwrite (they do not change the numbers).
+using FlagValues = std::vector<std::pair<std::string, std::string>>;
+FlagValues fit_flag_values(const std::vector<std::string>& args);
 
 }  // namespace vt

@@ -46,6 +46,8 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"preset", run.preset},
         {"tool", "fit_dynamics"},
         {"data", run.data},
+        {"data_crc32", strfmt("%08x", run.data_crc32)},
+        {"data_bytes", run.data_bytes},
         {"virtual_primate", run.virtual_primate},
         {"backbone", c.backbone},
         {"init", c.init.empty() ? Json(nullptr) : Json(c.init)},
@@ -87,6 +89,8 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"device", device_name(c.device)},
         {"trainable_params", R.trainable_params},
     };
+    st["flags"] = Json::object();
+    for (const auto& kv : run.flags) st["flags"][kv.first] = kv.second;
     Json areas = Json::object();
     for (const AreaFit& af : R.areas) {
         Json rel = Json::array();
@@ -211,6 +215,14 @@ SweepResult sweep_result_load(const std::string& path) {
     R.onset_ms = r.num(st, "onset_ms", "settings");
     R.image_steps = (int)std::clamp<int64_t>(r.integer(st, "image_steps", "settings"), -1, 1 << 20);
     R.seconds = r.num(j, "seconds", "");
+    if (st.is_object() && st.contains("flags")) {  // written since the sweep checks reuse by them
+        R.data = r.str(st, "data", "settings");
+        R.data_crc32 = r.str(st, "data_crc32", "settings");
+        R.data_bytes = r.integer(st, "data_bytes", "settings");
+        const Json& fl = st["flags"];
+        if (!fl.is_object()) fail("%s: \"settings.flags\" is not an object", path.c_str());
+        for (const auto& kv : fl.items()) R.flags.push_back({kv.key(), r.str(fl, kv.key(), "settings.flags")});
+    }
     const Json& areas = r.get(j, "areas", "");
     if (!areas.is_object()) fail("%s: \"areas\" is not an object", path.c_str());
     for (const auto& kv : areas.items()) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/io/json.h"
@@ -21,6 +22,9 @@ struct FitRun {
     std::string preset;          // "cpu" or "gpu"
     std::string data;            // the dataset's path
     bool virtual_primate = false;
+    std::vector<std::pair<std::string, std::string>> flags;  // fit_flag_values of its arguments
+    uint32_t data_crc32 = 0;     // file_crc32 of the data
+    uint64_t data_bytes = 0;
 };
 
 // The whole results.json of a fit.
@@ -56,6 +60,11 @@ struct SweepResult {                         // one configuration's results.json
     double ms_per_step = NAN, onset_ms = 0;  // for "image on" in the time-course plot
     int image_steps = -1;
     std::vector<SweepArea> areas;            // (A) in file order
+    // What the run was, for the sweep's reuse check; empty / -1 in a file written before
+    // they were recorded.
+    std::string data, data_crc32;            // the dataset's path and its CRC-32 ("%08x")
+    int64_t data_bytes = -1;
+    std::vector<std::pair<std::string, std::string>> flags;  // settings.flags (fit_flag_values)
 
     const SweepArea* area(const std::string& name) const;  // or nullptr
     double mean_ev() const;                  // mean over areas with a finite EV (NaN if none)

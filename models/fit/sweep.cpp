@@ -410,13 +410,18 @@ void write_summary_csv(const std::string& path, const SweepReport& r) {
     write_text(path, s);
 }
 
-void write_summary_json(const std::string& path, const SweepReport& r, const std::vector<SweepComparison>& cmp) {
-    Json js = {{"format", "ventral-sweep-summary-1"}, {"settings", Json::object()}, {"configurations", Json::array()},
+// What the runs are, not how this invocation got them: the same file whether one sweep fitted
+// everything, or --index tasks did and --collect gathered them (only the fits' own wall times,
+// `seconds`, differ between two fits of the same configuration).
+void write_summary_json(const std::string& dir, const SweepReport& r, const std::vector<SweepComparison>& cmp) {
+    Json js = {{"format", kSweepSummaryFormat}, {"settings", Json::object()}, {"configurations", Json::array()},
                {"comparisons", Json::array()}};
     for (const auto& kv : r.settings) js["settings"][kv.first] = kv.second;
     for (const SweepRun& run : r.runs) {
-        Json c = {{"name", run.config.name}, {"flags", run.config.flags}, {"status", status_word(run)},
-                  {"reused", run.reused}, {"log", run.log}};
+        const std::string log = run.log.rfind(dir + "/", 0) == 0 ? run.log.substr(dir.size() + 1) : run.log;
+        Json c = {{"name", run.config.name}, {"flags", run.config.flags},
+                  {"status", done(run) ? "done" : run.status == SweepStatus::Failed ? "FAILED" : "not run"},
+                  {"log", log}};
         if (run.status == SweepStatus::Failed) c["exit_code"] = run.exit_code;
         if (done(run)) {
             const SweepResult& R = run.result;
@@ -434,7 +439,7 @@ void write_summary_json(const std::string& path, const SweepReport& r, const std
         js["comparisons"].push_back({{"a", c.a}, {"b", c.b}, {"area", c.area}, {"why", c.why},
                                      {"diff_per_split", json_nums(c.test.diff)}, {"mean", json_num(c.test.mean)},
                                      {"t", json_num(c.test.t)}, {"df", c.test.df}, {"p", json_num(c.test.p)}});
-    json_write(path, js);
+    json_write(dir + "/summary.json", js);
 }
 
 // Grouped bars like the paper's Figs. 3 and 4: groups = configurations, a bar per area.
@@ -573,7 +578,7 @@ void sweep_write_report(const std::string& dir, const SweepReport& r) {
     std::vector<std::string> areas = report_areas(r);
     std::vector<SweepComparison> cmp = sweep_comparisons(r);
     write_summary_csv(dir + "/summary.csv", r);
-    write_summary_json(dir + "/summary.json", r, cmp);
+    write_summary_json(dir, r, cmp);
 
     // The plots need at least one finished configuration with a finite EV.
     bool plottable = false;
@@ -590,6 +595,7 @@ void sweep_write_report(const std::string& dir, const SweepReport& r) {
           "time bins, mean +- SEM over splits; held-out units: units left out of the BPTT fit, read out by a PLS on "
           "the trained network.\n\n## Settings\n\n";
     for (const auto& kv : r.settings) md += "- " + kv.first + ": " + kv.second + "\n";
+    for (const auto& kv : r.invocation) md += "- " + kv.first + ": " + kv.second + "\n";
     md += "\n## Summary\n\n" + md_table(summary_rows(r), 2) + "\n";
     if (plottable) {
         md += "![EV per configuration](" + bars + ")\n\n";

@@ -94,9 +94,12 @@ struct SweepRun {                            // one configuration's outcome in t
     SweepResult result;                      // status == Done
 };
 
+constexpr const char* kSweepSummaryFormat = "ventral-sweep-summary-2";  // -2: status done/FAILED/not run
+
 struct SweepReport {
     SweepGrid grid;
-    std::vector<std::pair<std::string, std::string>> settings;  // shown in report.md and summary.json
+    std::vector<std::pair<std::string, std::string>> settings;    // shown in report.md and summary.json
+    std::vector<std::pair<std::string, std::string>> invocation;  // report.md only: how this run went (time, jobs)
     std::vector<SweepRun> runs;              // (G) in grid order
 };
 

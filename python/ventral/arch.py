@@ -54,6 +54,7 @@ ARCHS = {
     "hcnn5-s": lambda: _hcnn5(64, [32, 64, 128, 128, 256]),
     "alexnet": _alexnet,
     "tiny3": _tiny3,
+    "tiny5": lambda: _hcnn5(32, [4, 6, 8, 8, 8]),
 }
 
 

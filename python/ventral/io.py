@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 FIT_RESULTS_FORMAT = "ventral-fit-dynamics-2"
-KNOWN_FORMATS = (FIT_RESULTS_FORMAT, "ventral-scores-1", "ventral-sweep-summary-1", "ventral-lesion-1")
+KNOWN_FORMATS = (FIT_RESULTS_FORMAT, "ventral-scores-1", "ventral-sweep-summary-2", "ventral-lesion-1")
 
 
 def load_npz(path):
