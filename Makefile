@@ -9,6 +9,8 @@
 #   make fuzz            build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 #   make CUDA=1          also build the CUDA backend (kernels/cuda, nvcc)
 #   make CUDNN=1         CUDA=1 plus the cuDNN convolution path (picked at run time: VT_CONV=cudnn)
+#   make MPI=1           data-parallel pretraining over MPI (OpenMPI's mpicxx; NCCL too with CUDA=1):
+#                        mpirun -np K ./bin/pretrain DIR ...
 #   make NO_OMP=1        no OpenMP;  CUDA_ARCH="80 90" to pick GPU archs (default 90);  DEBUG=1 for -O0 -g
 #
 # The Makefile probes for its dependencies and says what it found. They come from Debian
@@ -119,6 +121,27 @@ else
   $(info ventral: nvcc not found, skipping CUDA)
 endif
 
+# MPI: opt-in, so that the default binaries need no MPI library where they run (the GPU
+# machines' bundles carry none); engine/dist.cpp is the only source that uses it.
+MPICXX ?= $(shell command -v mpicxx 2>/dev/null)
+ifeq ($(MPI),1)
+  ifeq ($(MPICXX),)
+    $(error MPI=1 but mpicxx was not found: run third_party/install-deps.sh (installs libopenmpi-dev))
+  endif
+  $(info ventral: MPI build with $(MPICXX): mpirun -np K ./bin/pretrain)
+  CXXFLAGS += -DVT_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell $(MPICXX) --showme:compile)  # C bindings only
+  LDLIBS   += $(filter-out -lmpi_cxx,$(shell $(MPICXX) --showme:link))
+  ifeq ($(CUDA),1)
+    ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
+      $(info ventral: NCCL found: GPU ranks average their gradients on the device)
+      CXXFLAGS += -DVT_NCCL
+      LDLIBS   += -lnccl
+    endif
+  endif
+else ifneq ($(MPICXX),)
+  $(info ventral: mpicxx found at $(MPICXX); single-process build (`make MPI=1` for mpirun -np K ./bin/pretrain))
+endif
+
 # ---- sources --------------------------------------------------------------------------
 LIB_SRC   := $(wildcard kernels/*.cpp kernels/cpu/*.cpp engine/*.cpp engine/io/*.cpp models/*.cpp models/datasets/*.cpp models/fit/*.cpp)
 TOOL_SRC  := $(wildcard tools/*.cpp)
@@ -187,8 +210,12 @@ check: layering
 	@for core in $(BLAS_CORES); do for th in 1 2; do \
 	  echo "check: gradient checks with OPENBLAS_CORETYPE=$$core, $$th thread(s)"; \
 	  OPENBLAS_CORETYPE=$$core OMP_NUM_THREADS=$$th ./$(BIN)/tests $(GRAD_TESTS) -m || exit 1; done; done
+ifneq ($(MPICXX),)
+	$(MAKE) MPI=1 WERROR=1 BUILD=build-mpi BIN=build-mpi/bin build-mpi/bin/pretrain build-mpi/bin/tests
+	./build-mpi/bin/tests -tc='mpi:*'
+endif
 ifneq ($(NVCC),)
-	$(MAKE) CUDA=1 $(if $(CUDNN_FOUND),CUDNN=1) WERROR=1 BUILD=build-cuda BIN=build-cuda/bin build-cuda/bin/tests
+	$(MAKE) CUDA=1 $(if $(CUDNN_FOUND),CUDNN=1) $(if $(MPICXX),MPI=1) WERROR=1 BUILD=build-cuda BIN=build-cuda/bin build-cuda/bin/tests
 	./build-cuda/bin/tests -tc='cuda:*'
 endif
 

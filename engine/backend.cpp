@@ -49,6 +49,14 @@ int cuda_devices() {
 #endif
 }
 
+void cuda_use_device(int ordinal) {
+#ifdef VT_CUDA
+    cuda_select_device(ordinal);
+#else
+    (void)ordinal;
+#endif
+}
+
 const char* backend_device_name(Device dev) {
     if (dev == Device::CPU) return "cpu";
     need_cuda();

@@ -14,6 +14,7 @@ namespace vt {
 const KernelTable& kernels_for(Device dev);
 bool cuda_available();                   // built with CUDA=1 and a device is present
 int cuda_devices();                      // CUDA devices visible to this process (0 without CUDA=1)
+void cuda_use_device(int ordinal);       // the device this process computes on (before any CUDA work)
 const char* backend_device_name(Device dev);  // "cpu", or the GPU's name ("NVIDIA H200")
 
 float* backend_cuda_alloc(int64_t n);    // via the caching allocator (CUDA builds)

@@ -177,22 +177,6 @@ NeuralData small_data() {
     return d;
 }
 
-// A train/ (and val/) folder of 16 x 16 PNGs: classes a and b, n images each.
-void image_folder(const std::string& root, int n) {
-    for (const char* split : {"train", "val"})
-        for (const char* c : {"a", "b"}) {
-            std::string dir = root + "/" + split + "/" + c;
-            fs::create_directories(dir);
-            for (int i = 0; i < n; i++) {
-                Image img;
-                img.H = img.W = 16;
-                img.rgb.resize(16 * 16 * 3);
-                for (size_t k = 0; k < img.rgb.size(); k++) img.rgb[k] = (uint8_t)((k * 7 + i * 31 + (c[0] - 'a') * 101) % 256);
-                image_write_png(dir + "/" + std::to_string(i) + ".png", img);
-            }
-        }
-}
-
 // Every path under `dir`, for "nothing was written".
 std::set<std::string> tree(const std::string& dir) {
     std::set<std::string> s;
@@ -253,10 +237,10 @@ TEST_CASE("bad input: every row of the matrix exits 1 with one error line, write
     }
     // image folders: a good one, one whose class b is all unreadable, one whose class a is one
     // 16384 x 16384 PNG (268 M pixels in a ~300 KB file)
-    image_folder(dir + "/imgs", 4);
-    image_folder(dir + "/unreadable", 4);
+    vt_test::image_folder(dir + "/imgs", 4);
+    vt_test::image_folder(dir + "/unreadable", 4);
     for (int i = 0; i < 4; i++) std::ofstream(dir + "/unreadable/train/b/" + std::to_string(i) + ".png") << "not a png";
-    image_folder(dir + "/bigimg", 4);
+    vt_test::image_folder(dir + "/bigimg", 4);
     for (int i = 0; i < 4; i++) fs::remove(dir + "/bigimg/train/a/" + std::to_string(i) + ".png");
     write_black_png(dir + "/bigimg/train/a/huge.png", 16384, 16384);
     REQUIRE(fs::file_size(dir + "/bigimg/train/a/huge.png") < (1u << 20));
@@ -343,7 +327,7 @@ TEST_CASE("bad input: rows whose answer is documented behaviour (exit 0)") {
     for (const char* t : {"inspect", "pretrain"})
         if (!vt_test::have_tool(t)) { MESSAGE("bin/" << t << " not built: skipped"); return; }
     const std::string dir = vt_test::temp_dir();
-    image_folder(dir + "/imgs", 4);
+    vt_test::image_folder(dir + "/imgs", 4);
     const std::string tiny = " --arch tiny3 --epochs 1 --batch 4 --threads 1 ";
 
     // 4: a valid 16384 x 16384 PNG: inspect reads its header only (a few MB, not 2.3 GB)

@@ -1,9 +1,12 @@
 // testutil.cpp: temporary directories and running the tools, for tests.
 #include "tests/testutil.h"
 
+#include "engine/io/image.h"
+
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
@@ -68,6 +71,21 @@ ShellRun tiny_fitted_run(const std::string& dir, const std::string& vp_args, con
     if (r.rc != 0) return r;
     return run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --readout V4=conv2,IT=conv3 "
                     "--splits 2 --threads 1 --out " + dir + "/fit " + fit_args);
+}
+
+void image_folder(const std::string& root, int n) {
+    for (const char* split : {"train", "val"})
+        for (const char* c : {"a", "b"}) {
+            std::string dir = root + "/" + split + "/" + c;
+            std::filesystem::create_directories(dir);
+            for (int i = 0; i < n; i++) {
+                vt::Image img;
+                img.H = img.W = 16;
+                img.rgb.resize(16 * 16 * 3);
+                for (size_t k = 0; k < img.rgb.size(); k++) img.rgb[k] = (uint8_t)((k * 7 + i * 31 + (c[0] - 'a') * 101) % 256);
+                vt::image_write_png(dir + "/" + std::to_string(i) + ".png", img);
+            }
+        }
 }
 
 }  // namespace vt_test

@@ -69,6 +69,9 @@ std::string python_strict_json(const std::string& body);
 // the first step that failed, or the fit's run.
 ShellRun tiny_fitted_run(const std::string& dir, const std::string& vp_args, const std::string& fit_args);
 
+// A train/ (and val/) folder of 16 x 16 PNGs: classes a and b, n images each, all different.
+void image_folder(const std::string& root, int n);
+
 inline int count_lines(const std::string& s) {
     int n = 0;
     for (char c : s) n += c == '\n';

@@ -2,7 +2,8 @@
 # install-deps.sh: install what ventral builds against, from Debian packages, and the Python
 # packages its fixture scripts and converters use. Idempotent; safe to run again.
 #   OpenBLAS (libopenblas-dev), stb_image (libstb-dev), zlib (zlib1g-dev), doctest (doctest-dev),
-#   nlohmann/json (nlohmann-json3-dev, header only), and for the Python package's tests (python/:
+#   nlohmann/json (nlohmann-json3-dev, header only), OpenMPI (libopenmpi-dev, openmpi-bin: `make MPI=1`
+#   and the data-parallel tests), and for the Python package's tests (python/:
 #   never a dependency of the C++ engine) Debian's numpy, PyTorch (CPU), pandas, xarray and the
 #   rest of what brainscore-vision imports (itself from PyPI, below),
 #   a C++17 compiler and make; clang + libFuzzer for `make fuzz` (optional).
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 need=()
-for pkg in build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libstb-dev zlib1g-dev doctest-dev nlohmann-json3-dev python3 python3-pip python3-numpy python3-torch python3-pandas python3-xarray python3-boto3 python3-tqdm python3-netcdf4 python3-packaging python3-pil; do
+for pkg in build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libstb-dev zlib1g-dev doctest-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin python3 python3-pip python3-numpy python3-torch python3-pandas python3-xarray python3-boto3 python3-tqdm python3-netcdf4 python3-packaging python3-pil; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

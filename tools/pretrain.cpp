@@ -1,7 +1,10 @@
 // pretrain.cpp: ./bin/pretrain DIR, classification pretraining of a backbone (or a ConvRNN).
+// Data-parallel under `mpirun -np K` in a `make MPI=1` build (engine/dist.h): each rank takes
+// its share of every batch, the gradients are averaged, rank 0 writes the checkpoints and logs.
 #include <cstdio>
 
 #include "engine/backend.h"
+#include "engine/dist.h"
 #include "models/backbone.h"
 #include "models/fit/pretrain.h"
 #include "engine/cli.h"
@@ -10,13 +13,15 @@ using namespace vt;
 
 int main(int argc, char** argv) {
     runtime_init(argv);
-    return run_main([&] {
+    const int rc = run_main([&] {
+        const DistInfo& D = dist_init();  // before any work: every rank parses the same flags
         PretrainConfig c;
         Cli cli("pretrain", "DIR",
                 "Train a backbone for image classification on an ImageNet-style folder:\n"
                 "DIR/train/<class>/*.{jpg,png} and DIR/val/<class>/... (DIR/test/ serves as val; with\n"
                 "neither, --holdout of train/ is held out). Writes a checkpoint after every epoch.\n"
-                "Ctrl-C saves and stops; --resume continues.");
+                "Ctrl-C saves and stops; --resume continues. Data-parallel over K processes (a `make MPI=1`\n"
+                "build): mpirun -np K ./bin/pretrain DIR ... (--batch is the whole batch, a multiple of K).");
         cli.flag("--arch", &c.arch, "backbone: " + list_join(backbone_archs()));
         cli.flag("--epochs", &c.epochs, "training epochs").range(1, 100000);
         cli.flag("--batch", &c.batch, "images per batch").range(1, 1 << 16);
@@ -42,10 +47,12 @@ int main(int argc, char** argv) {
         if (cli.positional.size() != 1) fail("pretrain: expected one DIR argument, got %zu (see --help)", cli.positional.size());
         c.data = cli.positional[0];
         PretrainResult r = pretrain_run(c);
-        std::printf("{\"done\": true, \"epochs\": %d, \"val_top1\": %.4f, \"val_top5\": %.4f, \"seconds\": %.1f, "
+        if (D.rank == 0)
+            std::printf("{\"done\": true, \"epochs\": %d, \"val_top1\": %.4f, \"val_top5\": %.4f, \"seconds\": %.1f, "
                     "\"images_per_second\": %.1f, \"interrupted\": %s, \"device\": \"%s\", \"checkpoint\": \"%s\"}\n",
                     r.epochs_done, r.val_top1, r.val_top5, r.seconds, r.images_per_second,
                     r.interrupted ? "true" : "false", device_name(c.device), c.out.c_str());
         return r.interrupted ? 130 : 0;
     });
+    return dist_exit(rc, rc == 0 || rc == 130);  // MPI: finalise, or abort every rank when this one failed
 }

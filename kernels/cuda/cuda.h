@@ -16,6 +16,7 @@ namespace vt {
 // ---- the hooks engine/backend.cpp calls ----------------------------------------------------
 bool cuda_device_present();                     // a usable device; false (and silent) without one
 int cuda_device_count();                        // visible devices; 0 (and silent) without any
+void cuda_select_device(int ordinal);           // before any other CUDA work (data-parallel ranks)
 float* cuda_cached_alloc(int64_t n);            // n floats from the caching allocator
 void cuda_cached_free(float* p);                // back to its size class (no cudaFree)
 void cuda_memcpy(float* dst, const float* src,  // n floats; kind 0 host->device,

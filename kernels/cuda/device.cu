@@ -43,6 +43,14 @@ int cuda_device_count() {
 
 bool cuda_device_present() { return cuda_device_count() > 0; }
 
+static int g_device = 0;  // the device the context is made on (cuda_select_device)
+
+void cuda_select_device(int ordinal) {
+    cudaError_t e = cudaSetDevice(ordinal);
+    if (e != cudaSuccess) fail("cannot use CUDA device %d: %s", ordinal, cudaGetErrorString(e));
+    g_device = ordinal;
+}
+
 namespace cuda {
 
 // ---- stream and library handles ------------------------------------------------------------
@@ -61,7 +69,7 @@ Context& context() {
     static Context* ctx = [] {
         CHECK(cuda_device_present(), "the CUDA backend was used without a CUDA device");
         auto* c = new Context;
-        CUDA_CHECK(cudaSetDevice(0));
+        CUDA_CHECK(cudaSetDevice(g_device));
         CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
         CUBLAS_CHECK(cublasCreate(&c->cublas));
         CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));

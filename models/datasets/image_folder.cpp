@@ -6,7 +6,9 @@
 // after the last one the caller took, and write straight into that batch's slot; the
 // caller waits for its slot to be complete and copies it out. All randomness of position p
 // comes from its own generator seeded by (seed, epoch, p), so results do not depend on the
-// number of threads or which thread does what.
+// number of threads or which thread does what. A shard of a data-parallel run works on its
+// own positions q (row q % Bl of its batch q / Bl, Bl = B / shards): global position
+// p = (q / Bl) * B + shard * Bl + q % Bl, with p's image and generator.
 #include "models/datasets/image_folder.h"
 
 #include <algorithm>
@@ -199,8 +201,9 @@ struct LoaderSlot {                    // one batch being prepared
 struct LoaderState {
     ImageFolder data;
     LoaderConfig cfg;
-    int64_t n = 0, batches = 0, total = 0;  // images, batches and positions per epoch
-    std::vector<int64_t> order;        // (total,) image index at each position of this epoch
+    int64_t n = 0, batches = 0, total = 0;  // images, batches and (this shard's) positions per epoch
+    int64_t rows = 0;                  // Bl: rows of a batch in this shard (B without shards)
+    std::vector<int64_t> order;        // image index at each global position of this epoch
 
     std::mutex mu;                     // guards everything below
     std::condition_variable work_cv;   // workers: a position may be free
@@ -216,7 +219,8 @@ struct LoaderState {
     int64_t nbad = 0;
     std::vector<std::thread> threads;
 
-    int64_t batch_rows(int64_t k) const { return std::min<int64_t>(cfg.batch, total - k * cfg.batch); }
+    int64_t batch_rows(int64_t k) const { return std::min<int64_t>(rows, total - k * rows); }
+    int64_t global(int64_t q) const { return (q / rows) * cfg.batch + cfg.shard * rows + q % rows; }
 };
 
 namespace {
@@ -287,10 +291,10 @@ bool loader_prepare(LoaderState* s, int64_t idx, Rng& rng, Image& out) {
     }
 }
 
-// Fills row p % B of batch p / B's slot.
-void loader_fill(LoaderState* s, int64_t p) {
+// Fills row q % Bl of batch q / Bl's slot (q: this shard's position).
+void loader_fill(LoaderState* s, int64_t q) {
     const LoaderConfig& cfg = s->cfg;
-    int64_t k = p / cfg.batch, row = p % cfg.batch, S = cfg.size;
+    int64_t k = q / s->rows, row = q % s->rows, S = cfg.size, p = s->global(q);
     LoaderSlot& slot = s->slots[k % cfg.depth];
     Rng rng(mix(mix(cfg.seed, (uint64_t)s->epoch), (uint64_t)p));
     int64_t idx = s->order[p];
@@ -318,7 +322,7 @@ void loader_fill(LoaderState* s, int64_t p) {
 }
 
 void loader_worker(LoaderState* s) {
-    const int64_t B = s->cfg.batch;
+    const int64_t B = s->rows;
     std::unique_lock<std::mutex> lk(s->mu);
     for (;;) {
         s->work_cv.wait(lk, [&] {
@@ -354,6 +358,11 @@ BatchLoader::BatchLoader(const ImageFolder& data, const LoaderConfig& cfg) : s(n
     if (cfg.batch < 1) fail("loader: batch size %d (expected >= 1)", cfg.batch);
     if (cfg.threads < 1) fail("loader: %d decoding threads (expected >= 1)", cfg.threads);
     if (cfg.depth < 1) fail("loader: prefetch depth %d (expected >= 1)", cfg.depth);
+    if (cfg.shards < 1 || cfg.shard < 0 || cfg.shard >= cfg.shards)
+        fail("loader: shard %d of %d (expected 0 <= shard < shards)", cfg.shard, cfg.shards);
+    if (cfg.shards > 1 && (!cfg.train || !cfg.drop_last || cfg.batch % cfg.shards))
+        fail("loader: %d shards need training batches (drop_last) of a multiple of %d images, got %d", cfg.shards,
+             cfg.shards, cfg.batch);
     if (!(cfg.crop_scale_min >= 0 && cfg.crop_scale_min <= 1))
         fail("loader: crop scale minimum %g (expected 0 = off, or in (0, 1])", cfg.crop_scale_min);
     for (int c = 0; c < 3; c++)
@@ -363,15 +372,16 @@ BatchLoader::BatchLoader(const ImageFolder& data, const LoaderConfig& cfg) : s(n
     s->n = (int64_t)data.paths.size();
     bool drop = cfg.train && cfg.drop_last;
     s->batches = drop ? s->n / cfg.batch : (s->n + cfg.batch - 1) / cfg.batch;
-    s->total = drop ? s->batches * cfg.batch : s->n;
+    s->rows = cfg.batch / cfg.shards;
+    s->total = drop ? s->batches * s->rows : s->n;
     if (s->batches == 0)
         fail("'%s' has %lld images, fewer than one batch of %d (lower the batch size)", root, (long long)s->n, cfg.batch);
     s->bad.assign(s->n, 0);
     s->slots.resize(cfg.depth);
     for (LoaderSlot& slot : s->slots) {
-        slot.images.resize((size_t)cfg.batch * 3 * cfg.size * cfg.size);
-        slot.labels.resize(cfg.batch);
-        slot.valid.resize(cfg.batch);
+        slot.images.resize((size_t)s->rows * 3 * cfg.size * cfg.size);
+        slot.labels.resize(s->rows);
+        slot.valid.resize(s->rows);
     }
     try {
         for (int t = 0; t < cfg.threads; t++) s->threads.emplace_back(loader_worker, s.get());
@@ -406,7 +416,7 @@ void BatchLoader::start_epoch(int epoch) {
         Rng rng(mix(mix(s->cfg.seed, (uint64_t)epoch), ~0ull));
         for (int64_t i = s->n - 1; i > 0; i--) std::swap(s->order[i], s->order[rng.randint(i + 1)]);
     }
-    s->order.resize(s->total);
+    s->order.resize(s->cfg.train && s->cfg.drop_last ? s->batches * s->cfg.batch : s->n);
     for (LoaderSlot& slot : s->slots) slot.done = 0, slot.error = nullptr;
     s->epoch = epoch;
     s->next_pos = 0, s->taken = 0;

@@ -61,6 +61,11 @@ struct LoaderConfig {
     bool drop_last = true;            // train only: drop the last short batch; eval keeps every image
     float crop_scale_min = 0.f;       // train: > 0 turns on the random-resized crop (e.g. 0.35)
     int depth = 3;                    // prepared batches held ahead of the caller
+    // Data-parallel training (train only, drop_last, batch % shards == 0): this loader yields
+    // rows [shard * batch / shards, (shard + 1) * batch / shards) of every batch of `batch`,
+    // each image exactly as an unsharded loader makes it (same order, crops and flips), so
+    // the shards of all ranks together are the unsharded batch.
+    int shards = 1, shard = 0;
 };
 
 // Worker threads decode and augment the next `depth` batches while the caller trains on
@@ -82,7 +87,7 @@ struct BatchLoader {
     // Begins epoch `epoch` (train: shuffled by (seed, epoch)), abandoning any batches of the
     // previous one not yet taken.
     void start_epoch(int epoch);
-    // false at the end of the epoch; else fills the first *count rows of
+    // false at the end of the epoch; else fills the first *count rows of (B = batch / shards)
     bool next(float* images,          // (B, 3, S, S) normalised pixels
               float* labels,          // (B,) class index as float
               int* count);            // rows filled: B, less for eval's last or skipping batches

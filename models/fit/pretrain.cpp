@@ -1,6 +1,8 @@
 // pretrain.cpp: the classification training loop (see pretrain.h).
 #include "models/fit/pretrain.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -13,6 +15,7 @@
 #include "engine/io/json.h"
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
+#include "engine/dist.h"
 #include "engine/io/image.h"
 #include "engine/io/rundir.h"
 #include "engine/ops.h"
@@ -252,6 +255,9 @@ static void config_check(PretrainConfig& cfg) {
     if (cfg.schedule != "cosine" && cfg.schedule != "step")
         fail("--schedule: expected cosine or step, got '%s'", cfg.schedule.c_str());
     if (cfg.resume && cfg.overwrite) fail("--resume and --overwrite: pick one (continue the checkpoint, or replace it)");
+    const int K = dist().size;
+    if (cfg.batch % K)
+        fail("--batch %d: with %d ranks each takes an equal share of a batch; use a multiple of %d", cfg.batch, K, K);
     if (cfg.loader_threads > hardware_threads()) {
         std::fprintf(stderr, "note: --loader-threads %d is more than the %d hardware threads this process may run on; "
                              "using %d\n", cfg.loader_threads, hardware_threads(), hardware_threads());
@@ -314,7 +320,8 @@ static int trainer_start(Trainer& t, int in_size) {
     t.sgd.weight_decay = cfg.weight_decay;
     if (!cfg.resume) {
         m.norm = measure_normalisation(t.data.train, in_size, cfg.loader_threads);
-        std::fprintf(stderr, "pretrain: normalisation mean (%.3f, %.3f, %.3f) std (%.3f, %.3f, %.3f)\n", m.norm.mean[0],
+        if (dist().rank == 0)
+            std::fprintf(stderr, "pretrain: normalisation mean (%.3f, %.3f, %.3f) std (%.3f, %.3f, %.3f)\n", m.norm.mean[0],
                      m.norm.mean[1], m.norm.mean[2], m.norm.std[0], m.norm.std[1], m.norm.std[2]);
         return 0;
     }
@@ -335,6 +342,18 @@ static int trainer_start(Trainer& t, int in_size) {
     }
     std::fprintf(stderr, "pretrain: resuming '%s' after epoch %d\n", cfg.out.c_str(), start_epoch);
     return start_epoch;
+}
+
+// Data-parallel: every rank starts from rank 0's parameters, normalisation and momentum (they
+// are equal by construction, seeded alike or read from one checkpoint; this makes it so).
+static void trainer_sync(Trainer& t) {
+    if (!dist_active()) return;
+    Model& m = t.m;
+    dist_broadcast(m.params.data.data(), m.params.numel(), m.params.device, 0);
+    float norm[6] = {m.norm.mean[0], m.norm.mean[1], m.norm.mean[2], m.norm.std[0], m.norm.std[1], m.norm.std[2]};
+    dist_broadcast(norm, 6, Device::CPU, 0);
+    std::copy(norm, norm + 3, m.norm.mean), std::copy(norm + 3, norm + 6, m.norm.std);
+    if (t.sgd.mom.defined()) dist_broadcast(t.sgd.mom.data(), t.sgd.mom.numel(), t.sgd.mom.device(), 0);
 }
 
 // The checkpoint at --out after `epochs_done` epochs: parameters, what the model is, the
@@ -368,34 +387,47 @@ static LoaderConfig train_loader_config(const PretrainConfig& cfg, int in_size, 
     lc.threads = cfg.loader_threads;
     lc.seed = cfg.seed;
     lc.crop_scale_min = cfg.crop_scale;
+    lc.shards = dist().size, lc.shard = dist().rank;  // each rank its share of every batch
     std::copy(norm.mean, norm.mean + 3, lc.mean);
     std::copy(norm.std, norm.std + 3, lc.std);
     return lc;
 }
 
 // One epoch's SGD steps, until the loader is done or Ctrl-C: the summed loss and accuracy of
-// its batches; `b` counts them (nb in a full epoch).
+// its batches; `b` counts them (nb in a full epoch). Data-parallel, each rank runs its share
+// of every batch (Bl = B / ranks images), the gradients are averaged over the ranks before the
+// step (the gradient of the whole batch's mean loss), and the ranks agree on the loss, the
+// accuracy and whether to stop (Ctrl-C reaches every rank; they stop after the same batch).
 static Accuracy train_epoch(Trainer& t, BatchLoader& loader, ClassifierGraph& g, int epoch, int64_t nb, Progress& bar,
                             int64_t& b) {
     const PretrainConfig& cfg = t.cfg;
     const int B = cfg.batch, K = (int)t.data.train.classes.size();
     Accuracy tr;
     int count = 0;
-    while (!g_stop && loader.next(g.x_in(), g.y_in(), &count)) {
+    while (loader.next(g.x_in(), g.y_in(), &count)) {
         g.upload(count);
         t.sgd.lr = lr_at(cfg, epoch + (double)b / nb);
         g.tape.forward();
         t.m.params.zero_grad();
         g.tape.backward(g.loss);
+        dist_allreduce_mean(t.m.params.grad.data(), t.m.params.numel(), t.m.params.device);
         t.sgd.step(t.m.params);
-        float loss = g.loss_out();
+        Accuracy step;
+        accumulate(step, g.logits_out(), g.y_in(), count, K);
+        double agree[5] = {g.loss_out(), (double)step.n, (double)step.top1, (double)step.top5, g_stop ? 1.0 : 0.0};
+        dist_allreduce_sum(agree, 5);
+        const double loss = agree[0] / dist().size;
         if (!std::isfinite(loss))
             fail("the training loss became %g at epoch %d batch %lld (lr %g): lower --lr; the last good checkpoint "
                  "is '%s'", loss, epoch + 1, (long long)b, t.sgd.lr, cfg.out.c_str());
         tr.loss += loss;
-        accumulate(tr, g.logits_out(), g.y_in(), count, K);
+        tr.n += (int64_t)agree[1], tr.top1 += (int64_t)agree[2], tr.top5 += (int64_t)agree[3];
         b++;
         bar.update(b * B, strfmt("loss %.3f acc %.3f lr %.4f", tr.loss / b, (double)tr.top1 / tr.n, t.sgd.lr));
+        if (agree[4] > 0) {
+            g_stop = true;
+            break;
+        }
     }
     return tr;
 }
@@ -406,6 +438,10 @@ static void epoch_finish(Trainer& t, ClassifierGraph& eval_g, int epoch, const A
                          double train_seconds, Progress& bar, PretrainResult& res) {
     const PretrainConfig& cfg = t.cfg;
     const int B = cfg.batch;
+    if (dist().rank != 0) {  // rank 0 validates, saves and reports; the others go on to the next epoch
+        res.epochs_done = epoch + 1;
+        return;
+    }
     Accuracy va = evaluate(eval_g, t.data.val, t.m, cfg, B);
     res.val_top1 = (float)va.top1 / std::max<int64_t>(1, va.n);
     res.val_top5 = (float)va.top5 / std::max<int64_t>(1, va.n);
@@ -434,8 +470,8 @@ static PretrainResult train_epochs(Trainer& t, int start_epoch) {
         fail("--batch %d is larger than the %zu training images", B, t.data.train.paths.size());
     BatchLoader loader(t.data.train, lc);
     ClassifierGraph train_g, eval_g;
-    graph_build(train_g, t.m, cfg, B, true);
-    graph_build(eval_g, t.m, cfg, B, false);
+    graph_build(train_g, t.m, cfg, B / dist().size, true);
+    if (dist().rank == 0) graph_build(eval_g, t.m, cfg, B, false);
 
     g_stop = false;
     auto prev_handler = std::signal(SIGINT, on_sigint);
@@ -443,6 +479,7 @@ static PretrainResult train_epochs(Trainer& t, int start_epoch) {
     Progress total_clock("", 0, "");
     int64_t images_seen = 0;
     double train_seconds = 0;
+    g_stop = false;
     for (int epoch = start_epoch; epoch < cfg.epochs && !g_stop; epoch++) {
         loader.start_epoch(epoch);
         int64_t nb = loader.batches_per_epoch(), b = 0;
@@ -452,9 +489,11 @@ static PretrainResult train_epochs(Trainer& t, int start_epoch) {
         train_seconds += epoch_train_seconds;
         images_seen += b * B;
         if (g_stop) {
-            std::fprintf(stderr, "\npretrain: interrupted in epoch %d; saving '%s' (resume repeats that epoch)\n",
-                         epoch + 1, cfg.out.c_str());
-            trainer_save(t, epoch);
+            if (dist().rank == 0)
+                std::fprintf(stderr, "\npretrain: interrupted in epoch %d; saving '%s' (resume repeats that epoch)\n",
+                             epoch + 1, cfg.out.c_str());
+            if (dist().rank == 0) trainer_save(t, epoch);
+            dist_barrier();  // the others wait for the save before they exit
             res.interrupted = true;
             res.epochs_done = epoch;
             break;
@@ -469,8 +508,11 @@ static PretrainResult train_epochs(Trainer& t, int start_epoch) {
 
 PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
     PretrainConfig cfg = cfg_in;
+    const DistInfo& D = dist();
     config_check(cfg);
+    if (cfg.threads == 0 && D.local_size > 1) cfg.threads = std::max(1, hardware_threads() / D.local_size);
     backend_set_threads(cfg.threads);
+    if (D.rank > 0) progress_set_enabled(false);  // one progress bar: rank 0's
 
     FolderSplits data = folders_load(cfg);
     const int K = (int)data.train.classes.size();
@@ -486,16 +528,23 @@ PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
     check_classes_readable(data.train);
 
     // The output, before any work: writable, ours alone, and not another run's checkpoint.
-    FileClaim claim = file_claim(cfg.out, "--out");
+    FileClaim claim;
+    if (D.rank == 0) claim = file_claim(cfg.out, "--out");  // rank 0 writes the checkpoints
     const std::string feedback = feedback_str(mc.feedback, spec);
     out_check(cfg, feedback, recurrent, data.train.classes);
     Model m(mc, cfg.seed, cfg.device);
-    std::fprintf(stderr,
+    if (D.rank == 0)
+        std::fprintf(stderr,
                  "pretrain: %s, motif %s, feedback %s, %d classes, %zu train / %zu val images, %lld parameters, on %s\n",
                  cfg.arch.c_str(), cfg.motif.c_str(), feedback.c_str(), K, data.train.paths.size(),
                  data.val.paths.size(), (long long)m.params.numel(), device_name(cfg.device));
+    if (D.size > 1)
+        std::fprintf(stderr, "pretrain: rank %d of %d (pid %d, %d threads): images %d..%d of every batch of %d\n", D.rank,
+                     D.size, (int)getpid(), backend_threads(), D.rank * cfg.batch / D.size,
+                     (D.rank + 1) * cfg.batch / D.size - 1, cfg.batch);
     Trainer t(cfg, data, feedback, m);
     const int start_epoch = trainer_start(t, spec.in_size);
+    trainer_sync(t);
     return train_epochs(t, start_epoch);
 }
 
