@@ -37,6 +37,7 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/io/json.h"
+#include "engine/io/plot.h"
 #include "engine/linalg.h"
 #include "engine/ops.h"
 #include "engine/params.h"
@@ -57,6 +58,15 @@ struct Opts {
     Device device = Device::CPU;  // conv and W1-W5 (simpls is CPU work)
     bool graph = true;            // W1-W5 on the GPU: replay a captured CUDA Graph
     double sgemm = 0;             // the same-run sgemm rate on `device`, GFLOP/s
+    int batch = 0, steps = 0;     // W1-W5: override the workload's batch and T (0 = its own)
+    std::vector<int> sweep;       // W1-W5: run at each of these batches (--batch-sweep)
+    std::string plot;             // --batch-sweep: images/s vs batch, a PNG here
+    struct Point {                // --batch-sweep's measurements, for the plot
+        std::string workload;
+        int batch;
+        double images_per_s;
+    };
+    std::vector<Point>* points = nullptr;
 };
 
 double now_ms() {
@@ -256,7 +266,10 @@ double step_conv_flops(const Model& m, int N) {
     return f;
 }
 
-void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
+void bench_recurrent(const Opts& o, const RecurrentWorkload& w_in) {
+    RecurrentWorkload w = w_in;
+    if (o.batch) w.batch = o.batch;
+    if (o.steps) w.steps = o.steps;
     ModelConfig mc;
     mc.arch = w.arch;
     BackboneSpec spec = backbone_spec(w.arch);
@@ -322,8 +335,10 @@ void bench_recurrent(const Opts& o, const RecurrentWorkload& w) {
           {"fraction_of_sgemm", json_num(flops / (ms * 1e6) / o.sgemm)},
           {"activation_arena_mb", json_num(std::round(u.arena.total_floats() * 4.0 / (1 << 20)))},
           {"peak_rss_mb", json_num(std::round(peak_rss_mb()))}, {"cuda_graph", graph_field},
-          {"conv_path", current_conv_path(dev)}, {"device_peak_mb", device_peak_mb(dev)}},
+          {"conv_path", current_conv_path(dev)}, {"device_peak_mb", device_peak_mb(dev)},
+          {"images_per_second", json_num(N / (ms * 1e-3))}},
          dev);
+    if (o.points) o.points->push_back({w.name, N, N / (ms * 1e-3)});
 }
 
 const RecurrentWorkload RECURRENT[] = {
@@ -334,9 +349,40 @@ const RecurrentWorkload RECURRENT[] = {
     {"W5", "hcnn5", "lstm", "conv5:conv2", 8, 16, true},
 };
 
+// One workload, or with --batch-sweep one run per batch.
 void bench_w(const Opts& o, const char* name) {
-    for (const RecurrentWorkload& w : RECURRENT)
-        if (!std::strcmp(w.name, name)) bench_recurrent(o, w);
+    for (const RecurrentWorkload& w : RECURRENT) {
+        if (std::strcmp(w.name, name)) continue;
+        if (o.sweep.empty()) {
+            bench_recurrent(o, w);
+            continue;
+        }
+        Opts one = o;
+        for (int b : o.sweep) {
+            one.batch = b;
+            bench_recurrent(one, w);
+        }
+    }
+}
+
+// --plot: images/s against batch, one line per workload (log2 batch axis as ticks 1, 2, 4, ...).
+void sweep_plot(const Opts& o) {
+    LinePlot lp;
+    lp.title = strfmt("throughput vs batch (%s, %d threads)", device_name(o.device), backend_threads());
+    lp.xlabel = "batch (log2)";
+    lp.ylabel = "images/s";
+    std::vector<std::string> names;
+    for (const Opts::Point& p : *o.points)
+        if (std::find(names.begin(), names.end(), p.workload) == names.end()) names.push_back(p.workload);
+    for (size_t k = 0; k < names.size(); k++) {
+        LineSeries s;
+        s.label = names[k], s.color = (int)k, s.markers = true;
+        for (const Opts::Point& p : *o.points)
+            if (p.workload == names[k]) s.x.push_back((float)std::log2((double)p.batch)), s.y.push_back((float)p.images_per_s);
+        lp.series.push_back(s);
+    }
+    plot_lines(o.plot, lp);
+    std::fprintf(stderr, "bench: wrote %s\n", o.plot.c_str());
 }
 void bench_w1(const Opts& o) {
     bench_w(o, "W1");
@@ -559,7 +605,22 @@ int main(int argc, char** argv) {
         cli.flag("--device", &o.device, "cpu or cuda");
         cli.flag("--no-graph", &no_graph, "W1-W5 on the GPU: plain runs instead of a captured CUDA Graph");
         cli.flag("--list", &list, "print the workload names and exit");
+        cli.flag("--batch", &o.batch, "W1-W5: this batch instead of the workload's (0 = its own)").range(0, 1 << 16);
+        cli.flag("--steps", &o.steps, "W1-W5: this many steps T instead of the workload's (0 = its own)").range(0, 10000);
+        std::string sweep;
+        cli.flag("--batch-sweep", &sweep, "W1-W5: one run per batch of this comma-separated list (e.g. 1,2,4,8,16,32)");
+        cli.flag("--plot", &o.plot, "with --batch-sweep: images/s vs batch as a PNG here");
         cli.parse(argc, argv);
+        for (const std::string& b : split_list(sweep)) {
+            char* end = nullptr;
+            long v = std::strtol(b.c_str(), &end, 10);
+            if (*end || v < 1 || v > (1 << 16)) fail("--batch-sweep: expected batches from 1 to 65536, got '%s'", b.c_str());
+            o.sweep.push_back((int)v);
+        }
+        if (!o.sweep.empty() && o.batch) fail("--batch-sweep and --batch: pick one");
+        if (!o.plot.empty() && o.sweep.empty()) fail("--plot: draws a --batch-sweep; give one");
+        std::vector<Opts::Point> points;
+        if (!o.plot.empty()) o.points = &points;
         if (!cli.positional.empty()) fail("bench: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
         if (list) {
             for (const Workload& w : WORKLOADS) std::printf("%s\n", w.name);
@@ -578,6 +639,7 @@ int main(int argc, char** argv) {
         for (const Workload& w : WORKLOADS)
             if (o.workloads.empty() || std::find(o.workloads.begin(), o.workloads.end(), w.name) != o.workloads.end())
                 w.run(o);
+        if (o.points && !points.empty()) sweep_plot(o);
         std::fprintf(stderr, "bench: peak RSS %.0f MB\n", peak_rss_mb());
         return 0;
     });
