@@ -41,6 +41,32 @@ int launcher_size() {
     return std::getenv("PMIX_RANK") ? 1 : 0;
 }
 
+#ifdef VT_MPI
+// n floats of `dev` as a host buffer for MPI: the data itself on the CPU, else a copy that
+// put_back() writes to the device again.
+struct HostStage {
+    float* x;
+    int64_t n;
+    Device dev;
+    std::vector<float> copy;
+    HostStage(float* x_, int64_t n_, Device dev_) : x(x_), n(n_), dev(dev_) {
+        if (dev == Device::CPU) return;
+        copy.resize((size_t)n);
+        backend_copy_to_host(dev, copy.data(), x, n);
+    }
+    float* data() { return dev == Device::CPU ? x : copy.data(); }
+    void put_back() {
+        if (dev != Device::CPU) backend_copy_from_host(dev, x, copy.data(), n);
+    }
+};
+
+// MPI counts are ints: a long buffer goes in chunks of 2^30 floats.
+template <class F>
+void in_chunks(float* buf, int64_t n, F f) {
+    for (int64_t off = 0; off < n; off += 1 << 30) f(buf + off, (int)std::min<int64_t>(n - off, 1 << 30));
+}
+#endif
+
 #ifdef VT_NCCL
 ncclComm_t g_nccl = nullptr;
 
@@ -112,19 +138,11 @@ void dist_allreduce_mean(float* x, int64_t n, Device dev) {
         return;
     }
 #endif
-    std::vector<float> host;
-    float* buf = x;
-    if (dev != Device::CPU) {
-        host.resize((size_t)n);
-        backend_copy_to_host(dev, host.data(), x, n);
-        buf = host.data();
-    }
-    for (int64_t off = 0; off < n; off += 1 << 30) {  // MPI counts are ints
-        const int c = (int)std::min<int64_t>(n - off, 1 << 30);
-        MPI_Allreduce(MPI_IN_PLACE, buf + off, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    }
+    HostStage h(x, n, dev);
+    float* buf = h.data();
+    in_chunks(buf, n, [](float* p, int c) { MPI_Allreduce(MPI_IN_PLACE, p, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); });
     for (int64_t i = 0; i < n; i++) buf[i] *= scale;
-    if (dev != Device::CPU) backend_copy_from_host(dev, x, host.data(), n);
+    h.put_back();
 #else
     (void)x, (void)dev;
 #endif
@@ -142,16 +160,9 @@ void dist_allreduce_sum(double* x, int64_t n) {
 void dist_broadcast(float* x, int64_t n, Device dev, int root) {
     if (!dist_active() || n == 0) return;
 #ifdef VT_MPI
-    std::vector<float> host;
-    float* buf = x;
-    if (dev != Device::CPU) {
-        host.resize((size_t)n);
-        backend_copy_to_host(dev, host.data(), x, n);
-        buf = host.data();
-    }
-    for (int64_t off = 0; off < n; off += 1 << 30)
-        MPI_Bcast(buf + off, (int)std::min<int64_t>(n - off, 1 << 30), MPI_FLOAT, root, MPI_COMM_WORLD);
-    if (dev != Device::CPU) backend_copy_from_host(dev, x, host.data(), n);
+    HostStage h(x, n, dev);
+    in_chunks(h.data(), n, [root](float* p, int c) { MPI_Bcast(p, c, MPI_FLOAT, root, MPI_COMM_WORLD); });
+    h.put_back();
 #else
     (void)x, (void)dev, (void)root;
 #endif

@@ -62,12 +62,7 @@ const Dataset& recovery_data() {
 const std::string& tiny3_backbone() {
     static const std::string path = [] {
         std::string p = vt_test::temp_dir() + "/tiny3_backbone.npz";
-        ModelConfig mc;
-        mc.arch = "tiny3";
-        Model m(mc, 2);
-        Npz meta;
-        meta_set_string(meta, "meta.arch", "tiny3");
-        checkpoint_save(p, m.params, meta);
+        vt_test::save_random_backbone(p, "tiny3");
         return p;
     }();
     return path;

@@ -22,15 +22,11 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::slurp;
 using vt_test::has;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 // The pretrain beside this test binary (bin/ or build-mpi/bin/).
 std::string pretrain_bin() { return (fs::read_symlink("/proc/self/exe").parent_path() / "pretrain").string(); }

@@ -9,16 +9,12 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::slurp;
 using vt_test::error_of;
 using vt_test::has;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const std::string& p) {
-    std::ifstream in(p);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 RunDirOptions opts(bool overwrite = false) {
     RunDirOptions o;

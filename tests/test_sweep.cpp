@@ -24,16 +24,12 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::slurp;
 using vt_test::error_of;
 using vt_test::has;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 using vt_test::count_lines;
 
@@ -103,12 +99,7 @@ const Fixture& fixture() {
         x.data = x.dir + "/vp_tiny.npz";
         npz_write(x.data, virtual_primate_generate(c));
         x.backbone = x.dir + "/tiny3_backbone.npz";
-        ModelConfig mc;
-        mc.arch = "tiny3";
-        Model m(mc, 2);
-        Npz meta;
-        meta_set_string(meta, "meta.arch", "tiny3");
-        checkpoint_save(x.backbone, m.params, meta);
+        vt_test::save_random_backbone(x.backbone, "tiny3");
         return x;
     }();
     return f;

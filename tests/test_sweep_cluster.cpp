@@ -25,16 +25,12 @@
 #include "tests/testutil.h"
 
 using namespace vt;
+using vt_test::slurp;
 using vt_test::count_lines;
 using vt_test::has;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 bool have_bins() { return vt_test::have_tool("sweep") && vt_test::have_tool("fit_dynamics"); }
 
@@ -64,12 +60,7 @@ const Fixture& fixture() {
         x.other_data = x.dir + "/vp_tiny5_other.npz";
         npz_write(x.other_data, virtual_primate_generate(c));
         x.backbone = x.dir + "/tiny5_backbone.npz";
-        ModelConfig mc;
-        mc.arch = "tiny5";
-        Model m(mc, 2);
-        Npz meta;
-        meta_set_string(meta, "meta.arch", "tiny5");
-        checkpoint_save(x.backbone, m.params, meta);
+        vt_test::save_random_backbone(x.backbone, "tiny5");
         return x;
     }();
     return f;

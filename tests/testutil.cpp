@@ -1,7 +1,9 @@
 // testutil.cpp: temporary directories and running the tools, for tests.
 #include "tests/testutil.h"
 
+#include "engine/checkpoint.h"
 #include "engine/io/image.h"
+#include "models/convrnn.h"
 
 #include <sys/wait.h>
 
@@ -71,6 +73,15 @@ ShellRun tiny_fitted_run(const std::string& dir, const std::string& vp_args, con
     if (r.rc != 0) return r;
     return run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --readout V4=conv2,IT=conv3 "
                     "--splits 2 --threads 1 --out " + dir + "/fit " + fit_args);
+}
+
+void save_random_backbone(const std::string& path, const std::string& arch) {
+    vt::ModelConfig mc;
+    mc.arch = arch;
+    vt::Model m(mc, 2);
+    vt::Npz meta;
+    vt::meta_set_string(meta, "meta.arch", arch);
+    vt::checkpoint_save(path, m.params, meta);
 }
 
 void image_folder(const std::string& root, int n) {

@@ -5,7 +5,9 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 
 #include "engine/common.h"
@@ -69,8 +71,18 @@ std::string python_strict_json(const std::string& body);
 // the first step that failed, or the fit's run.
 ShellRun tiny_fitted_run(const std::string& dir, const std::string& vp_args, const std::string& fit_args);
 
+// A backbone checkpoint of `arch` with random He-initialised weights (seed 2: not the virtual
+// primate's seed-1 teacher), for the students of the fitting tests.
+void save_random_backbone(const std::string& path, const std::string& arch);
+
 // A train/ (and val/) folder of 16 x 16 PNGs: classes a and b, n images each, all different.
 void image_folder(const std::string& root, int n);
+
+// The whole file as bytes ("" if it cannot be read).
+inline std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
 
 inline int count_lines(const std::string& s) {
     int n = 0;

@@ -23,6 +23,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "npy.cpp assumes a little-endian host");
 
@@ -953,12 +954,9 @@ std::vector<uint8_t> file_read_all(const std::string& path) {
 }
 
 uint32_t file_crc32(const std::string& path, uint64_t* bytes) {
-    FILE* f = fopen(path.c_str(), "rb");
+    std::unique_ptr<FILE, int (*)(FILE*)> file(fopen(path.c_str(), "rb"), fclose);
+    FILE* f = file.get();
     if (!f) fail("cannot open '%s': %s", path.c_str(), strerror(errno));
-    struct Closer {
-        FILE* f;
-        ~Closer() { fclose(f); }
-    } closer{f};
     std::vector<uint8_t> buf((size_t)1 << 20);
     uint32_t crc = 0;
     uint64_t n = 0;
