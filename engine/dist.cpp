@@ -174,6 +174,22 @@ void dist_barrier() {
 #endif
 }
 
+void dist_check_same(const std::vector<int64_t>& v, const std::vector<std::string>& names, const std::string& what) {
+    if (!dist_active() || v.empty()) return;
+#ifdef VT_MPI
+    std::vector<int64_t> lo = v, hi = v;
+    MPI_Allreduce(MPI_IN_PLACE, lo.data(), (int)lo.size(), MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, hi.data(), (int)hi.size(), MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+    for (size_t i = 0; i < v.size(); i++)
+        if (lo[i] != hi[i])
+            fail("%s: the ranks disagree on %s (from %lld to %lld; this is rank %d with %lld): every rank must see the "
+                 "same data and flags", what.c_str(), i < names.size() ? names[i].c_str() : "a value", (long long)lo[i],
+                 (long long)hi[i], g_info.rank, (long long)v[i]);
+#else
+    (void)names, (void)what;
+#endif
+}
+
 int dist_exit(int rc, bool agreed) {
 #ifdef VT_MPI
     if (g_started) {

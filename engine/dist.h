@@ -19,6 +19,8 @@
 // one stays.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "engine/tensor.h"
 
@@ -39,6 +41,10 @@ bool dist_active();               // more than one rank
 void dist_allreduce_mean(float* x, int64_t n, Device dev);
 void dist_allreduce_sum(double* x, int64_t n);             // host doubles: losses, counts, flags
 void dist_broadcast(float* x, int64_t n, Device dev, int root);
+// Fails on every rank, naming `what` and the first item that differs, unless all ranks hold
+// the same values (e.g. the number of training images: ranks that disagree would fall out of
+// step in their collectives and hang).
+void dist_check_same(const std::vector<int64_t>& v, const std::vector<std::string>& names, const std::string& what);
 
 // The end of a tool's main under MPI: MPI_Finalize when every rank ends alike (`agreed`: a
 // finished run, or a Ctrl-C they stopped at together), else MPI_Abort(rc), which stops every

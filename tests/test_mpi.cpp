@@ -159,6 +159,16 @@ TEST_CASE("mpi: two ranks train the parameters one process trains with the same 
     CHECK(odd.rc != 0);
     CHECK(has(odd.out, "--batch 7: with 2 ranks each takes an equal share of a batch; use a multiple of 2"));
     CHECK(!fs::exists(dir + "/odd.npz"));
+
+    // ranks started with other flags (mpirun's MPMD form) stop, naming what differs, instead of
+    // falling out of step in their collectives
+    const std::string launch = "mpirun --allow-run-as-root --oversubscribe --bind-to none -np 1 " + pretrain_bin() + " " +
+                               train_flags(data, dir + "/mixed.npz", 1) + " : -np 1 " + pretrain_bin() + " " +
+                               train_flags(data, dir + "/mixed.npz", 2) + " 2>&1";
+    vt_test::ShellRun mixed = vt_test::shell_run(launch);
+    CAPTURE(mixed.out);
+    CHECK(mixed.rc != 0);
+    CHECK(has(mixed.out, "pretrain: the ranks disagree on --epochs (from 1 to 2"));
     fs::remove_all(dir);
 }
 

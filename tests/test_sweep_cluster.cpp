@@ -138,8 +138,7 @@ TEST_CASE("fit_flag_values: resolved, normalised flag values; the preset's defau
     CHECK(value(d, "--splits") == "2");
     CHECK(value(d, "--motif") == "lstm");
     CHECK(value(d, "--no-memory-init") == "false");
-    CHECK(value(d, "--device") == "cpu");
-    for (const char* f : {"--data", "--out", "--threads", "--overwrite"}) CHECK(value(d, f) == "(absent)");
+    for (const char* f : {"--data", "--out", "--threads", "--overwrite", "--device"}) CHECK(value(d, f) == "(absent)");
     const FlagValues g = fit_flag_values({"--preset", "gpu", "--lr=0.0300", "--no-readout-refit", "--iters", "7"});
     CHECK(value(g, "--preset") == "gpu");
     CHECK(value(g, "--iters") == "7");  // given wins
@@ -151,6 +150,9 @@ TEST_CASE("fit_flag_values: resolved, normalised flag values; the preset's defau
     CHECK(value(g, "--lr") != value(d, "--lr"));
     CHECK(value(fit_flag_values({"--no-memory-init=false"}), "--no-memory-init") == "false");
     CHECK(g.size() == d.size());
+    // seeds beyond 2^63 stay distinct (no wrap through a signed conversion)
+    CHECK(value(fit_flag_values({"--model-seed", "18446744073709551615"}), "--model-seed") == "18446744073709551615");
+    CHECK(value(fit_flag_values({"--model-seed", "9223372036854775808"}), "--model-seed") == "9223372036854775808");
 }
 
 TEST_CASE("sweep: --list, then every --index through tools/sweep_slurm.sh, then --collect = one whole sweep of the paper grid") {
@@ -251,6 +253,16 @@ TEST_CASE("sweep: a finished run is reused only if it ran the same data and flag
     CAPTURE(ok.out);
     CHECK(ok.rc == 0);
     CHECK(lines_with(ok.out, "] ff:", ", reused") == 1);
+
+    // the same path, another backbone in it (retrained since): refused, naming the checkpoint
+    const std::string saved = slurp(fixture().backbone);
+    vt_test::save_random_backbone(dir + "/other_backbone.npz", "tiny5", 5);
+    fs::copy_file(dir + "/other_backbone.npz", fixture().backbone, fs::copy_options::overwrite_existing);
+    vt_test::ShellRun retrained = sweep(sweep_args(out, kGrid) + " -- " + fit_flags());
+    std::ofstream(fixture().backbone, std::ios::binary) << saved;  // as it was, for the other tests
+    CAPTURE(retrained.out);
+    CHECK(retrained.rc == 1);
+    CHECK(has(retrained.out, "the backbone checkpoint: crc32 "));
 
     // a results.json from before runs recorded their flags: refused, saying so
     Json old = json_read(out + "/runs/ff/results.json");

@@ -75,10 +75,10 @@ ShellRun tiny_fitted_run(const std::string& dir, const std::string& vp_args, con
                     "--splits 2 --threads 1 --out " + dir + "/fit " + fit_args);
 }
 
-void save_random_backbone(const std::string& path, const std::string& arch) {
+void save_random_backbone(const std::string& path, const std::string& arch, uint64_t seed) {
     vt::ModelConfig mc;
     mc.arch = arch;
-    vt::Model m(mc, 2);
+    vt::Model m(mc, seed);
     vt::Npz meta;
     vt::meta_set_string(meta, "meta.arch", arch);
     vt::checkpoint_save(path, m.params, meta);

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -71,9 +72,9 @@ std::string python_strict_json(const std::string& body);
 // the first step that failed, or the fit's run.
 ShellRun tiny_fitted_run(const std::string& dir, const std::string& vp_args, const std::string& fit_args);
 
-// A backbone checkpoint of `arch` with random He-initialised weights (seed 2: not the virtual
-// primate's seed-1 teacher), for the students of the fitting tests.
-void save_random_backbone(const std::string& path, const std::string& arch);
+// A backbone checkpoint of `arch` with random He-initialised weights (seed 2 by default: not
+// the virtual primate's seed-1 teacher), for the students of the fitting tests.
+void save_random_backbone(const std::string& path, const std::string& arch, uint64_t seed = 2);
 
 // A train/ (and val/) folder of 16 x 16 PNGs: classes a and b, n images each, all different.
 void image_folder(const std::string& root, int n);

@@ -256,6 +256,10 @@ int main(int argc, char** argv) {
         const bool virtual_primate = data.empty();
         std::vector<float> teacher;
         NeuralData d = data_load(data, virtual_primate, teacher);
+        // what this run fits, fingerprinted as it is loaded (the sweep reuses a run only on the same files)
+        FitRun run{preset, data, virtual_primate, fit_flag_values(std::vector<std::string>(argv + 1, argv + argc)), 0, 0, 0};
+        run.data_crc32 = file_crc32(data, &run.data_bytes);
+        run.backbone_crc32 = file_crc32(c.backbone, nullptr);
         fs::create_directories(out);
         if (!c.time_varied) {
             c.checkpoint_dir = out + "/checkpoints";
@@ -268,8 +272,6 @@ int main(int argc, char** argv) {
 
         FitResult R = fit_dynamics(d, c, teacher, [](const std::string& s) { std::fprintf(stderr, "fit_dynamics: %s\n", s.c_str()); });
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());
-        FitRun run{preset, data, virtual_primate, fit_flag_values(std::vector<std::string>(argv + 1, argv + argc)), 0, 0};
-        run.data_crc32 = file_crc32(data, &run.data_bytes);
         const Json js = fit_results_json(c, R, run);
         results_csv_write(out + "/results.csv", R);
         npz_write(out + "/predictions.npz", fit_predictions_npz(R));

@@ -44,12 +44,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "engine/backend.h"
 #include "engine/io/npy.h"
 #include "engine/progress.h"
 #include "engine/io/rundir.h"
+#include "models/fit/features.h"  // find_default_backbone
 #include "models/fit/fit_flags.h"
 #include "models/datasets/npz_stream.h"
 #include "models/fit/sweep.h"
@@ -110,8 +112,10 @@ std::string last_line(const std::string& path) {
 // Starts `exe args` in its own process group (so a Ctrl-C meant for the sweep reaches it only
 // through the sweep, which then stops it cleanly), stdout and stderr appended to `log`.
 // `env` is added to (or replaces in) the environment.
+// `keep_fd` (a claim) stays open in the child: the claim then lasts until the fit is gone,
+// even if the sweep itself is killed first.
 pid_t spawn(const std::string& exe, const std::vector<std::string>& args, const std::string& log,
-            const std::vector<std::string>& env) {
+            const std::vector<std::string>& env, int keep_fd) {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) fail("sweep: cannot open '%s': %s", log.c_str(), std::strerror(errno));
     std::vector<char*> av = {const_cast<char*>(exe.c_str())};  // built before fork: the child only execs
@@ -138,6 +142,7 @@ pid_t spawn(const std::string& exe, const std::vector<std::string>& args, const 
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGTERM);  // dies with the sweep, even a SIGKILLed one
         if (getppid() != parent) _exit(1);
+        if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);  // not close-on-exec in the child
         int null = open("/dev/null", O_RDONLY);
         dup2(null, 0), dup2(fd, 1), dup2(fd, 2);
         execve(exe.c_str(), av.data(), ev.data());
@@ -260,6 +265,7 @@ struct Sweep {
     std::vector<size_t> todo;                        // configurations to fit
     int finished = 0;                                // runs reported so far
     size_t reporting = 0;                            // configurations this invocation reports on
+    std::map<std::string, std::string> checkpoint_crc;  // path -> crc32 ("%08x"), for the reuse check
 };
 
 std::string run_dir(const Sweep& w, size_t i) { return w.args.out + "/runs/" + w.rep.grid.configs[i].name; }
@@ -282,9 +288,23 @@ std::vector<std::string> fit_args(const Sweep& w, size_t i) {
     return args;
 }
 
+// The CRC-32 of the checkpoint a fit with these flag values starts from: --init's, else
+// --backbone's, else the shipped default (as fit_dynamics resolves it); cached by path.
+std::string backbone_crc(Sweep& w, const FlagValues& v) {
+    std::string init, backbone;
+    for (const auto& kv : v) {
+        if (kv.first == "--init") init = kv.second;
+        if (kv.first == "--backbone") backbone = kv.second;
+    }
+    const std::string path = !init.empty() ? init : !backbone.empty() ? backbone : find_default_backbone("sweep");
+    auto it = w.checkpoint_crc.find(path);
+    if (it == w.checkpoint_crc.end()) it = w.checkpoint_crc.emplace(path, strfmt("%08x", file_crc32(path, nullptr))).first;
+    return it->second;
+}
+
 // Why DIR/runs/NAME's finished run is not what configuration i would run ("" if it is): its
 // data (checksum and size) and every flag value that decides the numbers.
-std::string reuse_mismatch(const Sweep& w, size_t i, const SweepResult& R) {
+std::string reuse_mismatch(Sweep& w, size_t i, const SweepResult& R) {
     if (R.flags.empty())
         return "its results.json does not record its flag values and data checksum (written by an older fit_dynamics)";
     std::vector<std::string> diffs;
@@ -294,6 +314,10 @@ std::string reuse_mismatch(const Sweep& w, size_t i, const SweepResult& R) {
                                R.data.c_str(), R.data_crc32.c_str(), (long long)R.data_bytes, w.args.data.c_str(),
                                crc.c_str(), (unsigned long long)w.data_bytes));
     const FlagValues want = fit_flag_values(w.flags_of[i]);
+    const std::string bb = backbone_crc(w, want);
+    if (R.backbone_crc32 != bb)
+        diffs.push_back(strfmt("the backbone checkpoint: crc32 %s in the run, %s here (retrained or replaced since?)",
+                               R.backbone_crc32.empty() ? "not recorded" : R.backbone_crc32.c_str(), bb.c_str()));
     for (const auto& kv : want) {
         auto it = std::find_if(R.flags.begin(), R.flags.end(), [&](const auto& x) { return x.first == kv.first; });
         if (it == R.flags.end()) diffs.push_back(kv.first + ": not recorded by the run, " + kv.second + " here");
@@ -446,7 +470,8 @@ Job job_start(Sweep& w, size_t i, SharedClaim claim) {
     }
     const std::vector<std::string> args = fit_args(w, i);
     write_text(run.log, "sweep: " + (env.empty() ? std::string() : env[0] + " ") + w.fit + " " + join(args) + "\n");
-    return {i, spawn(w.fit, args, run.log, env), now_s(), gpu, std::move(claim)};
+    const int claim_fd = claim.fd;
+    return {i, spawn(w.fit, args, run.log, env, claim_fd), now_s(), gpu, std::move(claim)};
 }
 
 // A fit that exited with status st after `wall` seconds: done with its results.json, or failed.
@@ -494,9 +519,22 @@ bool job_try(Sweep& w, size_t i, std::vector<Job>& running, std::vector<bool>& s
     return true;
 }
 
+int runs_loop(Sweep& w, std::vector<Job>& running);
+
 // Runs what is left, `jobs` at a time; a signal stops them all. Returns 0, or 128 + the signal.
+// A failure of the sweep itself (a finished run another sweep left that does not match) stops
+// the running fits before their claims are let go.
 int runs_execute(Sweep& w) {
     std::vector<Job> running;
+    try {
+        return runs_loop(w, running);
+    } catch (...) {
+        stop_all(running);
+        throw;
+    }
+}
+
+int runs_loop(Sweep& w, std::vector<Job>& running) {
     std::vector<size_t> queue = w.todo, waiting;
     std::vector<bool> said(w.rep.runs.size(), false);
     double last_retry = 0;
@@ -594,10 +632,6 @@ int main(int argc, char** argv) {
         w.fit = (fs::read_symlink("/proc/self/exe").parent_path() / "fit_dynamics").string();
         if (!fs::exists(w.fit)) fail("sweep: %s not found (the sweep runs the fit_dynamics beside it: make bin/fit_dynamics)", w.fit.c_str());
 
-        struct sigaction sa = {};
-        sa.sa_handler = on_signal;  // no SA_RESTART: waits wake up
-        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &sa, nullptr);
-
         // The data every fit reads.
         w.simulated = a.data.empty();
         if (w.simulated) a.data = a.quick ? kQuickData : kDefaultData;
@@ -617,7 +651,10 @@ int main(int argc, char** argv) {
             return 0;
         }
         fs::create_directories(a.out + "/runs");
-        data_prepare(w);
+        data_prepare(w);  // a Ctrl-C here just stops the sweep: no fit runs yet
+        struct sigaction sa = {};
+        sa.sa_handler = on_signal;  // no SA_RESTART: waits wake up
+        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &sa, nullptr);
         runs_plan(w);
         sweep_announce(w);
         const double t_start = now_s();

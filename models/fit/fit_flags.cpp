@@ -169,7 +169,8 @@ std::string flag_text(const Cli::Flag& f, const std::string& v) {
     char* end = nullptr;
     long double x = std::strtold(v.c_str(), &end);
     if (v.empty() || *end) return v;  // not a number: compared as given
-    return f.integral ? std::to_string((long long)x) : strfmt("%.9Lg", x);
+    if (!f.integral) return strfmt("%.9Lg", x);
+    return v[0] == '-' ? std::to_string(std::strtoll(v.c_str(), nullptr, 10)) : std::to_string(std::strtoull(v.c_str(), nullptr, 10));
 }
 
 }  // namespace
@@ -179,7 +180,9 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     FitFlags v;
     const Cli cli = fit_cli(v, fit_preset_of((int)argv.size(), argv.data()));
-    auto kept = [](const std::string& n) { return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite"; };
+    auto kept = [](const std::string& n) {
+        return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite" && n != "--device";
+    };
     FlagValues out;
     for (const Cli::Flag& f : cli.flags)
         if (kept(f.name)) out.push_back({f.name, flag_text(f, f.def)});

@@ -54,7 +54,7 @@ void fit_flags_finish(const Cli& cli, FitFlags& v);
 // flags are skipped: the caller has checked them). results.json records it (settings.flags)
 // and the sweep compares it before reusing a run, so a default that changed between the run
 // and the sweep shows up as a difference. Left out: --data (compared by its checksum), --out,
-// --threads and --overwrite (they do not change the numbers).
+// --threads, --overwrite and --device (where it runs: round-off, not what is fitted).
 using FlagValues = std::vector<std::pair<std::string, std::string>>;
 FlagValues fit_flag_values(const std::vector<std::string>& args);
 

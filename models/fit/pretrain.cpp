@@ -29,6 +29,16 @@ namespace vt {
 static std::atomic<bool> g_stop{false};
 static void on_sigint(int) { g_stop = true; }
 
+// Whether to stop, the same answer on every rank: Ctrl-C reaches the ranks at different
+// moments (one may be validating while the others train), so every decision combines all
+// ranks' flags at a point they all pass in the same order.
+static bool stop_agreed() {
+    double s = g_stop ? 1 : 0;
+    dist_allreduce_sum(&s, 1);
+    if (s > 0) g_stop = true;
+    return s > 0;
+}
+
 // A graph recorded once for a fixed batch on the model's device: copy inputs in, replay, read
 // logits/loss. On a GPU the loader fills pinned host buffers (hx, hy) that are then uploaded
 // into x and y; on the CPU it writes into x and y directly.
@@ -94,7 +104,9 @@ static void graph_build(ClassifierGraph& g, const Model& m, const PretrainConfig
         features = backbone_forward(m, g.x).back();
     }
     ArenaScope arena(g.arena);
-    g.logits = classifier_forward(m, features, training, cfg.seed + 17);
+    // dropout (alexnet's head): each rank its own masks (mixing the rank in), else every rank
+    // would drop the same units of its rows
+    g.logits = classifier_forward(m, features, training, cfg.seed + 17 + 7919 * (uint64_t)dist().rank);
     g.loss = softmax_cross_entropy(g.logits, g.y);
 }
 
@@ -473,14 +485,18 @@ static PretrainResult train_epochs(Trainer& t, int start_epoch) {
     graph_build(train_g, t.m, cfg, B / dist().size, true);
     if (dist().rank == 0) graph_build(eval_g, t.m, cfg, B, false);
 
-    g_stop = false;
     auto prev_handler = std::signal(SIGINT, on_sigint);
     PretrainResult res;
     Progress total_clock("", 0, "");
     int64_t images_seen = 0;
     double train_seconds = 0;
     g_stop = false;
-    for (int epoch = start_epoch; epoch < cfg.epochs && !g_stop; epoch++) {
+    for (int epoch = start_epoch; epoch < cfg.epochs; epoch++) {
+        if (stop_agreed()) {  // between epochs: the last one is saved already
+            res.interrupted = true;
+            res.epochs_done = epoch;
+            break;
+        }
         loader.start_epoch(epoch);
         int64_t nb = loader.batches_per_epoch(), b = 0;
         Progress bar(strfmt("epoch %d/%d", epoch + 1, cfg.epochs), nb * B, "img");
@@ -488,7 +504,7 @@ static PretrainResult train_epochs(Trainer& t, int start_epoch) {
         double epoch_train_seconds = bar.elapsed();
         train_seconds += epoch_train_seconds;
         images_seen += b * B;
-        if (g_stop) {
+        if (stop_agreed()) {
             if (dist().rank == 0)
                 std::fprintf(stderr, "\npretrain: interrupted in epoch %d; saving '%s' (resume repeats that epoch)\n",
                              epoch + 1, cfg.out.c_str());
@@ -515,6 +531,18 @@ PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
     if (D.rank > 0) progress_set_enabled(false);  // one progress bar: rank 0's
 
     FolderSplits data = folders_load(cfg);
+    if (D.size > 1) {  // every rank must read the same images in the same order, with the same flags
+        uint64_t h = 1469598103934665603ull;  // FNV-1a over the training paths and labels
+        for (size_t i = 0; i < data.train.paths.size(); i++) {
+            for (char ch : data.train.paths[i]) h = (h ^ (uint8_t)ch) * 1099511628211ull;
+            h = (h ^ (uint64_t)data.train.labels[i]) * 1099511628211ull;
+        }
+        dist_check_same({(int64_t)data.train.paths.size(), (int64_t)data.val.paths.size(),
+                         (int64_t)data.train.classes.size(), (int64_t)(h >> 1), cfg.batch, cfg.epochs, (int64_t)cfg.seed},
+                        {"the number of training images", "the number of validation images", "the number of classes",
+                         "the training image list (a hash of its paths)", "--batch", "--epochs", "--seed"},
+                        "pretrain");
+    }
     const int K = (int)data.train.classes.size();
     if (K < 2) fail("'%s': found %d class folder in train/; classification needs at least 2", cfg.data.c_str(), K);
 

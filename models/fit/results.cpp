@@ -48,6 +48,7 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"data", run.data},
         {"data_crc32", strfmt("%08x", run.data_crc32)},
         {"data_bytes", run.data_bytes},
+        {"backbone_crc32", strfmt("%08x", run.backbone_crc32)},
         {"virtual_primate", run.virtual_primate},
         {"backbone", c.backbone},
         {"init", c.init.empty() ? Json(nullptr) : Json(c.init)},
@@ -219,6 +220,7 @@ SweepResult sweep_result_load(const std::string& path) {
         R.data = r.str(st, "data", "settings");
         R.data_crc32 = r.str(st, "data_crc32", "settings");
         R.data_bytes = r.integer(st, "data_bytes", "settings");
+        R.backbone_crc32 = r.str(st, "backbone_crc32", "settings");
         const Json& fl = st["flags"];
         if (!fl.is_object()) fail("%s: \"settings.flags\" is not an object", path.c_str());
         for (const auto& kv : fl.items()) R.flags.push_back({kv.key(), r.str(fl, kv.key(), "settings.flags")});

@@ -23,8 +23,9 @@ struct FitRun {
     std::string data;            // the dataset's path
     bool virtual_primate = false;
     std::vector<std::pair<std::string, std::string>> flags;  // fit_flag_values of its arguments
-    uint32_t data_crc32 = 0;     // file_crc32 of the data
+    uint32_t data_crc32 = 0;     // file_crc32 of the data, taken when it was loaded
     uint64_t data_bytes = 0;
+    uint32_t backbone_crc32 = 0; // file_crc32 of the backbone (or --init) checkpoint
 };
 
 // The whole results.json of a fit.
@@ -63,6 +64,7 @@ struct SweepResult {                         // one configuration's results.json
     // What the run was, for the sweep's reuse check; empty / -1 in a file written before
     // they were recorded.
     std::string data, data_crc32;            // the dataset's path and its CRC-32 ("%08x")
+    std::string backbone_crc32;              // the backbone (or --init) checkpoint's CRC-32
     int64_t data_bytes = -1;
     std::vector<std::pair<std::string, std::string>> flags;  // settings.flags (fit_flag_values)
 
