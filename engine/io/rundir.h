@@ -29,7 +29,7 @@ struct RunDirOptions {
     std::string tool;                              // for messages and the manifest ("fit_dynamics")
     bool overwrite = false;                        // replace a finished run (else refuse it)
     std::string finished_marker = "results.json";  // a file whose presence means "finished"; published last
-    bool lock_only = false;                        // resumable tools (sweep): lock and clean, no finished-run
+    bool lock_only = false;                        // a resumable tool's folder: lock and clean, no finished-run
                                                    // check and no partial folder (rundir_publish not used)
 };
 
