@@ -24,17 +24,10 @@ namespace {
 // The small virtual primate of the recovery test: the tiny3 teacher with lstm cells and
 // feedback conv3:conv1; V4 reads conv2, IT conv3.
 VirtualPrimateConfig recovery_config() {
-    VirtualPrimateConfig c;
+    VirtualPrimateConfig c = vt_test::tiny_primate("tiny3");
     c.images = 128;
-    c.size = 32;
-    c.teacher_arch = "tiny3";
-    c.teacher_motif = "lstm";
-    c.teacher_feedback = "conv3:conv1";
-    c.v4_layer = "conv2";
-    c.it_layer = "conv3";
     c.v4_units = 24;
     c.it_units = 24;
-    c.reps = 20;
     c.t_max_ms = 200;
     return c;
 }

@@ -84,18 +84,7 @@ const Fixture& fixture() {
     static const Fixture f = [] {
         Fixture x;
         x.dir = vt_test::temp_dir();
-        VirtualPrimateConfig c;
-        c.images = 32;
-        c.size = 32;
-        c.teacher_arch = "tiny3";
-        c.teacher_motif = "lstm";
-        c.teacher_feedback = "conv3:conv1";
-        c.v4_layer = "conv2";
-        c.it_layer = "conv3";
-        c.v4_units = 8;
-        c.it_units = 8;
-        c.reps = 20;
-        c.t_max_ms = 100;
+        VirtualPrimateConfig c = vt_test::tiny_primate("tiny3");
         x.data = x.dir + "/vp_tiny.npz";
         npz_write(x.data, virtual_primate_generate(c));
         x.backbone = x.dir + "/tiny3_backbone.npz";

@@ -44,16 +44,7 @@ const Fixture& fixture() {
     static const Fixture f = [] {
         Fixture x;
         x.dir = vt_test::temp_dir();
-        VirtualPrimateConfig c;
-        c.images = 32;
-        c.size = 32;
-        c.teacher_arch = "tiny5";
-        c.teacher_motif = "lstm";
-        c.teacher_feedback = "conv5:conv2";
-        c.v4_units = 8;
-        c.it_units = 8;
-        c.reps = 20;
-        c.t_max_ms = 100;
+        VirtualPrimateConfig c = vt_test::tiny_primate("tiny5");
         x.data = x.dir + "/vp_tiny5.npz";
         npz_write(x.data, virtual_primate_generate(c));
         c.seed = 2;

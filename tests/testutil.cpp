@@ -84,6 +84,21 @@ void save_random_backbone(const std::string& path, const std::string& arch, uint
     vt::checkpoint_save(path, m.params, meta);
 }
 
+vt::VirtualPrimateConfig tiny_primate(const std::string& arch) {
+    vt::VirtualPrimateConfig c;
+    c.images = 32;
+    c.size = 32;
+    c.teacher_arch = arch;
+    c.teacher_motif = "lstm";
+    if (arch == "tiny3") c.teacher_feedback = "conv3:conv1", c.v4_layer = "conv2", c.it_layer = "conv3";
+    else c.teacher_feedback = "conv5:conv2";
+    c.v4_units = 8;
+    c.it_units = 8;
+    c.reps = 20;
+    c.t_max_ms = 100;
+    return c;
+}
+
 void image_folder(const std::string& root, int n) {
     for (const char* split : {"train", "val"})
         for (const char* c : {"a", "b"}) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "engine/common.h"
+#include "models/datasets/virtual_primate.h"
 
 #ifndef VT_ROOT
 #define VT_ROOT "."
@@ -75,6 +76,11 @@ ShellRun tiny_fitted_run(const std::string& dir, const std::string& vp_args, con
 // A backbone checkpoint of `arch` with random He-initialised weights (seed 2 by default: not
 // the virtual primate's seed-1 teacher), for the students of the fitting tests.
 void save_random_backbone(const std::string& path, const std::string& arch, uint64_t seed = 2);
+
+// A small virtual primate for the fitting tests: an `arch` teacher (tiny3: feedback conv3:conv1,
+// V4 on conv2, IT on conv3; tiny5: conv5:conv2, V4 on conv3, IT on conv5) with lstm cells,
+// 32 images of 32 x 32, 8 V4 and 8 IT sites, 20 repetitions, bins to 100 ms.
+vt::VirtualPrimateConfig tiny_primate(const std::string& arch);
 
 // A train/ (and val/) folder of 16 x 16 PNGs: classes a and b, n images each, all different.
 void image_folder(const std::string& root, int n);
