@@ -158,8 +158,8 @@ Json device_peak_mb(Device dev) {
 }
 
 // ---- workload: conv ------------------------------------------------------------------------
-// conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (docs/science.md section 1),
-// batch 16. FLOPs: forward 2*N*OC*OH*OW*C*K*K, backward twice that (weights and input).
+// conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (docs/science.md section 1)
+// and the lstm cells' convs of hcnn5-s, batch 16, on each convolution path. FLOPs: forward 2*N*OC*OH*OW*C*K*K, backward twice that (weights and input).
 struct ConvLayer {
     const char* arch;
     const char* layer;
@@ -173,6 +173,10 @@ void bench_conv(const Opts& o) {
         {"hcnn5-s", "conv5", 128, 2, 256, 3, 1, 1}, {"hcnn5", "conv1", 3, 128, 64, 7, 2, 3},
         {"hcnn5", "conv2", 64, 32, 128, 3, 1, 1},   {"hcnn5", "conv3", 128, 16, 256, 3, 1, 1},
         {"hcnn5", "conv4", 256, 8, 256, 3, 1, 1},   {"hcnn5", "conv5", 256, 4, 512, 3, 1, 1},
+        // the lstm cells' convs of hcnn5-s (input and state, 2C -> 4 gates x C, at the conv's output)
+        {"hcnn5-s", "conv1.lstm", 64, 32, 128, 3, 1, 1},  {"hcnn5-s", "conv2.lstm", 128, 16, 256, 3, 1, 1},
+        {"hcnn5-s", "conv3.lstm", 256, 8, 512, 3, 1, 1},  {"hcnn5-s", "conv4.lstm", 256, 4, 512, 3, 1, 1},
+        {"hcnn5-s", "conv5.lstm", 512, 2, 1024, 3, 1, 1},
     };
     const int N = 16;
     const Device dev = o.device;
@@ -573,7 +577,7 @@ struct Workload {
 };
 
 const Workload WORKLOADS[] = {
-    {"conv", "conv2d forward+backward on hcnn5-s and hcnn5 layers, batch 16, vs same-run sgemm", bench_conv},
+    {"conv", "conv2d forward+backward on hcnn5-s and hcnn5 layers and hcnn5-s lstm cells, batch 16, vs same-run sgemm", bench_conv},
     {"W1", "train step: hcnn5-s, lstm everywhere + conv5:conv2, batch 16, T=16", bench_w1},
     {"W2", "train step: hcnn5-s, gru everywhere + conv5:conv2, batch 16, T=16", bench_w2},
     {"W3", "train step: hcnn5-s, no cells, no feedback, batch 16, T=16", bench_w3},
