@@ -160,6 +160,38 @@ TEST_CASE("dynamics: --readout pairs and their errors") {
     CHECK(has(error_of([] { readout_parse("=conv3"); }), "AREA=LAYER"));
 }
 
+TEST_CASE("dynamics: Adam's steps: a cell weight lr / sqrt(fan-in), a feedback conv lr x --feedback-lr / fan-in") {
+    FitConfig c;
+    CHECK(c.feedback_lr == 1.f);
+    CHECK(param_lr_scale("conv2.cell.weight", {24, 12, 3, 3}, c) == doctest::Approx(1 / std::sqrt(108.)));
+    CHECK(param_lr_scale("conv2.cell.bias", {24}, c) == doctest::Approx(1.));
+    CHECK(param_lr_scale("conv2.fb.conv5.weight", {6, 8, 3, 3}, c) == doctest::Approx(1 / 72.));
+    c.feedback_lr = 30;  // the feedback alone
+    CHECK(param_lr_scale("conv2.fb.conv5.weight", {6, 8, 3, 3}, c) == doctest::Approx(30 / 72.));
+    CHECK(param_lr_scale("conv2.cell.weight", {24, 12, 3, 3}, c) == doctest::Approx(1 / std::sqrt(108.)));
+    // the flag reaches the config, counts for the sweep's reuse, and is range-checked
+    auto parse = [](FitFlags& v, const char* value) {
+        char* argv[] = {(char*)"fit_dynamics", (char*)"--feedback-lr", (char*)value};
+        Cli cli = fit_cli(v, "cpu");
+        cli.parse(3, argv);
+        fit_flags_finish(cli, v);
+    };
+    FitFlags v;
+    parse(v, "30");
+    CHECK(v.c.feedback_lr == 30.f);
+    auto value = [](const FlagValues& fv) {
+        for (const auto& kv : fv)
+            if (kv.first == "--feedback-lr") return kv.second;
+        return std::string("(absent)");
+    };
+    CHECK(value(fit_flag_values({})) == "1");
+    CHECK(value(fit_flag_values({"--feedback-lr", "30"})) == "30");
+    for (const char* bad : {"0", "-1", "x"}) {
+        FitFlags w;
+        CHECK(has(error_of([&] { parse(w, bad); }), "--feedback-lr"));
+    }
+}
+
 TEST_CASE("dynamics: a fresh residual student is its feedforward unroll; training the scale changes it") {
     for (const char* motif : {"lstm", "gru", "rgc", "timedecay"}) {
         ModelConfig ff, rc;

@@ -832,18 +832,24 @@ struct SplitBptt {
 // The graph of minibatches of cfg.batch images, the optimisers (weights step lr / sqrt(fan_in),
 // feedback lr / fan_in: see dynamics.h) and, with readout_refit, the kept features and targets
 // (from the fresh student's features F0, [area] (N, B, D)).
+}  // namespace
+
+float param_lr_scale(const std::string& name, const Shape& shape, const FitConfig& cfg) {
+    int64_t fan_in = 1;
+    for (size_t k = 1; k < shape.size(); k++) fan_in *= shape[k];
+    const bool feedback = name.find(".fb.") != std::string::npos;  // convrnn.h: <dst>.fb.<src>.weight
+    return feedback ? cfg.feedback_lr / (float)fan_in : 1.f / std::sqrt((float)fan_in);
+}
+
+namespace {
+
 void bptt_start(SplitBptt& b, const std::vector<std::vector<float>>& F0) {
     const FitConfig& cfg = b.cfg;
     const Plan& P = b.P;
     const int64_t B = P.B, U = b.tg.U;
     graph_build(b.g, b.m, P, cfg.batch, &b.ro, cfg.mean_weight);
     b.opt_m.lr = cfg.lr, b.opt_r.lr = cfg.readout_lr;
-    for (const auto& e : b.m.params.entries) {
-        int64_t fan_in = 1;
-        for (size_t k = 1; k < e.shape.size(); k++) fan_in *= e.shape[k];
-        const bool feedback = e.name.find(".fb.") != std::string::npos;  // convrnn.h: <dst>.fb.<src>.weight
-        b.opt_m.lr_scale.push_back(feedback ? 1.f / (float)fan_in : 1.f / std::sqrt((float)fan_in));
-    }
+    for (const auto& e : b.m.params.entries) b.opt_m.lr_scale.push_back(param_lr_scale(e.name, e.shape, cfg));
     b.opt_m.weight_decay = b.opt_r.weight_decay = cfg.weight_decay;
     const size_t areas = P.areas.size();
     b.cache.resize(areas), b.valF.resize(areas), b.Ytr.resize(areas), b.Yva.resize(areas);

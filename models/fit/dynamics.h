@@ -108,7 +108,9 @@ struct FitConfig {
     int val_every = 8;
     int patience = 3;                      // validations without improvement before stopping
     float val_fraction = 0.1f;             // of the training images
-    float lr = 1e-2f;                      // cells and feedback (weights: lr / sqrt(fan-in))
+    float lr = 1e-2f;                      // cells (weights: lr / sqrt(fan-in)) and feedback (below)
+    float feedback_lr = 1.f;               // a feedback conv's weights step with lr * feedback_lr / fan-in:
+                                           // its F weights start at zero and move together
     bool readout_refit = true;             // re-solve the readouts in closed form at every validation
     bool stop_on_score = true;             // early stopping and the re-solves watch the validation images'
                                            // score (a median r^2 per bin, as scored) instead of the loss
@@ -150,6 +152,12 @@ std::vector<std::vector<int>> bin_steps(const std::vector<float>& bin_start_ms, 
 // The smallest T that covers the latest bin that any step can fall in.
 int steps_needed(const std::vector<float>& bin_start_ms, const std::vector<float>& bin_end_ms, float ms_per_step,
                  float onset_ms);
+
+// Adam's step of a student parameter relative to --lr: a weight tensor of fan-in F (the
+// product of its dimensions after the first) steps with lr / sqrt(F), a feedback conv's
+// (<dst>.fb.<src>.weight) with lr * feedback_lr / F: its F weights start at zero and move
+// together, so lr / sqrt(F) shifted conv2's input by ~sqrt(F) lr per step through conv5:conv2.
+float param_lr_scale(const std::string& name, const Shape& shape, const FitConfig& cfg);
 
 // "V4=conv3,IT=conv5" -> {{"V4","conv3"}, {"IT","conv5"}}; fails on a malformed pair.
 std::vector<std::pair<std::string, std::string>> readout_parse(const std::string& s);

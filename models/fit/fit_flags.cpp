@@ -96,8 +96,10 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--patience", &c.patience, "validations without improvement before stopping").range(0, 1000000).tag(C);
     cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation")
         .positive().range(0, 0.9f).tag(C);
-    cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a weight tensor: lr / sqrt(fan-in))")
+    cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a cell's weight tensor: lr / sqrt(fan-in))")
         .positive().range(0, 10).tag(C);
+    cli.flag("--feedback-lr", &c.feedback_lr, "a feedback conv's weights step with lr x this / fan-in (they start at "
+             "zero and move together)").positive().range(0, 10000).tag(C);
     cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts between closed-form re-solves (0: they "
              "stay as solved; 1e-4 with --no-readout-refit)").range(0, 10).tag(C);
     cli.flag("--readout-components", &c.readout_components,

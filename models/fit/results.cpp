@@ -75,6 +75,7 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"val_fraction", json_num(c.val_fraction)},
         {"lr", json_num(c.lr)},
         {"readout_lr", json_num(c.readout_lr)},
+        {"feedback_lr", json_num(c.feedback_lr)},
         {"weight_decay", json_num(c.weight_decay)},
         {"mean_weight", json_num(c.mean_weight)},
         {"heldout_fraction", json_num(c.heldout_fraction)},
