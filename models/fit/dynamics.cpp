@@ -829,9 +829,6 @@ struct SplitBptt {
     std::vector<float> best_m, best_r;                      // the parameters and readouts that had it
 };
 
-// The graph of minibatches of cfg.batch images, the optimisers (weights step lr / sqrt(fan_in),
-// feedback lr / fan_in: see dynamics.h) and, with readout_refit, the kept features and targets
-// (from the fresh student's features F0, [area] (N, B, D)).
 }  // namespace
 
 float param_lr_scale(const std::string& name, const Shape& shape, const FitConfig& cfg) {
@@ -843,6 +840,9 @@ float param_lr_scale(const std::string& name, const Shape& shape, const FitConfi
 
 namespace {
 
+// The graph of minibatches of cfg.batch images, the optimisers (param_lr_scale: weights step
+// lr / sqrt(fan_in), feedback lr x feedback_lr / fan_in) and, with readout_refit, the kept
+// features and targets (from the fresh student's features F0, [area] (N, B, D)).
 void bptt_start(SplitBptt& b, const std::vector<std::vector<float>>& F0) {
     const FitConfig& cfg = b.cfg;
     const Plan& P = b.P;
