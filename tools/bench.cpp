@@ -159,7 +159,8 @@ Json device_peak_mb(Device dev) {
 
 // ---- workload: conv ------------------------------------------------------------------------
 // conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (docs/science.md section 1)
-// and the lstm cells' convs of hcnn5-s, batch 16, on each convolution path. FLOPs: forward 2*N*OC*OH*OW*C*K*K, backward twice that (weights and input).
+// and the lstm cells' convs of hcnn5-s, batch 16, on each convolution path. FLOPs: forward
+// 2*N*OC*OH*OW*C*K*K, backward twice that (weights and input).
 struct ConvLayer {
     const char* arch;
     const char* layer;
@@ -577,7 +578,8 @@ struct Workload {
 };
 
 const Workload WORKLOADS[] = {
-    {"conv", "conv2d forward+backward on hcnn5-s and hcnn5 layers and hcnn5-s lstm cells, batch 16, vs same-run sgemm", bench_conv},
+    {"conv", "conv2d forward+backward on hcnn5-s and hcnn5 layers and hcnn5-s lstm cells, batch 16, vs same-run sgemm",
+     bench_conv},
     {"W1", "train step: hcnn5-s, lstm everywhere + conv5:conv2, batch 16, T=16", bench_w1},
     {"W2", "train step: hcnn5-s, gru everywhere + conv5:conv2, batch 16, T=16", bench_w2},
     {"W3", "train step: hcnn5-s, no cells, no feedback, batch 16, T=16", bench_w3},

@@ -257,7 +257,8 @@ int main(int argc, char** argv) {
         std::vector<float> teacher;
         NeuralData d = data_load(data, virtual_primate, teacher);
         // what this run fits, fingerprinted as it is loaded (the sweep reuses a run only on the same files)
-        FitRun run{preset, data, virtual_primate, fit_flag_values(std::vector<std::string>(argv + 1, argv + argc)), 0, 0, 0};
+        FitRun run{preset, data, virtual_primate, fit_flag_values(std::vector<std::string>(argv + 1, argv + argc)),
+                   0, 0, 0};
         run.data_crc32 = file_crc32(data, &run.data_bytes);
         run.backbone_crc32 = file_crc32(c.backbone, nullptr);
         fs::create_directories(out);

@@ -298,7 +298,8 @@ std::string backbone_crc(Sweep& w, const FlagValues& v) {
     }
     const std::string path = !init.empty() ? init : !backbone.empty() ? backbone : find_default_backbone("sweep");
     auto it = w.checkpoint_crc.find(path);
-    if (it == w.checkpoint_crc.end()) it = w.checkpoint_crc.emplace(path, strfmt("%08x", file_crc32(path, nullptr))).first;
+    if (it == w.checkpoint_crc.end())
+        it = w.checkpoint_crc.emplace(path, strfmt("%08x", file_crc32(path, nullptr))).first;
     return it->second;
 }
 

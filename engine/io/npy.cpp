@@ -111,6 +111,8 @@ std::string dtype_descr(DType d, int str_len) {
     return "?";
 }
 
+}  // namespace
+
 uint32_t crc32_bytes(uint32_t crc, const uint8_t* p, uint64_t n) {
     while (n > 0) {
         uInt c = (uInt)std::min<uint64_t>(n, kChunk);
@@ -119,6 +121,8 @@ uint32_t crc32_bytes(uint32_t crc, const uint8_t* p, uint64_t n) {
     }
     return crc;
 }
+
+namespace {
 
 // ---- UTF-8 <-> code points ------------------------------------------------------------------
 std::vector<uint32_t> utf8_decode(const std::string& s, size_t index) {

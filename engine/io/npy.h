@@ -140,6 +140,8 @@ std::string npz_member_label(const std::string& what,  // "'f.npz' member 'x.npy
 
 // ---- whole files (shared with engine/io/image.cpp) ----------------------------------------
 std::vector<uint8_t> file_read_all(const std::string& path);  // missing: "cannot open 'X': ..."; mem_check'd
+// zlib's CRC-32 of n bytes continued from `crc` (0 to start), in chunks zlib's uInt can count.
+uint32_t crc32_bytes(uint32_t crc, const uint8_t* p, uint64_t n);
 // The CRC-32 (zlib's) of a whole file, read in chunks, and its size in *bytes: a data file's
 // fingerprint (the sweep reuses a run only on the same data). Fails naming a missing file.
 uint32_t file_crc32(const std::string& path, uint64_t* bytes);

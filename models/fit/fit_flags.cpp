@@ -172,7 +172,8 @@ std::string flag_text(const Cli::Flag& f, const std::string& v) {
     long double x = std::strtold(v.c_str(), &end);
     if (v.empty() || *end) return v;  // not a number: compared as given
     if (!f.integral) return strfmt("%.9Lg", x);
-    return v[0] == '-' ? std::to_string(std::strtoll(v.c_str(), nullptr, 10)) : std::to_string(std::strtoull(v.c_str(), nullptr, 10));
+    return v[0] == '-' ? std::to_string(std::strtoll(v.c_str(), nullptr, 10))
+                       : std::to_string(std::strtoull(v.c_str(), nullptr, 10));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "engine/checkpoint.h"
 #include "engine/dist.h"
 #include "engine/io/image.h"
+#include "engine/io/npy.h"
 #include "engine/io/rundir.h"
 #include "engine/ops.h"
 #include "engine/progress.h"
@@ -532,13 +533,15 @@ PretrainResult pretrain_run(const PretrainConfig& cfg_in) {
 
     FolderSplits data = folders_load(cfg);
     if (D.size > 1) {  // every rank must read the same images in the same order, with the same flags
-        uint64_t h = 1469598103934665603ull;  // FNV-1a over the training paths and labels
+        uint32_t h = 0;  // the CRC-32 of the training paths and labels
         for (size_t i = 0; i < data.train.paths.size(); i++) {
-            for (char ch : data.train.paths[i]) h = (h ^ (uint8_t)ch) * 1099511628211ull;
-            h = (h ^ (uint64_t)data.train.labels[i]) * 1099511628211ull;
+            const std::string& path = data.train.paths[i];
+            const int32_t label = (int32_t)data.train.labels[i];
+            h = crc32_bytes(h, (const uint8_t*)path.c_str(), path.size() + 1);  // with its NUL: "ab"+"c" != "a"+"bc"
+            h = crc32_bytes(h, (const uint8_t*)&label, sizeof label);
         }
         dist_check_same({(int64_t)data.train.paths.size(), (int64_t)data.val.paths.size(),
-                         (int64_t)data.train.classes.size(), (int64_t)(h >> 1), cfg.batch, cfg.epochs, (int64_t)cfg.seed},
+                         (int64_t)data.train.classes.size(), (int64_t)h, cfg.batch, cfg.epochs, (int64_t)cfg.seed},
                         {"the number of training images", "the number of validation images", "the number of classes",
                          "the training image list (a hash of its paths)", "--batch", "--epochs", "--seed"},
                         "pretrain");
