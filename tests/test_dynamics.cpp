@@ -192,6 +192,75 @@ TEST_CASE("dynamics: Adam's steps: a cell weight lr / sqrt(fan-in), a feedback c
     }
 }
 
+TEST_CASE("dynamics: the lr schedule: linear warm-up, then constant or a half cosine to 0 at --iters") {
+    FitConfig c;
+    c.iters = 100;
+    CHECK(c.lr_schedule == "constant");
+    CHECK(c.warmup == 0);
+    for (int it : {1, 50, 100}) CHECK(lr_factor(c, it) == 1.f);
+    c.warmup = 10;
+    CHECK(lr_factor(c, 1) == doctest::Approx(0.1));
+    CHECK(lr_factor(c, 5) == doctest::Approx(0.5));
+    CHECK(lr_factor(c, 10) == doctest::Approx(1.));
+    CHECK(lr_factor(c, 11) == 1.f);
+    c.lr_schedule = "cosine";
+    CHECK(lr_factor(c, 5) == doctest::Approx(0.5));  // the warm-up is the same
+    CHECK(lr_factor(c, 11) == doctest::Approx(1.));   // the first step after it: the full lr
+    CHECK(lr_factor(c, 56) == doctest::Approx(0.5));  // half way through the 90 after it
+    CHECK(lr_factor(c, 100) == doctest::Approx(0.5 * (1 + std::cos(M_PI * 89 / 90.))));
+    CHECK(lr_factor(c, 100) > 0.f);
+    for (int it = 11; it < 100; it++) CHECK(lr_factor(c, it + 1) < lr_factor(c, it));
+    c.warmup = 0;
+    CHECK(lr_factor(c, 1) == doctest::Approx(1.));
+    CHECK(lr_factor(c, 51) == doctest::Approx(0.5));
+    // the flags reach the config, count for the sweep's reuse, and bad values are refused by name
+    auto parse = [](FitFlags& v, std::vector<const char*> args) {
+        std::vector<char*> argv = {(char*)"fit_dynamics"};
+        for (const char* a : args) argv.push_back((char*)a);
+        Cli cli = fit_cli(v, "cpu");
+        cli.parse((int)argv.size(), argv.data());
+        fit_flags_finish(cli, v);
+    };
+    FitFlags v;
+    parse(v, {"--lr-schedule", "cosine", "--warmup", "8"});
+    CHECK(v.c.lr_schedule == "cosine");
+    CHECK(v.c.warmup == 8);
+    auto value = [](const FlagValues& fv, const std::string& f) {
+        for (const auto& kv : fv)
+            if (kv.first == f) return kv.second;
+        return std::string("(absent)");
+    };
+    CHECK(value(fit_flag_values({}), "--lr-schedule") == "constant");
+    CHECK(value(fit_flag_values({"--lr-schedule", "cosine"}), "--lr-schedule") == "cosine");
+    CHECK(value(fit_flag_values({"--warmup", "8"}), "--warmup") == "8");
+    FitFlags w;
+    CHECK(has(error_of([&] { parse(w, {"--lr-schedule", "linear"}); }), "--lr-schedule"));
+    CHECK(has(error_of([&] { parse(w, {"--warmup", "-1"}); }), "--warmup"));
+    CHECK(has(error_of([&] { parse(w, {"--warmup", "96"}); }), "--warmup: 96 iterations of warm-up leave none of the 96"));
+    CHECK(has(error_of([&] { parse(w, {"--warmup", "10", "--iters", "5"}); }), "--warmup"));
+    SUBCASE("the optimiser steps with it") {
+        const Dataset& ds = recovery_data();
+        FitConfig f = small_fit("lstm", "conv3:conv1");
+        f.iters = 6, f.val_every = 3, f.patience = 10, f.lr = 0.02f;
+        f.lr_schedule = "cosine", f.warmup = 2;
+        f.score.folds = 2;
+        FitResult r = fit_dynamics(ds.d, f);
+        for (const SplitLog& L : r.splits) {
+            REQUIRE(L.lr.size() == 6);
+            for (int it = 1; it <= 6; it++) CHECK(L.lr[it - 1] == doctest::Approx(0.02 * lr_factor(f, it)));
+        }
+        // results.json records the schedule and each split's lr curve
+        FitRun run{"cpu", recovery_data().path, true, fit_flag_values({"--lr-schedule", "cosine", "--warmup", "2"}), 1, 1};
+        const Json j = fit_results_json(f, r, run);
+        CHECK(j["settings"]["lr_schedule"].get<std::string>() == "cosine");
+        CHECK(j["settings"]["warmup"].get<int>() == 2);
+        const Json& lr = j["splits"][0]["lr"];
+        REQUIRE(lr.size() == 6);
+        CHECK(lr[0].get<double>() == doctest::Approx(0.01));  // half way through the warm-up
+        CHECK(lr[2].get<double>() == doctest::Approx(0.02));  // the first step after it
+    }
+}
+
 TEST_CASE("dynamics: a fresh residual student is its feedforward unroll; training the scale changes it") {
     for (const char* motif : {"lstm", "gru", "rgc", "timedecay"}) {
         ModelConfig ff, rc;

@@ -838,6 +838,15 @@ float param_lr_scale(const std::string& name, const Shape& shape, const FitConfi
     return feedback ? cfg.feedback_lr / (float)fan_in : 1.f / std::sqrt((float)fan_in);
 }
 
+float lr_factor(const FitConfig& cfg, int it) {
+    const int W = cfg.warmup;
+    if (it <= W) return (float)it / (float)W;
+    if (cfg.lr_schedule == "constant") return 1.f;
+    CHECK(cfg.lr_schedule == "cosine", "lr_factor: unknown schedule '%s'", cfg.lr_schedule.c_str());
+    const double u = (double)(it - W - 1) / (double)std::max(1, cfg.iters - W);  // 0 at the first step after warm-up
+    return (float)(0.5 * (1 + std::cos(M_PI * std::min(1.0, u))));
+}
+
 namespace {
 
 // The graph of minibatches of cfg.batch images, the optimisers (param_lr_scale: weights step
@@ -1037,6 +1046,9 @@ void bptt_iterate(SplitBptt& b, const ModelConfig& mc, SplitLog& L) {
                  cfg.lr, cfg.cell_scale_init);
         }
         L.train_loss.push_back(lv);
+        const float f = lr_factor(cfg, it);
+        b.opt_m.lr = cfg.lr * f, b.opt_r.lr = cfg.readout_lr * f;
+        L.lr.push_back(b.opt_m.lr);
         b.opt_m.step(b.m.params), b.opt_r.step(b.ro);
         L.iters_done = it;
         if (cfg.readout_refit) bptt_keep_batch(b, b.cache, order, cursor - (size_t)g.n, true);

@@ -111,6 +111,9 @@ struct FitConfig {
     float lr = 1e-2f;                      // cells (weights: lr / sqrt(fan-in)) and feedback (below)
     float feedback_lr = 1.f;               // a feedback conv's weights step with lr * feedback_lr / fan-in:
                                            // its F weights start at zero and move together
+    std::string lr_schedule = "constant";  // the steps' lr over iterations (lr_factor): constant, or cosine
+                                           // (a half cosine from lr at the end of the warm-up to 0 at iters)
+    int warmup = 0;                        // iterations of linear warm-up: lr x it / warmup
     bool readout_refit = true;             // re-solve the readouts in closed form at every validation
     bool stop_on_score = true;             // early stopping and the re-solves watch the validation images'
                                            // score (a median r^2 per bin, as scored) instead of the loss
@@ -159,6 +162,14 @@ int steps_needed(const std::vector<float>& bin_start_ms, const std::vector<float
 // together, so lr / sqrt(F) shifted conv2's input by ~sqrt(F) lr per step through conv5:conv2.
 float param_lr_scale(const std::string& name, const Shape& shape, const FitConfig& cfg);
 
+// The factor of --lr (and --readout-lr) at iteration `it` (1 .. cfg.iters): it / warmup during
+// the warm-up, then 1 (lr_schedule "constant") or a half cosine that starts at 1 on the first
+// iteration after the warm-up and reaches 0 at iteration iters + 1 ("cosine"). Adam moves a
+// weight by about its step each iteration, so a high start covers the distance to where the
+// data want the cells and the decay lets the last iterations settle (README, "What limits the
+// fit").
+float lr_factor(const FitConfig& cfg, int it);
+
 // "V4=conv3,IT=conv5" -> {{"V4","conv3"}, {"IT","conv5"}}; fails on a malformed pair.
 std::vector<std::pair<std::string, std::string>> readout_parse(const std::string& s);
 
@@ -173,6 +184,7 @@ struct AreaFit {
 
 struct SplitLog {
     std::vector<float> train_loss;               // per iteration
+    std::vector<float> lr;                       // per iteration: the cells' lr (cfg.lr x lr_factor)
     std::vector<int> val_iter;
     std::vector<float> val_loss;
     std::vector<float> val_score;                // the validation images' score (stop_on_score)

@@ -100,6 +100,10 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
         .positive().range(0, 10).tag(C);
     cli.flag("--feedback-lr", &c.feedback_lr, "a feedback conv's weights step with lr x this / fan-in (they start at "
              "zero and move together)").positive().range(0, 10000).tag(C);
+    cli.flag("--lr-schedule", &c.lr_schedule, "the lr over the iterations: constant, or cosine (a half cosine from "
+             "--lr after the warm-up to 0 at --iters)").choices({"constant", "cosine"}).tag(C);
+    cli.flag("--warmup", &c.warmup, "iterations of linear warm-up of the lr (lr x iteration / warmup); below --iters")
+        .range(0, 10000000).tag(C);
     cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts between closed-form re-solves (0: they "
              "stay as solved; 1e-4 with --no-readout-refit)").range(0, 10).tag(C);
     cli.flag("--readout-components", &c.readout_components,
@@ -143,6 +147,9 @@ void fit_flags_finish(const Cli& cli, FitFlags& v) {
     c.residual = v.cells == "residual";
     c.stop_on_score = v.stop_on == "score";
     if (!c.readout_refit && !cli.was_given("--readout-lr")) c.readout_lr = 1e-4f;  // Adam alone moves them
+    if (c.warmup > 0 && c.warmup >= c.iters)
+        fail("--warmup: %d iterations of warm-up leave none of the %d of --iters at the full lr; give fewer",
+             c.warmup, c.iters);
     if (v.onset != "auto") {
         char* end = nullptr;
         c.onset_ms = std::strtof(v.onset.c_str(), &end);

@@ -76,6 +76,8 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"lr", json_num(c.lr)},
         {"readout_lr", json_num(c.readout_lr)},
         {"feedback_lr", json_num(c.feedback_lr)},
+        {"lr_schedule", c.lr_schedule},
+        {"warmup", c.warmup},
         {"weight_decay", json_num(c.weight_decay)},
         {"mean_weight", json_num(c.mean_weight)},
         {"heldout_fraction", json_num(c.heldout_fraction)},
@@ -120,7 +122,8 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
                           {"val_iterations", L.val_iter},
                           {"val_loss", json_nums(L.val_loss)},
                           {"val_score", json_nums(L.val_score)},
-                          {"train_loss", json_nums(L.train_loss)}});
+                          {"train_loss", json_nums(L.train_loss)},
+                          {"lr", json_nums(L.lr)}});
     return {{"format", kFitResultsFormat}, {"settings", st}, {"areas", areas}, {"splits", splits},
             {"notes", R.notes}, {"seconds", json_num(R.seconds)}};
 }
