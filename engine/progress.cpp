@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+
+#include "kernels/error.h"
 
 namespace vt {
 
@@ -41,10 +44,17 @@ void Progress::update(int64_t done, const std::string& info) {
     const int W = 24;
     std::string bar(W, ' ');
     for (int i = 0; i < (int)(frac * W + 0.5) && i < W; i++) bar[i] = '=';
-    std::fprintf(stderr, "%s%s [%s] %3.0f%% %lld/%lld %.0f %s/s ETA %s %s%s", tty ? "\r\033[K" : "", label.c_str(),
-                 bar.c_str(), 100 * frac, (long long)done, (long long)total, rate, unit.c_str(), eta.c_str(), info.c_str(),
-                 tty ? "" : "\n");
+    std::fprintf(stderr, "%s%s [%s] %3.0f%% %lld/%lld %s ETA %s %s%s", tty ? "\r\033[K" : "", label.c_str(),
+                 bar.c_str(), 100 * frac, (long long)done, (long long)total, format_rate(rate, unit).c_str(), eta.c_str(),
+                 info.c_str(), tty ? "" : "\n");
     std::fflush(stderr);
+}
+
+std::string format_rate(double per_second, const std::string& unit) {
+    if (!(per_second > 0) || !std::isfinite(per_second)) return "- " + unit + "/s";
+    if (per_second >= 10) return strfmt("%.0f %s/s", per_second, unit.c_str());
+    if (per_second >= 1) return strfmt("%.1f %s/s", per_second, unit.c_str());
+    return strfmt("%.1f s/%s", 1 / per_second, unit.c_str());
 }
 
 void Progress::finish(const std::string& info) {

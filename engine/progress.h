@@ -24,6 +24,11 @@ struct Progress {
 
 std::string format_duration(double seconds);
 
+// The rate of `per_second` units a second as the bar shows it: "12 img/s", "2.5 it/s", and
+// below one a second the time per unit, "3.2 s/it" (a BPTT iteration on the CPU), "-" when
+// nothing is done yet.
+std::string format_rate(double per_second, const std::string& unit);
+
 // Silences every bar (the unit tests, whose logs would otherwise fill with them).
 void progress_set_enabled(bool on);  // "1:02:03", "4:05"
 

@@ -2,6 +2,7 @@
 // the file or flag, and a non-zero exit code.
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdio>
 #include <algorithm>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include "engine/io/image.h"
 #include "engine/io/json.h"
 #include "engine/io/npy.h"
+#include "engine/progress.h"
 #include "models/convrnn.h"
 #include "tests/testutil.h"
 
@@ -38,6 +40,16 @@ TEST_CASE("tools: one list parser: items in order, empty ones kept for the calle
     // the flags built on it: an empty item is an error naming the flag
     CHECK(has(vt_test::error_of([&] { feedback_parse("conv5:conv2,", backbone_spec("hcnn5-s")); }), "--feedback"));
     CHECK(feedback_parse("conv5:conv2,conv4:conv3", backbone_spec("hcnn5-s")).size() == 2);
+}
+
+TEST_CASE("tools: the progress bar's rate reads at every speed") {
+    CHECK(format_rate(250, "img") == "250 img/s");
+    CHECK(format_rate(12.4, "it") == "12 it/s");
+    CHECK(format_rate(2.46, "it") == "2.5 it/s");
+    CHECK(format_rate(0.5, "it") == "2.0 s/it");  // a CPU BPTT iteration: not "0 it/s"
+    CHECK(format_rate(1 / 3.24, "it") == "3.2 s/it");
+    CHECK(format_rate(0, "it") == "- it/s");      // nothing done yet
+    CHECK(format_rate(NAN, "it") == "- it/s");
 }
 
 TEST_CASE("tools: bad files give one line naming the file and a non-zero exit") {
