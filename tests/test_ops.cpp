@@ -107,6 +107,48 @@ TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides an
     }
 }
 
+TEST_CASE("ops: conv2d's input and weight gradients are the direct convolution's adjoints") {
+    // sum(g * conv2d(x, w)) differentiated, against the direct sums in double: dx[n,c,ih,iw] =
+    // sum g[n,o,oh,ow] w[o,c,kh,kw] over ih = oh*s - p + kh (col2im's edges: every padding and
+    // stride, kernels wider than the padding), dw likewise with x
+    struct Case { int N, C, H, W, OC, K, s, p; };
+    for (Case c : {Case{2, 3, 9, 7, 4, 3, 1, 1}, Case{1, 2, 11, 11, 3, 7, 2, 3}, Case{2, 4, 6, 5, 5, 1, 1, 0},
+                   Case{1, 3, 8, 8, 2, 5, 3, 0}, Case{1, 2, 5, 6, 2, 3, 1, 2}, Case{1, 1, 5, 6, 1, 2, 1, 1},
+                   Case{2, 2, 2, 2, 3, 3, 1, 1}, Case{1, 2, 7, 9, 2, 3, 2, 1}}) {
+        CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p); CAPTURE(c.H); CAPTURE(c.W);
+        Tensor x = randn({c.N, c.C, c.H, c.W}, 31), w = randn({c.OC, c.C, c.K, c.K}, 32, 0.5f);
+        const int OH = (c.H + 2 * c.p - c.K) / c.s + 1, OW = (c.W + 2 * c.p - c.K) / c.s + 1;
+        Tensor g = randn({c.N, c.OC, OH, OW}, 33, 1.f, false);
+        {
+            Tape tape;
+            TapeScope scope(tape);
+            tape.backward(sum(mul(conv2d(x, w, Tensor(), c.s, c.p), g)));
+        }
+        std::vector<double> dx((size_t)x.numel(), 0.0), dw((size_t)w.numel(), 0.0);
+        for (int n = 0; n < c.N; n++)
+            for (int o = 0; o < c.OC; o++)
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++) {
+                        const double gv = g.data()[((n * c.OC + o) * OH + oh) * OW + ow];
+                        for (int ch = 0; ch < c.C; ch++)
+                            for (int kh = 0; kh < c.K; kh++)
+                                for (int kw = 0; kw < c.K; kw++) {
+                                    const int ih = oh * c.s - c.p + kh, iw = ow * c.s - c.p + kw;
+                                    if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
+                                    const int xi = ((n * c.C + ch) * c.H + ih) * c.W + iw,
+                                              wi = ((o * c.C + ch) * c.K + kh) * c.K + kw;
+                                    dx[(size_t)xi] += gv * w.data()[wi];
+                                    dw[(size_t)wi] += gv * x.data()[xi];
+                                }
+                    }
+        double worst_x = 0, worst_w = 0;
+        for (size_t i = 0; i < dx.size(); i++) worst_x = std::max(worst_x, std::fabs(x.grad()[i] - dx[i]));
+        for (size_t i = 0; i < dw.size(); i++) worst_w = std::max(worst_w, std::fabs(w.grad()[i] - dw[i]));
+        CHECK(worst_x < 1e-4);
+        CHECK(worst_w < 1e-4);
+    }
+}
+
 TEST_CASE("ops: gradient checks of conv2d (general, strided, pointwise) and linear") {
     Tensor x = randn({2, 3, 7, 6}, 4), w = randn({4, 3, 3, 3}, 5, 0.3f), b = randn({4}, 6);
     x.name = "x"; w.name = "w"; b.name = "b";

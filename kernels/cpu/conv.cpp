@@ -79,14 +79,20 @@ void col2im(float* dinp, const float* dcols, const ConvDims& d) {
             for (int kh = 0; kh < d.KH; kh++) {
                 for (int kw = 0; kw < d.KW; kw++) {
                     const float* row = dcols + ((int64_t)(c * d.KH + kh) * d.KW + kw) * NP + n * P;
+                    // the valid columns [ow0, ow1), as in im2col
+                    int ow0 = 0, ow1 = d.OW;
+                    while (ow0 < d.OW && ow0 * d.SW - d.PW + kw < 0) ow0++;
+                    while (ow1 > ow0 && (ow1 - 1) * d.SW - d.PW + kw >= d.W) ow1--;
                     for (int oh = 0; oh < d.OH; oh++) {
                         int ih = oh * d.SH - d.PH + kh;
                         if (ih < 0 || ih >= d.H) continue;
                         const float* src = row + (int64_t)oh * d.OW;
                         float* dst = dx + (int64_t)ih * d.W;
-                        for (int ow = 0; ow < d.OW; ow++) {
-                            int iw = ow * d.SW - d.PW + kw;
-                            if (iw >= 0 && iw < d.W) dst[iw] += src[ow];
+                        if (d.SW == 1) {  // a branch-free loop the compiler vectorises
+                            float* d1 = dst - d.PW + kw;
+                            for (int ow = ow0; ow < ow1; ow++) d1[ow] += src[ow];
+                        } else {
+                            for (int ow = ow0; ow < ow1; ow++) dst[ow * d.SW - d.PW + kw] += src[ow];
                         }
                     }
                 }
