@@ -141,15 +141,25 @@ TEST_CASE("fit_flags: one table, every flag with a sweep role; the preset gives 
     CHECK(cpu.c.memory_init);
     CHECK(!cpu.c.residual);
     CHECK(std::isnan(cpu.c.onset_ms));  // auto
+    CHECK(cpu.c.lr == 0.03f);
+    CHECK(cpu.c.lr_schedule == "cosine");
+    CHECK(cpu.c.warmup == 8);
 
     FitFlags gpu;
     parse(gpu, {"fit_dynamics", "--backbone", "b.npz", "--preset", "gpu", "--iters", "7"});
     CHECK(gpu.c.iters == 7);  // given: wins over the preset
-    CHECK(gpu.c.batch == 16);
+    CHECK(gpu.c.batch == 32);
     CHECK(gpu.c.score.folds == 4);
-    CHECK(gpu.c.residual);
-    CHECK(!gpu.c.memory_init);
-    CHECK(gpu.c.onset_ms == 0.f);
+    CHECK(gpu.c.lr == 0.05f);
+    CHECK(gpu.c.lr_schedule == "cosine");
+    CHECK(gpu.c.warmup == 0);  // the preset's 20, at most a tenth of the 7 iterations given
+    FitFlags gpu_full;
+    parse(gpu_full, {"fit_dynamics", "--backbone", "b.npz", "--preset", "gpu"});
+    CHECK(gpu_full.c.iters == 400);
+    CHECK(gpu_full.c.warmup == 20);
+    CHECK(!gpu.c.residual);  // the cpu preset's start
+    CHECK(gpu.c.memory_init);
+    CHECK(std::isnan(gpu.c.onset_ms));
     FitFlags given;
     parse(given, {"fit_dynamics", "--backbone=b.npz", "--no-memory-init", "--cells", "residual", "--onset-ms", "-10",
                   "--pls", "simpls", "--no-readout-refit"});

@@ -130,14 +130,15 @@ TEST_CASE("fit_flag_values: resolved, normalised flag values; the preset's defau
     CHECK(value(d, "--motif") == "lstm");
     CHECK(value(d, "--no-memory-init") == "false");
     for (const char* f : {"--data", "--out", "--threads", "--overwrite", "--device"}) CHECK(value(d, f) == "(absent)");
-    const FlagValues g = fit_flag_values({"--preset", "gpu", "--lr=0.0300", "--no-readout-refit", "--iters", "7"});
+    const FlagValues g = fit_flag_values({"--preset", "gpu", "--lr=0.0200", "--no-readout-refit", "--iters", "7"});
     CHECK(value(g, "--preset") == "gpu");
     CHECK(value(g, "--iters") == "7");  // given wins
-    CHECK(value(g, "--batch") == "16");  // the gpu preset's
-    CHECK(value(g, "--no-memory-init") == "true");
+    CHECK(value(g, "--batch") == "32");  // the gpu preset's
+    CHECK(value(g, "--warmup") == "20");
+    CHECK(value(g, "--no-memory-init") == "false");
     CHECK(value(g, "--no-readout-refit") == "true");
-    CHECK(value(g, "--lr") == "0.03");
-    CHECK(value(g, "--lr") == value(fit_flag_values({"--lr", "3e-2"}), "--lr"));  // one value, two spellings
+    CHECK(value(g, "--lr") == "0.02");
+    CHECK(value(g, "--lr") == value(fit_flag_values({"--lr", "2e-2"}), "--lr"));  // one value, two spellings
     CHECK(value(g, "--lr") != value(d, "--lr"));
     CHECK(value(fit_flag_values({"--no-memory-init=false"}), "--no-memory-init") == "false");
     CHECK(g.size() == d.size());

@@ -239,7 +239,7 @@ int main(int argc, char** argv) {
             preset == "cpu" && !cli.was_given("--splits")
                 ? strfmt("fit_dynamics: the cpu preset (a 10-minute run on 2 cores): %d splits (each half of the images "
                          "predicted by a model fitted on the other half) x %d BPTT iterations of %d images; the "
-                         "paper-scale fit: --preset gpu --device cuda (4 splits x 400 iterations of 16 images)\n",
+                         "paper-scale fit: --preset gpu --device cuda (4 splits x 400 iterations of 32 images)\n",
                          c.score.folds, c.iters, c.batch)
                 : "";
         if (out.empty()) out = default_out(c);

@@ -22,8 +22,9 @@
 //     cells' start (dynamics.cpp cells_start): with memory_init every cell channel is a
 //     leaky integrator of its input (cells.h cell_init_memory); residual cells start with
 //     a = cell_scale_init, and with a = 0 a fresh student IS its feedforward unroll. Measured
-//     (README, "What limits the fit"): a short fit does best from plain cells with memory,
-//     a long one on a mismatched backbone from the residual feedforward unroll. With `init` the student is
+//     (README, "What limits the fit"): plain cells with memory do best in short fits and in
+//     long fits on 1024 images; the residual feedforward unroll only in long fits on 128
+//     images and a mismatched backbone (the recovery test's setting). With `init` the student is
 //     that checkpoint's model instead (backbone, cells, feedback; residual or not). The fresh
 //     student is the same for every split; its features are computed once.
 //  3. Readout: per area one linear map from its layer (time-shared: the same map for every
@@ -38,7 +39,8 @@
 //           + mean_weight * mean of the error^2
 //     i.e. mostly the image-to-image variation within each bin (what the score measures),
 //     a little of the mean time course; summed over areas, averaged over bins.
-//  5. Training: Adam (decoupled weight decay) on cells and feedback; a cell weight tensor of
+//  5. Training: Adam (decoupled weight decay) on cells and feedback, its lr constant or
+//     decaying (lr_schedule, warmup: lr_factor below); a cell weight tensor of
 //     fan-in F (inputs per output, C*K*K for a conv) steps with lr/sqrt(F), a feedback conv's
 //     with lr/F, vectors (biases, per-channel scales) with lr: Adam moves every weight by
 //     about its step, and the F weights of a zero-initialised feedback conv all move the
