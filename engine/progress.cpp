@@ -45,8 +45,8 @@ void Progress::update(int64_t done, const std::string& info) {
     std::string bar(W, ' ');
     for (int i = 0; i < (int)(frac * W + 0.5) && i < W; i++) bar[i] = '=';
     std::fprintf(stderr, "%s%s [%s] %3.0f%% %lld/%lld %s ETA %s %s%s", tty ? "\r\033[K" : "", label.c_str(),
-                 bar.c_str(), 100 * frac, (long long)done, (long long)total, format_rate(rate, unit).c_str(), eta.c_str(),
-                 info.c_str(), tty ? "" : "\n");
+                 bar.c_str(), 100 * frac, (long long)done, (long long)total, format_rate(rate, unit).c_str(),
+                 eta.c_str(), info.c_str(), tty ? "" : "\n");
     std::fflush(stderr);
 }
 

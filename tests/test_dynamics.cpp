@@ -121,6 +121,22 @@ const std::pair<FitResult, FitResult>& recovery_fits() {
     return r;
 }
 
+// fit_dynamics' flags parsed as the tool does (the cpu preset), into v.
+void parse_fit_flags(FitFlags& v, std::vector<const char*> args) {
+    std::vector<char*> argv = {(char*)"fit_dynamics"};
+    for (const char* a : args) argv.push_back((char*)a);
+    Cli cli = fit_cli(v, "cpu");
+    cli.parse((int)argv.size(), argv.data());
+    fit_flags_finish(cli, v);
+}
+
+// The value fit_flag_values records for `flag`, "(absent)" if none.
+std::string flag_value(const FlagValues& fv, const std::string& flag) {
+    for (const auto& kv : fv)
+        if (kv.first == flag) return kv.second;
+    return "(absent)";
+}
+
 }  // namespace
 
 TEST_CASE("dynamics: bins take the steps whose time falls in them") {
@@ -172,20 +188,11 @@ TEST_CASE("dynamics: Adam's steps: a cell weight lr / sqrt(fan-in), a feedback c
     CHECK(param_lr_scale("conv2.fb.conv5.weight", {6, 8, 3, 3}, c) == doctest::Approx(30 / 72.));
     CHECK(param_lr_scale("conv2.cell.weight", {24, 12, 3, 3}, c) == doctest::Approx(1 / std::sqrt(108.)));
     // the flag reaches the config, counts for the sweep's reuse, and is range-checked
-    auto parse = [](FitFlags& v, const char* value) {
-        char* argv[] = {(char*)"fit_dynamics", (char*)"--feedback-lr", (char*)value};
-        Cli cli = fit_cli(v, "cpu");
-        cli.parse(3, argv);
-        fit_flags_finish(cli, v);
-    };
+    auto parse = [](FitFlags& v, const char* value) { parse_fit_flags(v, {"--feedback-lr", value}); };
     FitFlags v;
     parse(v, "30");
     CHECK(v.c.feedback_lr == 30.f);
-    auto value = [](const FlagValues& fv) {
-        for (const auto& kv : fv)
-            if (kv.first == "--feedback-lr") return kv.second;
-        return std::string("(absent)");
-    };
+    auto value = [](const FlagValues& fv) { return flag_value(fv, "--feedback-lr"); };
     CHECK(value(fit_flag_values({})) == "1");
     CHECK(value(fit_flag_values({"--feedback-lr", "30"})) == "30");
     for (const char* bad : {"0", "-1", "x"}) {
@@ -216,38 +223,27 @@ TEST_CASE("dynamics: the lr schedule: linear warm-up, then constant or a half co
     CHECK(lr_factor(c, 1) == doctest::Approx(1.));
     CHECK(lr_factor(c, 51) == doctest::Approx(0.5));
     // the flags reach the config, count for the sweep's reuse, and bad values are refused by name
-    auto parse = [](FitFlags& v, std::vector<const char*> args) {
-        std::vector<char*> argv = {(char*)"fit_dynamics"};
-        for (const char* a : args) argv.push_back((char*)a);
-        Cli cli = fit_cli(v, "cpu");
-        cli.parse((int)argv.size(), argv.data());
-        fit_flags_finish(cli, v);
-    };
     FitFlags v;
-    parse(v, {"--lr-schedule", "cosine", "--warmup", "8"});
+    parse_fit_flags(v, {"--lr-schedule", "cosine", "--warmup", "8"});
     CHECK(v.c.lr_schedule == "cosine");
     CHECK(v.c.warmup == 8);
-    auto value = [](const FlagValues& fv, const std::string& f) {
-        for (const auto& kv : fv)
-            if (kv.first == f) return kv.second;
-        return std::string("(absent)");
-    };
-    CHECK(value(fit_flag_values({}), "--lr-schedule") == "cosine");  // the cpu preset's
-    CHECK(value(fit_flag_values({"--lr-schedule", "constant"}), "--lr-schedule") == "constant");
-    CHECK(value(fit_flag_values({"--warmup", "3"}), "--warmup") == "3");
+    CHECK(flag_value(fit_flag_values({}), "--lr-schedule") == "cosine");  // the cpu preset's
+    CHECK(flag_value(fit_flag_values({"--lr-schedule", "constant"}), "--lr-schedule") == "constant");
+    CHECK(flag_value(fit_flag_values({"--warmup", "3"}), "--warmup") == "3");
     // not given, the preset's warm-up is at most a tenth of --iters; given, it must leave iterations
     FitFlags p8, p2, p0;
-    parse(p8, {});
+    parse_fit_flags(p8, {});
     CHECK(p8.c.warmup == 8);  // the cpu preset's, of 96
-    parse(p2, {"--iters", "25"});
+    parse_fit_flags(p2, {"--iters", "25"});
     CHECK(p2.c.warmup == 2);
-    parse(p0, {"--iters", "0"});
+    parse_fit_flags(p0, {"--iters", "0"});
     CHECK(p0.c.warmup == 0);
     FitFlags w;
-    CHECK(has(error_of([&] { parse(w, {"--lr-schedule", "linear"}); }), "--lr-schedule"));
-    CHECK(has(error_of([&] { parse(w, {"--warmup", "-1"}); }), "--warmup"));
-    CHECK(has(error_of([&] { parse(w, {"--warmup", "96"}); }), "--warmup: 96 iterations of warm-up leave none of the 96"));
-    CHECK(has(error_of([&] { parse(w, {"--warmup", "10", "--iters", "5"}); }), "--warmup"));
+    CHECK(has(error_of([&] { parse_fit_flags(w, {"--lr-schedule", "linear"}); }), "--lr-schedule"));
+    CHECK(has(error_of([&] { parse_fit_flags(w, {"--warmup", "-1"}); }), "--warmup"));
+    CHECK(has(error_of([&] { parse_fit_flags(w, {"--warmup", "96"}); }),
+              "--warmup: 96 iterations of warm-up leave none of the 96"));
+    CHECK(has(error_of([&] { parse_fit_flags(w, {"--warmup", "10", "--iters", "5"}); }), "--warmup"));
     SUBCASE("the optimiser steps with it") {
         const Dataset& ds = recovery_data();
         FitConfig f = small_fit("lstm", "conv3:conv1");
@@ -260,7 +256,8 @@ TEST_CASE("dynamics: the lr schedule: linear warm-up, then constant or a half co
             for (int it = 1; it <= 6; it++) CHECK(L.lr[it - 1] == doctest::Approx(0.02 * lr_factor(f, it)));
         }
         // results.json records the schedule and each split's lr curve
-        FitRun run{"cpu", recovery_data().path, true, fit_flag_values({"--lr-schedule", "cosine", "--warmup", "2"}), 1, 1};
+        const FlagValues flags = fit_flag_values({"--lr-schedule", "cosine", "--warmup", "2"});
+        FitRun run{"cpu", recovery_data().path, true, flags, 1, 1};
         const Json j = fit_results_json(f, r, run);
         CHECK(j["settings"]["lr_schedule"].get<std::string>() == "cosine");
         CHECK(j["settings"]["warmup"].get<int>() == 2);
