@@ -179,6 +179,39 @@ TEST_CASE("ops: gradient checks of max-pool (with padding) and bilinear resize")
     expect_ok(grad_check([&] { return resize_bilinear(r, 7, 9); }, {r}));   // up
     expect_ok(grad_check([&] { return resize_bilinear(r, 3, 2); }, {r}));   // down
     expect_ok(grad_check([&] { return resize_bilinear(r, 1, 1); }, {r}));   // to a point
+    Tensor pt = randn({2, 3, 1, 1}, 19);
+    expect_ok(grad_check([&] { return resize_bilinear(pt, 4, 5); }, {pt}));  // from a point (conv5 -> conv2)
+}
+
+TEST_CASE("ops: bilinear resize values (align_corners), and its adjoint from a point is a sum") {
+    Tensor x = tensor_from({1, 1, 2, 2}, {0, 1, 2, 3}, true);
+    Tensor dy = tensor_from({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+    Tape tape;
+    Tensor y;
+    {
+        TapeScope scope(tape);
+        y = resize_bilinear(x, 3, 3);
+        tape.backward(sum(mul(y, dy)));
+    }
+    const float want[9] = {0, 0.5f, 1, 1, 1.5f, 2, 2, 2.5f, 3};  // corners kept, centres averaged
+    for (int i = 0; i < 9; i++) CHECK(y.data()[i] == want[i]);
+    // d/dx[0] = sum of dy weighted by x[0]'s share: 1 + 2/2 + 4/2 + 5/4
+    CHECK(x.grad()[0] == doctest::Approx(1 + 1 + 2 + 1.25));
+    CHECK(x.grad()[3] == doctest::Approx(9 + 8 / 2.0 + 6 / 2.0 + 5 / 4.0));
+
+    Tensor p = tensor_from({2, 1, 1, 1}, {0.5f, -2}, true);  // a 1x1 map is broadcast; its gradient sums
+    Tensor g = tensor_from({2, 1, 2, 3}, {1, 2, 3, 4, 5, 6, -1, -1, -1, -1, -1, 1});
+    Tape t2;
+    Tensor up;
+    {
+        TapeScope scope(t2);
+        up = resize_bilinear(p, 2, 3);
+        t2.backward(sum(mul(up, g)));
+    }
+    for (int i = 0; i < 6; i++) CHECK(up.data()[i] == 0.5f);
+    for (int i = 6; i < 12; i++) CHECK(up.data()[i] == -2.f);
+    CHECK(p.grad()[0] == doctest::Approx(21));
+    CHECK(p.grad()[1] == doctest::Approx(-4));
 }
 
 TEST_CASE("ops: gradient checks of elementwise, channel and reduction ops") {

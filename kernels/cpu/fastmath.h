@@ -2,14 +2,18 @@
 // expm1f and tanhf were 20% of a training step). exp uses the Cephes range reduction
 // x = n ln2 + r and a degree-6 polynomial for e^r: relative error < 1e-7 on [-87, 88];
 // tanh, sigmoid and e^x - 1 are within 1e-7 absolute. Loops over these vectorise when built
-// with -fno-trapping-math -fno-math-errno (the Makefile's flags).
+// with -fno-trapping-math -fno-math-errno (the Makefile's flags) and when every call is inlined
+// (VT_INLINE: a loop with many calls exceeds the inliner's budget, and one call left scalar
+// keeps the whole loop scalar; the lstm kernels ran 4x slower so).
 #pragma once
 #include <cmath>
 #include <cstdint>
 
+#define VT_INLINE [[gnu::always_inline]] inline
+
 namespace vt::cpu {
 
-static inline float fast_exp(float x) {
+VT_INLINE static float fast_exp(float x) {
     x = x < -87.3f ? -87.3f : x;  // (ternaries, not fmin/fmax: these vectorise)
     x = x > 88.7f ? 88.7f : x;
     float n = std::floor(x * 1.44269504088896341f + 0.5f);
@@ -30,15 +34,15 @@ static inline float fast_exp(float x) {
 }
 
 // e^x - 1 for x <= 0 (ELU): a series near 0, where e^x - 1 would cancel.
-static inline float fast_expm1_neg(float x) {
+VT_INLINE static float fast_expm1_neg(float x) {
     float s = x * (1.f + x * (0.5f + x * (1.f / 6 + x * (1.f / 24 + x * (1.f / 120 + x * (1.f / 720))))));
     return x > -0.25f ? s : fast_exp(x) - 1.f;
 }
 
-static inline float fast_sigmoid(float x) { return 1.f / (1.f + fast_exp(-x)); }
+VT_INLINE static float fast_sigmoid(float x) { return 1.f / (1.f + fast_exp(-x)); }
 
 // tanh(x) = sign(x) (1 - 2 / (e^{2|x|} + 1)), with a series near 0.
-static inline float fast_tanh(float x) {
+VT_INLINE static float fast_tanh(float x) {
     float a = std::fabs(x), x2 = x * x;
     float s = x * (1.f + x2 * (-1.f / 3 + x2 * (2.f / 15 + x2 * (-17.f / 315))));
     float t = 1.f - 2.f / (fast_exp(2.f * a) + 1.f);
