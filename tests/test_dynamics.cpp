@@ -238,6 +238,20 @@ TEST_CASE("dynamics: the lr schedule: linear warm-up, then constant or a half co
     CHECK(p2.c.warmup == 2);
     parse_fit_flags(p0, {"--iters", "0"});
     CHECK(p0.c.warmup == 0);
+    // the ungated cells step at a third of the preset's lr unless --lr is given; the sweep's
+    // record of the flags says the lr each fit ran with
+    for (const char* m : {"lstm", "gru", "ugrnn", "rgc", "none", "timedecay", "rnn", "rnn-large"}) {
+        CAPTURE(m);
+        const bool ungated = std::string(m) == "rnn" || std::string(m) == "rnn-large";
+        FitFlags f, given;
+        parse_fit_flags(f, {"--motif", m});
+        CHECK(f.c.lr == doctest::Approx(ungated ? 0.01 : 0.03));
+        CHECK(flag_value(fit_flag_values({"--motif", m}), "--lr") == (ungated ? "0.01" : "0.03"));
+        parse_fit_flags(given, {"--motif", m, "--lr", "0.03"});
+        CHECK(given.c.lr == doctest::Approx(0.03));
+        CHECK(flag_value(fit_flag_values({"--motif", m, "--lr=0.03"}), "--lr") == "0.03");
+    }
+    CHECK(flag_value(fit_flag_values({"--preset", "gpu", "--motif", "rnn"}), "--lr") == "0.0166667");
     FitFlags w;
     CHECK(has(error_of([&] { parse_fit_flags(w, {"--lr-schedule", "linear"}); }), "--lr-schedule"));
     CHECK(has(error_of([&] { parse_fit_flags(w, {"--warmup", "-1"}); }), "--warmup"));

@@ -45,6 +45,15 @@ void preset_apply(FitFlags& v) {
     c.score.folds = 4;
 }
 
+// The ungated cells (rnn, rnn-large: an elu state, unbounded) step at a third of a preset's lr
+// unless --lr is given. Measured at the cpu preset on the default virtual primate (V4 / IT):
+// rnn 0.204 / 0.056 at lr 0.03 -> 0.303 / 0.110 at 0.01, rnn-large 0.194 / 0.045 -> 0.325 /
+// 0.123 (both cosine); at the gpu preset (tiny5 proxy, 1024 images) rnn 0.374 / 0.233 at 0.05
+// -> 0.400 / 0.252 at 0.0167. The gated cells do best at the preset's own.
+float motif_lr(float preset_lr, const std::string& motif) {
+    return motif == "rnn" || motif == "rnn-large" ? preset_lr / 3 : preset_lr;
+}
+
 // --onset-ms: a time in ms or auto (checked at parse, so a sweep's grid line is checked too).
 void onset_check(const std::string& s) {
     if (s == "auto") return;
@@ -102,7 +111,8 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--patience", &c.patience, "validations without improvement before stopping").range(0, 1000000).tag(C);
     cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation")
         .positive().range(0, 0.9f).tag(C);
-    cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a cell's weight tensor: lr / sqrt(fan-in))")
+    cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a cell's weight tensor: lr / sqrt(fan-in)); "
+             "not given: the preset's, a third of it for rnn and rnn-large")
         .positive().range(0, 10).tag(C);
     cli.flag("--feedback-lr", &c.feedback_lr, "a feedback conv's weights step with lr x this / fan-in (they start at "
              "zero and move together)").positive().range(0, 10000).tag(C);
@@ -176,6 +186,7 @@ void fit_flags_finish(const Cli& cli, FitFlags& v) {
     }
     if (c.backbone.empty()) c.backbone = find_default_backbone("fit_dynamics");
     motif_parse(c.motif);  // the checkpoint's motif too, before any data work
+    if (!cli.was_given("--lr")) c.lr = motif_lr(c.lr, c.motif);
 }
 
 namespace {
@@ -202,6 +213,7 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
         return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite" && n != "--device";
     };
     FlagValues out;
+    bool lr_given = false;
     for (const Cli::Flag& f : cli.flags)
         if (kept(f.name)) out.push_back({f.name, flag_text(f, f.def)});
     for (size_t i = 0; i < args.size(); i++) {
@@ -219,6 +231,14 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
         }
         for (auto& kv : out)
             if (kv.first == name) kv.second = flag_text(*f, value);
+        lr_given |= name == "--lr";
+    }
+    if (!lr_given) {  // the motif's share of the preset's lr, as fit_flags_finish sets it
+        std::string motif;
+        for (auto& kv : out)
+            if (kv.first == "--motif") motif = kv.second;
+        for (auto& kv : out)
+            if (kv.first == "--lr") kv.second = flag_text(*cli.find("--lr"), strfmt("%.6g", motif_lr(v.c.lr, motif)));
     }
     return out;
 }
