@@ -124,6 +124,42 @@ void backend_synchronize(Device dev) {
 #endif
 }
 
+// ---- GEMM precision ----------------------------------------------------------------------
+
+Precision precision_parse(const std::string& s) {
+    if (s == "fp32") return Precision::FP32;
+    if (s == "tf32") return Precision::TF32;
+    if (s == "bf16") return Precision::BF16;
+    fail("--precision: expected fp32, tf32 or bf16, got '%s'", s.c_str());
+}
+
+const char* precision_name(Precision p) {
+    return p == Precision::TF32 ? "tf32" : p == Precision::BF16 ? "bf16" : "fp32";
+}
+
+void backend_set_precision(Device dev, Precision p) {
+    if (dev == Device::CPU) {
+        if (p != Precision::FP32)
+            fail("--precision %s: the CPU computes in fp32 only; tf32 and bf16 are GPU precisions (--device cuda)",
+                 precision_name(p));
+        return;
+    }
+    need_cuda();
+#ifdef VT_CUDA
+    cuda_set_precision(p);
+#endif
+}
+
+Precision backend_precision(Device dev) {
+    if (dev == Device::CPU) return Precision::FP32;
+    need_cuda();
+#ifdef VT_CUDA
+    return cuda_precision();
+#else
+    return Precision::FP32;
+#endif
+}
+
 // ---- pinned host memory -----------------------------------------------------------------
 
 namespace {

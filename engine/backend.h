@@ -5,6 +5,7 @@
 // for the CUDA device fails with a clear message.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "engine/tensor.h"
 #include "kernels/kernels.h"
@@ -28,6 +29,36 @@ void backend_copy_from_host(Device dst_dev, float* dst, const float* src, int64_
 // Waits until the work queued on `dev` has finished (timing a GPU: synchronise before
 // reading the clock). Nothing to wait for on the CPU, whose kernels return when done.
 void backend_synchronize(Device dev);
+
+// ---- GEMM precision (the tools' --precision) ----------------------------------------------
+// fp32: exact FP32 products (the default; the CPU twin is the reference). tf32: tensor-core
+// GEMMs and convolutions on operands rounded to TF32 (10-bit mantissa). bf16: each GEMM's
+// operands rounded to BF16 (8-bit mantissa) on the fly (the im2col path). At every precision
+// storage, accumulation, weights, optimiser state, cells and losses stay FP32. The CPU computes
+// in FP32 only: tf32 or bf16 there fail with a message naming --precision. A process starts at
+// VT_PRECISION (fp32 when unset); the tools set it from --precision (default fp32).
+Precision precision_parse(const std::string& s);  // "fp32", "tf32", "bf16"; fails otherwise
+const char* precision_name(Precision p);
+void backend_set_precision(Device dev, Precision p);
+Precision backend_precision(Device dev);
+constexpr const char* kPrecisionHelp =
+    "GEMM and convolution precision with --device cuda: fp32 (exact), tf32 (tensor cores) or bf16 (BF16 "
+    "operands, FP32 accumulation); the CPU computes in fp32";
+
+// Sets a device's precision for the life of the object, then restores the previous one.
+class PrecisionScope {
+  public:
+    PrecisionScope(Device dev, Precision p) : dev_(dev), prev_(backend_precision(dev)) {
+        backend_set_precision(dev, p);
+    }
+    ~PrecisionScope() { backend_set_precision(dev_, prev_); }
+    PrecisionScope(const PrecisionScope&) = delete;
+    PrecisionScope& operator=(const PrecisionScope&) = delete;
+
+  private:
+    Device dev_;
+    Precision prev_;
+};
 
 // ---- pinned host staging buffers ----------------------------------------------------------
 // n floats of host memory for batches on their way to or from a device. In a CUDA build with

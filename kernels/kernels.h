@@ -35,6 +35,9 @@ PoolDims pool_dims(int N, int C, int H, int W, int K, int S, int P);
 
 enum class Act { ELU, ReLU, Sigmoid, Tanh };
 
+// GEMM precision on the GPU (engine/backend.h's backend_set_precision; the CPU is FP32 only).
+enum class Precision { FP32, TF32, BF16 };
+
 struct KernelTable {
     const char* name;
 

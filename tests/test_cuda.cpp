@@ -299,8 +299,12 @@ struct ConvPathScope {
 #endif
 
 // Forward and backward of one convolution on both sides. Backward runs twice: every
-// gradient wanted, then dinp alone (dweight and dbias null).
-void check_conv(const ConvCase& c, uint64_t seed) {
+// gradient wanted, then dinp alone (dweight and dbias null). `tol` (default REDUCTION) may
+// depend on the reference's values (the precision tests scale atol by its largest |value|).
+void check_conv(const ConvCase& c, uint64_t seed,
+                const std::function<Tol(const std::vector<float>&)>& tol = [](const std::vector<float>&) {
+                    return REDUCTION;
+                }) {
     ConvDims d = conv_dims(c.N, c.C, c.H, c.W, c.OC, c.KH, c.KW, c.SH, c.SW, c.PH, c.PW);
     const int64_t in_n = (int64_t)d.N * d.C * d.H * d.W, out_n = (int64_t)d.N * d.OC * d.OH * d.OW;
     const int64_t w_n = (int64_t)d.OC * d.C * d.KH * d.KW;
@@ -314,7 +318,7 @@ void check_conv(const ConvCase& c, uint64_t seed) {
     on_both(t, [&](const KernelTable& K, const Ptr& p) {
         K.conv2d_forward(p("out"), p("x"), p("w"), p("b"), p("scratch"), d);
     });
-    t.expect("out", REDUCTION, "conv2d_forward");
+    t.expect("out", tol(t.cpu.at("out")), "conv2d_forward");
 
     t.add("dout", randv(out_n, r));
     t.add("dx", randv(in_n, r));
@@ -324,8 +328,30 @@ void check_conv(const ConvCase& c, uint64_t seed) {
         K.conv2d_backward(p("dx"), p("dw"), p("db"), p("dout"), p("x"), p("w"), p("scratch"), d);
         K.conv2d_backward(p("dx"), nullptr, nullptr, p("dout"), p("x"), p("w"), p("scratch"), d);
     });
-    for (const char* k : {"dx", "dw", "db"}) t.expect(k, REDUCTION, "conv2d_backward");
+    for (const char* k : {"dx", "dw", "db"}) t.expect(k, tol(t.cpu.at(k)), "conv2d_backward");
 }
+
+// ---- reduced precision (--precision tf32 | bf16) against the FP32 CPU twin ------------------
+// A product of operands rounded to p mantissa bits is off by at most 2u relative, u = 2^-p-1
+// (TF32: 10 bits, u = 4.9e-4; BF16: 7 bits, u = 3.9e-3); summed over K terms of random sign
+// the errors add in quadrature, like the terms themselves, so the result is off by ~u
+// relative in L2 (rounding errors are ~uniform: rms u / sqrt(3) per operand). The bounds:
+// relative L2 <= 8u, and per element <= 16u x the tensor's largest |value| (an element may
+// be a sum that cancels to near 0). An indexing bug still gives O(1).
+#ifdef VT_CUDA
+Tol precision_tol(Precision p, const std::vector<float>& ref) {
+    const double u = p == Precision::TF32 ? 0x1p-11 : 0x1p-8;
+    double mx = 0;
+    for (float v : ref) mx = std::max(mx, (double)std::fabs(v));
+    return Tol{16 * u * mx, 0, 8 * u};
+}
+
+struct PrecisionScopeCuda {
+    Precision prev = cuda_precision();
+    explicit PrecisionScopeCuda(Precision p) { cuda_set_precision(p); }
+    ~PrecisionScopeCuda() { cuda_set_precision(prev); }
+};
+#endif
 
 }  // namespace
 
@@ -351,6 +377,72 @@ TEST_CASE("cuda: conv2d through cuDNN matches the CPU") {
         CAPTURE(c.KH); CAPTURE(c.KW); CAPTURE(c.SH); CAPTURE(c.PH); CAPTURE(c.C); CAPTURE(c.OC);
         check_conv(c, seed++);
     }
+#endif
+}
+
+TEST_CASE("cuda: gemm and conv2d at tf32 and bf16 match the FP32 CPU within the precision's rounding") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+#ifdef VT_CUDA
+    ConvPathScope path(ConvPath::Im2col);
+    for (Precision prec : {Precision::TF32, Precision::BF16}) {
+        CAPTURE(precision_name(prec));
+        PrecisionScopeCuda scope(prec);
+        Rng r(prec == Precision::TF32 ? 31 : 32);
+        const int M = 64, N = 96, K = 288;  // a cell conv's shape, small
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                CAPTURE(ta);
+                CAPTURE(tb);
+                const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 5;
+                Twin t;
+                t.add("A", randv((int64_t)(ta ? K : M) * lda, r));
+                t.add("B", randv((int64_t)(tb ? N : K) * ldb, r));
+                t.add("C", randv((int64_t)M * ldc, r));
+                on_both(t, [&](const KernelTable& Kt, const Ptr& p) {
+                    Kt.gemm(ta, tb, M, N, K, 0.75f, p("A"), lda, p("B"), ldb, -0.5f, p("C"), ldc);
+                });
+                t.expect("C", precision_tol(prec, t.cpu.at("C")), "gemm");
+                if (prec == Precision::BF16) {  // the operands really were rounded: not the FP32 result
+                    std::vector<float> g = t.gpu_values("C");
+                    double d2 = 0, r2 = 0;
+                    for (size_t i = 0; i < g.size(); i++)
+                        d2 += (g[i] - t.cpu.at("C")[i]) * (g[i] - t.cpu.at("C")[i]), r2 += g[i] * g[i];
+                    CHECK(std::sqrt(d2 / r2) > 1e-4);
+                }
+            }
+        uint64_t seed = 300;
+        for (const ConvCase& c : CONV_CASES) {
+            CAPTURE(c.KH); CAPTURE(c.KW); CAPTURE(c.SH); CAPTURE(c.PH); CAPTURE(c.C); CAPTURE(c.OC);
+            check_conv(c, seed++, [&](const std::vector<float>& ref) { return precision_tol(prec, ref); });
+        }
+    }
+    CHECK(cuda_precision() == Precision::FP32);  // the scopes restored it
+#endif
+}
+
+TEST_CASE("cuda: conv2d through cuDNN at tf32 matches the CPU; bf16 there fails with a message") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+#ifdef VT_CUDA
+    if (!cuda_has_cudnn()) { MESSAGE("built without CUDNN=1: skipped"); return; }
+    ConvPathScope path(ConvPath::Cudnn);
+    {
+        PrecisionScopeCuda scope(Precision::TF32);
+        uint64_t seed = 400;
+        for (const ConvCase& c : CONV_CASES) {
+            CAPTURE(c.KH); CAPTURE(c.KW); CAPTURE(c.SH); CAPTURE(c.PH); CAPTURE(c.C); CAPTURE(c.OC);
+            check_conv(c, seed++, [](const std::vector<float>& ref) { return precision_tol(Precision::TF32, ref); });
+        }
+    }
+    PrecisionScopeCuda scope(Precision::BF16);
+    const ConvCase& c = CONV_CASES[0];
+    ConvDims d = conv_dims(c.N, c.C, c.H, c.W, c.OC, c.KH, c.KW, c.SH, c.SW, c.PH, c.PW);
+    Tensor x = tensor_zeros({(int64_t)d.N * d.C * d.H * d.W}, Device::CUDA);
+    Tensor w = tensor_zeros({(int64_t)d.OC * d.C * d.KH * d.KW}, Device::CUDA);
+    Tensor out = tensor_empty({(int64_t)d.N * d.OC * d.OH * d.OW}, Device::CUDA);
+    Tensor scratch = tensor_empty({d.scratch_size()}, Device::CUDA);
+    const KernelTable& K = kernels_for(Device::CUDA);
+    CHECK_THROWS_WITH_AS(K.conv2d_forward(out.data(), x.data(), w.data(), nullptr, scratch.data(), d),
+                         doctest::Contains("bf16 runs on the im2col path only"), vt::Error);
 #endif
 }
 
@@ -815,6 +907,50 @@ TEST_CASE("cuda: every tool's --device cuda gives one clear line without a GPU, 
     }
 }
 
+TEST_CASE("precision: fp32/tf32/bf16 by name; the CPU is fp32 only; every tool refuses tf32/bf16 there in one line") {
+    CHECK(precision_parse("fp32") == Precision::FP32);
+    CHECK(precision_parse("tf32") == Precision::TF32);
+    CHECK(precision_parse("bf16") == Precision::BF16);
+    for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16})
+        CHECK(precision_parse(precision_name(p)) == p);
+    CHECK(vt_test::error_of([] { precision_parse("fp16"); }) == "--precision: expected fp32, tf32 or bf16, got 'fp16'");
+    CHECK(backend_precision(Device::CPU) == Precision::FP32);
+    backend_set_precision(Device::CPU, Precision::FP32);  // accepted: nothing to set
+    CHECK(vt_test::error_of([] { backend_set_precision(Device::CPU, Precision::BF16); }) ==
+          "--precision bf16: the CPU computes in fp32 only; tf32 and bf16 are GPU precisions (--device cuda)");
+    // Tools taking other required input get it, so that --precision is what they stop at.
+    const std::pair<const char*, const char*> tools[] = {
+        {"pretrain", "/nonexistent_dir"},
+        {"select_layers", "--data /nonexistent.npz --out /tmp/unused"},
+        {"score", "--features /nonexistent.npz --data /nonexistent.npz --out /tmp/unused"},
+        {"bench", "--workload conv"},
+        {"features", "--checkpoint /nonexistent.npz --images /nonexistent --out /tmp/unused"},
+        {"lesion", "/nonexistent_run"},
+        {"fit_dynamics", "--data /nonexistent.npz"},
+    };
+    for (const auto& [tool, rest] : tools) {
+        INFO(tool);
+        if (access(vt_test::tool_path(tool).c_str(), X_OK) != 0) {
+            MESSAGE(vt_test::tool_path(tool) << " not built: skipped");
+            continue;
+        }
+        ToolRun r = run_tool_cmd(tool, std::string("--precision tf32 ") + rest);
+        INFO(r.out);
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "--precision tf32: the CPU computes in fp32 only"));
+        CHECK(count_lines(r.out) == 1);
+        r = run_tool_cmd(tool, std::string("--precision fp16 ") + rest);
+        INFO(r.out);
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "--precision"));
+        CHECK(vt_test::has(r.out, "fp16"));
+        CHECK(count_lines(r.out) == 1);
+        r = run_tool_cmd(tool, "--help");
+        CHECK(r.rc == 0);
+        CHECK(vt_test::has(r.out, "--precision"));
+    }
+}
+
 // ---- a whole unrolled model on the GPU ---------------------------------------------------------
 
 namespace {
@@ -897,9 +1033,8 @@ Grads grads_of(const ModelRun& r) {
     return {host_scalar(r.loss), r.m->params.grad.to_vector(), host_grad(r.image)};  // params.grad holds the gradients as data
 }
 
-// The arena's gradient entry by entry (names in the messages), and the image's.
-void expect_grads(const ModelRun& run, const Grads& got, const Grads& ref, Tol tol, const std::string& when) {
-    expect_close({got.loss}, {ref.loss}, SCALAR, when + ": loss");
+// expect_grads without the loss (compared by the caller at its own tolerance).
+void expect_grads_at(const ModelRun& run, const Grads& got, const Grads& ref, Tol tol, const std::string& when) {
     for (const auto& e : run.m->params.entries) {
         if (!e.trainable) continue;
         std::vector<float> g(got.params.begin() + e.offset, got.params.begin() + e.offset + e.view.numel());
@@ -907,6 +1042,12 @@ void expect_grads(const ModelRun& run, const Grads& got, const Grads& ref, Tol t
         expect_close_scaled(g, c, tol, when + ": d" + e.name);
     }
     expect_close_scaled(got.image, ref.image, tol, when + ": dimage");
+}
+
+// The arena's gradient entry by entry (names in the messages), and the image's.
+void expect_grads(const ModelRun& run, const Grads& got, const Grads& ref, Tol tol, const std::string& when) {
+    expect_close({got.loss}, {ref.loss}, SCALAR, when + ": loss");
+    expect_grads_at(run, got, ref, tol, when);
 }
 
 }  // namespace
@@ -951,6 +1092,31 @@ TEST_CASE("cuda: whole-model gradients (tiny3, lstm, conv3:conv1 feedback, 6 ste
         r->u.tape.backward(r->loss);
     }
     expect_grads(gpu, grads_of(gpu), grads_of(cpu), MODEL, "replayed on a new image");
+}
+
+TEST_CASE("cuda: whole-model gradients at tf32 and bf16 stay within the precision's rounding of the FP32 CPU's") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+#ifdef VT_CUDA
+    ConvPathScope path(ConvPath::Im2col);
+    ModelRun cpu;
+    build_model_run(cpu, Device::CPU);
+    zero_grads(cpu);
+    cpu.u.tape.backward(cpu.loss);
+    const Grads ref = grads_of(cpu);
+    for (Precision prec : {Precision::TF32, Precision::BF16}) {
+        CAPTURE(precision_name(prec));
+        PrecisionScopeCuda scope(prec);
+        ModelRun gpu;
+        build_model_run(gpu, Device::CUDA);
+        zero_grads(gpu);
+        gpu.u.tape.backward(gpu.loss);
+        const Grads got = grads_of(gpu);
+        // MODEL's chain of ~20 rounding steps, each now off by ~u (precision_tol): 32u, relative
+        const double u = prec == Precision::TF32 ? 0x1p-11 : 0x1p-8;
+        CHECK(std::fabs(got.loss - ref.loss) <= 32 * u * std::fabs(ref.loss));
+        expect_grads_at(gpu, got, ref, Tol{32 * u, 0, 32 * u}, precision_name(prec));
+    }
+#endif
 }
 
 // ---- TapeGraph: one iteration replayed as a CUDA Graph ------------------------------------------

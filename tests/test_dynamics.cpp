@@ -253,6 +253,9 @@ TEST_CASE("dynamics: the lr schedule: linear warm-up, then constant or a half co
     }
     CHECK(flag_value(fit_flag_values({"--preset", "gpu", "--motif", "rnn"}), "--lr") == "0.0166667");
     FitFlags w;
+    FitFlags gpu_only;
+    CHECK(error_of([&] { parse_fit_flags(gpu_only, {"--precision", "bf16"}); }) ==
+          "--precision bf16: the CPU computes in fp32 only; tf32 and bf16 are GPU precisions (--device cuda)");
     CHECK(has(error_of([&] { parse_fit_flags(w, {"--lr-schedule", "linear"}); }), "--lr-schedule"));
     CHECK(has(error_of([&] { parse_fit_flags(w, {"--warmup", "-1"}); }), "--warmup"));
     CHECK(has(error_of([&] { parse_fit_flags(w, {"--warmup", "96"}); }),
@@ -275,6 +278,7 @@ TEST_CASE("dynamics: the lr schedule: linear warm-up, then constant or a half co
         const Json j = fit_results_json(f, r, run);
         CHECK(j["settings"]["lr_schedule"].get<std::string>() == "cosine");
         CHECK(j["settings"]["warmup"].get<int>() == 2);
+        CHECK(j["settings"]["precision"].get<std::string>() == "fp32");
         const Json& lr = j["splits"][0]["lr"];
         REQUIRE(lr.size() == 6);
         CHECK(lr[0].get<double>() == doctest::Approx(0.01));  // half way through the warm-up

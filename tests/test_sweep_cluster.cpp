@@ -129,6 +129,8 @@ TEST_CASE("fit_flag_values: resolved, normalised flag values; the preset's defau
     CHECK(value(d, "--splits") == "2");
     CHECK(value(d, "--motif") == "lstm");
     CHECK(value(d, "--no-memory-init") == "false");
+    CHECK(value(d, "--precision") == "fp32");  // recorded: a tf32 or bf16 fit is not reused as an fp32 one
+    CHECK(value(fit_flag_values({"--precision", "bf16"}), "--precision") == "bf16");
     for (const char* f : {"--data", "--out", "--threads", "--overwrite", "--device"}) CHECK(value(d, f) == "(absent)");
     const FlagValues g = fit_flag_values({"--preset", "gpu", "--lr=0.0200", "--no-readout-refit", "--iters", "7"});
     CHECK(value(g, "--preset") == "gpu");

@@ -11,25 +11,101 @@
 // cols (C*KH*KW, N*P): row (c, kh, kw), column n*P + oh*OW + ow. One GEMM over the whole
 // batch, Y (OC, N*P) = W @ cols, then a transpose into NCHW. Gathers instead of scatters
 // (col2im runs one thread per input element), so every kernel here is deterministic.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
 #include "kernels/cuda/internal.cuh"
 
 namespace vt::cuda {
 
 // ---- dense algebra ---------------------------------------------------------------------------
+// Every GEMM runs at cuda_precision(): fp32 is cublasSgemm in cuBLAS's default math (FP32
+// products); tf32 the same call in CUBLAS_TF32_TENSOR_OP_MATH; bf16 rounds both operands to
+// BF16 into a scratch and multiplies with cublasGemmEx, FP32 accumulation and output.
 
-void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-          float beta, float* C, int ldc) {
-    if (M == 0 || N == 0) return;
-    CUBLAS_CHECK(cublasSgemm(cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
-                             &alpha, B, ldb, A, lda, &beta, C, ldc));
+static cublasHandle_t cublas_at(Precision p) {  // the handle, its math mode set for p
+    static bool set = false;
+    static Precision applied = Precision::FP32;
+    if (!set || applied != p) {
+        const cublasMath_t mode = p == Precision::TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+        CUBLAS_CHECK(cublasSetMathMode(cublas(), mode));
+        set = true, applied = p;
+    }
+    return cublas();
+}
+
+__global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, int64_t n) {
+    CUDA_GRID_LOOP(i, n) out[i] = __float2bfloat16(in[i]);
+}
+
+// Grow-only device scratch for the BF16 operands. A grown block replaces the old one, which is
+// kept (never freed: a captured CUDA Graph may still read it; growth doubles, so the blocks
+// together stay under twice the last). Growing during a capture is an
+// error the graph's owner falls back from (TapeGraph warms up uncaptured first, so the sizes
+// are known by then).
+static __nv_bfloat16* bf16_scratch(int64_t n) {
+    static __nv_bfloat16* block = nullptr;
+    static int64_t capacity = 0;
+    if (n > capacity) {
+        if (cuda_graph_capturing())
+            fail("the bf16 GEMM scratch must grow (to %lld elements) during a CUDA Graph capture; run uncaptured",
+                 (long long)n);
+        const int64_t want = std::max(n, 2 * capacity);
+        void* p = nullptr;
+        CUDA_CHECK(cudaMalloc(&p, (size_t)want * sizeof(__nv_bfloat16)));
+        block = (__nv_bfloat16*)p, capacity = want;
+    }
+    return block;
+}
+
+// The elements a row-major operand spans: `count` matrices of rows x cols (leading dimension
+// ld) a stride apart (stride 0: one matrix for all).
+static int64_t span(int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t count) {
+    return (rows - 1) * ld + cols + (stride ? (count - 1) * stride : 0);
+}
+
+// Both operands of a GEMM as BF16 copies in the scratch (A first; B 256-element aligned).
+static void to_bf16(const float* A, int64_t nA, const float* B, int64_t nB, const __nv_bfloat16** a,
+                    const __nv_bfloat16** b) {
+    const int64_t offB = (nA + 255) / 256 * 256;
+    __nv_bfloat16* s = bf16_scratch(offB + nB);
+    to_bf16_kernel<<<grid_for(nA), BLOCK, 0, stream()>>>(s, A, nA);
+    CUDA_LAUNCH_CHECK();
+    to_bf16_kernel<<<grid_for(nB), BLOCK, 0, stream()>>>(s + offB, B, nB);
+    CUDA_LAUNCH_CHECK();
+    *a = s, *b = s + offB;
 }
 
 // gemm over `batch` matrices a stride apart (stride 0: the same matrix for every batch entry).
 static void gemm_strided(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, int64_t sA,
                          const float* B, int ldb, int64_t sB, float beta, float* C, int ldc, int64_t sC, int batch) {
     if (M == 0 || N == 0 || batch == 0) return;
-    CUBLAS_CHECK(cublasSgemmStridedBatched(cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                           N, M, K, &alpha, B, ldb, sB, A, lda, sA, &beta, C, ldc, sC, batch));
+    const Precision prec = cuda_precision();
+    const cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (prec != Precision::BF16) {
+        if (batch == 1)
+            CUBLAS_CHECK(cublasSgemm(cublas_at(prec), opB, opA, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+        else
+            CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_at(prec), opB, opA, N, M, K, &alpha, B, ldb, sB, A, lda, sA,
+                                                   &beta, C, ldc, sC, batch));
+        return;
+    }
+    if (K == 0) {  // nothing to round: C = beta C, as cuBLAS does for K = 0
+        CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_at(Precision::FP32), opB, opA, N, M, K, &alpha, B, ldb, sB, A,
+                                               lda, sA, &beta, C, ldc, sC, batch));
+        return;
+    }
+    const __nv_bfloat16 *a, *b;
+    to_bf16(A, span(ta ? K : M, ta ? M : K, lda, sA, batch), B, span(tb ? N : K, tb ? K : N, ldb, sB, batch), &a, &b);
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_at(prec), opB, opA, N, M, K, &alpha, b, CUDA_R_16BF, ldb, sB, a,
+                                            CUDA_R_16BF, lda, sA, &beta, C, CUDA_R_32F, ldc, sC, batch,
+                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc) {
+    gemm_strided(ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 
 __global__ void bias_add_rows_kernel(float* out, const float* bias, int rows, int cols) {

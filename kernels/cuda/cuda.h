@@ -11,6 +11,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/kernels.h"  // Precision
+
 namespace vt {
 
 // ---- the hooks engine/backend.cpp calls ----------------------------------------------------
@@ -62,5 +64,12 @@ enum class ConvPath { Im2col, Cudnn };
 void cuda_set_conv_path(ConvPath p);
 ConvPath cuda_conv_path();
 bool cuda_has_cudnn();                          // built with CUDNN=1
+
+// The precision of every GEMM (im2col convolutions, linear layers) and cuDNN convolution:
+// fp32 (the default), tf32 (tensor cores on TF32-rounded operands) or bf16 (operands rounded
+// to BF16 on the fly; im2col path only). Storage and accumulation stay FP32. The default comes
+// from VT_PRECISION=fp32|tf32|bf16 (fp32 when unset).
+void cuda_set_precision(Precision p);
+Precision cuda_precision();
 
 }  // namespace vt

@@ -5,11 +5,13 @@
 // every shape can take this path. Forward and backward of one convolution must take the
 // same path: switch paths only between graphs.
 //
-// Numerics: FP32 FMA math (no TF32), so cuDNN and im2col compute the same function to float
-// rounding. Algorithms come from cuDNN's heuristics (the _v7 queries), preferring
-// deterministic ones, within the scratch the engine passes (d.scratch_size() floats) as
-// workspace. Backward accumulates (beta = 1), as every backward kernel does. Descriptors and
-// algorithm choices are cached per shape.
+// Numerics: at fp32 precision FP32 FMA math (no TF32), so cuDNN and im2col compute the same
+// function to float rounding; at tf32 cuDNN's default math (TF32 tensor cores allowed); bf16
+// is not offered here (its operand rounding is the im2col path's). Algorithms come from
+// cuDNN's heuristics (the _v7 queries), preferring deterministic ones, within the scratch the
+// engine passes (d.scratch_size() floats) as workspace. Backward accumulates (beta = 1), as
+// every backward kernel does. Descriptors and algorithm choices are cached per shape and
+// precision.
 #ifdef VT_CUDNN
 #include <cudnn.h>
 
@@ -56,22 +58,25 @@ std::string dims_str(const ConvDims& d) {
 }
 
 // The first usable algorithm of cuDNN's ranked list: it ran the query successfully, fits in
-// the workspace and uses FP32 math; deterministic if any such one is.
+// the workspace and uses FP32 math (at tf32: any math); deterministic if any such one is.
 template <class Perf>
-Perf pick(const Perf* perf, int n, size_t limit, const char* what, const ConvDims& d) {
+Perf pick(const Perf* perf, int n, size_t limit, const char* what, const ConvDims& d, bool tensor_ops) {
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++) {
             const Perf& p = perf[i];
             if (p.status != CUDNN_STATUS_SUCCESS || p.memory > limit) continue;
-            if (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+            const bool tensor_math =
+                p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+            if (tensor_math && !tensor_ops) continue;
             if (pass == 0 && p.determinism != CUDNN_DETERMINISTIC) continue;
             return p;
         }
-    fail("cuDNN offers no FP32 %s algorithm within %zu bytes of workspace for the convolution %s; "
-         "use the im2col path (VT_CONV=im2col)", what, limit, dims_str(d).c_str());
+    fail("cuDNN offers no %s %s algorithm within %zu bytes of workspace for the convolution %s; "
+         "use the im2col path (VT_CONV=im2col)", tensor_ops ? "TF32" : "FP32", what, limit, dims_str(d).c_str());
 }
 
-Plan make_plan(const ConvDims& d) {
+Plan make_plan(const ConvDims& d, Precision prec) {
+    const bool tf32 = prec == Precision::TF32;
     Plan p;
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.y));
@@ -82,7 +87,7 @@ Plan make_plan(const ConvDims& d) {
     CUDNN_CHECK(cudnnSetFilter4dDescriptor(p.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d.OC, d.C, d.KH, d.KW));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, d.PH, d.PW, d.SH, d.SW, 1, 1, CUDNN_CROSS_CORRELATION,
                                                 CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, CUDNN_FMA_MATH));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
     int on, oc, oh, ow;
     CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p.conv, p.x, p.w, &on, &oc, &oh, &ow));
     CHECK(on == d.N && oc == d.OC && oh == d.OH && ow == d.OW,
@@ -95,15 +100,15 @@ Plan make_plan(const ConvDims& d) {
     cudnnConvolutionFwdAlgoPerf_t fwd[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
                                                        fwd));
-    cudnnConvolutionFwdAlgoPerf_t f = pick(fwd, n, limit, "forward", d);
+    cudnnConvolutionFwdAlgoPerf_t f = pick(fwd, n, limit, "forward", d, tf32);
     cudnnConvolutionBwdDataAlgoPerf_t bd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x,
                                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, bd));
-    cudnnConvolutionBwdDataAlgoPerf_t b = pick(bd, n, limit, "backward-data", d);
+    cudnnConvolutionBwdDataAlgoPerf_t b = pick(bd, n, limit, "backward-data", d, tf32);
     cudnnConvolutionBwdFilterAlgoPerf_t bf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, p.conv, p.w,
                                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, bf));
-    cudnnConvolutionBwdFilterAlgoPerf_t w = pick(bf, n, limit, "backward-filter", d);
+    cudnnConvolutionBwdFilterAlgoPerf_t w = pick(bf, n, limit, "backward-filter", d, tf32);
     p.fwd = f.algo;
     p.bwd_data = b.algo;
     p.bwd_filter = w.algo;
@@ -118,15 +123,18 @@ Plan make_plan(const ConvDims& d) {
     return p;
 }
 
-// Plans are made once per shape and kept for the life of the process.
+// Plans are made once per shape and precision and kept for the life of the process.
 const Plan& plan_for(const ConvDims& d) {
-    using Key = std::array<int, 11>;
+    const Precision prec = cuda_precision();
+    if (prec == Precision::BF16)
+        fail("precision bf16 runs on the im2col path only; the cuDNN path (VT_CONV=cudnn) takes fp32 or tf32");
+    using Key = std::array<int, 12>;
     static std::mutex mu;
     static auto* plans = new std::map<Key, Plan>;  // never destroyed, like the handles
-    Key k = {d.N, d.C, d.H, d.W, d.OC, d.KH, d.KW, d.SH, d.SW, d.PH, d.PW};
+    Key k = {d.N, d.C, d.H, d.W, d.OC, d.KH, d.KW, d.SH, d.SW, d.PH, d.PW, (int)prec};
     std::lock_guard<std::mutex> lock(mu);
     auto it = plans->find(k);
-    if (it == plans->end()) it = plans->emplace(k, make_plan(d)).first;
+    if (it == plans->end()) it = plans->emplace(k, make_plan(d, prec)).first;
     return it->second;
 }
 

@@ -364,6 +364,20 @@ static ConvPath& conv_path_ref() {
     return p;
 }
 
+static Precision& precision_ref() {
+    static Precision p = [] {
+        const char* s = std::getenv("VT_PRECISION");
+        if (!s || !*s || !std::strcmp(s, "fp32")) return Precision::FP32;
+        if (!std::strcmp(s, "tf32")) return Precision::TF32;
+        if (!std::strcmp(s, "bf16")) return Precision::BF16;
+        fail("VT_PRECISION=%s: expected fp32, tf32 or bf16", s);
+    }();
+    return p;
+}
+
+void cuda_set_precision(Precision p) { precision_ref() = p; }
+Precision cuda_precision() { return precision_ref(); }
+
 void cuda_set_conv_path(ConvPath p) {
     if (p == ConvPath::Cudnn && !cuda_has_cudnn())
         fail("cuDNN convolution asked for, but this build has no cuDNN (rebuild with `make CUDA=1 CUDNN=1`)");

@@ -1160,6 +1160,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
     };
     const double t_start = now_s();
     settings_check(d, cfg, teacher);
+    PrecisionScope precision(cfg.device, cfg.precision);
     FitResult R;
     std::unique_ptr<Model> backbone = backbone_load(cfg.init.empty() ? cfg.backbone : cfg.init, cfg.arch);
     ModelConfig mc;  // the student: the backbone, cfg.residual (or --init's) cells everywhere, the feedback edges

@@ -79,6 +79,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend.h"  // Precision
 #include "models/convrnn.h"
 #include "models/datasets/neural_data.h"
 #include "models/fit/scoring.h"
@@ -139,6 +140,7 @@ struct FitConfig {
     uint64_t seed = 0;                     // student init, unit hold-out, batches
     std::string checkpoint_dir;            // "" = no checkpoints; else split<s>.npz inside
     Device device = Device::CPU;
+    Precision precision = Precision::FP32;  // of the GPU's GEMMs and convolutions (backend.h); the CPU: fp32
 };
 
 // The structure of the model checkpoint `path` (fit_dynamics --init): its motif, feedback

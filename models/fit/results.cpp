@@ -91,6 +91,7 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"min_reliability", json_num(c.score.min_reliability)},
         {"stratified", tg.folds.stratified},
         {"device", device_name(c.device)},
+        {"precision", precision_name(c.precision)},
         {"trainable_params", R.trainable_params},
     };
     st["flags"] = Json::object();

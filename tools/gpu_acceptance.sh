@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# gpu_acceptance.sh: the GPU measurements issues 11 (fit quality) and 14 (speed, precision) ask
+# for, as one prepared run on a lent GPU, in priority order, each stage under its own time limit
+# so that what finished is kept when the device time runs out.
+#
+#   ../shared/gpu/bundle.sh .gpu                                     (here: build and pack)
+#   bash .gpu/run.sh bash ../../tools/gpu_acceptance.sh OUT [STAGE...]   (on the GPU machine)
+#
+# OUT gets one file per stage (<= 8 files, the device tool's limit): tests.txt, bench.jsonl,
+# torch.jsonl, fit_<name>.txt (the fit's summary table), fits.json (every fit's EV, settings and
+# time). Stages (default: all, in this order; about 9 minutes on an H200):
+#   tests    the GPU tests, FP32 twins and the tf32/bf16 precision checks (~1 min)
+#   bench    ./bin/bench W1-W5 at fp32, tf32 and bf16; the PyTorch reference of W1-W5 at its
+#            default policy if a Python with torch is found (tools/bench_torch.py) (~2 min)
+#   fit      fit_dynamics --preset gpu --device cuda on the default virtual primate, lstm +
+#            conv5:conv2, shipped backbone, and its --time-varied baseline (~3 min)
+#   precision  the same fit at bf16 and tf32 (EV within 0.01 of fp32?) (~4 min)
+#   teacher  the same fit on the teacher's own backbone, and the teacher's own features through
+#            the same readouts (--init teacher --iters 0: the bound) (~4 min)
+# A smoke run of the script on a CPU: DEVICE=cpu EXTRA="--iters 2 --batch 2 --splits 2" (the
+# fits' flags), STAGES fit/teacher.
+set -uo pipefail
+DEVICE=${DEVICE:-cuda}
+read -r -a EXTRA <<< "${EXTRA:-}"
+OUT=${1:?usage: gpu_acceptance.sh OUT [tests|bench|fit|precision|teacher ...]}
+shift
+STAGES=("$@")
+[ ${#STAGES[@]} -gt 0 ] || STAGES=(tests bench fit precision teacher)
+mkdir -p "$OUT"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)  # the source tree (tools/bench_torch.py)
+log() { echo "gpu_acceptance: $(date +%T) $*" | tee -a "$OUT/fits.log" >&2; }
+
+fit() {  # fit NAME LIMIT_S FLAGS...: one fit_dynamics run; its table to OUT/fit_NAME.txt
+    local name=$1 limit=$2
+    shift 2
+    log "fit $name: $*"
+    timeout "$limit" ./bin/fit_dynamics --preset gpu --device "$DEVICE" --out "runs/gpu_$name" --overwrite "$@" \
+        "${EXTRA[@]}" > "$OUT/fit_$name.log" 2>&1
+    log "fit $name: rc $?"
+    tail -n 4 "$OUT/fit_$name.log" > "$OUT/fit_$name.txt"
+    rm -f "$OUT/fit_$name.log"
+    [ -f "runs/gpu_$name/results.json" ] && python3 - "$name" "runs/gpu_$name/results.json" "$OUT/fits.json" <<'PY'
+import json, os, sys
+name, path, out = sys.argv[1:4]
+r = json.load(open(path))
+row = {"name": name, "settings": {k: r["settings"].get(k) for k in
+       ("motif", "feedback", "backbone", "batch", "iters", "lr", "precision", "time_varied", "device")},
+       "areas": {a: {"ev": v["ev"], "heldout_units": v.get("heldout_units"), "teacher": v.get("teacher"),
+                     "ev_per_bin": v.get("ev_per_bin")} for a, v in r["areas"].items()},
+       "seconds": r.get("seconds")}
+rows = json.load(open(out)) if os.path.exists(out) else []
+json.dump(rows + [row], open(out, "w"), indent=1)
+PY
+}
+
+for stage in "${STAGES[@]}"; do
+    case $stage in
+    tests)
+        log "tests"
+        timeout 240 ./bin/tests -tc='cuda:*,precision:*' > "$OUT/tests.txt" 2>&1
+        log "tests: rc $?"
+        ;;
+    bench)
+        for p in fp32 tf32 bf16; do
+            log "bench $p"
+            timeout 150 ./bin/bench --device cuda --workload W1,W2,W3,W4,W5 --reps 5 --precision $p >> "$OUT/bench.jsonl"
+        done
+        PY=
+        for c in python3 /opt/*/bin/python3 /opt/*/*/bin/python3; do
+            command -v "$c" > /dev/null 2>&1 && "$c" -c 'import torch; assert torch.cuda.is_available()' 2> /dev/null \
+                && { PY=$c; break; }
+        done
+        if [ -n "$PY" ]; then
+            log "torch: $PY"
+            timeout 200 "$PY" "$ROOT/tools/bench_torch.py" --device cuda --workload W1,W2,W3,W4,W5 --reps 5 \
+                > "$OUT/torch.jsonl" 2>&1
+        else
+            log "torch: no Python with CUDA torch found; the PyTorch reference is not run"
+        fi
+        ;;
+    fit)
+        fit default 300 --motif lstm --feedback conv5:conv2
+        fit time_varied 120 --time-varied
+        ;;
+    precision)
+        fit bf16 300 --motif lstm --feedback conv5:conv2 --precision bf16
+        fit tf32 300 --motif lstm --feedback conv5:conv2 --precision tf32
+        ;;
+    teacher)
+        [ -f data/teacher.npz ] || timeout 120 ./bin/make_virtual_primate --out /tmp/vp_check.npz \
+            --write-teacher-backbone data/teacher_backbone.npz --write-teacher data/teacher.npz > /dev/null 2>&1
+        fit teacher 300 --motif lstm --feedback conv5:conv2 --backbone data/teacher_backbone.npz
+        fit bound 120 --init data/teacher.npz --iters 0
+        ;;
+    *) log "unknown stage '$stage' (tests, bench, fit, precision, teacher)" ;;
+    esac
+done
+log "done"
