@@ -6,9 +6,9 @@
 #   ../shared/gpu/bundle.sh .gpu                                     (here: build and pack)
 #   bash .gpu/run.sh bash ../../tools/gpu_acceptance.sh OUT [STAGE...]   (on the GPU machine)
 #
-# OUT gets one file per stage (<= 8 files, the device tool's limit): tests.txt, bench.jsonl,
-# torch.jsonl, fit_<name>.txt (the fit's summary table), fits.json (every fit's EV, settings and
-# time). Stages (default: all, in this order; about 9 minutes on an H200):
+# OUT gets at most 6 files (the device tool brings back 8): tests.txt, bench.jsonl, torch.jsonl,
+# fits.txt (each fit's summary table), fits.json (each fit's EV per area and bin, settings and
+# time) and log.txt (what ran when, each step's exit code). Stages (default: all, in this order; about 9 minutes on an H200):
 #   tests    the GPU tests, FP32 twins and the tf32/bf16 precision checks (~1 min)
 #   bench    ./bin/bench W1-W5 at fp32, tf32 and bf16; the PyTorch reference of W1-W5 at its
 #            default policy if a Python with torch is found (tools/bench_torch.py) (~2 min)
@@ -28,17 +28,16 @@ STAGES=("$@")
 [ ${#STAGES[@]} -gt 0 ] || STAGES=(tests bench fit precision teacher)
 mkdir -p "$OUT"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)  # the source tree (tools/bench_torch.py)
-log() { echo "gpu_acceptance: $(date +%T) $*" | tee -a "$OUT/fits.log" >&2; }
+log() { echo "gpu_acceptance: $(date +%T) $*" | tee -a "$OUT/log.txt" >&2; }
 
-fit() {  # fit NAME LIMIT_S FLAGS...: one fit_dynamics run; its table to OUT/fit_NAME.txt
+fit() {  # fit NAME LIMIT_S FLAGS...: one fit_dynamics run; its table appended to OUT/fits.txt
     local name=$1 limit=$2
     shift 2
     log "fit $name: $*"
     timeout "$limit" ./bin/fit_dynamics --preset gpu --device "$DEVICE" --out "runs/gpu_$name" --overwrite "$@" \
-        "${EXTRA[@]}" > "$OUT/fit_$name.log" 2>&1
+        "${EXTRA[@]}" > "/tmp/gpu_fit_$name.log" 2>&1
     log "fit $name: rc $?"
-    tail -n 4 "$OUT/fit_$name.log" > "$OUT/fit_$name.txt"
-    rm -f "$OUT/fit_$name.log"
+    { echo "== $name: $*"; tail -n 4 "/tmp/gpu_fit_$name.log"; } >> "$OUT/fits.txt"
     [ -f "runs/gpu_$name/results.json" ] && python3 - "$name" "runs/gpu_$name/results.json" "$OUT/fits.json" <<'PY'
 import json, os, sys
 name, path, out = sys.argv[1:4]
