@@ -33,7 +33,7 @@ void backend_synchronize(Device dev);
 // ---- GEMM precision (the tools' --precision) ----------------------------------------------
 // fp32: exact FP32 products (the default; the CPU twin is the reference). tf32: tensor-core
 // GEMMs and convolutions on operands rounded to TF32 (10-bit mantissa). bf16: each GEMM's
-// operands rounded to BF16 (8-bit mantissa) on the fly (the im2col path). At every precision
+// operands rounded to BF16 (7-bit mantissa) on the fly (the im2col path). At every precision
 // storage, accumulation, weights, optimiser state, cells and losses stay FP32. The CPU computes
 // in FP32 only: tf32 or bf16 there fail with a message naming --precision. A process starts at
 // VT_PRECISION (fp32 when unset); the tools set it from --precision (default fp32).

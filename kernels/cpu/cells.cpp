@@ -150,78 +150,77 @@ void gru_gates_backward(float* dG1, float* dh_prev, const float* drh, const floa
     }, dG1 != nullptr, dh_prev != nullptr);
 }
 
-void gru_update_forward(float* h, const float* G1, const float* Gc, const float* h_prev, int N, int C, int64_t P) {
-    const int64_t gs = (int64_t)C * P;  // from one gate to the next in G
+// The update gru and ugrnn share: h = k h_prev + (1 - k) tanh(m), k = s(gate + 1) (the keep
+// gate), m the candidate. gate(s, g) and cand(s, g) give a row's gate and candidate (their
+// gradients: dgate, dcand), which sit in different places in the two cells.
+template <int k, class Gate, class Cand>
+static void keep_blend_forward(float* h, const float* h_prev, int N, int C, int64_t P, Gate gate, Cand cand) {
     with_flags([=](auto has_prev) {
-        for_each_row<2>(N, C, P, [=](int64_t s, int64_t g, int) {
-            const float *gu = G1 + g + gs, *gc = Gc + s, *hp = row_of(h_prev, s);
+        for_each_row<k>(N, C, P, [=](int64_t s, int64_t g, int) {
+            const float *gk = gate(s, g), *gm = cand(s, g), *hp = row_of(h_prev, s);
             float* hr = h + s;
 #pragma omp simd
             for (int64_t p = 0; p < P; p++) {
-                float u = sigm(gu[p] + 1.f), cand = tanh_(gc[p]), prev = 0.f;
+                float keep = sigm(gk[p] + 1.f), m = tanh_(gm[p]), prev = 0.f;
                 if constexpr (VT_FLAG(has_prev)) prev = hp[p];
-                hr[p] = u * prev + (1.f - u) * cand;
+                hr[p] = keep * prev + (1.f - keep) * m;
             }
         });
     }, h_prev != nullptr);
+}
+
+// dgate / dcand are wanted when their tensors are given (the rows they return are then non-null).
+template <int k, class Gate, class Cand, class DGate, class DCand>
+static void keep_blend_backward(float* dh_prev, const float* dh, const float* h_prev, int N, int C, int64_t P,
+                                Gate gate, Cand cand, bool want_gate, DGate dgate, bool want_cand, DCand dcand) {
+    with_flags([=](auto has_prev, auto want_dgate, auto want_dcand, auto want_dh_prev) {
+        for_each_row<k>(N, C, P, [=](int64_t s, int64_t g, int) {
+            const float *gk = gate(s, g), *gm = cand(s, g), *hp = row_of(h_prev, s), *d = dh + s;
+            float *dgk = dgate(s, g), *dgm = dcand(s, g), *dhp = row_of(dh_prev, s);
+#pragma omp simd
+            for (int64_t p = 0; p < P; p++) {
+                float keep = sigm(gk[p] + 1.f), m = tanh_(gm[p]), prev = 0.f;
+                if constexpr (VT_FLAG(has_prev)) prev = hp[p];
+                if constexpr (VT_FLAG(want_dgate)) dgk[p] += d[p] * (prev - m) * keep * (1.f - keep);
+                if constexpr (VT_FLAG(want_dcand)) dgm[p] += d[p] * (1.f - keep) * (1.f - m * m);
+                if constexpr (VT_FLAG(want_dh_prev)) dhp[p] += d[p] * keep;
+            }
+        });
+    }, h_prev != nullptr, want_gate, want_cand, dh_prev != nullptr);
+}
+
+// gru's update: the keep gate u is G1's second gate, the candidate Gc a state-shaped tensor.
+void gru_update_forward(float* h, const float* G1, const float* Gc, const float* h_prev, int N, int C, int64_t P) {
+    const int64_t gs = (int64_t)C * P;  // from one gate to the next in G
+    keep_blend_forward<2>(h, h_prev, N, C, P, [=](int64_t, int64_t g) { return G1 + g + gs; },
+                          [=](int64_t s, int64_t) { return Gc + s; });
 }
 
 void gru_update_backward(float* dG1, float* dGc, float* dh_prev, const float* dh, const float* G1, const float* Gc,
                          const float* h_prev, int N, int C, int64_t P) {
-    const int64_t gs = (int64_t)C * P;  // from one gate to the next in G
-    with_flags([=](auto has_prev, auto want_dG1, auto want_dGc, auto want_dh_prev) {
-        for_each_row<2>(N, C, P, [=](int64_t s, int64_t g, int) {
-            const float *gu = G1 + g + gs, *gc = Gc + s, *hp = row_of(h_prev, s), *d = dh + s;
-            float *dgu = row_of(dG1, g + gs), *dgc = row_of(dGc, s), *dhp = row_of(dh_prev, s);
-#pragma omp simd
-            for (int64_t p = 0; p < P; p++) {
-                float u = sigm(gu[p] + 1.f), cand = tanh_(gc[p]), prev = 0.f;
-                if constexpr (VT_FLAG(has_prev)) prev = hp[p];
-                if constexpr (VT_FLAG(want_dG1)) dgu[p] += d[p] * (prev - cand) * u * (1.f - u);
-                if constexpr (VT_FLAG(want_dGc)) dgc[p] += d[p] * (1.f - u) * (1.f - cand * cand);
-                if constexpr (VT_FLAG(want_dh_prev)) dhp[p] += d[p] * u;
-            }
-        });
-    }, h_prev != nullptr, dG1 != nullptr, dGc != nullptr, dh_prev != nullptr);
+    const int64_t gs = (int64_t)C * P;
+    keep_blend_backward<2>(dh_prev, dh, h_prev, N, C, P, [=](int64_t, int64_t g) { return G1 + g + gs; },
+                           [=](int64_t s, int64_t) { return Gc + s; }, dG1 != nullptr,
+                           [=](int64_t, int64_t g) { return row_of(dG1, g + gs); }, dGc != nullptr,
+                           [=](int64_t s, int64_t) { return row_of(dGc, s); });
 }
 
 // ---- ugrnn -----------------------------------------------------------------------------
+// G = [g, m]: the keep gate and the candidate, one after the other.
 
 void ugrnn_forward(float* h, const float* G, const float* h_prev, int N, int C, int64_t P) {
-    const int64_t gs = (int64_t)C * P;  // from one gate to the next in G
-    with_flags([=](auto has_prev) {
-        for_each_row<2>(N, C, P, [=](int64_t s, int64_t g, int) {
-            const float *gg = G + g, *gm = gg + gs, *hp = row_of(h_prev, s);
-            float* hr = h + s;
-#pragma omp simd
-            for (int64_t p = 0; p < P; p++) {
-                float k = sigm(gg[p] + 1.f), m = tanh_(gm[p]), prev = 0.f;
-                if constexpr (VT_FLAG(has_prev)) prev = hp[p];
-                hr[p] = k * prev + (1.f - k) * m;
-            }
-        });
-    }, h_prev != nullptr);
+    const int64_t gs = (int64_t)C * P;
+    keep_blend_forward<2>(h, h_prev, N, C, P, [=](int64_t, int64_t g) { return G + g; },
+                          [=](int64_t, int64_t g) { return G + g + gs; });
 }
 
 void ugrnn_backward(float* dG, float* dh_prev, const float* dh, const float* G, const float* h_prev, int N, int C,
                     int64_t P) {
-    const int64_t gs = (int64_t)C * P;  // from one gate to the next in G
-    with_flags([=](auto has_prev, auto want_dG, auto want_dh_prev) {
-        for_each_row<2>(N, C, P, [=](int64_t s, int64_t g, int) {
-            const float *gg = G + g, *gm = gg + gs, *hp = row_of(h_prev, s), *d = dh + s;
-            float *dgg = row_of(dG, g), *dhp = row_of(dh_prev, s);
-#pragma omp simd
-            for (int64_t p = 0; p < P; p++) {
-                float k = sigm(gg[p] + 1.f), m = tanh_(gm[p]), prev = 0.f;
-                if constexpr (VT_FLAG(has_prev)) prev = hp[p];
-                if constexpr (VT_FLAG(want_dG)) {
-                    dgg[p] += d[p] * (prev - m) * k * (1.f - k);
-                    dgg[p + gs] += d[p] * (1.f - k) * (1.f - m * m);
-                }
-                if constexpr (VT_FLAG(want_dh_prev)) dhp[p] += d[p] * k;
-            }
-        });
-    }, h_prev != nullptr, dG != nullptr, dh_prev != nullptr);
+    const int64_t gs = (int64_t)C * P;
+    keep_blend_backward<2>(dh_prev, dh, h_prev, N, C, P, [=](int64_t, int64_t g) { return G + g; },
+                           [=](int64_t, int64_t g) { return G + g + gs; }, dG != nullptr,
+                           [=](int64_t, int64_t g) { return row_of(dG, g); }, dG != nullptr,
+                           [=](int64_t, int64_t g) { return row_of(dG, g + gs); });
 }
 
 // ---- rgc: the gates, before the ELUs ----------------------------------------------------
