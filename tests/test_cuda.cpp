@@ -875,36 +875,54 @@ ToolRun run_tool_cmd(const std::string& tool, const std::string& args) { return 
 
 }  // namespace
 
+namespace {
+
+// Each (arguments, what the error says) run as `tool ARGS REST` ends in exit 1 and one line
+// saying it; `tool --help` names `flag`. A tool not built is skipped with a message.
+struct Refusal {
+    std::string args, says;
+};
+
+// Every tool that takes --device (and --precision), with the other input it requires, so that
+// the flag under test is what it stops at.
+const std::pair<const char*, const char*> kToolsWithDevice[] = {
+    {"pretrain", "/nonexistent_dir"},
+    {"select_layers", "--data /nonexistent.npz --out /tmp/unused"},
+    {"score", "--features /nonexistent.npz --data /nonexistent.npz --out /tmp/unused"},
+    {"bench", "--workload conv"},
+    {"features", "--checkpoint /nonexistent.npz --images /nonexistent --out /tmp/unused"},
+    {"lesion", "/nonexistent_run"},
+    {"fit_dynamics", "--data /nonexistent.npz"},
+};
+
+void expect_tool_refusals(const char* tool, const std::string& rest, const std::string& flag,
+                          const std::vector<Refusal>& cases) {
+    INFO(tool);
+    if (access(vt_test::tool_path(tool).c_str(), X_OK) != 0) {
+        MESSAGE(vt_test::tool_path(tool) << " not built: skipped");
+        return;
+    }
+    for (const Refusal& c : cases) {
+        ToolRun r = run_tool_cmd(tool, c.args + " " + rest);
+        INFO(c.args << ": " << r.out);
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, c.says));
+        CHECK(count_lines(r.out) == 1);
+    }
+    ToolRun h = run_tool_cmd(tool, "--help");
+    CHECK(h.rc == 0);
+    CHECK(vt_test::has(h.out, flag));
+}
+
+}  // namespace
+
 TEST_CASE("cuda: every tool's --device cuda gives one clear line without a GPU, and --device is checked") {
     if (cuda_available()) { MESSAGE("a CUDA device is present: this test is for machines without one"); return; }
-    // Tools taking other required input get it, so that --device is what they stop at.
-    const std::pair<const char*, const char*> tools[] = {
-        {"pretrain", "/nonexistent_dir"},
-        {"select_layers", "--data /nonexistent.npz --out /tmp/unused"},
-        {"score", "--features /nonexistent.npz --data /nonexistent.npz --out /tmp/unused"},
-        {"bench", "--workload conv"},
-    };
-    for (const auto& [tool, rest] : tools) {
-        INFO(tool);
-        if (access(vt_test::tool_path(tool).c_str(), X_OK) != 0) {
-            MESSAGE(vt_test::tool_path(tool) << " not built: skipped");
-            continue;
-        }
-        ToolRun r = run_tool_cmd(tool, std::string("--device cuda ") + rest);
-        INFO(r.out);
-        CHECK(r.rc == 1);
-        CHECK(r.out ==
-              "error: --device cuda: no usable CUDA device (built without CUDA=1, or no GPU visible); use --device cpu\n");
-        CHECK(count_lines(r.out) == 1);
-        r = run_tool_cmd(tool, std::string("--device tpu ") + rest);
-        INFO(r.out);
-        CHECK(r.rc == 1);
-        CHECK(vt_test::has(r.out, "--device: expected cpu or cuda, got 'tpu'"));
-        CHECK(count_lines(r.out) == 1);
-        r = run_tool_cmd(tool, "--help");
-        CHECK(r.rc == 0);
-        CHECK(vt_test::has(r.out, "--device"));
-    }
+    for (const auto& [tool, rest] : kToolsWithDevice)
+        expect_tool_refusals(tool, rest, "--device",
+                             {{"--device cuda", "error: --device cuda: no usable CUDA device (built without CUDA=1, or "
+                                                "no GPU visible); use --device cpu\n"},
+                              {"--device tpu", "--device: expected cpu or cuda, got 'tpu'"}});
 }
 
 TEST_CASE("precision: fp32/tf32/bf16 by name; the CPU is fp32 only; every tool refuses tf32/bf16 there in one line") {
@@ -918,37 +936,10 @@ TEST_CASE("precision: fp32/tf32/bf16 by name; the CPU is fp32 only; every tool r
     backend_set_precision(Device::CPU, Precision::FP32);  // accepted: nothing to set
     CHECK(vt_test::error_of([] { backend_set_precision(Device::CPU, Precision::BF16); }) ==
           "--precision bf16: the CPU computes in fp32 only; tf32 and bf16 are GPU precisions (--device cuda)");
-    // Tools taking other required input get it, so that --precision is what they stop at.
-    const std::pair<const char*, const char*> tools[] = {
-        {"pretrain", "/nonexistent_dir"},
-        {"select_layers", "--data /nonexistent.npz --out /tmp/unused"},
-        {"score", "--features /nonexistent.npz --data /nonexistent.npz --out /tmp/unused"},
-        {"bench", "--workload conv"},
-        {"features", "--checkpoint /nonexistent.npz --images /nonexistent --out /tmp/unused"},
-        {"lesion", "/nonexistent_run"},
-        {"fit_dynamics", "--data /nonexistent.npz"},
-    };
-    for (const auto& [tool, rest] : tools) {
-        INFO(tool);
-        if (access(vt_test::tool_path(tool).c_str(), X_OK) != 0) {
-            MESSAGE(vt_test::tool_path(tool) << " not built: skipped");
-            continue;
-        }
-        ToolRun r = run_tool_cmd(tool, std::string("--precision tf32 ") + rest);
-        INFO(r.out);
-        CHECK(r.rc == 1);
-        CHECK(vt_test::has(r.out, "--precision tf32: the CPU computes in fp32 only"));
-        CHECK(count_lines(r.out) == 1);
-        r = run_tool_cmd(tool, std::string("--precision fp16 ") + rest);
-        INFO(r.out);
-        CHECK(r.rc == 1);
-        CHECK(vt_test::has(r.out, "--precision"));
-        CHECK(vt_test::has(r.out, "fp16"));
-        CHECK(count_lines(r.out) == 1);
-        r = run_tool_cmd(tool, "--help");
-        CHECK(r.rc == 0);
-        CHECK(vt_test::has(r.out, "--precision"));
-    }
+    for (const auto& [tool, rest] : kToolsWithDevice)
+        expect_tool_refusals(tool, rest, "--precision",
+                             {{"--precision tf32", "--precision tf32: the CPU computes in fp32 only"},
+                              {"--precision fp16", "--precision: expected fp32, tf32 or bf16, got 'fp16'"}});
 }
 
 // ---- a whole unrolled model on the GPU ---------------------------------------------------------
