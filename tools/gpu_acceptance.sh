@@ -8,7 +8,8 @@
 #
 # OUT gets at most 6 files (the device tool brings back 8): tests.txt, bench.jsonl, torch.jsonl,
 # fits.txt (each fit's summary table), fits.json (each fit's EV per area and bin, settings and
-# time) and log.txt (what ran when, each step's exit code). Stages (default: all, in this order; about 9 minutes on an H200):
+# time) and log.txt (what ran when, each step's exit code). Stages (default: all, in this
+# order; about 9 minutes on an H200 by the earlier runs' speed):
 #   tests    the GPU tests, FP32 twins and the tf32/bf16 precision checks (~1 min)
 #   bench    ./bin/bench W1-W5 at fp32, tf32 and bf16; the PyTorch reference of W1-W5 at its
 #            default policy if a Python with torch is found (tools/bench_torch.py) (~2 min)
@@ -62,7 +63,8 @@ for stage in "${STAGES[@]}"; do
     bench)
         for p in fp32 tf32 bf16; do
             log "bench $p"
-            timeout 150 ./bin/bench --device cuda --workload W1,W2,W3,W4,W5 --reps 5 --precision $p >> "$OUT/bench.jsonl"
+            timeout 150 ./bin/bench --device cuda --workload W1,W2,W3,W4,W5 --reps 5 --precision $p \
+                >> "$OUT/bench.jsonl"
         done
         PY=
         for c in python3 /opt/*/bin/python3 /opt/*/*/bin/python3; do
