@@ -53,7 +53,13 @@ static __nv_bfloat16* bf16_scratch(int64_t n) {
                  (long long)n);
         const int64_t want = std::max(n, 2 * capacity);
         void* p = nullptr;
-        CUDA_CHECK(cudaMalloc(&p, (size_t)want * sizeof(__nv_bfloat16)));
+        cudaError_t e = cudaMalloc(&p, (size_t)want * sizeof(__nv_bfloat16));
+        if (e == cudaErrorMemoryAllocation) {  // the caching allocator's free blocks back to the device, once
+            cudaGetLastError();
+            cuda_empty_cache();
+            e = cudaMalloc(&p, (size_t)want * sizeof(__nv_bfloat16));
+        }
+        CUDA_CHECK(e);
         block = (__nv_bfloat16*)p, capacity = want;
     }
     return block;

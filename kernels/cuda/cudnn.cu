@@ -58,16 +58,16 @@ std::string dims_str(const ConvDims& d) {
 }
 
 // The first usable algorithm of cuDNN's ranked list: it ran the query successfully, fits in
-// the workspace and uses FP32 math (at tf32: any math); deterministic if any such one is.
+// the workspace and uses FP32 math (at tf32: tensor-op math too, never the down-conversion to
+// FP16 that CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION means for FP32 data); deterministic if any.
 template <class Perf>
 Perf pick(const Perf* perf, int n, size_t limit, const char* what, const ConvDims& d, bool tensor_ops) {
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++) {
             const Perf& p = perf[i];
             if (p.status != CUDNN_STATUS_SUCCESS || p.memory > limit) continue;
-            const bool tensor_math =
-                p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-            if (tensor_math && !tensor_ops) continue;
+            if (p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+            if (p.mathType == CUDNN_TENSOR_OP_MATH && !tensor_ops) continue;
             if (pass == 0 && p.determinism != CUDNN_DETERMINISTIC) continue;
             return p;
         }
