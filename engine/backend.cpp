@@ -137,13 +137,15 @@ const char* precision_name(Precision p) {
     return p == Precision::TF32 ? "tf32" : p == Precision::BF16 ? "bf16" : "fp32";
 }
 
+void precision_check(Device dev, Precision p) {
+    if (dev == Device::CPU && p != Precision::FP32)
+        fail("--precision %s: the CPU computes in fp32 only; tf32 and bf16 are GPU precisions (--device cuda)",
+             precision_name(p));
+}
+
 void backend_set_precision(Device dev, Precision p) {
-    if (dev == Device::CPU) {
-        if (p != Precision::FP32)
-            fail("--precision %s: the CPU computes in fp32 only; tf32 and bf16 are GPU precisions (--device cuda)",
-                 precision_name(p));
-        return;
-    }
+    precision_check(dev, p);
+    if (dev == Device::CPU) return;
     need_cuda();
 #ifdef VT_CUDA
     cuda_set_precision(p);

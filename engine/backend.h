@@ -39,6 +39,7 @@ void backend_synchronize(Device dev);
 // VT_PRECISION (fp32 when unset); the tools set it from --precision (default fp32).
 Precision precision_parse(const std::string& s);  // "fp32", "tf32", "bf16"; fails otherwise
 const char* precision_name(Precision p);
+void precision_check(Device dev, Precision p);  // fails on the CPU unless fp32; sets nothing
 void backend_set_precision(Device dev, Precision p);
 Precision backend_precision(Device dev);
 constexpr const char* kPrecisionHelp =

@@ -135,6 +135,10 @@ struct Cli {
                          {"cpu", "cuda"}, 0});  // check() looks no further: no device is needed to name one
         return r;
     }
+    FlagRef flag(const std::string& name, Precision* v, const std::string& help) {  // precision_parse
+        return add({name, help, precision_name(*v), false, false, false, false, false, 0, 0,
+                    [=](const std::string& s, const Flag&) { *v = precision_parse(s); }, {"fp32", "tf32", "bf16"}, 0});
+    }
     FlagRef flag(const std::string& name, bool* v, const std::string& help) {  // a switch (def: its value then)
         return add({name, help, *v ? "true" : "false", true, false, false, false, false, 0, 0,
                     [=](const std::string& s, const Flag& f) { *v = parse_switch(s, f); }, {}, 0});

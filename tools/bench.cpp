@@ -56,7 +56,7 @@ struct Opts {
     int reps = 5;
     int threads = 0;
     Device device = Device::CPU;  // conv and W1-W5 (simpls is CPU work)
-    std::string precision = "fp32";  // of the GEMMs and convolutions on `device` (backend.h)
+    Precision precision = Precision::FP32;  // of the GEMMs and convolutions on `device` (backend.h)
     bool graph = true;            // W1-W5 on the GPU: replay a captured CUDA Graph
     double sgemm = 0;             // the same-run sgemm rate on `device`, GFLOP/s
     int batch = 0, steps = 0;     // W1-W5: override the workload's batch and T (0 = its own)
@@ -611,8 +611,7 @@ int main(int argc, char** argv) {
         cli.flag("--reps", &o.reps, "runs per measurement (the median is reported)").range(1, 100000);
         cli.flag("--threads", &o.threads, "compute threads (0 = all cores)").range(0, 1 << 16);
         cli.flag("--device", &o.device, "cpu or cuda");
-        cli.flag("--precision", &o.precision, std::string(kPrecisionHelp) + "; the sgemm reference runs at it too")
-            .choices({"fp32", "tf32", "bf16"});
+        cli.flag("--precision", &o.precision, std::string(kPrecisionHelp) + "; the sgemm reference runs at it too");
         cli.flag("--no-graph", &no_graph, "W1-W5 on the GPU: plain runs instead of a captured CUDA Graph");
         cli.flag("--list", &list, "print the workload names and exit");
         cli.flag("--batch", &o.batch, "W1-W5: this batch instead of the workload's (0 = its own)").range(0, 1 << 16);
@@ -644,7 +643,7 @@ int main(int argc, char** argv) {
             if (!found) fail("--workload: unknown workload '%s' (see --list)", name.c_str());
         }
         backend_set_threads(o.threads);
-        backend_set_precision(o.device, precision_parse(o.precision));
+        backend_set_precision(o.device, o.precision);
         o.sgemm = sgemm_gflops(o.reps, o.device);
         emit({{"workload", "sgemm"}, {"n", sgemm_n(o.device)}, {"gflops", json_num(o.sgemm)}}, o.device);
         for (const Workload& w : WORKLOADS)

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
         std::string checkpoint, images, out, layers;
         FeatureRequest req;
         Device device = Device::CPU;
-        std::string precision = "fp32";
+        Precision precision = Precision::FP32;
         int threads = 0;
         bool overwrite = false;
         Cli cli("features", "",
@@ -97,11 +97,11 @@ int main(int argc, char** argv) {
         cli.flag("--bins", &req.bins, "average each layer over the fit's time bins, (N, B, D), instead of per step");
         cli.flag("--batch", &req.batch, "images per forward pass").range(1, 4096);
         cli.flag("--device", &device, "cpu or cuda");
-        cli.flag("--precision", &precision, kPrecisionHelp).choices({"fp32", "tf32", "bf16"});
+        cli.flag("--precision", &precision, kPrecisionHelp);
         cli.flag("--threads", &threads, "compute threads (0 = all cores)").range(0, 1 << 16);
         cli.flag("--overwrite", &overwrite, "replace an existing --out");
         cli.parse(argc, argv);
-        backend_set_precision(device, precision_parse(precision));
+        backend_set_precision(device, precision);
         if (!cli.positional.empty()) fail("features: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
         if (checkpoint.empty()) fail("features: --checkpoint is required (see --help)");
         if (images.empty()) fail("features: --images is required (see --help)");

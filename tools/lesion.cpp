@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
     return run_main([&] {
         std::string out;
         Device device = Device::CPU;
-        std::string precision = "fp32";
+        Precision precision = Precision::FP32;
         int threads = 0;
         Cli cli("lesion", "RUN",
                 "Re-score a finished fit_dynamics run (folder RUN) on each split's held-out images with one part of\n"
@@ -29,10 +29,10 @@ int main(int argc, char** argv) {
                 "lesion.png (default OUT = RUN/lesion).");
         cli.flag("--out", &out, "output folder (default RUN/lesion)");
         cli.flag("--device", &device, "cpu or cuda");
-        cli.flag("--precision", &precision, kPrecisionHelp).choices({"fp32", "tf32", "bf16"});
+        cli.flag("--precision", &precision, kPrecisionHelp);
         cli.flag("--threads", &threads, "compute threads (0 = all cores)").range(0, 1 << 16);
         cli.parse(argc, argv);
-        backend_set_precision(device, precision_parse(precision));
+        backend_set_precision(device, precision);
         if (cli.positional.size() != 1) fail("lesion: expected one RUN folder (a fit_dynamics --out), got %zu arguments",
                                              cli.positional.size());
         const std::string run = cli.positional[0];

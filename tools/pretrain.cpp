@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
     const int rc = run_main([&] {
         const DistInfo& D = dist_init();  // before any work: every rank parses the same flags
         PretrainConfig c;
-        std::string precision = "fp32";
+        Precision precision = Precision::FP32;
         Cli cli("pretrain", "DIR",
                 "Train a backbone for image classification on an ImageNet-style folder:\n"
                 "DIR/train/<class>/*.{jpg,png} and DIR/val/<class>/... (DIR/test/ serves as val; with\n"
@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
         cli.flag("--feedback", &c.feedback, "feedback edges, e.g. conv5:conv2");
         cli.flag("--steps", &c.steps, "unroll length for a ConvRNN (classify its last step)").range(1, 1000);
         cli.flag("--device", &c.device, "cpu or cuda: where the model trains (batches go through pinned host buffers)");
-        cli.flag("--precision", &precision, kPrecisionHelp).choices({"fp32", "tf32", "bf16"});
+        cli.flag("--precision", &precision, kPrecisionHelp);
         cli.flag("--threads", &c.threads, "compute threads (0 = all cores; at most the hardware threads)").range(0, 1 << 16);
         cli.flag("--loader-threads", &c.loader_threads, "image decoding threads (at most the hardware threads)").range(1, 1 << 16);
         cli.flag("--seed", &c.seed, "seed of initialisation, shuffling and augmentation");
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
         cli.parse(argc, argv);
         if (cli.positional.size() != 1) fail("pretrain: expected one DIR argument, got %zu (see --help)", cli.positional.size());
         c.data = cli.positional[0];
-        backend_set_precision(c.device, precision_parse(precision));
+        backend_set_precision(c.device, precision);
         PretrainResult r = pretrain_run(c);
         if (D.rank == 0)
             std::printf("{\"done\": true, \"epochs\": %d, \"val_top1\": %.4f, \"val_top5\": %.4f, \"seconds\": %.1f, "

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
         std::string features, data, out, areas, mapping = "both", layers;
         int threads = 0;
         Device device = Device::CPU;
-        std::string precision = "fp32";
+        Precision precision = Precision::FP32;
         ScoreConfig c;
         Cli cli("score", "",
                 "Score model features against a neural dataset: PLS from each layer's features to each area's\n"
@@ -50,8 +50,7 @@ int main(int argc, char** argv) {
         cli.flag("--device", &device,
                  "cpu or cuda (accepted and checked for scripts that pass it to every tool; score runs no model, and "
                  "its PLS fits run on the CPU either way)");
-        cli.flag("--precision", &precision, "accepted and checked like --device (fp32; tf32, bf16: --device cuda)")
-            .choices({"fp32", "tf32", "bf16"});
+        cli.flag("--precision", &precision, "accepted and checked like --device (fp32; tf32, bf16: --device cuda)");
         cli.flag("--threads", &threads, "compute threads (0 = all cores; at most the hardware threads)").range(0, 1 << 16);
         cli.parse(argc, argv);
         scoring.apply(c);
@@ -59,7 +58,7 @@ int main(int argc, char** argv) {
         if (features.empty() || data.empty() || out.empty())
             fail("score: --features, --data and --out are required (see --help)");
         backend_set_threads(threads);
-        if (device == Device::CPU) backend_set_precision(device, precision_parse(precision));  // fp32 only
+        precision_check(device, precision);  // no model runs here: nothing to set
         if (device == Device::CUDA)
             std::fprintf(stderr, "score: --device cuda: there is no model to run here; the PLS fits run on the CPU\n");
         c.areas = split_list(areas);

@@ -35,7 +35,7 @@ struct SelectArgs {
     std::string backbone, arch, data, out, areas;
     int batch = 64, threads = 0;
     Device device = Device::CPU;
-    std::string precision = "fp32";
+    Precision precision = Precision::FP32;
     ScoreConfig c;  // the scoring protocol (models/fit/scoring_flags.h), areas included
 };
 
@@ -55,10 +55,10 @@ SelectArgs args_parse(int argc, char** argv) {
     scoring.add(cli, a.c);
     cli.flag("--batch", &a.batch, "images per forward pass").range(1, 1 << 16);
     cli.flag("--device", &a.device, "cpu or cuda: where the backbone's forward passes run (the PLS fits run on the CPU)");
-    cli.flag("--precision", &a.precision, kPrecisionHelp).choices({"fp32", "tf32", "bf16"});
+    cli.flag("--precision", &a.precision, kPrecisionHelp);
     cli.flag("--threads", &a.threads, "compute threads (0 = all cores; at most the hardware threads)").range(0, 1 << 16);
     cli.parse(argc, argv);
-    backend_set_precision(a.device, precision_parse(a.precision));
+    backend_set_precision(a.device, a.precision);
     scoring.apply(a.c);
     if (!cli.positional.empty()) fail("select_layers: unexpected argument '%s' (see --help)", cli.positional[0].c_str());
     if (a.data.empty() || a.out.empty()) fail("select_layers: --data and --out are required (see --help)");

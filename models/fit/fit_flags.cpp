@@ -149,7 +149,7 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
         cli.flags[i].tag = cli.flags[i].name == "--components" || cli.flags[i].name == "--pls" ? C : S;
     cli.flag("--model-seed", &c.seed, "seed of the student's cells, the unit hold-out and the minibatches").tag(C);
     cli.flag("--device", &c.device, "cpu or cuda").tag(C);
-    cli.flag("--precision", &v.precision, kPrecisionHelp).choices({"fp32", "tf32", "bf16"}).tag(C);
+    cli.flag("--precision", &c.precision, kPrecisionHelp).tag(C);
     cli.flag("--threads", &v.threads, "compute threads (0 = all cores)").range(0, 1 << 16).tag(S);
     cli.flag("--overwrite", &v.overwrite, "replace the finished run in --out (refused otherwise)").tag(kSweepOwn);
     cli.flag("--preset", &v.preset, "cpu (a 10-minute CPU fit) or gpu (400 iterations of 32 images: the paper-scale "
@@ -164,10 +164,7 @@ void fit_flags_finish(const Cli& cli, FitFlags& v) {
     c.readout_refit = !v.no_refit;
     c.residual = v.cells == "residual";
     c.stop_on_score = v.stop_on == "score";
-    c.precision = precision_parse(v.precision);
-    if (c.device == Device::CPU && c.precision != Precision::FP32)
-        fail("--precision %s: the CPU computes in fp32 only; tf32 and bf16 are GPU precisions (--device cuda)",
-             v.precision.c_str());
+    precision_check(c.device, c.precision);
     if (!c.readout_refit && !cli.was_given("--readout-lr")) c.readout_lr = 1e-4f;  // Adam alone moves them
     if (!cli.was_given("--warmup")) c.warmup = std::min(c.warmup, c.iters / 10);  // the preset's, scaled to --iters
     if (c.warmup > 0 && c.warmup >= c.iters)

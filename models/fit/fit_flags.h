@@ -30,7 +30,7 @@ enum SweepRole : int {
 // Everything fit_dynamics' flags set: the FitConfig and what is converted into it after parsing.
 struct FitFlags {
     FitConfig c;
-    std::string data, out, preset = "cpu", onset = "auto", cells = "plain", stop_on = "score", precision = "fp32";
+    std::string data, out, preset = "cpu", onset = "auto", cells = "plain", stop_on = "score";
     bool no_memory_init = false, overwrite = false, no_refit = false;
     int threads = 0;
     ScoringFlags scoring;
