@@ -268,10 +268,30 @@ static Tensor zeros_like_channels(const Tensor& x, int64_t C) {
     return tensor_zeros({x.dim(0), C, x.dim(2), x.dim(3)}, x.device());
 }
 
-Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const Tensor& x, CellState& st) {
+Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const Tensor& x, CellState& st,
+                 bool x_repeats) {
     const std::string n = layer + ".cell.";
     const int64_t C = x.dim(1);
     auto conv3 = [&](const Tensor& in, const std::string& w) { return conv2d(in, p[n + w + "weight"], p[n + w + "bias"], 1, 1); };
+    if (x_repeats && (!st.x_last.defined() || st.x_last.buf != x.buf || st.x_last.offset != x.offset)) {
+        st.x_last = x;  // a new input: its projections are computed afresh
+        st.x_proj.clear();
+    }
+    // The input part W_x x + b of conv w, kept in slot k while x repeats.
+    auto x_part = [&](const std::string& w, size_t k, auto compute) {
+        if (!x_repeats) return compute();
+        if (st.x_proj.size() <= k) st.x_proj.resize(k + 1);
+        if (!st.x_proj[k].defined()) st.x_proj[k] = compute();
+        return st.x_proj[k];
+    };
+    // conv w over [x, s], s a state (undefined = zero); slot k for x_repeats.
+    auto conv_xs = [&](const Tensor& s, const std::string& w, size_t k) {
+        const Tensor& W = p[n + w + "weight"];
+        const int cx = (int)C, cs = (int)W.dim(1) - cx;
+        if (!x_repeats && s.defined()) return conv3(concat_channels({x, s}), w);  // one GEMM over both
+        Tensor gx = x_part(w, k, [&] { return conv2d(x, slice_channels(W, 0, cx), p[n + w + "bias"], 1, 1); });
+        return s.defined() ? add(gx, conv2d(s, slice_channels(W, cx, cs), Tensor(), 1, 1)) : gx;
+    };
     switch (m) {
     case Motif::None: return x;
     case Motif::TimeDecay: {
@@ -281,35 +301,34 @@ Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const T
     }
     case Motif::RNN:
     case Motif::RNNLarge: {
-        int64_t D = m == Motif::RNN ? C : rnn_large_depth((int)C);
-        Tensor hp = st.h.defined() ? st.h : zeros_like_channels(x, D);
-        st.h = elu(conv3(concat_channels({x, hp}), ""));
-        return D == C ? st.h : slice_channels(st.h, 0, (int)C);
+        st.h = elu(conv_xs(st.h, "", 0));
+        return st.h.dim(1) == C ? st.h : slice_channels(st.h, 0, (int)C);
     }
     case Motif::GRU: {
-        Tensor hp = st.h.defined() ? st.h : zeros_like_channels(x, C);
-        Tensor G1 = conv3(concat_channels({x, hp}), "gates.");
-        Tensor Gc = conv3(concat_channels({x, gru_gates_op(G1, hp)}), "cand.");
+        const Tensor hs = st.h;  // undefined at the first step
+        Tensor hp = hs.defined() ? hs : zeros_like_channels(x, C);
+        Tensor G1 = conv_xs(hs, "gates.", 0);
+        Tensor Gc = conv_xs(hs.defined() ? gru_gates_op(G1, hp) : Tensor(), "cand.", 1);  // r * 0 = 0
         st.h = gru_update_op(G1, Gc, hp);
         return st.h;
     }
     case Motif::LSTM: {
-        Tensor hp = st.h.defined() ? st.h : zeros_like_channels(x, C);
         Tensor cp = st.c.defined() ? st.c : zeros_like_channels(x, C);
-        Tensor s = lstm_op(conv3(concat_channels({x, hp}), ""), cp);
+        Tensor s = lstm_op(conv_xs(st.h, "", 0), cp);
         st.c = state_c(s);
         st.h = state_h(s);
         return st.h;
     }
     case Motif::UGRNN: {
         Tensor hp = st.h.defined() ? st.h : zeros_like_channels(x, C);
-        st.h = ugrnn_op(conv3(concat_channels({x, hp}), ""), hp);
+        st.h = ugrnn_op(conv_xs(st.h, "", 0), hp);
         return st.h;
     }
     case Motif::RGC: {
         Tensor hp = st.h.defined() ? st.h : zeros_like_channels(x, C);
         Tensor cp = st.c.defined() ? st.c : zeros_like_channels(x, C);
-        Tensor s = elu(rgc_gates_op(conv3(cp, "c."), conv3(hp, "h."), conv3(x, "x."), x, cp, hp));
+        Tensor Xc = x_part("x.", 0, [&] { return conv3(x, "x."); });
+        Tensor s = elu(rgc_gates_op(conv3(cp, "c."), conv3(hp, "h."), Xc, x, cp, hp));
         st.c = state_c(s);
         st.h = state_h(s);
         return st.h;

@@ -54,9 +54,19 @@ std::vector<float> cell_init_memory(ParamArena& p,              // the cell's pa
 struct CellState {
     Tensor c;  // memory (lstm, rgc), (N, C, H, W); undefined = zero
     Tensor h;  // hidden state, (N, C or D, H, W); undefined = zero
+    // With x_repeats: the input part of each cell conv, W_x x + b, kept for x_last and reused
+    // while x is the same tensor (one per conv: gru has two).
+    Tensor x_last;
+    std::vector<Tensor> x_proj;
 };
 
-// One step: returns h (N, C, H, W) and replaces st with the new state.
-Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const Tensor& x, CellState& st);
+// One step: returns h (N, C, H, W) and replaces st with the new state. A cell conv over
+// [x, h_prev] is W_x x + W_h h_prev + b: an undefined (zero) state skips W_h, and with
+// x_repeats (the caller's promise that x will often be the same tensor as at the step
+// before, e.g. the first layer's input while the frame stays) W_x x + b is computed once per
+// distinct x and only W_h h_prev at each step. Both are the same function as the conv over
+// the concatenation, up to float rounding (tested).
+Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const Tensor& x, CellState& st,
+                 bool x_repeats = false);
 
 }  // namespace vt

@@ -143,6 +143,7 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
     };
 
     std::vector<CellState> state(L);
+    std::vector<Tensor> frame_in(L), frame_x(L);  // a frame-fed layer's last input and its pre-memory conv
     for (int t = 1; t < cfg.steps; t++) {
         const Tensor& frame = (t - 1) < cfg.image_steps ? u.image : grey;
         for (int l = 0; l < L; l++) {
@@ -162,10 +163,22 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
                 inputs.push_back(same ? src : resize_bilinear(src, (int)ff.dim(2), (int)ff.dim(3)));
             }
             Tensor in = inputs.size() == 1 ? ff : concat_channels(inputs);
-            Tensor x = conv2d(in, premem_weight(l, fb_edges, mask), m.params[ls.name + ".bias"], ls.stride, ls.pad);
+            // A layer fed by the frame alone sees the same input at every step while the
+            // image (or the grey) stays: its pre-memory conv and its cell's input projection
+            // are computed once per frame, not once per step (the first layer: a sixth to a
+            // quarter of a step's convolution work).
+            const bool repeats = l == 0 && inputs.size() == 1;
+            Tensor x;
+            if (repeats && frame_x[l].defined() && frame_in[l].buf == in.buf && frame_in[l].offset == in.offset) {
+                x = frame_x[l];
+            } else {
+                x = conv2d(in, premem_weight(l, fb_edges, mask), m.params[ls.name + ".bias"], ls.stride, ls.pad);
+                frame_in[l] = repeats ? in : Tensor();
+                frame_x[l] = repeats ? x : Tensor();
+            }
             if (std::find(m.cfg.stateless.begin(), m.cfg.stateless.end(), l) != m.cfg.stateless.end())
                 state[l] = CellState();  // lesioned: no memory of earlier steps
-            Tensor h = cell_step(m.motif(l), m.params, ls.name, x, state[l]);
+            Tensor h = cell_step(m.motif(l), m.params, ls.name, x, state[l], repeats);
             if (m.cfg.residual && m.motif(l) != Motif::None) h = add(x, scale_channels(h, m.params[ls.name + ".cell.scale"]));
             u.out[t][l] = post_memory(ls, h);
         }

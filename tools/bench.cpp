@@ -220,7 +220,9 @@ void bench_conv(const Opts& o) {
 // step, cells at all five layers, linear readouts of 64 "V4" units from conv3 and 128 "IT"
 // units from conv5 at every step they are active, MSE against fixed targets, backbone
 // frozen. GFLOP/s counts the forward convolutions of all T steps analytically, as if no
-// silent layer were skipped, times 3 for forward + backward (times 1 for inference).
+// silent layer were skipped and conv1 and its cells' input half ran at every step (the unroll
+// runs them once per image: models/convrnn.cpp), times 3 for forward + backward (times 1 for
+// inference): a rate of the model as written, not of the multiplies done.
 // Forward + backward (forward alone for inference) run through a TapeGraph: on the GPU one
 // captured CUDA Graph launch per iteration after the first two (warm-up, capture; both
 // before the clock starts); Adam runs outside the graph.

@@ -7,8 +7,10 @@
 #   tools/bench_compare.sh --workloads W1,W4 --threads 4 --rounds 3 --batch 32
 #
 # Prints the CPU, the same-run OpenBLAS sgemm rate and PyTorch's version, then one Markdown
-# row per workload: ventral's runs, PyTorch's runs, best / best ratio. Needs bin/bench (make)
-# and a python3 with torch (Debian's python3-torch; /usr/bin/python3 is tried first).
+# row per workload: ventral's runs, PyTorch's runs as the equations read and with --hoist (the
+# same once-per-image conv1 and skipped zero states as ventral's unroll), best / best ratios.
+# Needs bin/bench (make) and a python3 with torch (Debian's python3-torch; /usr/bin/python3
+# is tried first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workloads=W1,W2,W5 threads=2 rounds=2 batch=0 steps=0 reps=1
@@ -38,20 +40,22 @@ field() { grep -o "\"$1\": *[0-9.e+-]*" | head -1 | sed 's/.*: *//'; }
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; threads $threads"
 echo "pytorch: $("$py" -c 'import torch; print(torch.__version__, "(", torch.__config__.show().split("CPU capability usage: ")[1].split()[0], ")")' 2>/dev/null || echo '?')"
 echo
-echo "| workload | ventral ms/iter (runs) | PyTorch ms/iter (runs) | ratio (best PyTorch / best ventral) | sgemm GFLOP/s (ventral's runs) |"
-echo "| --- | --- | --- | --- | --- |"
+echo "| workload | ventral ms/iter (runs) | PyTorch ms/iter (runs) | PyTorch --hoist (runs) | best PyTorch / best ventral | same, --hoist | sgemm GFLOP/s (ventral's runs) |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for w in ${workloads//,/ }; do
-    vs=() ts=() gs=()
+    vs=() ts=() hs=() gs=()
     for ((r = 0; r < rounds; r++)); do
         out=$(./bin/bench --workload "$w" --threads "$threads" --reps "$reps" --batch "$batch" --steps "$steps" 2>/dev/null)
         vs+=("$(echo "$out" | grep "\"workload\":\"$w\"" | field ms_per_iter)")
         gs+=("$(echo "$out" | grep '"workload":"sgemm"' | field gflops)")
         ts+=("$("$py" tools/bench_torch.py --workload "$w" --threads "$threads" --reps "$reps" --warmup 1 \
                  --batch "$batch" --steps "$steps" | field ms_per_iter)")
+        hs+=("$("$py" tools/bench_torch.py --workload "$w" --threads "$threads" --reps "$reps" --warmup 1 \
+                 --batch "$batch" --steps "$steps" --hoist | field ms_per_iter)")
     done
-    best_v=$(printf '%s\n' "${vs[@]}" | sort -g | head -1)
-    best_t=$(printf '%s\n' "${ts[@]}" | sort -g | head -1)
-    ratio=$(awk -v a="$best_t" -v b="$best_v" 'BEGIN { printf "%.2fx", a / b }')
-    printf '| %s | %s | %s | %s | %s |\n' "$w" "$(printf '%.0f ' "${vs[@]}")" "$(printf '%.0f ' "${ts[@]}")" "$ratio" \
-        "$(printf '%.0f ' "${gs[@]}")"
+    best() { printf '%s\n' "$@" | sort -g | head -1; }
+    best_v=$(best "${vs[@]}") best_t=$(best "${ts[@]}") best_h=$(best "${hs[@]}")
+    ratio() { awk -v a="$1" -v b="$best_v" 'BEGIN { printf "%.2fx", a / b }'; }
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$w" "$(printf '%.0f ' "${vs[@]}")" "$(printf '%.0f ' "${ts[@]}")" \
+        "$(printf '%.0f ' "${hs[@]}")" "$(ratio "$best_t")" "$(ratio "$best_h")" "$(printf '%.0f ' "${gs[@]}")"
 done

@@ -25,6 +25,12 @@ everywhere), tf32 (TF32 matmuls and cuDNN convolutions: PyTorch's default for cu
 convolutions on Ampere and later), bf16 (autocast to bfloat16, FP32 master weights); the
 default, `default`, is what PyTorch does untouched (cuDNN convs in TF32, matmuls in FP32).
 PyTorch is needed by this script only, never by the engine.
+
+--hoist does in PyTorch what ventral's unroll does (models/convrnn.cpp): conv1, fed by the
+same image at every step, runs once, and its cells' input half W_x x + b is computed once and
+only W_h h added per step; a zero state's half of a cell conv is skipped. Without it the model
+is written as the equations read (every conv over [x, h] at every step), as a PyTorch user
+would write it. The same function either way, up to float rounding.
 """
 import argparse
 import json
@@ -58,8 +64,9 @@ def he(shape, gen, device):
 
 
 class Workload(torch.nn.Module):
-    def __init__(self, arch, motif, feedback, device):
+    def __init__(self, arch, motif, feedback, device, hoist=False):
         super().__init__()
+        self.hoist = hoist
         gen = torch.Generator().manual_seed(1)
         self.size, self.ch = ARCHS[arch]
         self.motif, self.feedback = motif, feedback
@@ -94,13 +101,29 @@ class Workload(torch.nn.Module):
         self.v4 = torch.nn.Linear(self.ch[2] * sides[2] ** 2, 64).to(device)
         self.it = torch.nn.Linear(self.ch[4] * sides[4] ** 2, 128).to(device)
 
-    def cell(self, l, x, st):
+    def conv_xs(self, x, s, w, b, st, key, repeats):
+        """conv over [x, s] (s None: a zero state); with --hoist W_x x + b is kept in st while x repeats."""
+        if not self.hoist:
+            return F.conv2d(torch.cat([x, s if s is not None else torch.zeros_like(x)], 1), w, b, padding=1)
+        C = x.shape[1]
+        if repeats:
+            if key not in st:
+                st[key] = F.conv2d(x, w[:, :C], b, padding=1)
+            gx = st[key]
+        else:
+            gx = None if s is not None else F.conv2d(x, w[:, :C], b, padding=1)
+        if s is None:
+            return gx
+        if gx is None:
+            return F.conv2d(torch.cat([x, s], 1), w, b, padding=1)
+        return gx + F.conv2d(s, w[:, C:], None, padding=1)
+
+    def cell(self, l, x, st, repeats=False):
         C = x.shape[1]
         if self.motif == "lstm":
             w, b = self.cells[2 * l], self.cells[2 * l + 1]
-            hp = st.get("h", torch.zeros_like(x))
             cp = st.get("c", torch.zeros_like(x))
-            g = F.conv2d(torch.cat([x, hp], 1), w, b, padding=1)
+            g = self.conv_xs(x, st.get("h"), w, b, st, "gx", repeats)
             i, j, f, o = torch.sigmoid(g[:, :C]), torch.tanh(g[:, C:2 * C]), torch.sigmoid(g[:, 2 * C:3 * C] + 1), \
                 torch.sigmoid(g[:, 3 * C:])
             st["c"] = cp * f + i * j
@@ -108,10 +131,11 @@ class Workload(torch.nn.Module):
             return st["h"]
         if self.motif == "gru":
             wg, bg, wc, bc = self.cells[4 * l:4 * l + 4]
-            hp = st.get("h", torch.zeros_like(x))
-            g1 = F.conv2d(torch.cat([x, hp], 1), wg, bg, padding=1)
+            hs = st.get("h")
+            hp = hs if hs is not None else torch.zeros_like(x)
+            g1 = self.conv_xs(x, hs, wg, bg, st, "gx", repeats)
             r, u = torch.sigmoid(g1[:, :C] + 1), torch.sigmoid(g1[:, C:] + 1)
-            cand = torch.tanh(F.conv2d(torch.cat([x, r * hp], 1), wc, bc, padding=1))
+            cand = torch.tanh(self.conv_xs(x, r * hs if hs is not None else None, wc, bc, st, "cx", repeats))
             st["h"] = u * hp + (1 - u) * cand
             return st["h"]
         return x
@@ -136,9 +160,15 @@ class Workload(torch.nn.Module):
                             s = F.interpolate(s, size=tuple(ff.shape[2:]), mode="bilinear", align_corners=True)
                         inputs.append(s)
                         weights.append(self.fb["%d_%d" % (src, dst)])
-                x = F.conv2d(torch.cat(inputs, 1) if len(inputs) > 1 else ff,
-                             torch.cat(weights, 1) if len(weights) > 1 else w, b, stride=stride, padding=pad)
-                h = F.max_pool2d(F.elu(self.cell(l, x, state[l])), 3, 2, 1)
+                repeats = self.hoist and l == 0 and len(inputs) == 1  # the image alone, the same at every step
+                if repeats and "x" in state[l]:
+                    x = state[l]["x"]
+                else:
+                    x = F.conv2d(torch.cat(inputs, 1) if len(inputs) > 1 else ff,
+                                 torch.cat(weights, 1) if len(weights) > 1 else w, b, stride=stride, padding=pad)
+                    if repeats:
+                        state[l]["x"] = x
+                h = F.max_pool2d(F.elu(self.cell(l, x, state[l], repeats)), 3, 2, 1)
                 out[l] = h
             for l, head, target in ((2, self.v4, 0.1), (4, self.it, 0.2)):
                 if out[l] is not None:
@@ -164,7 +194,7 @@ def run(name, args):
     batch = args.batch or batch
     steps = args.steps or steps
     device = torch.device(args.device)
-    model = Workload(arch, motif, feedback, device)
+    model = Workload(arch, motif, feedback, device, args.hoist)
     size = model.size
     image = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(3)).to(device)
     opt = torch.optim.Adam([p for p in model.parameters()], lr=1e-4) if train else None
@@ -192,7 +222,7 @@ def run(name, args):
         times.append((time.perf_counter() - t0) * 1e3)
     print(json.dumps({"workload": name, "impl": "pytorch", "torch": torch.__version__, "device": args.device,
                       "threads": torch.get_num_threads(), "precision": args.precision, "arch": arch, "motif": motif,
-                      "batch": batch, "steps": steps, "mode": "train" if train else "inference",
+                      "batch": batch, "steps": steps, "mode": "train" if train else "inference", "hoist": args.hoist,
                       "ms_per_iter": round(statistics.median(times), 3), "ms_best": round(min(times), 3)}), flush=True)
 
 
@@ -206,6 +236,8 @@ def main():
     ap.add_argument("--precision", default="default", choices=["default", "fp32", "tf32", "bf16"])
     ap.add_argument("--reps", type=int, default=5, help="timed iterations (the median is reported)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    ap.add_argument("--hoist", action="store_true",
+                    help="conv1 and its cells' input half once per image, zero states skipped (as ventral's unroll)")
     args = ap.parse_args()
     names = [w for w in args.workload.split(",") if w]
     for n in names:
