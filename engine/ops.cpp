@@ -83,6 +83,21 @@ Tensor resize_bilinear(const Tensor& x, int OH, int OW) {
     return op_record("resize_bilinear", out, fwd, bwd);
 }
 
+Tensor conv2d_upsampled(const Tensor& s, const Tensor& w, int H, int W, int stride, int pad) {
+    check_ndim(s, 4, "conv2d_upsampled input");
+    check_ndim(w, 4, "conv2d_upsampled weight");
+    if (s.dim(1) != w.dim(1))
+        fail("conv2d_upsampled: input %s has %lld channels but weight %s expects %lld", s.desc().c_str(),
+             (long long)s.dim(1), w.desc().c_str(), (long long)w.dim(1));
+    if (s.device() != Device::CPU) return conv2d(resize_bilinear(s, H, W), w, Tensor(), stride, pad);
+    ConvUpDims d = conv_up_dims((int)s.dim(0), (int)s.dim(1), (int)s.dim(2), (int)s.dim(3), H, W, (int)w.dim(0),
+                                (int)w.dim(2), (int)w.dim(3), stride, pad);
+    Tensor out = op_output({d.N, d.OC, d.OH, d.OW}, {&s, &w});
+    auto fwd = [=] { cpu::conv_up_forward(out.data(), s.data(), w.data(), d); };
+    auto bwd = [=] { cpu::conv_up_backward(grad_or_null(s), grad_or_null(w), out.grad(), s.data(), w.data(), d); };
+    return op_record("conv2d_upsampled", out, fwd, bwd);
+}
+
 // ---- activations -------------------------------------------------------------------------------
 
 // ELU and ReLU have two branches; under RecordChoices the branch of each element is noted

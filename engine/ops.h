@@ -16,6 +16,10 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1,
 Tensor maxpool2d(const Tensor& x, int k, int s, int p = 0);
 // bilinear, align_corners = true -> (N, C, OH, OW)
 Tensor resize_bilinear(const Tensor& x, int OH, int OW);
+// conv2d(resize_bilinear(s, H, W), w, no bias, stride, pad): on the CPU without building the
+// resized map (kernels.h, ConvUpDims), cheaper the smaller s is (a feedback source); elsewhere
+// that composition. The same function up to float rounding.
+Tensor conv2d_upsampled(const Tensor& s, const Tensor& w, int H, int W, int stride = 1, int pad = 0);
 
 // ---- activations ---------------------------------------------------------------------------
 Tensor elu(const Tensor& x);  // alpha = 1

@@ -186,6 +186,29 @@ static_assert(sizeof(KernelTable) == sizeof(const char*) + KERNEL_COUNT * sizeof
               "KernelTable and VT_KERNELS differ: add the new kernel to VT_KERNELS (and to each backend)");
 
 const KernelTable& cpu_kernels();
+
+// ---- CPU-only kernels (no table entry: on other devices their op composes table kernels) ----
+// conv2d of a bilinearly resized (align_corners) map, without the resized map: s (N, Cs, h, w)
+// is resized to (H, W) and convolved with weight (OC, Cs, KH, KW), stride S, zero padding P,
+// no bias -> out (N, OC, OH, OW). The resize and the conv are both linear, so out =
+// U @ Phi: U (N*OC, KH*KW*h*w) holds each tap's weights applied to each source pixel, Phi
+// (KH*KW*h*w, OH*OW) each source pixel's bilinear weight under each tap at each output pixel.
+// O(OC Cs KK h w N + N OC KK h w OH OW) instead of O(N OC Cs KK OH OW): for a conv5 map of 1x1
+// or 2x2 fed back into conv2 (16x16, 32x32) one to three orders of magnitude less.
+struct ConvUpDims {
+    int N, Cs, h, w;     // the source
+    int H, W;            // the resized map the conv reads
+    int OC, KH, KW, S, P;
+    int OH, OW;
+};
+ConvUpDims conv_up_dims(int N, int Cs, int h, int w, int H, int W, int OC, int KH, int KW, int S, int P);
+namespace cpu {
+void conv_up_forward(float* out, const float* src, const float* weight, const ConvUpDims& d);
+// dsrc / dweight accumulate; either may be null (not wanted)
+void conv_up_backward(float* dsrc, float* dweight, const float* dout, const float* src, const float* weight,
+                      const ConvUpDims& d);
+}  // namespace cpu
+
 #ifdef VT_CUDA
 const KernelTable& cuda_kernels();
 #endif

@@ -154,12 +154,20 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
             for (size_t e = 0; e < m.cfg.feedback.size(); e++)
                 if (m.cfg.feedback[e].dst == l) fb_edges.push_back((int)e);
             std::vector<Tensor> inputs = {ff};
+            std::vector<std::pair<Tensor, Tensor>> small;  // (source, feedback weight): conv2d_upsampled
             unsigned mask = 0;
             for (size_t k = 0; k < fb_edges.size(); k++) {
                 const Tensor& src = u.out[t - 1][m.cfg.feedback[fb_edges[k]].src];
                 if (!src.defined()) continue;  // a silent source contributes zero
-                mask |= 1u << k;
                 bool same = src.dim(2) == ff.dim(2) && src.dim(3) == ff.dim(3);
+                // On the CPU a source of at most a sixteenth of the destination's pixels (conv5's
+                // 1x1 or 2x2 map into conv2) is convolved through its resize taps, not resized
+                // (conv2d_upsampled; the GPU keeps one conv over the concatenation).
+                if (!same && cfg.shortcuts && u.arena.device == Device::CPU && src.dim(2) * src.dim(3) * 16 <= ff.dim(2) * ff.dim(3)) {
+                    small.push_back({src, m.params[fb_weight_name(b, m.cfg.feedback[fb_edges[k]])]});
+                    continue;
+                }
+                mask |= 1u << k;
                 inputs.push_back(same ? src : resize_bilinear(src, (int)ff.dim(2), (int)ff.dim(3)));
             }
             Tensor in = inputs.size() == 1 ? ff : concat_channels(inputs);
@@ -167,7 +175,7 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
             // image (or the grey) stays: its pre-memory conv and its cell's input projection
             // are computed once per frame, not once per step (the first layer: a sixth to a
             // quarter of a step's convolution work).
-            const bool repeats = l == 0 && inputs.size() == 1;
+            const bool repeats = cfg.shortcuts && l == 0 && inputs.size() == 1 && small.empty();
             Tensor x;
             if (repeats && frame_x[l].defined() && frame_in[l].buf == in.buf && frame_in[l].offset == in.offset) {
                 x = frame_x[l];
@@ -176,6 +184,8 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
                 frame_in[l] = repeats ? in : Tensor();
                 frame_x[l] = repeats ? x : Tensor();
             }
+            for (const auto& [src, w] : small)
+                x = add(x, conv2d_upsampled(src, w, (int)ff.dim(2), (int)ff.dim(3), ls.stride, ls.pad));
             if (std::find(m.cfg.stateless.begin(), m.cfg.stateless.end(), l) != m.cfg.stateless.end())
                 state[l] = CellState();  // lesioned: no memory of earlier steps
             Tensor h = cell_step(m.motif(l), m.params, ls.name, x, state[l], repeats);

@@ -71,6 +71,11 @@ struct UnrollConfig {
     int steps = 16;        // T: model steps 0..T-1 (step 0 is all zero)
     int image_steps = 10;  // steps the image is shown before the grey frame
     int batch = 16;        // N
+    // Exact shortcuts (the same function up to float rounding): conv1, fed by the frame alone,
+    // and its cell's input half once per frame; feedback sources of at most 1/16 of the
+    // destination's pixels through conv2d_upsampled on the CPU. false: every conv as the
+    // equations are written (tests compare the two).
+    bool shortcuts = true;
 };
 
 // A recorded unrolled graph: copy a batch into `image`, then tape.forward() (and

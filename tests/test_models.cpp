@@ -314,6 +314,72 @@ TEST_CASE("models: the first layer's pre-memory conv runs once per frame, and gr
     }
 }
 
+TEST_CASE("models: the unroll's shortcuts change no output or gradient; a small feedback source is not resized") {
+    // tiny5 + conv5:conv2: conv5's 1x1 map feeds conv2's 8x8 input (conv2d_upsampled); tiny3 +
+    // conv3:conv2: conv1 is fed by the frame alone (computed once per frame). Each unrolled with
+    // and without UnrollConfig::shortcuts: outputs and the gradients of the image and of every
+    // parameter agree.
+    struct Case {
+        const char *arch, *motif, *fb;
+        int size, steps;
+    };
+    for (Case c : {Case{"tiny5", "lstm", "conv5:conv2", 32, 9}, Case{"tiny5", "gru", "conv5:conv2,conv4:conv1", 32, 9},
+                   Case{"tiny3", "rgc", "conv3:conv2", 8, 6}}) {
+        INFO(c.arch << " " << c.motif << " " << c.fb);
+        Model m = make_model(c.arch, c.motif, c.fb);
+        randomise(m, 9);
+        Tensor img = randn({2, 3, c.size, c.size}, 10, 1.f, true);
+        UnrollConfig uc;
+        uc.steps = c.steps;  // tiny5: conv5 first answers at step 5, so conv2 gets feedback from step 6
+        uc.image_steps = 3;
+        uc.batch = 2;
+        std::vector<Tensor> outs;
+        std::vector<std::vector<float>> grads;  // per way: the image's, then every parameter's, concatenated
+        std::vector<int> up(2, 0), resized(2, 0);
+        for (int way = 0; way < 2; way++) {
+            uc.shortcuts = way == 1;
+            m.params.zero_grad();
+            std::fill(img.grad(), img.grad() + img.numel(), 0.f);
+            Unrolled u;
+            unroll_build(u, m, uc, /*record=*/true, img);
+            Tensor all;
+            {
+                TapeScope scope(u.tape);
+                all = all_outputs(u);
+                u.tape.backward(sum(mul(all, randn(all.shape, 11))));
+            }
+            for (const Node& n : u.tape.nodes) {
+                up[way] += std::string(n.op) == "conv2d_upsampled";
+                resized[way] += std::string(n.op) == "resize_bilinear";
+            }
+            outs.push_back(all);
+            std::vector<float> g(img.grad(), img.grad() + img.numel());
+            for (auto& e : m.params.entries) g.insert(g.end(), e.view.grad(), e.view.grad() + e.view.numel());
+            grads.push_back(g);
+        }
+        if (std::string(c.arch) == "tiny5") {  // conv5 -> conv2 at steps 6, 7, 8 (and conv4 -> conv1 is 2x2 -> 32x32)
+            CHECK(up[0] == 0);
+            CHECK(up[1] >= 3);
+            CHECK(resized[1] == 0);
+            CHECK(resized[0] == up[1]);
+        }
+        REQUIRE(outs[0].numel() == outs[1].numel());
+        double dout = 0, sout = 0, dg = 0, sg = 0;
+        for (int64_t i = 0; i < outs[0].numel(); i++) {
+            dout = std::max(dout, (double)std::fabs(outs[0].data()[i] - outs[1].data()[i]));
+            sout = std::max(sout, (double)std::fabs(outs[0].data()[i]));
+        }
+        for (size_t i = 0; i < grads[0].size(); i++) {
+            dg = std::max(dg, (double)std::fabs(grads[0][i] - grads[1][i]));
+            sg = std::max(sg, (double)std::fabs(grads[0][i]));
+        }
+        CHECK(sout > 0);
+        CHECK(sg > 0);
+        CHECK(dout <= 1e-5 * std::max(1.0, sout));
+        CHECK(dg <= 1e-5 * std::max(1.0, sg));
+    }
+}
+
 TEST_CASE("models: whole-model gradient check for every cell with a feedback edge, 5 steps") {
     for (const char* name : {"none", "timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"}) {
         INFO("cell " << std::string(name));

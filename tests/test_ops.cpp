@@ -214,6 +214,59 @@ TEST_CASE("ops: bilinear resize values (align_corners), and its adjoint from a p
     CHECK(p.grad()[1] == doctest::Approx(-4));
 }
 
+TEST_CASE("ops: conv2d_upsampled is conv2d of the resized map, forward and backward; gradient checks") {
+    // (source h x w, resized H x W, kernel, stride, pad): a point (conv5 -> conv2 of hcnn5-s),
+    // 2x2 (of hcnn5), a non-square source, conv1's 7x7/2 kernel, no padding, down-sampling
+    struct Case {
+        int h, w, H, W, K, S, P;
+    };
+    for (Case c : {Case{1, 1, 6, 5, 3, 1, 1}, Case{2, 2, 8, 8, 3, 1, 1}, Case{3, 2, 7, 9, 3, 1, 1},
+                   Case{2, 3, 11, 10, 7, 2, 3}, Case{2, 2, 5, 6, 3, 1, 0}, Case{4, 5, 3, 2, 3, 1, 1}}) {
+        INFO("source " << c.h << "x" << c.w << " -> " << c.H << "x" << c.W << ", kernel " << c.K << "/" << c.S << " pad " << c.P);
+        const int N = 2, Cs = 3, OC = 4;
+        Tensor s = randn({N, Cs, c.h, c.w}, 40), w = randn({OC, Cs, c.K, c.K}, 41, 0.3f);
+        Tensor dy;
+        Tensor y_ref, y;
+        std::vector<float> ds_ref, dw_ref;
+        for (int way = 0; way < 2; way++) {
+            s.buf->ensure_grad();
+            w.buf->ensure_grad();
+            std::fill(s.grad(), s.grad() + s.numel(), 0.f);
+            std::fill(w.grad(), w.grad() + w.numel(), 0.f);
+            Tape tape;
+            TapeScope scope(tape);
+            Tensor out = way == 0 ? conv2d(resize_bilinear(s, c.H, c.W), w, Tensor(), c.S, c.P)
+                                  : conv2d_upsampled(s, w, c.H, c.W, c.S, c.P);
+            if (!dy.defined()) dy = randn(out.shape, 42, 1.f, false);
+            tape.backward(sum(mul(out, dy)));
+            if (way == 0) {
+                y_ref = out;
+                ds_ref.assign(s.grad(), s.grad() + s.numel());
+                dw_ref.assign(w.grad(), w.grad() + w.numel());
+            } else {
+                y = out;
+            }
+        }
+        REQUIRE(y.shape == y_ref.shape);
+        auto close = [](const float* a, const float* b, int64_t n) {
+            double m = 0, scale = 0;
+            for (int64_t i = 0; i < n; i++) {
+                m = std::max(m, (double)std::fabs(a[i] - b[i]));
+                scale = std::max(scale, (double)std::fabs(b[i]));
+            }
+            return scale > 0 && m <= 1e-5 * std::max(1.0, scale);
+        };
+        CHECK(close(y.data(), y_ref.data(), y.numel()));
+        CHECK(close(s.grad(), ds_ref.data(), s.numel()));
+        CHECK(close(w.grad(), dw_ref.data(), w.numel()));
+        expect_ok(grad_check([&] { return conv2d_upsampled(s, w, c.H, c.W, c.S, c.P); }, {s, w}));
+    }
+    Tensor s = randn({1, 3, 2, 2}, 43), w = randn({4, 2, 3, 3}, 44);
+    CHECK_THROWS_WITH_AS(conv2d_upsampled(s, w, 8, 8, 1, 1), doctest::Contains("expects 2"), vt::Error);
+    CHECK_THROWS_WITH_AS(conv2d_upsampled(s, randn({4, 3, 3, 3}, 45), 1, 1, 1, 0), doctest::Contains("larger than"),
+                         vt::Error);
+}
+
 TEST_CASE("ops: gradient checks of elementwise, channel and reduction ops") {
     Tensor a = randn({2, 3, 4, 2}, 16), b = randn({2, 3, 4, 2}, 17), c = randn({2, 5, 4, 2}, 18);
     expect_ok(grad_check([&] { return add(a, b); }, {a, b}));

@@ -7,7 +7,9 @@
 // No GEMM is called from inside an OpenMP region (OpenBLAS threads itself).
 #include <cblas.h>
 
+#include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/cpu.h"
 
@@ -181,6 +183,107 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     if (dinp) {
         gemm(true, false, CKK, NP, d.OC, 1.f, weight, CKK, dy, NP, 0.f, cols, NP);
         col2im(dinp, cols, d);
+    }
+}
+
+// ---- convolution of a bilinearly resized map (kernels.h, ConvUpDims) ---------------------------
+
+// E (O, K, n): the weight of source pixel a under tap k at output o along one axis, i.e. the
+// resize's weight of a at input position o*S - P + k (0 in the padding). The taps are the
+// resize kernel's (spatial.cpp: align_corners, computed in float the same way).
+static std::vector<float> up_axis(int n, int in, int O, int K, int S, int P) {
+    std::vector<float> e((size_t)O * K * n, 0.f);
+    for (int o = 0; o < O; o++)
+        for (int k = 0; k < K; k++) {
+            const int i = o * S - P + k;
+            if (i < 0 || i >= in) continue;
+            const float s = in > 1 ? (float)i * (n - 1) / (in - 1) : 0.f;
+            int a0 = (int)std::floor(s);
+            if (a0 > n - 1) a0 = n - 1;
+            const int a1 = a0 + 1 < n ? a0 + 1 : n - 1;
+            const float w1 = s - a0;
+            float* row = e.data() + ((size_t)o * K + k) * n;
+            row[a0] += 1 - w1;
+            row[a1] += w1;
+        }
+    return e;
+}
+
+namespace {
+// The operands of conv_up: Wp (OC*KK, Cs) = weight with (c, k) swapped, St (Cs, N*Q) = src with
+// (n, c) swapped, Phi (KK*Q, OH*OW). Q = h*w, KK = KH*KW.
+struct ConvUp {
+    int Q, KK, KQ, P;
+    std::vector<float> wp, st, phi;
+    ConvUp(const float* src, const float* weight, const ConvUpDims& d)
+        : Q(d.h * d.w), KK(d.KH * d.KW), KQ(KK * Q), P(d.OH * d.OW) {
+        wp.resize((size_t)d.OC * KK * d.Cs);
+        for (int oc = 0; oc < d.OC; oc++)
+            for (int c = 0; c < d.Cs; c++)
+                for (int k = 0; k < KK; k++)
+                    wp[((size_t)oc * KK + k) * d.Cs + c] = weight[((size_t)oc * d.Cs + c) * KK + k];
+        st.resize((size_t)d.Cs * d.N * Q);
+        for (int n = 0; n < d.N; n++)
+            for (int c = 0; c < d.Cs; c++)
+                std::memcpy(&st[((size_t)c * d.N + n) * Q], src + ((size_t)n * d.Cs + c) * Q, sizeof(float) * Q);
+        const std::vector<float> ey = up_axis(d.h, d.H, d.OH, d.KH, d.S, d.P), ex = up_axis(d.w, d.W, d.OW, d.KW, d.S, d.P);
+        phi.assign((size_t)KQ * P, 0.f);  // row (kh, kw, a, b), column (oh, ow)
+        for (int kh = 0; kh < d.KH; kh++)
+            for (int kw = 0; kw < d.KW; kw++)
+                for (int a = 0; a < d.h; a++)
+                    for (int b = 0; b < d.w; b++) {
+                        float* row = &phi[((((size_t)kh * d.KW + kw) * d.h + a) * d.w + b) * P];
+                        for (int oh = 0; oh < d.OH; oh++) {
+                            const float fy = ey[((size_t)oh * d.KH + kh) * d.h + a];
+                            if (fy == 0.f) continue;
+                            for (int ow = 0; ow < d.OW; ow++)
+                                row[oh * d.OW + ow] = fy * ex[((size_t)ow * d.KW + kw) * d.w + b];
+                        }
+                    }
+    }
+};
+}  // namespace
+
+void conv_up_forward(float* out, const float* src, const float* weight, const ConvUpDims& d) {
+    ConvUp c(src, weight, d);
+    const int NQ = d.N * c.Q;
+    std::vector<float> up((size_t)d.OC * c.KK * NQ), u((size_t)d.N * d.OC * c.KQ);
+    // Up ((oc, k), (n, q)) = Wp St, then U ((n, oc), (k, q))
+    gemm(false, false, d.OC * c.KK, NQ, d.Cs, 1.f, c.wp.data(), d.Cs, c.st.data(), NQ, 0.f, up.data(), NQ);
+    for (int oc = 0; oc < d.OC; oc++)
+        for (int k = 0; k < c.KK; k++)
+            for (int n = 0; n < d.N; n++)
+                std::memcpy(&u[((size_t)n * d.OC + oc) * c.KQ + (size_t)k * c.Q], &up[((size_t)oc * c.KK + k) * NQ + (size_t)n * c.Q],
+                            sizeof(float) * c.Q);
+    gemm(false, false, d.N * d.OC, c.P, c.KQ, 1.f, u.data(), c.KQ, c.phi.data(), c.P, 0.f, out, c.P);
+}
+
+void conv_up_backward(float* dsrc, float* dweight, const float* dout, const float* src, const float* weight,
+                      const ConvUpDims& d) {
+    if (!dsrc && !dweight) return;
+    ConvUp c(src, weight, d);
+    const int NQ = d.N * c.Q;
+    std::vector<float> du((size_t)d.N * d.OC * c.KQ), dup((size_t)d.OC * c.KK * NQ);
+    gemm(false, true, d.N * d.OC, c.KQ, c.P, 1.f, dout, c.P, c.phi.data(), c.P, 0.f, du.data(), c.KQ);
+    for (int oc = 0; oc < d.OC; oc++)
+        for (int k = 0; k < c.KK; k++)
+            for (int n = 0; n < d.N; n++)
+                std::memcpy(&dup[((size_t)oc * c.KK + k) * NQ + (size_t)n * c.Q], &du[((size_t)n * d.OC + oc) * c.KQ + (size_t)k * c.Q],
+                            sizeof(float) * c.Q);
+    if (dweight) {  // dWp = dUp St^T, then back to (oc, c, k)
+        std::vector<float> dwp((size_t)d.OC * c.KK * d.Cs);
+        gemm(false, true, d.OC * c.KK, d.Cs, NQ, 1.f, dup.data(), NQ, c.st.data(), NQ, 0.f, dwp.data(), d.Cs);
+        for (int oc = 0; oc < d.OC; oc++)
+            for (int cc = 0; cc < d.Cs; cc++)
+                for (int k = 0; k < c.KK; k++)
+                    dweight[((size_t)oc * d.Cs + cc) * c.KK + k] += dwp[((size_t)oc * c.KK + k) * d.Cs + cc];
+    }
+    if (dsrc) {  // dSt = Wp^T dUp, then back to (n, c, q)
+        std::vector<float> dst((size_t)d.Cs * NQ);
+        gemm(true, false, d.Cs, NQ, d.OC * c.KK, 1.f, c.wp.data(), d.Cs, dup.data(), NQ, 0.f, dst.data(), NQ);
+        for (int n = 0; n < d.N; n++)
+            for (int cc = 0; cc < d.Cs; cc++)
+                for (int q = 0; q < c.Q; q++) dsrc[((size_t)n * d.Cs + cc) * c.Q + q] += dst[((size_t)cc * d.N + n) * c.Q + q];
     }
 }
 
