@@ -26,11 +26,13 @@ convolutions on Ampere and later), bf16 (autocast to bfloat16, FP32 master weigh
 default, `default`, is what PyTorch does untouched (cuDNN convs in TF32, matmuls in FP32).
 PyTorch is needed by this script only, never by the engine.
 
---hoist does in PyTorch what ventral's unroll does (models/convrnn.cpp): conv1, fed by the
-same image at every step, runs once, and its cells' input half W_x x + b is computed once and
-only W_h h added per step; a zero state's half of a cell conv is skipped. Without it the model
-is written as the equations read (every conv over [x, h] at every step), as a PyTorch user
-would write it. The same function either way, up to float rounding.
+--hoist does in PyTorch what ventral's unroll does (models/convrnn.cpp, its shortcuts): conv1,
+fed by the same image at every step, runs once, and its cells' input half W_x x + b is
+computed once and only W_h h added per step; a zero state's half of a cell conv is skipped; a
+feedback source of at most 1/16 of the destination's pixels is convolved through its resize
+taps (conv_upsampled below) instead of resized and concatenated. Without it the model is
+written as the equations read (every conv over [x, h] at every step), as a PyTorch user would
+write it. The same function either way, up to float rounding.
 """
 import argparse
 import json
@@ -63,10 +65,28 @@ def he(shape, gen, device):
     return (torch.randn(shape, generator=gen) * math.sqrt(2.0 / fan_in)).to(device)
 
 
+def upsample_taps(h, w, H, W, k, stride, pad, device):
+    """Phi (k*k*h*w, OH*OW): the weight of source pixel q under tap (kh, kw) at each output pixel
+    of a k x k conv (stride, pad) over the (H, W) bilinear (align_corners) resize of an h x w map."""
+    basis = torch.eye(h * w, device=device).reshape(h * w, 1, h, w)
+    up = F.interpolate(basis, size=(H, W), mode="bilinear", align_corners=True)
+    cols = F.unfold(up, k, padding=pad, stride=stride)  # (q, k*k, OH*OW)
+    return cols.permute(1, 0, 2).reshape(k * k * h * w, -1)
+
+
+def conv_upsampled(s, w, phi, OH, OW):
+    """conv2d(resize(s), w) without the resized map: each tap's weights on the source's pixels, spread by phi."""
+    N, C, h, wd = s.shape
+    OC, _, k, _ = w.shape
+    u = torch.einsum("ock,ncq->nokq", w.reshape(OC, C, k * k), s.reshape(N, C, h * wd))
+    return (u.reshape(N * OC, -1) @ phi).reshape(N, OC, OH, OW)
+
+
 class Workload(torch.nn.Module):
     def __init__(self, arch, motif, feedback, device, hoist=False):
         super().__init__()
         self.hoist = hoist
+        self.phis = {}  # --hoist: conv_upsampled's taps per (layer, source size)
         gen = torch.Generator().manual_seed(1)
         self.size, self.ch = ARCHS[arch]
         self.motif, self.feedback = motif, feedback
@@ -152,15 +172,18 @@ class Workload(torch.nn.Module):
                 if ff is None:
                     continue
                 w, b, stride, pad = self.backbone[l]
-                inputs, weights = [ff], [w]
+                inputs, weights, small = [ff], [w], []
                 for src, dst in self.feedback:
                     if dst == l and prev[src] is not None:
                         s = prev[src]
+                        if self.hoist and s.shape[2] * s.shape[3] * 16 <= ff.shape[2] * ff.shape[3]:
+                            small.append((s, self.fb["%d_%d" % (src, dst)]))
+                            continue
                         if s.shape[2:] != ff.shape[2:]:
                             s = F.interpolate(s, size=tuple(ff.shape[2:]), mode="bilinear", align_corners=True)
                         inputs.append(s)
                         weights.append(self.fb["%d_%d" % (src, dst)])
-                repeats = self.hoist and l == 0 and len(inputs) == 1  # the image alone, the same at every step
+                repeats = self.hoist and l == 0 and len(inputs) == 1 and not small  # the image alone, at every step
                 if repeats and "x" in state[l]:
                     x = state[l]["x"]
                 else:
@@ -168,6 +191,12 @@ class Workload(torch.nn.Module):
                                  torch.cat(weights, 1) if len(weights) > 1 else w, b, stride=stride, padding=pad)
                     if repeats:
                         state[l]["x"] = x
+                for s, wf in small:
+                    key = (l, s.shape[2], s.shape[3])
+                    if key not in self.phis:
+                        self.phis[key] = upsample_taps(s.shape[2], s.shape[3], ff.shape[2], ff.shape[3], wf.shape[2],
+                                                       stride, pad, ff.device)
+                    x = x + conv_upsampled(s, wf, self.phis[key], x.shape[2], x.shape[3])
                 h = F.max_pool2d(F.elu(self.cell(l, x, state[l], repeats)), 3, 2, 1)
                 out[l] = h
             for l, head, target in ((2, self.v4, 0.1), (4, self.it, 0.2)):
