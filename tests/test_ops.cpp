@@ -94,7 +94,9 @@ TEST_CASE("kernels: the CPU's fast exp, sigmoid and tanh match libm and carry a 
 TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides and paddings") {
     struct Case { int N, C, H, W, OC, K, s, p; };
     for (Case c : {Case{2, 3, 9, 7, 4, 3, 1, 1}, Case{1, 2, 11, 11, 3, 7, 2, 3}, Case{2, 4, 6, 5, 5, 1, 1, 0},
-                   Case{1, 3, 8, 8, 2, 5, 3, 0}, Case{3, 2, 4, 4, 2, 1, 2, 0}, Case{1, 1, 5, 6, 1, 2, 1, 1}}) {
+                   Case{1, 3, 8, 8, 2, 5, 3, 0}, Case{3, 2, 4, 4, 2, 1, 2, 0}, Case{1, 1, 5, 6, 1, 2, 1, 1},
+                   // more than 64 output pixels: im2col's row copies (fewer: its tap table)
+                   Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3}}) {
         CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p);
         Tensor x = randn({c.N, c.C, c.H, c.W}, 1, 1.f, false), w = randn({c.OC, c.C, c.K, c.K}, 2, 0.5f, false);
         Tensor b = randn({c.OC}, 3, 1.f, false);
@@ -114,7 +116,9 @@ TEST_CASE("ops: conv2d's input and weight gradients are the direct convolution's
     struct Case { int N, C, H, W, OC, K, s, p; };
     for (Case c : {Case{2, 3, 9, 7, 4, 3, 1, 1}, Case{1, 2, 11, 11, 3, 7, 2, 3}, Case{2, 4, 6, 5, 5, 1, 1, 0},
                    Case{1, 3, 8, 8, 2, 5, 3, 0}, Case{1, 2, 5, 6, 2, 3, 1, 2}, Case{1, 1, 5, 6, 1, 2, 1, 1},
-                   Case{2, 2, 2, 2, 3, 3, 1, 1}, Case{1, 2, 7, 9, 2, 3, 2, 1}}) {
+                   Case{2, 2, 2, 2, 3, 3, 1, 1}, Case{1, 2, 7, 9, 2, 3, 2, 1},
+                   // more than 64 output pixels: col2im's row loops (fewer: its tap table)
+                   Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3}}) {
         CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p); CAPTURE(c.H); CAPTURE(c.W);
         Tensor x = randn({c.N, c.C, c.H, c.W}, 31), w = randn({c.OC, c.C, c.K, c.K}, 32, 0.5f);
         const int OH = (c.H + 2 * c.p - c.K) / c.s + 1, OW = (c.W + 2 * c.p - c.K) / c.s + 1;
