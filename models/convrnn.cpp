@@ -160,10 +160,16 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
                 const Tensor& src = u.out[t - 1][m.cfg.feedback[fb_edges[k]].src];
                 if (!src.defined()) continue;  // a silent source contributes zero
                 bool same = src.dim(2) == ff.dim(2) && src.dim(3) == ff.dim(3);
-                // On the CPU a source of at most a sixteenth of the destination's pixels (conv5's
-                // 1x1 or 2x2 map into conv2) is convolved through its resize taps, not resized
-                // (conv2d_upsampled; the GPU keeps one conv over the concatenation).
-                if (!same && cfg.shortcuts && u.arena.device == Device::CPU && src.dim(2) * src.dim(3) * 16 <= ff.dim(2) * ff.dim(3)) {
+                // On the CPU a small source (conv5's 1x1 or 2x2 map into conv2) is convolved
+                // through its resize taps, not resized (conv2d_upsampled; the GPU keeps one conv
+                // over the concatenation): where it has at most 1/16 of the destination's pixels
+                // and at most half as many pixels Q as channels (the op's multiplies per output
+                // are KK*Q against the conv's KK*C), and its tap matrix (KK*Q x the conv's
+                // output pixels) stays under 4M floats.
+                const int64_t Q = src.dim(2) * src.dim(3), KK = (int64_t)ls.kernel * ls.kernel,
+                              OP = (int64_t)ls.conv_size * ls.conv_size;
+                if (!same && cfg.shortcuts && u.arena.device == Device::CPU && Q * 16 <= ff.dim(2) * ff.dim(3) &&
+                    2 * Q <= src.dim(1) && KK * Q * OP <= (int64_t)4 << 20) {
                     small.push_back({src, m.params[fb_weight_name(b, m.cfg.feedback[fb_edges[k]])]});
                     continue;
                 }
@@ -171,21 +177,22 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
                 inputs.push_back(same ? src : resize_bilinear(src, (int)ff.dim(2), (int)ff.dim(3)));
             }
             Tensor in = inputs.size() == 1 ? ff : concat_channels(inputs);
-            // A layer fed by the frame alone sees the same input at every step while the
-            // image (or the grey) stays: its pre-memory conv and its cell's input projection
-            // are computed once per frame, not once per step (the first layer: a sixth to a
-            // quarter of a step's convolution work).
-            const bool repeats = cfg.shortcuts && l == 0 && inputs.size() == 1 && small.empty();
+            // The first layer's conv of the frame is the same at every step while the image (or
+            // the grey) stays: computed once per frame. Fed by the frame alone (no small
+            // feedback added), so is its cell's input projection (cell_step's x_repeats): a
+            // sixth to a quarter of a step's convolution work.
+            const bool frame_only = cfg.shortcuts && l == 0 && inputs.size() == 1;
             Tensor x;
-            if (repeats && frame_x[l].defined() && frame_in[l].buf == in.buf && frame_in[l].offset == in.offset) {
+            if (frame_only && frame_x[l].defined() && frame_in[l].buf == in.buf && frame_in[l].offset == in.offset) {
                 x = frame_x[l];
             } else {
                 x = conv2d(in, premem_weight(l, fb_edges, mask), m.params[ls.name + ".bias"], ls.stride, ls.pad);
-                frame_in[l] = repeats ? in : Tensor();
-                frame_x[l] = repeats ? x : Tensor();
+                frame_in[l] = frame_only ? in : Tensor();
+                frame_x[l] = frame_only ? x : Tensor();
             }
             for (const auto& [src, w] : small)
                 x = add(x, conv2d_upsampled(src, w, (int)ff.dim(2), (int)ff.dim(3), ls.stride, ls.pad));
+            const bool repeats = frame_only && small.empty();
             if (std::find(m.cfg.stateless.begin(), m.cfg.stateless.end(), l) != m.cfg.stateless.end())
                 state[l] = CellState();  // lesioned: no memory of earlier steps
             Tensor h = cell_step(m.motif(l), m.params, ls.name, x, state[l], repeats);

@@ -322,11 +322,15 @@ TEST_CASE("models: the unroll's shortcuts change no output or gradient; a small 
     struct Case {
         const char *arch, *motif, *fb;
         int size, steps;
+        bool stateless0;  // conv1 lesioned (its state reset at every step)
     };
-    for (Case c : {Case{"tiny5", "lstm", "conv5:conv2", 32, 9}, Case{"tiny5", "gru", "conv5:conv2,conv4:conv1", 32, 9},
-                   Case{"tiny3", "rgc", "conv3:conv2", 8, 6}}) {
-        INFO(c.arch << " " << c.motif << " " << c.fb);
+    for (Case c : {Case{"tiny5", "lstm", "conv5:conv2", 32, 9, false},
+                   Case{"tiny5", "gru", "conv5:conv2,conv4:conv1", 32, 9, false},  // both sources 1x1
+                   Case{"tiny5", "lstm", "conv3:conv1", 32, 9, false},             // a 2x2 source into conv1 (7x7/2)
+                   Case{"tiny3", "rgc", "conv3:conv2", 8, 6, false}, Case{"tiny3", "lstm", "conv3:conv2", 8, 6, true}}) {
+        INFO(c.arch << " " << c.motif << " " << c.fb << (c.stateless0 ? " conv1 stateless" : ""));
         Model m = make_model(c.arch, c.motif, c.fb);
+        if (c.stateless0) m.cfg.stateless = {0};
         randomise(m, 9);
         Tensor img = randn({2, 3, c.size, c.size}, 10, 1.f, true);
         UnrollConfig uc;
@@ -357,7 +361,7 @@ TEST_CASE("models: the unroll's shortcuts change no output or gradient; a small 
             for (auto& e : m.params.entries) g.insert(g.end(), e.view.grad(), e.view.grad() + e.view.numel());
             grads.push_back(g);
         }
-        if (std::string(c.arch) == "tiny5") {  // conv5 -> conv2 at steps 6, 7, 8 (and conv4 -> conv1 is 2x2 -> 32x32)
+        if (std::string(c.arch) == "tiny5") {  // conv5 -> conv2 from step 6, conv4 -> conv1 from 5, conv3 -> conv1 from 4
             CHECK(up[0] == 0);
             CHECK(up[1] >= 3);
             CHECK(resized[1] == 0);
@@ -377,6 +381,47 @@ TEST_CASE("models: the unroll's shortcuts change no output or gradient; a small 
         CHECK(sg > 0);
         CHECK(dout <= 1e-5 * std::max(1.0, sout));
         CHECK(dg <= 1e-5 * std::max(1.0, sg));
+    }
+}
+
+TEST_CASE("models: a recorded unroll replayed on a new image equals one built on it, with and without shortcuts") {
+    // The shortcuts keep tensors across steps (conv1's conv of the frame, its cells' input
+    // half); a replay after copying another batch into u.image must recompute them.
+    for (bool shortcuts : {true, false}) {
+        INFO("shortcuts " << shortcuts);
+        Model m = make_model("tiny5", "lstm", "conv5:conv2");
+        randomise(m, 12);
+        UnrollConfig uc;
+        uc.steps = 8;
+        uc.image_steps = 3;
+        uc.batch = 2;
+        uc.shortcuts = shortcuts;
+        Tensor a = randn({2, 3, 32, 32}, 13), b = randn({2, 3, 32, 32}, 14);
+        auto grads = [&](Unrolled& u, bool replay) {
+            m.params.zero_grad();
+            TapeScope scope(u.tape);
+            if (replay) u.tape.forward();
+            Tensor all = all_outputs(u);
+            u.tape.backward(sum(all));
+            std::vector<float> g = all.to_vector();
+            for (auto& e : m.params.entries) g.insert(g.end(), e.view.grad(), e.view.grad() + e.view.numel());
+            return g;
+        };
+        Unrolled fresh;
+        unroll_build(fresh, m, uc, /*record=*/true, b);
+        std::vector<float> want = grads(fresh, false);
+        Unrolled u;
+        unroll_build(u, m, uc, /*record=*/true, a);
+        tensor_copy(u.image, b);
+        std::vector<float> got = grads(u, true);
+        REQUIRE(got.size() == want.size());
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < got.size(); i++) {
+            worst = std::max(worst, (double)std::fabs(got[i] - want[i]));
+            scale = std::max(scale, (double)std::fabs(want[i]));
+        }
+        CHECK(scale > 0);
+        CHECK(worst <= 1e-6 * std::max(1.0, scale));
     }
 }
 

@@ -127,3 +127,17 @@ TEST_CASE("python: ventral/arch.py is the C++ architecture table") {
     }
     CHECK(r.out == want.str());
 }
+
+TEST_CASE("python: tools/bench_torch.py's --hoist is the same function as its plain model (--check); bad flags refused") {
+    REQUIRE_MESSAGE(!py().empty(), "no python3 with numpy, torch and pandas (third_party/install-deps.sh installs them)");
+    const std::string script = std::string("cd ") + VT_ROOT + " && " + py() + " tools/bench_torch.py ";
+    ShellRun r = vt_test::shell_run(script + "--check --workload W1,W2,W5 --threads 2 2>&1");
+    INFO(r.out);
+    CHECK(r.rc == 0);
+    int ok = 0;
+    for (size_t at = r.out.find("\"check\": \"ok\""); at != std::string::npos; at = r.out.find("\"check\": \"ok\"", at + 1)) ok++;
+    CHECK(ok == 3);
+    ShellRun bad = vt_test::shell_run(script + "--workload W9 2>&1");
+    CHECK(bad.rc == 2);
+    CHECK(has(bad.out, "unknown workload 'W9'"));
+}

@@ -8,7 +8,8 @@
 #
 # Prints the CPU, the same-run OpenBLAS sgemm rate and PyTorch's version, then one Markdown
 # row per workload: ventral's runs, PyTorch's runs as the equations read and with --hoist (the
-# same once-per-image conv1 and skipped zero states as ventral's unroll), best / best ratios.
+# same shortcuts as ventral's unroll: conv1 once per image, zero states skipped, conv5's small
+# map into conv2 through its resize taps), best / best ratios.
 # Needs bin/bench (make) and a python3 with torch (Debian's python3-torch; /usr/bin/python3
 # is tried first).
 set -euo pipefail

@@ -255,6 +255,26 @@ def run(name, args):
                       "ms_per_iter": round(statistics.median(times), 3), "ms_best": round(min(times), 3)}), flush=True)
 
 
+def check(name, args):
+    """--check: the workload's loss and gradients with and without --hoist (the same function)."""
+    arch, motif, feedback, _, _, train = WORKLOADS[name]
+    device = torch.device(args.device)
+    out = []
+    for hoist in (False, True):
+        torch.manual_seed(0)  # the same readouts (torch.nn.Linear draws from the global generator)
+        model = Workload(arch, motif, feedback, device, hoist)
+        image = torch.randn(2, 3, model.size, model.size, generator=torch.Generator().manual_seed(3)).to(device)
+        loss = model(image, 8)
+        loss.backward()
+        out.append((loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))
+    (l0, g0), (l1, g1) = out
+    err = (g0 - g1).abs().max().item() / max(1.0, g0.abs().max().item())
+    ok = abs(l0 - l1) <= 1e-5 * max(1.0, abs(l0)) and err <= 1e-5 and g0.abs().max().item() > 0
+    print(json.dumps({"workload": name, "check": "ok" if ok else "FAILED", "loss": l0, "loss_hoist": l1,
+                      "max_grad_rel_diff": err}), flush=True)
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", default="W1,W2,W3,W4,W5", help="comma-separated, of W1-W5 (default: all)")
@@ -266,7 +286,11 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="timed iterations (the median is reported)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     ap.add_argument("--hoist", action="store_true",
-                    help="conv1 and its cells' input half once per image, zero states skipped (as ventral's unroll)")
+                    help="the shortcuts of ventral's unroll: conv1 and its cells' input half once per image, zero "
+                         "states skipped, a small feedback source through its resize taps")
+    ap.add_argument("--check", action="store_true",
+                    help="instead of timing: each workload at batch 2, T = 8, with and without --hoist; the loss and "
+                         "every gradient must agree (exit 1 if not)")
     args = ap.parse_args()
     names = [w for w in args.workload.split(",") if w]
     for n in names:
@@ -284,6 +308,8 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     set_precision(args.precision, args.device)
+    if args.check:
+        sys.exit(0 if all(check(n, args) for n in names) else 1)
     for n in names:
         run(n, args)
 

@@ -7,8 +7,10 @@
 // No GEMM is called from inside an OpenMP region (OpenBLAS threads itself).
 #include <cblas.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/cpu.h"
@@ -264,14 +266,48 @@ static std::vector<float> up_axis(int n, int in, int O, int K, int S, int P) {
     return e;
 }
 
+// Phi (KK*Q, OH*OW), row (kh, kw, a, b), column (oh, ow): a function of the shapes alone, built
+// once per shape and kept (a model has a handful: one per feedback edge and step size).
+static const std::vector<float>& up_taps(const ConvUpDims& d) {
+    struct Entry {
+        std::array<int, 8> key;
+        std::vector<float> phi;
+    };
+    static thread_local std::vector<std::unique_ptr<Entry>> cache;
+    const std::array<int, 8> key = {d.h, d.w, d.H, d.W, d.KH, d.KW, d.S, d.P};
+    for (const auto& e : cache)
+        if (e->key == key) return e->phi;
+    if (cache.size() >= 16) cache.clear();
+    auto e = std::make_unique<Entry>();
+    e->key = key;
+    const int Q = d.h * d.w, P = d.OH * d.OW;
+    const std::vector<float> ey = up_axis(d.h, d.H, d.OH, d.KH, d.S, d.P), ex = up_axis(d.w, d.W, d.OW, d.KW, d.S, d.P);
+    e->phi.assign((size_t)d.KH * d.KW * Q * P, 0.f);
+    for (int kh = 0; kh < d.KH; kh++)
+        for (int kw = 0; kw < d.KW; kw++)
+            for (int a = 0; a < d.h; a++)
+                for (int b = 0; b < d.w; b++) {
+                    float* row = &e->phi[((((size_t)kh * d.KW + kw) * d.h + a) * d.w + b) * P];
+                    for (int oh = 0; oh < d.OH; oh++) {
+                        const float fy = ey[((size_t)oh * d.KH + kh) * d.h + a];
+                        if (fy == 0.f) continue;
+                        for (int ow = 0; ow < d.OW; ow++)
+                            row[(size_t)oh * d.OW + ow] = fy * ex[((size_t)ow * d.KW + kw) * d.w + b];
+                    }
+                }
+    cache.push_back(std::move(e));
+    return cache.back()->phi;
+}
+
 namespace {
 // The operands of conv_up: Wp (OC*KK, Cs) = weight with (c, k) swapped, St (Cs, N*Q) = src with
-// (n, c) swapped, Phi (KK*Q, OH*OW). Q = h*w, KK = KH*KW.
+// (n, c) swapped, Phi (up_taps). Q = h*w, KK = KH*KW.
 struct ConvUp {
     int Q, KK, KQ, P;
-    std::vector<float> wp, st, phi;
+    std::vector<float> wp, st;
+    const std::vector<float>& phi;
     ConvUp(const float* src, const float* weight, const ConvUpDims& d)
-        : Q(d.h * d.w), KK(d.KH * d.KW), KQ(KK * Q), P(d.OH * d.OW) {
+        : Q(d.h * d.w), KK(d.KH * d.KW), KQ(KK * Q), P(d.OH * d.OW), phi(up_taps(d)) {
         wp.resize((size_t)d.OC * KK * d.Cs);
         for (int oc = 0; oc < d.OC; oc++)
             for (int c = 0; c < d.Cs; c++)
@@ -281,20 +317,6 @@ struct ConvUp {
         for (int n = 0; n < d.N; n++)
             for (int c = 0; c < d.Cs; c++)
                 std::memcpy(&st[((size_t)c * d.N + n) * Q], src + ((size_t)n * d.Cs + c) * Q, sizeof(float) * Q);
-        const std::vector<float> ey = up_axis(d.h, d.H, d.OH, d.KH, d.S, d.P), ex = up_axis(d.w, d.W, d.OW, d.KW, d.S, d.P);
-        phi.assign((size_t)KQ * P, 0.f);  // row (kh, kw, a, b), column (oh, ow)
-        for (int kh = 0; kh < d.KH; kh++)
-            for (int kw = 0; kw < d.KW; kw++)
-                for (int a = 0; a < d.h; a++)
-                    for (int b = 0; b < d.w; b++) {
-                        float* row = &phi[((((size_t)kh * d.KW + kw) * d.h + a) * d.w + b) * P];
-                        for (int oh = 0; oh < d.OH; oh++) {
-                            const float fy = ey[((size_t)oh * d.KH + kh) * d.h + a];
-                            if (fy == 0.f) continue;
-                            for (int ow = 0; ow < d.OW; ow++)
-                                row[oh * d.OW + ow] = fy * ex[((size_t)ow * d.KW + kw) * d.w + b];
-                        }
-                    }
     }
 };
 }  // namespace
