@@ -61,6 +61,23 @@ GradCheckOptions model_check_options() {
     return opt;
 }
 
+// The whole unroll (all outputs of all steps) through the gradient checker, w.r.t. the image
+// and every parameter.
+void check_unroll_gradients(const Model& m, const Tensor& img, const UnrollConfig& uc) {
+    std::vector<Tensor> wrt = {img};
+    for (auto& e : m.params.entries) wrt.push_back(e.view);
+    auto f = [&] {
+        Unrolled u;
+        unroll_build(u, m, uc, /*record=*/false, img);
+        return all_outputs(u);
+    };
+    GradCheckOptions opt = model_check_options();
+    opt.max_samples = 24;
+    GradCheckResult res = grad_check(f, wrt, opt);
+    INFO(res.worst << " err " << res.max_err << " checked " << res.checked << " skipped " << res.skipped);
+    CHECK(res.ok);
+}
+
 }  // namespace
 
 TEST_CASE("models: backbone shapes follow docs/science.md") {
@@ -299,18 +316,7 @@ TEST_CASE("models: the first layer's pre-memory conv runs once per frame, and gr
             // the same output shape (gru's candidate and rgc's W_xc x have it)
             if (m.motif(0) == Motif::None || m.motif(0) == Motif::LSTM) CHECK(premem == 2);
         }
-        std::vector<Tensor> wrt = {img};
-        for (auto& e : m.params.entries) wrt.push_back(e.view);
-        auto f = [&] {
-            Unrolled u;
-            unroll_build(u, m, uc, /*record=*/false, img);
-            return all_outputs(u);
-        };
-        GradCheckOptions opt = model_check_options();
-        opt.max_samples = 24;
-        GradCheckResult res = grad_check(f, wrt, opt);
-        INFO(res.worst << " err " << res.max_err << " checked " << res.checked << " skipped " << res.skipped);
-        CHECK(res.ok);
+        check_unroll_gradients(m, img, uc);
     }
 }
 
@@ -432,22 +438,11 @@ TEST_CASE("models: whole-model gradient check for every cell with a feedback edg
         randomise(m, 7);
         Tensor img = randn({2, 3, 8, 8}, 8, 1.f, true);
         img.name = "image";
-        std::vector<Tensor> wrt = {img};
-        for (auto& e : m.params.entries) wrt.push_back(e.view);
         UnrollConfig uc;
         uc.steps = 6;
         uc.image_steps = 3;
         uc.batch = 2;
-        auto f = [&] {
-            Unrolled u;
-            unroll_build(u, m, uc, /*record=*/false, img);
-            return all_outputs(u);
-        };
-        GradCheckOptions opt = model_check_options();
-        opt.max_samples = 24;
-        GradCheckResult res = grad_check(f, wrt, opt);
-        INFO(res.worst << " err " << res.max_err << " checked " << res.checked << " skipped " << res.skipped);
-        CHECK(res.ok);
+        check_unroll_gradients(m, img, uc);
     }
 }
 
