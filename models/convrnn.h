@@ -72,9 +72,10 @@ struct UnrollConfig {
     int image_steps = 10;  // steps the image is shown before the grey frame
     int batch = 16;        // N
     // Exact shortcuts (the same function up to float rounding): conv1, fed by the frame alone,
-    // and its cell's input half once per frame; feedback sources of at most 1/16 of the
-    // destination's pixels through conv2d_upsampled on the CPU. false: every conv as the
-    // equations are written (tests compare the two).
+    // and its cell's input half once per frame; small feedback sources (conv5's map into conv2;
+    // the rule is in convrnn.cpp) through conv2d_upsampled on the CPU. false: every conv as the
+    // equations are written (tests compare the two). A zero state's half of a cell conv is
+    // skipped either way (cell_step).
     bool shortcuts = true;
 };
 
