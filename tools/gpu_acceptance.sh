@@ -12,7 +12,8 @@
 # order; about 9 minutes on an H200 by the earlier runs' speed):
 #   tests    the GPU tests, FP32 twins and the tf32/bf16 precision checks (~1 min)
 #   bench    ./bin/bench W1-W5 at fp32, tf32 and bf16; the PyTorch reference of W1-W5 at its
-#            default policy if a Python with torch is found (tools/bench_torch.py) (~2 min)
+#            default policy, as written and with --hoist, if a Python with torch is found
+#            (tools/bench_torch.py) (~2-3 min)
 #   fit      fit_dynamics --preset gpu --device cuda on the default virtual primate, lstm +
 #            conv5:conv2, shipped backbone, and its --time-varied baseline (~3 min)
 #   precision  the same fit at bf16 and tf32 (EV within 0.01 of fp32?) (~4 min)
@@ -75,6 +76,9 @@ for stage in "${STAGES[@]}"; do
             log "torch: $PY"
             timeout 200 "$PY" "$ROOT/tools/bench_torch.py" --device cuda --workload W1,W2,W3,W4,W5 --reps 5 \
                 > "$OUT/torch.jsonl" 2>&1
+            # and with ventral's exact shortcuts (each line says "hoist"), for the engine-to-engine ratio
+            timeout 200 "$PY" "$ROOT/tools/bench_torch.py" --device cuda --workload W1,W2,W3,W4,W5 --reps 5 --hoist \
+                >> "$OUT/torch.jsonl" 2>&1
         else
             log "torch: no Python with CUDA torch found; the PyTorch reference is not run"
         fi
