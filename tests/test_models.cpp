@@ -61,6 +61,31 @@ GradCheckOptions model_check_options() {
     return opt;
 }
 
+// A cell's parameters ("L.cell.*", depth C), every one drawn N(0, std^2).
+ParamArena random_cell_params(Motif mo, int C, uint64_t seed, float std) {
+    std::vector<ParamSpec> specs;
+    cell_param_specs(specs, mo, "L", C);
+    ParamArena p(specs, seed);
+    Rng r(seed + 1);
+    for (auto& e : p.entries) tensor_randn(e.view, r, std);
+    return p;
+}
+
+// The tiny3 unrolls of the gradient checks: a named 2-image batch (it requires a gradient),
+// 6 steps, the image for 3 of them.
+Tensor tiny3_image() {
+    Tensor img = randn({2, 3, 8, 8}, 8, 1.f, true);
+    img.name = "image";
+    return img;
+}
+UnrollConfig tiny3_unroll() {
+    UnrollConfig uc;
+    uc.steps = 6;
+    uc.image_steps = 3;
+    uc.batch = 2;
+    return uc;
+}
+
 // The whole unroll (all outputs of all steps) through the gradient checker, w.r.t. the image
 // and every parameter.
 void check_unroll_gradients(const Model& m, const Tensor& img, const UnrollConfig& uc) {
@@ -122,11 +147,7 @@ TEST_CASE("cells: each fused cell equals its equations written with plain ops") 
     for (const char* name : {"timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"}) {
         INFO("cell " << std::string(name));
         Motif mo = motif_parse(name);
-        std::vector<ParamSpec> specs;
-        cell_param_specs(specs, mo, "L", C);
-        ParamArena p(specs, 3);
-        Rng r(4);
-        for (auto& e : p.entries) tensor_randn(e.view, r, 0.4f);
+        ParamArena p = random_cell_params(mo, C, 3, 0.4f);
         CellState st;
         Tensor h_ref, c_ref;  // reference state
         for (int t = 0; t < 3; t++) {
@@ -192,11 +213,7 @@ TEST_CASE("cells: every cell passes the gradient checker over three steps") {
     for (const char* name : {"timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"}) {
         INFO("cell " << std::string(name));
         Motif mo = motif_parse(name);
-        std::vector<ParamSpec> specs;
-        cell_param_specs(specs, mo, "L", C);
-        ParamArena p(specs, 5);
-        Rng r(6);
-        for (auto& e : p.entries) tensor_randn(e.view, r, 0.2f);
+        ParamArena p = random_cell_params(mo, C, 5, 0.2f);
         std::vector<Tensor> xs, wrt;
         for (int t = 0; t < 3; t++) {
             xs.push_back(randn({N, C, H, W}, 20 + t, 1.f, true));
@@ -225,11 +242,7 @@ TEST_CASE("cells: a zero state skips its half of the conv, a repeated x keeps it
     for (const char* name : {"rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"}) {
         INFO("cell " << std::string(name));
         Motif mo = motif_parse(name);
-        std::vector<ParamSpec> specs;
-        cell_param_specs(specs, mo, "L", C);
-        ParamArena p(specs, 3);
-        Rng r(4);
-        for (auto& e : p.entries) tensor_randn(e.view, r, 0.4f);
+        ParamArena p = random_cell_params(mo, C, 3, 0.4f);
         const int64_t D = mo == Motif::RNNLarge ? rnn_large_depth(C) : C;
         struct Run {
             std::vector<Tensor> hs;
@@ -299,12 +312,8 @@ TEST_CASE("models: the first layer's pre-memory conv runs once per frame, and gr
         INFO("cell " << std::string(name));
         Model m = make_model("tiny3", name, "conv3:conv2");
         randomise(m, 7);
-        Tensor img = randn({2, 3, 8, 8}, 8, 1.f, true);
-        img.name = "image";
-        UnrollConfig uc;
-        uc.steps = 6;
-        uc.image_steps = 3;
-        uc.batch = 2;
+        const Tensor img = tiny3_image();
+        const UnrollConfig uc = tiny3_unroll();
         {
             Unrolled u;
             unroll_build(u, m, uc, /*record=*/true, img);
@@ -436,13 +445,7 @@ TEST_CASE("models: whole-model gradient check for every cell with a feedback edg
         INFO("cell " << std::string(name));
         Model m = make_model("tiny3", name, "conv3:conv1,conv3:conv2");
         randomise(m, 7);
-        Tensor img = randn({2, 3, 8, 8}, 8, 1.f, true);
-        img.name = "image";
-        UnrollConfig uc;
-        uc.steps = 6;
-        uc.image_steps = 3;
-        uc.batch = 2;
-        check_unroll_gradients(m, img, uc);
+        check_unroll_gradients(m, tiny3_image(), tiny3_unroll());
     }
 }
 

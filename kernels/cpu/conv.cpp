@@ -299,68 +299,77 @@ static const std::vector<float>& up_taps(const ConvUpDims& d) {
     return cache.back()->phi;
 }
 
-namespace {
-// The operands of conv_up: Wp (OC*KK, Cs) = weight with (c, k) swapped, St (Cs, N*Q) = src with
-// (n, c) swapped, Phi (up_taps). Q = h*w, KK = KH*KW.
-struct ConvUp {
-    int Q, KK, KQ, P;
-    std::vector<float> wp, st;
-    const std::vector<float>& phi;
-    ConvUp(const float* src, const float* weight, const ConvUpDims& d)
-        : Q(d.h * d.w), KK(d.KH * d.KW), KQ(KK * Q), P(d.OH * d.OW), phi(up_taps(d)) {
-        wp.resize((size_t)d.OC * KK * d.Cs);
-        for (int oc = 0; oc < d.OC; oc++)
-            for (int c = 0; c < d.Cs; c++)
-                for (int k = 0; k < KK; k++)
-                    wp[((size_t)oc * KK + k) * d.Cs + c] = weight[((size_t)oc * d.Cs + c) * KK + k];
-        st.resize((size_t)d.Cs * d.N * Q);
-        for (int n = 0; n < d.N; n++)
-            for (int c = 0; c < d.Cs; c++)
-                std::memcpy(&st[((size_t)c * d.N + n) * Q], src + ((size_t)n * d.Cs + c) * Q, sizeof(float) * Q);
-    }
-};
-}  // namespace
+// conv_up's temporaries, grow-only per thread (the op runs at every step of every iteration).
+static float* up_scratch(int slot, size_t n) {
+    static thread_local std::vector<float> bufs[4];
+    if (bufs[slot].size() < n) bufs[slot].resize(n);
+    return bufs[slot].data();
+}
+
+// Wp (OC*KK, Cs): the weight (OC, Cs, KK) with (c, k) swapped.
+static const float* up_weight(const float* weight, const ConvUpDims& d) {
+    const int KK = d.KH * d.KW;
+    float* wp = up_scratch(0, (size_t)d.OC * KK * d.Cs);
+    for (int oc = 0; oc < d.OC; oc++)
+        for (int c = 0; c < d.Cs; c++)
+            for (int k = 0; k < KK; k++) wp[((size_t)oc * KK + k) * d.Cs + c] = weight[((size_t)oc * d.Cs + c) * KK + k];
+    return wp;
+}
+
+// St (Cs, N*Q): the source (N, Cs, Q) with (n, c) swapped.
+static const float* up_source(const float* src, const ConvUpDims& d) {
+    const int Q = d.h * d.w;
+    float* st = up_scratch(1, (size_t)d.Cs * d.N * Q);
+    for (int n = 0; n < d.N; n++)
+        for (int c = 0; c < d.Cs; c++)
+            std::memcpy(st + ((size_t)c * d.N + n) * Q, src + ((size_t)n * d.Cs + c) * Q, sizeof(float) * Q);
+    return st;
+}
+
+// Between Up ((oc, k), (n, q)), the GEMM's layout, and U ((n, oc), (k, q)), Phi's partner:
+// blocks of Q floats change places (to_u: Up -> U; else U -> Up).
+static void up_swap(float* dst, const float* src, const ConvUpDims& d, bool to_u) {
+    const int Q = d.h * d.w, KK = d.KH * d.KW;
+    const size_t NQ = (size_t)d.N * Q, KQ = (size_t)KK * Q;
+    for (int oc = 0; oc < d.OC; oc++)
+        for (int k = 0; k < KK; k++)
+            for (int n = 0; n < d.N; n++) {
+                const size_t up = ((size_t)oc * KK + k) * NQ + (size_t)n * Q, u = ((size_t)n * d.OC + oc) * KQ + (size_t)k * Q;
+                std::memcpy(dst + (to_u ? u : up), src + (to_u ? up : u), sizeof(float) * Q);
+            }
+}
 
 void conv_up_forward(float* out, const float* src, const float* weight, const ConvUpDims& d) {
-    ConvUp c(src, weight, d);
-    const int NQ = d.N * c.Q;
-    std::vector<float> up((size_t)d.OC * c.KK * NQ), u((size_t)d.N * d.OC * c.KQ);
-    // Up ((oc, k), (n, q)) = Wp St, then U ((n, oc), (k, q))
-    gemm(false, false, d.OC * c.KK, NQ, d.Cs, 1.f, c.wp.data(), d.Cs, c.st.data(), NQ, 0.f, up.data(), NQ);
-    for (int oc = 0; oc < d.OC; oc++)
-        for (int k = 0; k < c.KK; k++)
-            for (int n = 0; n < d.N; n++)
-                std::memcpy(&u[((size_t)n * d.OC + oc) * c.KQ + (size_t)k * c.Q], &up[((size_t)oc * c.KK + k) * NQ + (size_t)n * c.Q],
-                            sizeof(float) * c.Q);
-    gemm(false, false, d.N * d.OC, c.P, c.KQ, 1.f, u.data(), c.KQ, c.phi.data(), c.P, 0.f, out, c.P);
+    const int Q = d.h * d.w, KK = d.KH * d.KW, KQ = KK * Q, NQ = d.N * Q, P = d.OH * d.OW;
+    const std::vector<float>& phi = up_taps(d);
+    float *up = up_scratch(2, (size_t)d.OC * KK * NQ), *u = up_scratch(3, (size_t)d.N * d.OC * KQ);
+    gemm(false, false, d.OC * KK, NQ, d.Cs, 1.f, up_weight(weight, d), d.Cs, up_source(src, d), NQ, 0.f, up, NQ);
+    up_swap(u, up, d, true);
+    gemm(false, false, d.N * d.OC, P, KQ, 1.f, u, KQ, phi.data(), P, 0.f, out, P);
 }
 
 void conv_up_backward(float* dsrc, float* dweight, const float* dout, const float* src, const float* weight,
                       const ConvUpDims& d) {
     if (!dsrc && !dweight) return;
-    ConvUp c(src, weight, d);
-    const int NQ = d.N * c.Q;
-    std::vector<float> du((size_t)d.N * d.OC * c.KQ), dup((size_t)d.OC * c.KK * NQ);
-    gemm(false, true, d.N * d.OC, c.KQ, c.P, 1.f, dout, c.P, c.phi.data(), c.P, 0.f, du.data(), c.KQ);
-    for (int oc = 0; oc < d.OC; oc++)
-        for (int k = 0; k < c.KK; k++)
-            for (int n = 0; n < d.N; n++)
-                std::memcpy(&dup[((size_t)oc * c.KK + k) * NQ + (size_t)n * c.Q], &du[((size_t)n * d.OC + oc) * c.KQ + (size_t)k * c.Q],
-                            sizeof(float) * c.Q);
-    if (dweight) {  // dWp = dUp St^T, then back to (oc, c, k)
-        std::vector<float> dwp((size_t)d.OC * c.KK * d.Cs);
-        gemm(false, true, d.OC * c.KK, d.Cs, NQ, 1.f, dup.data(), NQ, c.st.data(), NQ, 0.f, dwp.data(), d.Cs);
+    const int Q = d.h * d.w, KK = d.KH * d.KW, KQ = KK * Q, NQ = d.N * Q, P = d.OH * d.OW;
+    const std::vector<float>& phi = up_taps(d);
+    float *dup = up_scratch(2, (size_t)d.OC * KK * NQ), *du = up_scratch(3, (size_t)d.N * d.OC * KQ);
+    gemm(false, true, d.N * d.OC, KQ, P, 1.f, dout, P, phi.data(), P, 0.f, du, KQ);
+    up_swap(dup, du, d, false);
+    if (dweight) {  // dWp = dUp St^T, then back to (oc, c, k); dWp reuses U's slot
+        float* dwp = up_scratch(3, (size_t)d.OC * KK * d.Cs);
+        gemm(false, true, d.OC * KK, d.Cs, NQ, 1.f, dup, NQ, up_source(src, d), NQ, 0.f, dwp, d.Cs);
         for (int oc = 0; oc < d.OC; oc++)
-            for (int cc = 0; cc < d.Cs; cc++)
-                for (int k = 0; k < c.KK; k++)
-                    dweight[((size_t)oc * d.Cs + cc) * c.KK + k] += dwp[((size_t)oc * c.KK + k) * d.Cs + cc];
+            for (int c = 0; c < d.Cs; c++)
+                for (int k = 0; k < KK; k++) dweight[((size_t)oc * d.Cs + c) * KK + k] += dwp[((size_t)oc * KK + k) * d.Cs + c];
     }
-    if (dsrc) {  // dSt = Wp^T dUp, then back to (n, c, q)
-        std::vector<float> dst((size_t)d.Cs * NQ);
-        gemm(true, false, d.Cs, NQ, d.OC * c.KK, 1.f, c.wp.data(), d.Cs, dup.data(), NQ, 0.f, dst.data(), NQ);
+    if (dsrc) {  // dSt = Wp^T dUp, then back to (n, c, q); dSt reuses St's slot
+        const float* wp = up_weight(weight, d);
+        float* dst = up_scratch(1, (size_t)d.Cs * NQ);
+        gemm(true, false, d.Cs, NQ, d.OC * KK, 1.f, wp, d.Cs, dup, NQ, 0.f, dst, NQ);
         for (int n = 0; n < d.N; n++)
-            for (int cc = 0; cc < d.Cs; cc++)
-                for (int q = 0; q < c.Q; q++) dsrc[((size_t)n * d.Cs + cc) * c.Q + q] += dst[((size_t)cc * d.N + n) * c.Q + q];
+            for (int c = 0; c < d.Cs; c++)
+                for (int q = 0; q < Q; q++) dsrc[((size_t)n * d.Cs + c) * Q + q] += dst[((size_t)c * d.N + n) * Q + q];
     }
 }
 
