@@ -38,6 +38,13 @@ enum class Act { ELU, ReLU, Sigmoid, Tanh };
 // GEMM precision on the GPU (engine/backend.h's backend_set_precision; the CPU is FP32 only).
 enum class Precision { FP32, TF32, BF16 };
 
+// The CPU's path for 3x3 stride-1 convolutions: Auto picks per shape by the measured rule in
+// kernels/cpu/conv.cpp; the others force one path (tests, bench): im2col + GEMM, or Winograd
+// F(2x2, 3x3) / F(4x4, 3x3) (kernels/cpu/winograd.cpp).
+enum class CpuConvPath { Auto, Im2col, Winograd2, Winograd4 };
+void cpu_set_conv_path(CpuConvPath p);
+CpuConvPath cpu_conv_path();
+
 struct KernelTable {
     const char* name;
 

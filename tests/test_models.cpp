@@ -449,6 +449,22 @@ TEST_CASE("models: whole-model gradient check for every cell with a feedback edg
     }
 }
 
+TEST_CASE("models: whole-model gradient check with every 3x3 convolution as Winograd F(2x2) and F(4x4)") {
+    // the cells' split convs (W_x x + W_h h), the feedback conv and the backbone through the
+    // Winograd kernels (forced: the automatic rule keeps these small maps on im2col)
+    for (CpuConvPath path : {CpuConvPath::Winograd2, CpuConvPath::Winograd4}) {
+        const CpuConvPath prev = cpu_conv_path();
+        cpu_set_conv_path(path);
+        for (const char* name : {"gru", "lstm"}) {
+            INFO("cell " << std::string(name) << " path " << (int)path);
+            Model m = make_model("tiny3", name, "conv3:conv1,conv3:conv2");
+            randomise(m, 7);
+            check_unroll_gradients(m, tiny3_image(), tiny3_unroll());
+        }
+        cpu_set_conv_path(prev);
+    }
+}
+
 TEST_CASE("models: a fresh feedback edge changes no output at any step") {
     for (const char* name : {"none", "lstm", "gru"}) {
         Model plain = make_model("hcnn5-s", name, "", 11), fb = make_model("hcnn5-s", name, "conv5:conv2,conv4:conv3", 11);

@@ -39,32 +39,59 @@ Tensor distinct(const Shape& s, uint64_t seed) {
     return t;
 }
 
+// The CPU's 3x3 convolution path for a scope (kernels.h CpuConvPath).
+struct ConvPathScope {
+    CpuConvPath prev = cpu_conv_path();
+    explicit ConvPathScope(CpuConvPath p) { cpu_set_conv_path(p); }
+    ~ConvPathScope() { cpu_set_conv_path(prev); }
+};
+const CpuConvPath kConvPaths[] = {CpuConvPath::Auto, CpuConvPath::Im2col, CpuConvPath::Winograd2,
+                                  CpuConvPath::Winograd4};
+
+// The largest rounding error a path may make, normwise: in units of float32's epsilon (2^-23)
+// times the largest sum of |terms| of any output. Normwise, because Winograd (like Strassen) is
+// stable normwise but not per element: an output whose terms are all zero (a tap that only
+// meets padding) comes out as a cancellation of transformed values, not as an exact zero.
+// Measured over the cases below (worst of forward, dx, dw): im2col 1.0, F(2x2) 1.1, F(4x4) 10.7
+// (its transforms carry coefficients up to 8 and 1/24, Lavin & Gray 2016; still well inside
+// the n = 576 epsilons that bound a float32 sum of the largest case's length). Auto may pick
+// F(4x4).
+double max_rounding(CpuConvPath p) {
+    return (p == CpuConvPath::Im2col || p == CpuConvPath::Winograd2 ? 8 : 64) * 1.1920929e-7;
+}
+
 void expect_ok(const GradCheckResult& r) {
     INFO("worst: " << r.worst << "  max_err " << r.max_err << "  checked " << r.checked);
     CHECK(r.checked > 0);
     CHECK(r.ok);
 }
 
-// Direct 7-loop convolution in double, the independent reference for conv2d.
-std::vector<double> conv_naive(const Tensor& x, const Tensor& w, const Tensor& b, int s, int p) {
+// Direct 7-loop convolution in double, the independent reference for conv2d; mag (if given)
+// receives each output's sum of |terms| (|x w| and |b|), the scale of its float32 rounding.
+std::vector<double> conv_naive(const Tensor& x, const Tensor& w, const Tensor& b, int s, int p,
+                               std::vector<double>* mag = nullptr) {
     int N = (int)x.dim(0), C = (int)x.dim(1), H = (int)x.dim(2), W = (int)x.dim(3);
     int OC = (int)w.dim(0), KH = (int)w.dim(2), KW = (int)w.dim(3);
     int OH = (H + 2 * p - KH) / s + 1, OW = (W + 2 * p - KW) / s + 1;
     std::vector<double> y((size_t)N * OC * OH * OW);
+    if (mag) mag->assign(y.size(), 0.0);
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++)
             for (int oh = 0; oh < OH; oh++)
                 for (int ow = 0; ow < OW; ow++) {
-                    double acc = b.defined() ? b.data()[o] : 0.0;
+                    double acc = b.defined() ? b.data()[o] : 0.0, sum_abs = std::fabs(acc);
                     for (int c = 0; c < C; c++)
                         for (int kh = 0; kh < KH; kh++)
                             for (int kw = 0; kw < KW; kw++) {
                                 int ih = oh * s - p + kh, iw = ow * s - p + kw;
                                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                                acc += (double)x.data()[((n * C + c) * H + ih) * W + iw] *
-                                       w.data()[((o * C + c) * KH + kh) * KW + kw];
+                                const double t = (double)x.data()[((n * C + c) * H + ih) * W + iw] *
+                                                 w.data()[((o * C + c) * KH + kh) * KW + kw];
+                                acc += t, sum_abs += std::fabs(t);
                             }
-                    y[(((size_t)n * OC + o) * OH + oh) * OW + ow] = acc;
+                    const size_t i = (((size_t)n * OC + o) * OH + oh) * OW + ow;
+                    y[i] = acc;
+                    if (mag) (*mag)[i] = sum_abs;
                 }
     return y;
 }
@@ -91,21 +118,34 @@ TEST_CASE("kernels: the CPU's fast exp, sigmoid and tanh match libm and carry a 
     CHECK(cpu::fast_sigmoid(1e30f) == 1.f);
 }
 
-TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides and paddings") {
+// 3x3 stride-1 shapes for the Winograd tiles (F(2x2): 2x2 tiles, F(4x4): 4x4): maps of one
+// pixel, smaller than a tile, odd sizes (partial tiles at the right and bottom edges), several
+// tiles, no padding and padding 2, and a map and depth where the automatic rule picks F(4x4).
+#define WINOGRAD_CASES                                                                                   \
+    Case{2, 3, 1, 1, 2, 3, 1, 1}, Case{1, 2, 3, 5, 3, 3, 1, 0}, Case{2, 3, 9, 9, 4, 3, 1, 1},            \
+        Case{1, 2, 13, 10, 3, 3, 1, 2}, Case{3, 2, 6, 7, 2, 3, 1, 1}, Case{1, 64, 32, 32, 3, 3, 1, 1}
+
+TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, paddings and CPU paths") {
     struct Case { int N, C, H, W, OC, K, s, p; };
+    for (CpuConvPath path : kConvPaths)
     for (Case c : {Case{2, 3, 9, 7, 4, 3, 1, 1}, Case{1, 2, 11, 11, 3, 7, 2, 3}, Case{2, 4, 6, 5, 5, 1, 1, 0},
                    Case{1, 3, 8, 8, 2, 5, 3, 0}, Case{3, 2, 4, 4, 2, 1, 2, 0}, Case{1, 1, 5, 6, 1, 2, 1, 1},
                    // more than 64 output pixels: im2col's row copies (fewer: its tap table)
-                   Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3}}) {
-        CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p);
+                   Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3},
+                   WINOGRAD_CASES}) {
+        ConvPathScope scope(path);
+        CAPTURE((int)path); CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p);
         Tensor x = randn({c.N, c.C, c.H, c.W}, 1, 1.f, false), w = randn({c.OC, c.C, c.K, c.K}, 2, 0.5f, false);
         Tensor b = randn({c.OC}, 3, 1.f, false);
         Tensor y = conv2d(x, w, b, c.s, c.p);
-        std::vector<double> ref = conv_naive(x, w, b, c.s, c.p);
+        std::vector<double> mag;
+        std::vector<double> ref = conv_naive(x, w, b, c.s, c.p, &mag);
         REQUIRE(y.numel() == (int64_t)ref.size());
-        double worst = 0;
-        for (size_t i = 0; i < ref.size(); i++) worst = std::max(worst, std::fabs(y.data()[i] - ref[i]));
-        CHECK(worst < 1e-4);
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < ref.size(); i++)
+            worst = std::max(worst, std::fabs(y.data()[i] - ref[i])), scale = std::max(scale, mag[i]);
+        CHECK(worst < max_rounding(path) * scale);
+        if (c.C * c.K * c.K <= 64) CHECK(worst < 1e-4);  // short sums: also absolute (the 576-term sum: relative only)
     }
 }
 
@@ -113,13 +153,17 @@ TEST_CASE("ops: conv2d's input and weight gradients are the direct convolution's
     // sum(g * conv2d(x, w)) differentiated, against the direct sums in double: dx[n,c,ih,iw] =
     // sum g[n,o,oh,ow] w[o,c,kh,kw] over ih = oh*s - p + kh (col2im's edges: every padding and
     // stride, kernels wider than the padding), dw likewise with x
+    // under each CPU path (Winograd's backward is its forward's exact adjoint)
     struct Case { int N, C, H, W, OC, K, s, p; };
+    for (CpuConvPath path : kConvPaths)
     for (Case c : {Case{2, 3, 9, 7, 4, 3, 1, 1}, Case{1, 2, 11, 11, 3, 7, 2, 3}, Case{2, 4, 6, 5, 5, 1, 1, 0},
                    Case{1, 3, 8, 8, 2, 5, 3, 0}, Case{1, 2, 5, 6, 2, 3, 1, 2}, Case{1, 1, 5, 6, 1, 2, 1, 1},
                    Case{2, 2, 2, 2, 3, 3, 1, 1}, Case{1, 2, 7, 9, 2, 3, 2, 1},
                    // more than 64 output pixels: col2im's row loops (fewer: its tap table)
-                   Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3}}) {
-        CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p); CAPTURE(c.H); CAPTURE(c.W);
+                   Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3},
+                   WINOGRAD_CASES}) {
+        ConvPathScope scope(path);
+        CAPTURE((int)path); CAPTURE(c.C); CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p); CAPTURE(c.H); CAPTURE(c.W);
         Tensor x = randn({c.N, c.C, c.H, c.W}, 31), w = randn({c.OC, c.C, c.K, c.K}, 32, 0.5f);
         const int OH = (c.H + 2 * c.p - c.K) / c.s + 1, OW = (c.W + 2 * c.p - c.K) / c.s + 1;
         Tensor g = randn({c.N, c.OC, OH, OW}, 33, 1.f, false);
@@ -129,6 +173,7 @@ TEST_CASE("ops: conv2d's input and weight gradients are the direct convolution's
             tape.backward(sum(mul(conv2d(x, w, Tensor(), c.s, c.p), g)));
         }
         std::vector<double> dx((size_t)x.numel(), 0.0), dw((size_t)w.numel(), 0.0);
+        std::vector<double> mag_x(dx.size(), 0.0), mag_w(dw.size(), 0.0);  // sums of |terms|
         for (int n = 0; n < c.N; n++)
             for (int o = 0; o < c.OC; o++)
                 for (int oh = 0; oh < OH; oh++)
@@ -143,13 +188,21 @@ TEST_CASE("ops: conv2d's input and weight gradients are the direct convolution's
                                               wi = ((o * c.C + ch) * c.K + kh) * c.K + kw;
                                     dx[(size_t)xi] += gv * w.data()[wi];
                                     dw[(size_t)wi] += gv * x.data()[xi];
+                                    mag_x[(size_t)xi] += std::fabs(gv * w.data()[wi]);
+                                    mag_w[(size_t)wi] += std::fabs(gv * x.data()[xi]);
                                 }
                     }
-        double worst_x = 0, worst_w = 0;
-        for (size_t i = 0; i < dx.size(); i++) worst_x = std::max(worst_x, std::fabs(x.grad()[i] - dx[i]));
-        for (size_t i = 0; i < dw.size(); i++) worst_w = std::max(worst_w, std::fabs(w.grad()[i] - dw[i]));
-        CHECK(worst_x < 1e-4);
-        CHECK(worst_w < 1e-4);
+        double worst_x = 0, worst_w = 0, scale_x = 0, scale_w = 0;
+        for (size_t i = 0; i < dx.size(); i++)
+            worst_x = std::max(worst_x, std::fabs(x.grad()[i] - dx[i])), scale_x = std::max(scale_x, mag_x[i]);
+        for (size_t i = 0; i < dw.size(); i++)
+            worst_w = std::max(worst_w, std::fabs(w.grad()[i] - dw[i])), scale_w = std::max(scale_w, mag_w[i]);
+        CHECK(worst_x < max_rounding(path) * scale_x);
+        CHECK(worst_w < max_rounding(path) * scale_w);
+        if (c.C * c.K * c.K <= 64) {  // short sums: also absolute (dw of the 32x32 case sums 1024 terms)
+            CHECK(worst_x < 1e-4);
+            CHECK(worst_w < 1e-4);
+        }
     }
 }
 
@@ -164,6 +217,12 @@ TEST_CASE("ops: gradient checks of conv2d (general, strided, pointwise) and line
     expect_ok(grad_check([&] { return conv2d(x, w1, b1, 1, 0); }, {x, w1, b1}));
     Tensor xl = randn({5, 7}, 10), wl = randn({3, 7}, 11), bl = randn({3}, 12);
     expect_ok(grad_check([&] { return linear(xl, wl, bl); }, {xl, wl, bl}));
+    for (CpuConvPath path : {CpuConvPath::Winograd2, CpuConvPath::Winograd4}) {  // 3x3 stride 1, forced
+        ConvPathScope scope(path);
+        CAPTURE((int)path);
+        expect_ok(grad_check([&] { return conv2d(x, w, b, 1, 1); }, {x, w, b}));
+        expect_ok(grad_check([&] { return conv2d(x, w, Tensor(), 1, 2); }, {x, w}));
+    }
 }
 
 TEST_CASE("ops: gradient checks of activations, away from kinks") {

@@ -130,7 +130,7 @@ double sgemm_gflops(int reps, Device dev) {
 
 // The GPU's convolution paths to time: im2col + cuBLAS, and cuDNN in CUDNN=1 builds.
 std::vector<std::string> conv_paths(Device dev) {
-    if (dev == Device::CPU) return {"im2col"};
+    if (dev == Device::CPU) return {"im2col", "winograd2", "winograd4"};
 #ifdef VT_CUDA
     if (cuda_has_cudnn()) return {"im2col", "cudnn"};
 #endif
@@ -138,6 +138,13 @@ std::vector<std::string> conv_paths(Device dev) {
 }
 
 void set_conv_path(Device dev, const std::string& path) {
+    if (dev == Device::CPU) {
+        cpu_set_conv_path(path == "winograd2"  ? CpuConvPath::Winograd2
+                          : path == "winograd4" ? CpuConvPath::Winograd4
+                          : path == "im2col"    ? CpuConvPath::Im2col
+                                                : CpuConvPath::Auto);
+        return;
+    }
 #ifdef VT_CUDA
     if (dev != Device::CPU) cuda_set_conv_path(path == "cudnn" ? ConvPath::Cudnn : ConvPath::Im2col);
 #endif
@@ -147,7 +154,11 @@ std::string current_conv_path(Device dev) {
 #ifdef VT_CUDA
     if (dev != Device::CPU) return cuda_conv_path() == ConvPath::Cudnn ? "cudnn" : "im2col";
 #endif
-    return "im2col";
+    const CpuConvPath p = cpu_conv_path();
+    return p == CpuConvPath::Auto        ? "auto"
+           : p == CpuConvPath::Winograd2 ? "winograd2"
+           : p == CpuConvPath::Winograd4 ? "winograd4"
+                                         : "im2col";
 }
 
 // Device memory held at its peak (GPU: the caching allocator's peak, in MiB), or null.
@@ -615,6 +626,8 @@ int main(int argc, char** argv) {
         cli.flag("--device", &o.device, "cpu or cuda");
         cli.flag("--precision", &o.precision, std::string(kPrecisionHelp) + "; the sgemm reference runs at it too");
         cli.flag("--no-graph", &no_graph, "W1-W5 on the GPU: plain runs instead of a captured CUDA Graph");
+        std::string conv = "auto";
+        cli.flag("--conv", &conv, "CPU: the path of 3x3 stride-1 convolutions in W1-W5: auto (by shape), im2col, winograd2 or winograd4");
         cli.flag("--list", &list, "print the workload names and exit");
         cli.flag("--batch", &o.batch, "W1-W5: this batch instead of the workload's (0 = its own)").range(0, 1 << 16);
         cli.flag("--steps", &o.steps, "W1-W5: this many steps T instead of the workload's (0 = its own)").range(0, 10000);
@@ -637,6 +650,9 @@ int main(int argc, char** argv) {
             for (const Workload& w : WORKLOADS) std::printf("%s\n", w.name);
             return 0;
         }
+        if (conv != "auto" && conv != "im2col" && conv != "winograd2" && conv != "winograd4")
+            fail("--conv: expected auto, im2col, winograd2 or winograd4, got '%s'", conv.c_str());
+        set_conv_path(Device::CPU, conv);
         o.graph = !no_graph;
         o.workloads = split_list(workloads);
         for (const std::string& name : o.workloads) {
