@@ -172,8 +172,10 @@ Json device_peak_mb(Device dev) {
 
 // ---- workload: conv ------------------------------------------------------------------------
 // conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (docs/science.md section 1)
-// and the lstm cells' convs of hcnn5-s, batch 16, on each convolution path. FLOPs: forward
-// 2*N*OC*OH*OW*C*K*K, backward twice that (weights and input).
+// and the lstm cells' convs of both, batch 16, on each convolution path (the CPU: im2col,
+// Winograd F(2x2) and F(4x4); a GPU: im2col, cuDNN), the paths alternated within each rep so
+// that the machine's load hits them alike. FLOPs: forward 2*N*OC*OH*OW*C*K*K, backward twice
+// that (weights and input).
 struct ConvLayer {
     const char* arch;
     const char* layer;
@@ -191,6 +193,9 @@ void bench_conv(const Opts& o) {
         {"hcnn5-s", "conv1.lstm", 64, 32, 128, 3, 1, 1},  {"hcnn5-s", "conv2.lstm", 128, 16, 256, 3, 1, 1},
         {"hcnn5-s", "conv3.lstm", 256, 8, 512, 3, 1, 1},  {"hcnn5-s", "conv4.lstm", 256, 4, 512, 3, 1, 1},
         {"hcnn5-s", "conv5.lstm", 512, 2, 1024, 3, 1, 1},
+        // hcnn5's (W5): the state half of a cell conv, W_h h (C -> 4C), where W5's time goes
+        {"hcnn5", "conv1.lstm.h", 64, 64, 256, 3, 1, 1},  {"hcnn5", "conv2.lstm.h", 128, 32, 512, 3, 1, 1},
+        {"hcnn5", "conv3.lstm.h", 256, 16, 1024, 3, 1, 1}, {"hcnn5", "conv4.lstm.h", 256, 8, 1024, 3, 1, 1},
     };
     const int N = 16;
     const Device dev = o.device;
@@ -210,10 +215,24 @@ void bench_conv(const Opts& o) {
             y = conv2d(x, w, b, l.S, l.P);
         }
         Tensor dy = tensor_full(y.shape, 0.01f, dev);
-        for (const std::string& path : conv_paths(dev)) {  // forward and backward on one path each time
-            set_conv_path(dev, path);
-            double fwd = median_ms(o.reps, [&] { tape.forward(); }, dev);
-            double bwd = median_ms(o.reps, [&] { tape.backward(y, dy); }, dev);
+        const std::vector<std::string> paths = conv_paths(dev);
+        std::vector<std::vector<double>> fwds(paths.size()), bwds(paths.size());
+        for (int r = -1; r < o.reps; r++)  // r = -1: warm-up (buffers, caches)
+            for (size_t i = 0; i < paths.size(); i++) {
+                set_conv_path(dev, paths[i]);
+                double t0 = now_ms();
+                tape.forward();
+                backend_synchronize(dev);
+                double t1 = now_ms();
+                tape.backward(y, dy);
+                backend_synchronize(dev);
+                if (r >= 0) fwds[i].push_back(t1 - t0), bwds[i].push_back(now_ms() - t1);
+            }
+        for (size_t i = 0; i < paths.size(); i++) {
+            const std::string& path = paths[i];
+            std::sort(fwds[i].begin(), fwds[i].end());
+            std::sort(bwds[i].begin(), bwds[i].end());
+            double fwd = fwds[i][fwds[i].size() / 2], bwd = bwds[i][bwds[i].size() / 2];
             double flops = 2.0 * N * l.OC * y.dim(2) * y.dim(3) * l.C * l.K * l.K;
             double gf = 3 * flops / ((fwd + bwd) * 1e6);
             emit({{"workload", "conv"}, {"arch", l.arch}, {"layer", l.layer}, {"input", shape_str(x.shape)},
