@@ -453,15 +453,13 @@ TEST_CASE("models: whole-model gradient check with every 3x3 convolution as Wino
     // the cells' split convs (W_x x + W_h h), the feedback conv and the backbone through the
     // Winograd kernels (forced: the automatic rule keeps these small maps on im2col)
     for (CpuConvPath path : {CpuConvPath::Winograd2, CpuConvPath::Winograd4}) {
-        const CpuConvPath prev = cpu_conv_path();
-        cpu_set_conv_path(path);
+        vt_test::ConvPathScope scope(path);
         for (const char* name : {"gru", "lstm"}) {
             INFO("cell " << std::string(name) << " path " << (int)path);
             Model m = make_model("tiny3", name, "conv3:conv1,conv3:conv2");
             randomise(m, 7);
             check_unroll_gradients(m, tiny3_image(), tiny3_unroll());
         }
-        cpu_set_conv_path(prev);
     }
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "engine/common.h"
+#include "kernels/kernels.h"
 #include "models/datasets/virtual_primate.h"
 
 #ifndef VT_ROOT
@@ -40,6 +41,13 @@ inline std::string error_of(const std::function<void()>& f) {
 }
 
 inline bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+
+// The CPU's 3x3 convolution path for a scope (kernels.h CpuConvPath), restored on the way out.
+struct ConvPathScope {
+    vt::CpuConvPath prev = vt::cpu_conv_path();
+    explicit ConvPathScope(vt::CpuConvPath p) { vt::cpu_set_conv_path(p); }
+    ~ConvPathScope() { vt::cpu_set_conv_path(prev); }
+};
 
 // A shell command's exit code and output (what the command line sends to stdout; add 2>&1
 // to it for stderr too).

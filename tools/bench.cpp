@@ -172,7 +172,7 @@ Json device_peak_mb(Device dev) {
 
 // ---- workload: conv ------------------------------------------------------------------------
 // conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (docs/science.md section 1)
-// and the lstm cells' convs of both, batch 16, on each convolution path (the CPU: im2col,
+// and the lstm cells' convs of both, batch 16 (or --batch), on each convolution path (the CPU: im2col,
 // Winograd F(2x2) and F(4x4); a GPU: im2col, cuDNN), the paths alternated within each rep so
 // that the machine's load hits them alike. FLOPs: forward 2*N*OC*OH*OW*C*K*K, backward twice
 // that (weights and input).
@@ -197,7 +197,7 @@ void bench_conv(const Opts& o) {
         {"hcnn5", "conv1.lstm.h", 64, 64, 256, 3, 1, 1},  {"hcnn5", "conv2.lstm.h", 128, 32, 512, 3, 1, 1},
         {"hcnn5", "conv3.lstm.h", 256, 16, 1024, 3, 1, 1}, {"hcnn5", "conv4.lstm.h", 256, 8, 1024, 3, 1, 1},
     };
-    const int N = 16;
+    const int N = o.batch ? o.batch : 16;
     const Device dev = o.device;
     double peak = o.sgemm;
     Rng rng(1);
@@ -215,7 +215,8 @@ void bench_conv(const Opts& o) {
             y = conv2d(x, w, b, l.S, l.P);
         }
         Tensor dy = tensor_full(y.shape, 0.01f, dev);
-        const std::vector<std::string> paths = conv_paths(dev);
+        std::vector<std::string> paths = conv_paths(dev);
+        if (dev == Device::CPU && !(l.K == 3 && l.S == 1)) paths = {"im2col"};  // Winograd: 3x3 stride 1 only
         std::vector<std::vector<double>> fwds(paths.size()), bwds(paths.size());
         for (int r = -1; r < o.reps; r++)  // r = -1: warm-up (buffers, caches)
             for (size_t i = 0; i < paths.size(); i++) {
@@ -648,7 +649,7 @@ int main(int argc, char** argv) {
         std::string conv = "auto";
         cli.flag("--conv", &conv, "CPU: the path of 3x3 stride-1 convolutions in W1-W5: auto (by shape), im2col, winograd2 or winograd4");
         cli.flag("--list", &list, "print the workload names and exit");
-        cli.flag("--batch", &o.batch, "W1-W5: this batch instead of the workload's (0 = its own)").range(0, 1 << 16);
+        cli.flag("--batch", &o.batch, "W1-W5 and conv: this batch instead of the workload's (0 = its own)").range(0, 1 << 16);
         cli.flag("--steps", &o.steps, "W1-W5: this many steps T instead of the workload's (0 = its own)").range(0, 10000);
         std::string sweep;
         cli.flag("--batch-sweep", &sweep, "W1-W5: one run per batch of this comma-separated list (e.g. 1,2,4,8,16,32)");

@@ -192,11 +192,12 @@ CpuConvPath cpu_conv_path() { return cpu::conv_path; }
 
 namespace vt::cpu {
 
-// The Winograd tile size m (2 or 4) where it applies and pays, else 0 (im2col). Measured
-// (forward and backward, the three paths alternated, best of 6, 2 threads, AVX-512 CPU):
-// F(4x4) gains 1.4-1.9x on 32x32-64x64 maps from 64 channels on, F(2x2) 1.2-1.3x on 16x16
-// maps from 256 channels on; smaller maps or fewer channels lose (0.4-1.0x: the transforms'
-// memory traffic and narrow GEMMs outweigh the multiplies saved). README "CPU speed".
+// The Winograd tile size m (2 or 4) where it applies and pays, else 0 (im2col). Measured with
+// `bench --workload conv` (2 threads, AVX-512 CPU; README "Winograd on the CPU"): F(4x4)
+// 1.27-1.62x (forward, backward) on maps of 32x32 = 1024 pixels and more from 64 input
+// channels on; on 16x16 maps at 256 channels F(2x2) and F(4x4) both gain 1.1-1.3x, which one
+// more depends on the batch (batch 8, W5's, favours F(2x2)); smaller maps or fewer channels
+// lose (0.1-1.0x: the transforms' memory traffic and narrow GEMMs outweigh the multiplies saved).
 static int winograd_tile(const ConvDims& d) {
     if (!winograd_applies(d) || conv_path == CpuConvPath::Im2col) return 0;
     if (conv_path == CpuConvPath::Winograd2) return 2;
@@ -224,7 +225,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
         }
         return;
     }
-    if (int m = winograd_tile(d)) return conv2d_winograd_forward(out, inp, weight, bias, d, m);
+    if (int m = winograd_tile(d)) return conv2d_winograd_forward(out, inp, weight, bias, scratch, d, m);
     float* y = scratch;                                    // (OC, N*P)
     float* cols = scratch + (int64_t)d.OC * d.N * P;       // (CKK, N*P)
     im2col(cols, inp, d);
@@ -255,7 +256,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
         }
         return;
     }
-    if (int m = winograd_tile(d)) return conv2d_winograd_backward(dinp, dweight, dout, inp, weight, d, m);
+    if (int m = winograd_tile(d)) return conv2d_winograd_backward(dinp, dweight, dout, inp, weight, scratch, d, m);
     const int NP = (int)(d.N * P);
     float* dy = scratch;                         // (OC, N*P)
     float* cols = scratch + (int64_t)d.OC * NP;  // (CKK, N*P): im2col, then reused for dcols

@@ -22,9 +22,11 @@ void col2im(float* dinp, const float* dcols, const ConvDims& d);  // accumulates
 // winograd.cpp: F(m x m, 3x3), m = 2 or 4, for 3x3 stride-1 convolutions (winograd_applies),
 // outside the table; conv2d_forward/backward call it where cpu_conv_path() and the shape say so.
 bool winograd_applies(const ConvDims& d);
-void conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d,
-                             int m);
+// scratch: d.scratch_size() floats (the table's convention), used where the transformed
+// planes fit, else per-thread buffers.
+void conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                             const ConvDims& d, int m);
 void conv2d_winograd_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                              const ConvDims& d, int m);  // accumulates; dbias is the caller's
+                              float* scratch, const ConvDims& d, int m);  // accumulates; dbias is the caller's
 
 }  // namespace vt::cpu

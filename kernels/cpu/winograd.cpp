@@ -53,16 +53,25 @@ struct Tiles {
 };
 
 // The distance between two of the a^2 planes of U, V or M: the plane's size rounded up to 16
-// floats, plus 64 floats, so that the planes a tile row writes (or reads) fall into different
-// cache sets (plane sizes are often a power of two: without the 64, 4-5x slower transforms).
+// floats (a cache line), plus 64 floats, so that the planes written (read) together fall into
+// different cache sets (plane sizes are often powers of two: without the 64, 4-5x slower
+// transforms).
 static int64_t plane(int64_t n) { return (n + 15) / 16 * 16 + 64; }
 
-// Grow-only per-thread buffers (called at every step of every iteration): U, V, M.
-static float* wino_scratch(int slot, size_t n) {
-    static thread_local std::vector<float> bufs[3];
-    if (bufs[slot].size() < n) bufs[slot].resize(n);
-    return bufs[slot].data();
-}
+// U, V and M: in the caller's scratch (kernels.h: d.scratch_size() floats, im2col's) where they
+// fit, else in grow-only per-thread buffers (the op runs at every step of every iteration).
+struct WinoBufs {
+    float *U, *V, *M;
+    WinoBufs(float* scratch, const ConvDims& d, int64_t nu, int64_t nv, int64_t nm) {
+        static thread_local std::vector<float> own;
+        float* base = scratch;
+        if (nu + nv + nm > d.scratch_size()) {
+            if ((int64_t)own.size() < nu + nv + nm) own.resize((size_t)(nu + nv + nm));
+            base = own.data();
+        }
+        U = base, V = base + nu, M = base + nu + nv;
+    }
+};
 
 // ---- weights: U = G g G^T, and its adjoint dW += G^T dU G ---------------------------------------
 
@@ -196,11 +205,11 @@ static void input_transform(float* V, const float* x, const ConvDims& d) {
                 for (int row = 0; row < g.Hp; row++) {  // valid columns [w0, w1)
                     float* dst = pad[row];
                     const int ih = row - d.PH;
-                    const bool in = ih >= 0 && ih < d.H;
-                    const float* src = xp + (int64_t)ih * d.W - d.PW;
                     for (int u = 0; u < Wp; u++) dst[u] = 0.f;
-                    if (in)
+                    if (ih >= 0 && ih < d.H) {
+                        const float* src = xp + (int64_t)ih * d.W - d.PW;  // column u - PW
                         for (int u = w0; u < w1; u++) dst[u] = src[u];
+                    }
                 }
                 for (int k = 0; k < a; k++)
                     for (int r = 0; r < m; r++) {
@@ -357,9 +366,8 @@ static void output_transform_adjoint(float* dM, const float* dout, const ConvDim
                         for (int th = 0; th < TH; th++) {
                             const int oh = m * th + y;
                             float* dst = Y[x] + th * Q;
-                            const float* src = gp + (int64_t)oh * d.OW + x;
                             const int q1 = oh < d.OH ? qn : 0;
-                            for (int q = 0; q < q1; q++) dst[q] = src[m * q];
+                            for (int q = 0; q < q1; q++) dst[q] = gp[(int64_t)oh * d.OW + m * q + x];
                             for (int q = q1; q < Q; q++) dst[q] = 0.f;
                         }
                     }
@@ -385,12 +393,12 @@ static void output_transform_adjoint(float* dM, const float* dout, const ConvDim
 // ---- the convolution --------------------------------------------------------------------------
 
 template <int m>
-static void forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d) {
+static void forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                    const ConvDims& d) {
     constexpr int aa = Wino<m>::a * Wino<m>::a;
     const int64_t T = Tiles(d, m).T, LU = plane((int64_t)d.OC * d.C), LV = plane(d.C * T), LM = plane(d.OC * T);
-    float* U = wino_scratch(0, aa * (size_t)LU);
-    float* V = wino_scratch(1, aa * (size_t)LV);
-    float* M = wino_scratch(2, aa * (size_t)LM);
+    const WinoBufs buf(scratch, d, aa * LU, aa * LV, aa * LM);
+    float *U = buf.U, *V = buf.V, *M = buf.M;
     weight_transform<m>(U, weight, d);
     input_transform<m>(V, inp, d);
     for (int xi = 0; xi < aa; xi++)
@@ -400,12 +408,11 @@ static void forward(float* out, const float* inp, const float* weight, const flo
 
 template <int m>
 static void backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                     const ConvDims& d) {
+                     float* scratch, const ConvDims& d) {
     constexpr int aa = Wino<m>::a * Wino<m>::a;
     const int64_t T = Tiles(d, m).T, LU = plane((int64_t)d.OC * d.C), LV = plane(d.C * T), LM = plane(d.OC * T);
-    float* U = wino_scratch(0, aa * (size_t)LU);   // dU, then U
-    float* V = wino_scratch(1, aa * (size_t)LV);   // V, then dV
-    float* dM = wino_scratch(2, aa * (size_t)LM);
+    const WinoBufs buf(scratch, d, aa * LU, aa * LV, aa * LM);
+    float *U = buf.U, *V = buf.V, *dM = buf.M;  // U: dU, then U; V: V, then dV
     output_transform_adjoint<m>(dM, dout, d);
     if (dweight) {
         input_transform<m>(V, inp, d);
@@ -421,17 +428,17 @@ static void backward(float* dinp, float* dweight, const float* dout, const float
     }
 }
 
-void conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d,
-                             int m) {
-    if (m == 4) return forward<4>(out, inp, weight, bias, d);
-    forward<2>(out, inp, weight, bias, d);
+void conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
+                             const ConvDims& d, int m) {
+    if (m == 4) return forward<4>(out, inp, weight, bias, scratch, d);
+    forward<2>(out, inp, weight, bias, scratch, d);
 }
 
 void conv2d_winograd_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                              const ConvDims& d, int m) {
+                              float* scratch, const ConvDims& d, int m) {
     if (!dinp && !dweight) return;
-    if (m == 4) return backward<4>(dinp, dweight, dout, inp, weight, d);
-    backward<2>(dinp, dweight, dout, inp, weight, d);
+    if (m == 4) return backward<4>(dinp, dweight, dout, inp, weight, scratch, d);
+    backward<2>(dinp, dweight, dout, inp, weight, scratch, d);
 }
 
 }  // namespace vt::cpu
