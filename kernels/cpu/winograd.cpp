@@ -185,6 +185,19 @@ struct PlaneGeom {
     }
 };
 
+// A plane's flat row (u = th Q + t) to its dense run in V or M (th TW + t): the tiles, without
+// u = th Q + TW; and back, zero at u = th Q + TW.
+static void store_tiles(float* dense, const float* flat, int TH, int TW) {
+    for (int th = 0; th < TH; th++)
+        for (int t = 0; t < TW; t++) dense[th * TW + t] = flat[th * (TW + 1) + t];
+}
+static void load_tiles(float* flat, const float* dense, int TH, int TW) {
+    for (int th = 0; th < TH; th++) {
+        for (int t = 0; t < TW; t++) flat[th * (TW + 1) + t] = dense[th * TW + t];
+        flat[th * (TW + 1) + TW] = 0.f;
+    }
+}
+
 // V = B^T d B: the padded plane, its a x m phase rows X (X[k m + r][th Q + q] = row m th + k,
 // column m q + r), R = B^T X down the columns, then V = R B along the rows.
 template <int m>
@@ -230,11 +243,7 @@ static void input_transform(float* V, const float* x, const ConvDims& d) {
                 for (int i = 0; i < a; i++) {  // V = R B: row i of the tile from R's phase rows
                     for (int k = 0; k < a; k++) in[k] = R[i * m + k % m] + k / m;
                     lincomb<a, a>(o, in, S.BT, L);
-                    for (int j = 0; j < a; j++) {
-                        float* v = V + (int64_t)(i * a + j) * LV + t0;
-                        for (int th = 0; th < TH; th++)
-                            for (int t = 0; t < TW; t++) v[th * TW + t] = o[j][th * Q + t];
-                    }
+                    for (int j = 0; j < a; j++) store_tiles(V + (int64_t)(i * a + j) * LV + t0, o[j], TH, TW);
                 }
             }
     }
@@ -259,12 +268,7 @@ static void input_transform_adjoint(float* dx, const float* dV, const ConvDims& 
                 float* o[a];
                 for (int i = 0; i < a; i++) {  // dR = dV B^T, gathered: dR[r][w] from dV at w and w - 1
                     for (int j = 0; j < a; j++) {
-                        const float* v = dV + (int64_t)(i * a + j) * LV + t0;
-                        float* dst = Vf[j];
-                        for (int th = 0; th < TH; th++) {
-                            for (int t = 0; t < TW; t++) dst[th * Q + t] = v[th * TW + t];
-                            dst[th * Q + TW] = 0.f;
-                        }
+                        load_tiles(Vf[j], dV + (int64_t)(i * a + j) * LV + t0, TH, TW);
                         in[j] = Vf[j], in[a + j] = Vf[j] - 1;
                     }
                     for (int r = 0; r < m; r++) o[r] = R[i * m + r];
@@ -310,14 +314,7 @@ static void output_transform(float* out, const float* M, const float* bias, cons
         for (int n = 0; n < d.N; n++)
             for (int oc = 0; oc < d.OC; oc++) {
                 const int64_t t0 = (int64_t)oc * T + (int64_t)n * TH * TW;
-                for (int xi = 0; xi < a * a; xi++) {
-                    const float* src = M + (int64_t)xi * LM + t0;
-                    float* dst = Mf[xi];
-                    for (int th = 0; th < TH; th++) {
-                        for (int t = 0; t < TW; t++) dst[th * Q + t] = src[th * TW + t];
-                        dst[th * Q + TW] = 0.f;
-                    }
-                }
+                for (int xi = 0; xi < a * a; xi++) load_tiles(Mf[xi], M + (int64_t)xi * LM + t0, TH, TW);
                 const float* in[a];
                 float* o[a];
                 for (int j = 0; j < a; j++) {  // C = A^T M: column j of the m output rows
@@ -380,11 +377,7 @@ static void output_transform_adjoint(float* dM, const float* dout, const ConvDim
                 for (int j = 0; j < a; j++) {  // dM = A dC, column j
                     for (int y = 0; y < m; y++) in[y] = C[y * a + j];
                     lincomb<a, m>(o, in, S.A, L);
-                    for (int i = 0; i < a; i++) {
-                        float* dst = dM + (int64_t)(i * a + j) * LM + t0;
-                        for (int th = 0; th < TH; th++)
-                            for (int t = 0; t < TW; t++) dst[th * TW + t] = o[i][th * Q + t];
-                    }
+                    for (int i = 0; i < a; i++) store_tiles(dM + (int64_t)(i * a + j) * LM + t0, o[i], TH, TW);
                 }
             }
     }
