@@ -32,6 +32,7 @@
 #include <functional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -137,12 +138,21 @@ std::vector<std::string> conv_paths(Device dev) {
     return {"im2col"};
 }
 
+// The CPU's paths by name (--conv, the conv workload's rows).
+const std::pair<const char*, CpuConvPath> kCpuConvPaths[] = {
+    {"auto", CpuConvPath::Auto}, {"im2col", CpuConvPath::Im2col},
+    {"winograd2", CpuConvPath::Winograd2}, {"winograd4", CpuConvPath::Winograd4}};
+
+bool is_cpu_conv_path(const std::string& name) {
+    for (const auto& [n, p] : kCpuConvPaths)
+        if (name == n) return true;
+    return false;
+}
+
 void set_conv_path(Device dev, const std::string& path) {
     if (dev == Device::CPU) {
-        cpu_set_conv_path(path == "winograd2"  ? CpuConvPath::Winograd2
-                          : path == "winograd4" ? CpuConvPath::Winograd4
-                          : path == "im2col"    ? CpuConvPath::Im2col
-                                                : CpuConvPath::Auto);
+        for (const auto& [n, p] : kCpuConvPaths)
+            if (path == n) cpu_set_conv_path(p);
         return;
     }
 #ifdef VT_CUDA
@@ -154,11 +164,9 @@ std::string current_conv_path(Device dev) {
 #ifdef VT_CUDA
     if (dev != Device::CPU) return cuda_conv_path() == ConvPath::Cudnn ? "cudnn" : "im2col";
 #endif
-    const CpuConvPath p = cpu_conv_path();
-    return p == CpuConvPath::Auto        ? "auto"
-           : p == CpuConvPath::Winograd2 ? "winograd2"
-           : p == CpuConvPath::Winograd4 ? "winograd4"
-                                         : "im2col";
+    for (const auto& [n, p] : kCpuConvPaths)
+        if (p == cpu_conv_path()) return n;
+    return "auto";
 }
 
 // Device memory held at its peak (GPU: the caching allocator's peak, in MiB), or null.
@@ -670,7 +678,7 @@ int main(int argc, char** argv) {
             for (const Workload& w : WORKLOADS) std::printf("%s\n", w.name);
             return 0;
         }
-        if (conv != "auto" && conv != "im2col" && conv != "winograd2" && conv != "winograd4")
+        if (!is_cpu_conv_path(conv))
             fail("--conv: expected auto, im2col, winograd2 or winograd4, got '%s'", conv.c_str());
         set_conv_path(Device::CPU, conv);
         o.graph = !no_graph;

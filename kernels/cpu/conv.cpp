@@ -181,16 +181,7 @@ static void ncp_to_cnp(float* y, const float* dout, int N, int OC, int64_t P) {
 
 // ---- convolution -----------------------------------------------------------------------
 
-static CpuConvPath conv_path = CpuConvPath::Auto;
-
-}  // namespace vt::cpu
-
-namespace vt {
-void cpu_set_conv_path(CpuConvPath p) { cpu::conv_path = p; }
-CpuConvPath cpu_conv_path() { return cpu::conv_path; }
-}  // namespace vt
-
-namespace vt::cpu {
+static CpuConvPath conv_path = CpuConvPath::Auto;  // kernels.h cpu_set_conv_path, at the end
 
 // The Winograd tile size m (2 or 4) where it applies and pays, else 0 (im2col). Measured with
 // `bench --workload conv` (2 threads, AVX-512 CPU; README "Winograd on the CPU"): F(4x4)
@@ -402,3 +393,8 @@ void conv_up_backward(float* dsrc, float* dweight, const float* dout, const floa
 }
 
 }  // namespace vt::cpu
+
+namespace vt {
+void cpu_set_conv_path(CpuConvPath p) { cpu::conv_path = p; }
+CpuConvPath cpu_conv_path() { return cpu::conv_path; }
+}  // namespace vt

@@ -45,18 +45,23 @@ struct Wino<4> {
 
 bool winograd_applies(const ConvDims& d) { return d.KH == 3 && d.KW == 3 && d.SH == 1 && d.SW == 1; }
 
-// The tiles of one image: TH x TW.
-struct Tiles {
-    int TH, TW;
-    int64_t T;  // N TH TW
-    Tiles(const ConvDims& d, int m) : TH((d.OH + m - 1) / m), TW((d.OW + m - 1) / m), T((int64_t)d.N * TH * TW) {}
-};
-
 // The distance between two of the a^2 planes of U, V or M: the plane's size rounded up to 16
 // floats (a cache line), plus 64 floats, so that the planes written (read) together fall into
 // different cache sets (plane sizes are often powers of two: without the 64, 4-5x slower
 // transforms).
 static int64_t plane(int64_t n) { return (n + 15) / 16 * 16 + 64; }
+
+// The sizes of one convolution's transforms, worked out once per call.
+template <int m>
+struct Geom {
+    static constexpr int a = Wino<m>::a;
+    int TH, TW, Q, L;        // tile rows and columns of an image, phase length TW + 1, flat length TH Q
+    int Hp, Wp;              // the padded plane: rows m th + k (k < a) for every th, columns m q + r
+    int64_t T, LU, LV, LM;   // tiles (N TH TW); the plane strides of U, V, M
+    explicit Geom(const ConvDims& d)
+        : TH((d.OH + m - 1) / m), TW((d.OW + m - 1) / m), Q(TW + 1), L(TH * Q), Hp(m * TH + a - m), Wp(m * Q),
+          T((int64_t)d.N * TH * TW), LU(plane((int64_t)d.OC * d.C)), LV(plane(d.C * T)), LM(plane(d.OC * T)) {}
+};
 
 // U, V and M: in the caller's scratch (kernels.h: d.scratch_size() floats, im2col's) where they
 // fit, else in grow-only per-thread buffers (the op runs at every step of every iteration).
@@ -76,10 +81,10 @@ struct WinoBufs {
 // ---- weights: U = G g G^T, and its adjoint dW += G^T dU G ---------------------------------------
 
 template <int m>
-static void weight_transform(float* U, const float* w, const ConvDims& d) {
+static void weight_transform(float* U, const float* w, const ConvDims& d, const Geom<m>& g) {
     using W = Wino<m>;
     constexpr int a = W::a;
-    const int64_t OCC = (int64_t)d.OC * d.C, LU = plane(OCC);
+    const int64_t OCC = (int64_t)d.OC * d.C, LU = g.LU;
 #pragma omp parallel for if (OCC * a * a > PAR_MIN)
     for (int64_t i = 0; i < OCC; i++) {
         const float* g = w + i * 9;
@@ -93,10 +98,10 @@ static void weight_transform(float* U, const float* w, const ConvDims& d) {
 }
 
 template <int m>
-static void weight_transform_adjoint(float* dw, const float* dU, const ConvDims& d) {
+static void weight_transform_adjoint(float* dw, const float* dU, const ConvDims& d, const Geom<m>& g) {
     using W = Wino<m>;
     constexpr int a = W::a;
-    const int64_t OCC = (int64_t)d.OC * d.C, LU = plane(OCC);
+    const int64_t OCC = (int64_t)d.OC * d.C, LU = g.LU;
 #pragma omp parallel for if (OCC * a * a > PAR_MIN)
     for (int64_t i = 0; i < OCC; i++) {
         float r[a][3] = {};  // dU G
@@ -171,20 +176,6 @@ struct PlaneBufs {
     float* operator[](int r) { return mem.data() + r * n + 1; }
 };
 
-// The geometry of one plane's transform.
-template <int m>
-struct PlaneGeom {
-    static constexpr int a = Wino<m>::a;
-    int TH, TW, Q, L;  // tile rows and columns, phase length, flat length TH Q
-    int Hp, Wp;        // the padded plane: rows m th + k (k < a) for every th, columns m q + r
-    int64_t T;
-    explicit PlaneGeom(const ConvDims& d) {
-        const Tiles tl(d, m);
-        TH = tl.TH, TW = tl.TW, T = tl.T, Q = TW + 1, L = TH * Q;
-        Hp = m * TH + a - m, Wp = m * Q;
-    }
-};
-
 // A plane's flat row (u = th Q + t) to its dense run in V or M (th TW + t): the tiles, without
 // u = th Q + TW; and back, zero at u = th Q + TW.
 static void store_tiles(float* dense, const float* flat, int TH, int TW) {
@@ -201,12 +192,11 @@ static void load_tiles(float* flat, const float* dense, int TH, int TW) {
 // V = B^T d B: the padded plane, its a x m phase rows X (X[k m + r][th Q + q] = row m th + k,
 // column m q + r), R = B^T X down the columns, then V = R B along the rows.
 template <int m>
-static void input_transform(float* V, const float* x, const ConvDims& d) {
+static void input_transform(float* V, const float* x, const ConvDims& d, const Geom<m>& g) {
     constexpr int a = Wino<m>::a;
     static const Steps<m> S;
-    const PlaneGeom<m> g(d);
     const int TH = g.TH, TW = g.TW, Q = g.Q, L = g.L, Wp = g.Wp;
-    const int64_t T = g.T, LV = plane(d.C * T), HW = (int64_t)d.H * d.W;
+    const int64_t T = g.T, LV = g.LV, HW = (int64_t)d.H * d.W;
 #pragma omp parallel if (a * a * d.C * T > PAR_MIN)
     {
         PlaneBufs pad(g.Hp, Wp), X(a * m, L), R(a * m, L), out(a, L);
@@ -251,12 +241,11 @@ static void input_transform(float* V, const float* x, const ConvDims& d) {
 
 // dX += B dV B^T: input_transform's steps in reverse.
 template <int m>
-static void input_transform_adjoint(float* dx, const float* dV, const ConvDims& d) {
+static void input_transform_adjoint(float* dx, const float* dV, const ConvDims& d, const Geom<m>& g) {
     constexpr int a = Wino<m>::a;
     static const Steps<m> S;
-    const PlaneGeom<m> g(d);
     const int TH = g.TH, TW = g.TW, Q = g.Q, L = g.L, Wp = g.Wp;
-    const int64_t T = g.T, LV = plane(d.C * T), HW = (int64_t)d.H * d.W;
+    const int64_t T = g.T, LV = g.LV, HW = (int64_t)d.H * d.W;
 #pragma omp parallel if (a * a * d.C * T > PAR_MIN)
     {
         PlaneBufs pad(g.Hp, Wp), X(a * m, L), R(a * m, L + 1), Vf(a, L);
@@ -301,12 +290,11 @@ static void input_transform_adjoint(float* dx, const float* dV, const ConvDims& 
 // Y = A^T M A (+ bias): the plane's a^2 rows of M (flat, zero at u = th Q + TW), C = A^T M
 // down the columns, Y = C A along the rows into the m phases of each output row.
 template <int m>
-static void output_transform(float* out, const float* M, const float* bias, const ConvDims& d) {
+static void output_transform(float* out, const float* M, const float* bias, const ConvDims& d, const Geom<m>& g) {
     constexpr int a = Wino<m>::a;
     static const Steps<m> S;
-    const PlaneGeom<m> g(d);
     const int TH = g.TH, TW = g.TW, Q = g.Q, L = g.L;
-    const int64_t T = g.T, LM = plane(d.OC * T), P = (int64_t)d.OH * d.OW;
+    const int64_t T = g.T, LM = g.LM, P = (int64_t)d.OH * d.OW;
 #pragma omp parallel if (a * a * d.OC * T > PAR_MIN)
     {
         PlaneBufs Mf(a * a, L), C(m * a, L), Y(m, L);
@@ -342,12 +330,11 @@ static void output_transform(float* out, const float* M, const float* bias, cons
 
 // dM = A dY A^T: output_transform's steps in reverse (dY zero past the output's edge).
 template <int m>
-static void output_transform_adjoint(float* dM, const float* dout, const ConvDims& d) {
+static void output_transform_adjoint(float* dM, const float* dout, const ConvDims& d, const Geom<m>& g) {
     constexpr int a = Wino<m>::a;
     static const Steps<m> S;
-    const PlaneGeom<m> g(d);
     const int TH = g.TH, TW = g.TW, Q = g.Q, L = g.L;
-    const int64_t T = g.T, LM = plane(d.OC * T), P = (int64_t)d.OH * d.OW;
+    const int64_t T = g.T, LM = g.LM, P = (int64_t)d.OH * d.OW;
 #pragma omp parallel if (a * a * d.OC * T > PAR_MIN)
     {
         PlaneBufs C(m * a, L), Y(m, L), out(a, L);
@@ -389,35 +376,37 @@ template <int m>
 static void forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
                     const ConvDims& d) {
     constexpr int aa = Wino<m>::a * Wino<m>::a;
-    const int64_t T = Tiles(d, m).T, LU = plane((int64_t)d.OC * d.C), LV = plane(d.C * T), LM = plane(d.OC * T);
+    const Geom<m> g(d);
+    const int64_t T = g.T, LU = g.LU, LV = g.LV, LM = g.LM;
     const WinoBufs buf(scratch, d, aa * LU, aa * LV, aa * LM);
     float *U = buf.U, *V = buf.V, *M = buf.M;
-    weight_transform<m>(U, weight, d);
-    input_transform<m>(V, inp, d);
+    weight_transform<m>(U, weight, d, g);
+    input_transform<m>(V, inp, d, g);
     for (int xi = 0; xi < aa; xi++)
         gemm(false, false, d.OC, (int)T, d.C, 1.f, U + xi * LU, d.C, V + xi * LV, (int)T, 0.f, M + xi * LM, (int)T);
-    output_transform<m>(out, M, bias, d);
+    output_transform<m>(out, M, bias, d, g);
 }
 
 template <int m>
 static void backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                      float* scratch, const ConvDims& d) {
     constexpr int aa = Wino<m>::a * Wino<m>::a;
-    const int64_t T = Tiles(d, m).T, LU = plane((int64_t)d.OC * d.C), LV = plane(d.C * T), LM = plane(d.OC * T);
+    const Geom<m> g(d);
+    const int64_t T = g.T, LU = g.LU, LV = g.LV, LM = g.LM;
     const WinoBufs buf(scratch, d, aa * LU, aa * LV, aa * LM);
     float *U = buf.U, *V = buf.V, *dM = buf.M;  // U: dU, then U; V: V, then dV
-    output_transform_adjoint<m>(dM, dout, d);
+    output_transform_adjoint<m>(dM, dout, d, g);
     if (dweight) {
-        input_transform<m>(V, inp, d);
+        input_transform<m>(V, inp, d, g);
         for (int xi = 0; xi < aa; xi++)
             gemm(false, true, d.OC, d.C, (int)T, 1.f, dM + xi * LM, (int)T, V + xi * LV, (int)T, 0.f, U + xi * LU, d.C);
-        weight_transform_adjoint<m>(dweight, U, d);
+        weight_transform_adjoint<m>(dweight, U, d, g);
     }
     if (dinp) {
-        weight_transform<m>(U, weight, d);
+        weight_transform<m>(U, weight, d, g);
         for (int xi = 0; xi < aa; xi++)
             gemm(true, false, d.C, (int)T, d.OC, 1.f, U + xi * LU, d.C, dM + xi * LM, (int)T, 0.f, V + xi * LV, (int)T);
-        input_transform_adjoint<m>(dinp, V, d);
+        input_transform_adjoint<m>(dinp, V, d, g);
     }
 }
 
