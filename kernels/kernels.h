@@ -39,9 +39,10 @@ enum class Act { ELU, ReLU, Sigmoid, Tanh };
 enum class Precision { FP32, TF32, BF16 };
 
 // The CPU's path for 3x3 stride-1 convolutions: Auto picks per shape by the measured rule in
-// kernels/cpu/conv.cpp; the others force one path (tests, bench): im2col + GEMM, or Winograd
-// F(2x2, 3x3) / F(4x4, 3x3) (kernels/cpu/winograd.cpp).
-enum class CpuConvPath { Auto, Im2col, Winograd2, Winograd4 };
+// kernels/cpu/conv.cpp; the others force one path (tests, bench): im2col + GEMM, Winograd
+// F(2x2, 3x3) / F(4x4, 3x3) (kernels/cpu/winograd.cpp), or the implicit GEMM (kernels/cpu/
+// igemm.cpp; any stride-1 convolution, on CPUs with AVX2+FMA or AVX-512, else im2col).
+enum class CpuConvPath { Auto, Im2col, Winograd2, Winograd4, Implicit };
 void cpu_set_conv_path(CpuConvPath p);
 CpuConvPath cpu_conv_path();
 

@@ -5,6 +5,7 @@
 #include "engine/gradcheck.h"
 #include "engine/ops.h"
 #include "engine/params.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/fastmath.h"
 #include "tests/testutil.h"
 
@@ -40,7 +41,7 @@ Tensor distinct(const Shape& s, uint64_t seed) {
 }
 
 const CpuConvPath kConvPaths[] = {CpuConvPath::Auto, CpuConvPath::Im2col, CpuConvPath::Winograd2,
-                                  CpuConvPath::Winograd4};
+                                  CpuConvPath::Winograd4, CpuConvPath::Implicit};
 
 // The largest rounding error a path may make, normwise: in units of float32's epsilon (2^-23)
 // times the scale max|a| * max over outputs of sum |b| over every tap of the output, padded
@@ -50,9 +51,11 @@ const CpuConvPath kConvPaths[] = {CpuConvPath::Auto, CpuConvPath::Im2col, CpuCon
 // transformed values, not as an exact zero, and weights on padded taps enter the transforms.
 // Measured over these cases with 20 seeds (the worst of forward, dx, dw; OpenBLAS's SkylakeX
 // and Haswell kernels): im2col 0.6, F(2x2) 1.0, F(4x4) 7.3 (its transforms carry
-// coefficients up to 8 and 1/24, Lavin & Gray 2016). Auto may pick either.
+// coefficients up to 8 and 1/24, Lavin & Gray 2016); the implicit GEMM (plain sums, in
+// blocks of 256 terms) as im2col. Auto may pick any.
 double max_rounding(CpuConvPath p) {
-    return (p == CpuConvPath::Im2col ? 4 : p == CpuConvPath::Winograd2 ? 8 : 32) * 1.1920929e-7;
+    const bool plain = p == CpuConvPath::Im2col || p == CpuConvPath::Implicit;
+    return (plain ? 4 : p == CpuConvPath::Winograd2 ? 8 : 32) * 1.1920929e-7;
 }
 
 double max_abs(const Tensor& t) {
@@ -132,6 +135,15 @@ TEST_CASE("kernels: the CPU's fast exp, sigmoid and tanh match libm and carry a 
     Case{2, 3, 1, 1, 2, 3, 1, 1}, Case{1, 2, 3, 5, 3, 3, 1, 0}, Case{2, 3, 9, 9, 4, 3, 1, 1},            \
         Case{1, 2, 13, 10, 3, 3, 1, 2}, Case{3, 2, 6, 7, 2, 3, 1, 1}, Case{1, 64, 32, 32, 16, 3, 1, 1}
 
+// Stride-1 shapes for the implicit GEMM (kernels/cpu/igemm.cpp) beyond those: a 5x5 kernel on
+// maps wide enough to be packed as row runs, with padding 2 and 4 (the input gradient's
+// transposed convolution then pads by 2 and 0), padding 3 on a 3x3 kernel (not the implicit
+// GEMM's: im2col), and a 4x4 map with many channels (gathers, several reduction blocks, rows
+// split between threads).
+#define IMPLICIT_CASES                                                                                   \
+    Case{1, 3, 19, 21, 7, 5, 1, 2}, Case{2, 2, 18, 20, 3, 5, 1, 4}, Case{2, 3, 6, 5, 4, 3, 1, 3},        \
+        Case{2, 128, 4, 4, 64, 3, 1, 1}
+
 TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, paddings and CPU paths") {
     struct Case { int N, C, H, W, OC, K, s, p; };
     for (CpuConvPath path : kConvPaths)
@@ -139,7 +151,7 @@ TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, p
                    Case{1, 3, 8, 8, 2, 5, 3, 0}, Case{3, 2, 4, 4, 2, 1, 2, 0}, Case{1, 1, 5, 6, 1, 2, 1, 1},
                    // more than 64 output pixels: im2col's row copies (fewer: its tap table)
                    Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3},
-                   WINOGRAD_CASES}) {
+                   WINOGRAD_CASES, IMPLICIT_CASES}) {
         vt_test::ConvPathScope scope(path);
         CAPTURE((int)path); CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p);
         Tensor x = randn({c.N, c.C, c.H, c.W}, 1, 1.f, false), w = randn({c.OC, c.C, c.K, c.K}, 2, 0.5f, false);
@@ -157,11 +169,16 @@ TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, p
 
 TEST_CASE("ops: conv2d's automatic CPU path is the measured rule's") {
     // Auto's output is bit for bit the chosen path's (and not the others': their roundings differ)
-    struct Case { int C, H; CpuConvPath want; };
-    for (Case c : {Case{64, 32, CpuConvPath::Winograd4}, Case{256, 16, CpuConvPath::Winograd2},
-                   Case{32, 32, CpuConvPath::Im2col}, Case{128, 16, CpuConvPath::Im2col}, Case{256, 8, CpuConvPath::Im2col}}) {
-        CAPTURE(c.C); CAPTURE(c.H);
-        Tensor x = randn({2, c.C, c.H, c.H}, 41, 1.f, false), w = randn({3, c.C, 3, 3}, 42, 0.5f, false);
+    // (where the build's CPU has no AVX2, the implicit GEMM's shapes stay on im2col)
+    const CpuConvPath implicit = cpu::igemm_applies(conv_dims(1, 1, 3, 3, 1, 3, 3, 1, 1, 1, 1)) ? CpuConvPath::Implicit
+                                                                                              : CpuConvPath::Im2col;
+    struct Case { int C, H, OC; CpuConvPath want; };
+    for (Case c : {Case{64, 32, 3, CpuConvPath::Winograd4}, Case{256, 16, 3, CpuConvPath::Winograd2},
+                   Case{32, 32, 3, implicit}, Case{128, 16, 3, implicit}, Case{256, 8, 3, implicit},
+                   Case{32, 8, 512, implicit}, Case{32, 8, 513, CpuConvPath::Im2col}, Case{256, 4, 3, CpuConvPath::Im2col},
+                   Case{64, 7, 3, CpuConvPath::Im2col}}) {
+        CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.OC);
+        Tensor x = randn({2, c.C, c.H, c.H}, 41, 1.f, false), w = randn({c.OC, c.C, 3, 3}, 42, 0.5f, false);
         std::vector<std::vector<float>> out;
         for (CpuConvPath path : kConvPaths) {
             vt_test::ConvPathScope scope(path);
@@ -185,7 +202,7 @@ TEST_CASE("ops: conv2d's input and weight gradients are the direct convolution's
                    Case{2, 2, 2, 2, 3, 3, 1, 1}, Case{1, 2, 7, 9, 2, 3, 2, 1},
                    // more than 64 output pixels: col2im's row loops (fewer: its tap table)
                    Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3},
-                   WINOGRAD_CASES}) {
+                   WINOGRAD_CASES, IMPLICIT_CASES}) {
         vt_test::ConvPathScope scope(path);
         CAPTURE((int)path); CAPTURE(c.C); CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p); CAPTURE(c.H); CAPTURE(c.W);
         Tensor x = randn({c.N, c.C, c.H, c.W}, 31), w = randn({c.OC, c.C, c.K, c.K}, 32, 0.5f);
@@ -236,11 +253,16 @@ TEST_CASE("ops: gradient checks of conv2d (general, strided, pointwise) and line
     expect_ok(grad_check([&] { return conv2d(x, w1, b1, 1, 0); }, {x, w1, b1}));
     Tensor xl = randn({5, 7}, 10), wl = randn({3, 7}, 11), bl = randn({3}, 12);
     expect_ok(grad_check([&] { return linear(xl, wl, bl); }, {xl, wl, bl}));
-    for (CpuConvPath path : {CpuConvPath::Winograd2, CpuConvPath::Winograd4}) {  // 3x3 stride 1, forced
+    for (CpuConvPath path : {CpuConvPath::Winograd2, CpuConvPath::Winograd4, CpuConvPath::Implicit}) {  // 3x3 stride 1, forced
         vt_test::ConvPathScope scope(path);
         CAPTURE((int)path);
         expect_ok(grad_check([&] { return conv2d(x, w, b, 1, 1); }, {x, w, b}));
         expect_ok(grad_check([&] { return conv2d(x, w, Tensor(), 1, 2); }, {x, w}));
+    }
+    {  // the implicit GEMM's other kernel sizes: 5x5 at padding 2 on runs of a row wide enough (> 16)
+        vt_test::ConvPathScope scope(CpuConvPath::Implicit);
+        Tensor xw = randn({1, 2, 5, 18}, 16), w5 = randn({3, 2, 5, 5}, 17, 0.3f);
+        expect_ok(grad_check([&] { return conv2d(xw, w5, Tensor(), 1, 2); }, {xw, w5}));
     }
 }
 

@@ -131,7 +131,7 @@ double sgemm_gflops(int reps, Device dev) {
 
 // The GPU's convolution paths to time: im2col + cuBLAS, and cuDNN in CUDNN=1 builds.
 std::vector<std::string> conv_paths(Device dev) {
-    if (dev == Device::CPU) return {"im2col", "winograd2", "winograd4"};
+    if (dev == Device::CPU) return {"im2col", "implicit", "winograd2", "winograd4"};
 #ifdef VT_CUDA
     if (cuda_has_cudnn()) return {"im2col", "cudnn"};
 #endif
@@ -141,7 +141,7 @@ std::vector<std::string> conv_paths(Device dev) {
 // The CPU's paths by name (--conv, the conv workload's rows).
 const std::pair<const char*, CpuConvPath> kCpuConvPaths[] = {
     {"auto", CpuConvPath::Auto}, {"im2col", CpuConvPath::Im2col},
-    {"winograd2", CpuConvPath::Winograd2}, {"winograd4", CpuConvPath::Winograd4}};
+    {"winograd2", CpuConvPath::Winograd2}, {"winograd4", CpuConvPath::Winograd4}, {"implicit", CpuConvPath::Implicit}};
 
 bool is_cpu_conv_path(const std::string& name) {
     for (const auto& [n, p] : kCpuConvPaths)

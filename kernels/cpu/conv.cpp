@@ -190,12 +190,24 @@ static CpuConvPath conv_path = CpuConvPath::Auto;  // kernels.h cpu_set_conv_pat
 // more depends on the batch (batch 8, W5's, favours F(2x2)); smaller maps or fewer channels
 // lose (0.1-1.0x: the transforms' memory traffic and narrow GEMMs outweigh the multiplies saved).
 static int winograd_tile(const ConvDims& d) {
-    if (!winograd_applies(d) || conv_path == CpuConvPath::Im2col) return 0;
+    if (!winograd_applies(d) || conv_path == CpuConvPath::Im2col || conv_path == CpuConvPath::Implicit) return 0;
     if (conv_path == CpuConvPath::Winograd2) return 2;
     if (conv_path == CpuConvPath::Winograd4) return 4;
     if (d.OH * d.OW >= 1024 && d.C >= 64) return 4;
     if (d.OH * d.OW >= 256 && d.C >= 256) return 2;
     return 0;
+}
+
+// Whether the forward and the input gradient go through the implicit GEMM (igemm.cpp), where
+// Winograd does not: measured with `bench --workload conv` (2 threads, AVX-512 CPU, batch 16;
+// README "The implicit GEMM on the CPU"), 1.1-1.5x (forward, input gradient) over im2col + OpenBLAS
+// on maps of 8x8 = 64 pixels and more up to 512 output channels (hcnn5-s's conv2-conv3 and
+// their cells); maps of 4x4 and less lose (0.8-1.0x: each weight is used by a few pixels, and
+// packing it costs as much as the multiplies), 1024 output channels too (0.9x).
+static bool use_implicit(const ConvDims& d) {
+    if (!igemm_applies(d) || conv_path == CpuConvPath::Im2col) return false;
+    if (conv_path == CpuConvPath::Implicit) return true;
+    return d.OH * d.OW >= 64 && d.OC <= 512;
 }
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
@@ -217,6 +229,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
         return;
     }
     if (int m = winograd_tile(d)) return conv2d_winograd_forward(out, inp, weight, bias, scratch, d, m);
+    if (use_implicit(d)) return conv2d_igemm_forward(out, inp, weight, bias, d);
     float* y = scratch;                                    // (OC, N*P)
     float* cols = scratch + (int64_t)d.OC * d.N * P;       // (CKK, N*P)
     im2col(cols, inp, d);
@@ -251,12 +264,15 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     const int NP = (int)(d.N * P);
     float* dy = scratch;                         // (OC, N*P)
     float* cols = scratch + (int64_t)d.OC * NP;  // (CKK, N*P): im2col, then reused for dcols
+    const bool implicit = use_implicit(d);
+    if (dinp && implicit) conv2d_igemm_backward_input(dinp, dout, weight, d);
+    if (!dweight && (implicit || !dinp)) return;
     ncp_to_cnp(dy, dout, d.N, d.OC, P);
     if (dweight) {
         im2col(cols, inp, d);
         gemm(false, true, d.OC, CKK, NP, 1.f, dy, NP, cols, NP, 1.f, dweight, CKK);
     }
-    if (dinp) {
+    if (dinp && !implicit) {
         gemm(true, false, CKK, NP, d.OC, 1.f, weight, CKK, dy, NP, 0.f, cols, NP);
         col2im(dinp, cols, d);
     }

@@ -29,4 +29,10 @@ void conv2d_winograd_forward(float* out, const float* inp, const float* weight, 
 void conv2d_winograd_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                               float* scratch, const ConvDims& d, int m);  // accumulates; dbias is the caller's
 
+// igemm.cpp: stride-1 convolutions (not 1x1) as an implicit GEMM, forward and the input
+// gradient (accumulated), outside the table; false where the build's CPU has no AVX2+FMA.
+bool igemm_applies(const ConvDims& d);
+void conv2d_igemm_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d);
+void conv2d_igemm_backward_input(float* dinp, const float* dout, const float* weight, const ConvDims& d);
+
 }  // namespace vt::cpu
