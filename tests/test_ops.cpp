@@ -137,12 +137,12 @@ TEST_CASE("kernels: the CPU's fast exp, sigmoid and tanh match libm and carry a 
 
 // Stride-1 shapes for the implicit GEMM (kernels/cpu/igemm.cpp) beyond those: a 5x5 kernel on
 // maps wide enough to be packed as row runs, with padding 2 and 4 (the input gradient's
-// transposed convolution then pads by 2 and 0), padding 3 on a 3x3 kernel (not the implicit
-// GEMM's: im2col), and a 4x4 map with many channels (gathers, several reduction blocks, rows
-// split between threads).
+// transposed convolution then pads by 2 and 0), a 7x7 kernel (49 taps: its weight gradient on
+// im2col), padding 3 on a 3x3 kernel (not the implicit GEMM's: im2col), and a 4x4 map with
+// many channels (gathers, several reduction blocks, rows split between threads).
 #define IMPLICIT_CASES                                                                                   \
-    Case{1, 3, 19, 21, 7, 5, 1, 2}, Case{2, 2, 18, 20, 3, 5, 1, 4}, Case{2, 3, 6, 5, 4, 3, 1, 3},        \
-        Case{2, 128, 4, 4, 64, 3, 1, 1}
+    Case{1, 3, 19, 21, 7, 5, 1, 2}, Case{2, 2, 18, 20, 3, 5, 1, 4}, Case{1, 2, 9, 8, 3, 7, 1, 3},        \
+        Case{2, 3, 6, 5, 4, 3, 1, 3}, Case{2, 128, 4, 4, 64, 3, 1, 1}
 
 TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, paddings and CPU paths") {
     struct Case { int N, C, H, W, OC, K, s, p; };

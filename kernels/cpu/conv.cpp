@@ -266,6 +266,10 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     float* cols = scratch + (int64_t)d.OC * NP;  // (CKK, N*P): im2col, then reused for dcols
     const bool implicit = use_implicit(d);
     if (dinp && implicit) conv2d_igemm_backward_input(dinp, dout, weight, d);
+    if (dweight && implicit && igemm_weight_grad_applies(d)) {
+        conv2d_igemm_backward_weight(dweight, dout, inp, d);
+        dweight = nullptr;
+    }
     if (!dweight && (implicit || !dinp)) return;
     ncp_to_cnp(dy, dout, d.N, d.OC, P);
     if (dweight) {

@@ -34,5 +34,8 @@ void conv2d_winograd_backward(float* dinp, float* dweight, const float* dout, co
 bool igemm_applies(const ConvDims& d);
 void conv2d_igemm_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d);
 void conv2d_igemm_backward_input(float* dinp, const float* dout, const float* weight, const ConvDims& d);
+// and the weight gradient (accumulated), for kernels of up to 31 taps
+bool igemm_weight_grad_applies(const ConvDims& d);
+void conv2d_igemm_backward_weight(float* dweight, const float* dout, const float* inp, const ConvDims& d);
 
 }  // namespace vt::cpu

@@ -43,6 +43,10 @@ namespace vt::cpu {
 #ifndef VT_IGEMM
 
 bool igemm_applies(const ConvDims&) { return false; }
+bool igemm_weight_grad_applies(const ConvDims&) { return false; }
+void conv2d_igemm_backward_weight(float*, const float*, const float*, const ConvDims&) {
+    fail("implicit-GEMM convolution: this build's CPU has neither AVX2+FMA nor AVX-512");
+}
 void conv2d_igemm_forward(float*, const float*, const float*, const float*, const ConvDims&) {
     fail("implicit-GEMM convolution: this build's CPU has neither AVX2+FMA nor AVX-512");
 }
@@ -157,51 +161,62 @@ void pack_a(float* dst, const float* w, bool flip, int M, int K, int KK, int i0,
     }
 }
 
-// Zero the lanes of the block's last panel past its nc columns.
-void zero_tail(float* bp, int nc, int kc) {
-    const int used = nc % NR;
-    if (used == 0) return;
-    float* p = bp + (int64_t)(nc / NR) * kc * NR;
-    for (int kk = 0; kk < kc; kk++) std::memset(p + kk * NR + used, 0, sizeof(float) * (NR - used));
+// Zero the lanes of a panel past its used columns.
+void zero_tail(float* bp, int used, int kc) {
+    if (used == NR) return;
+    for (int kk = 0; kk < kc; kk++) std::memset(bp + kk * NR + used, 0, sizeof(float) * (NR - used));
 }
 
-// dst[i] = row[i0 + i] for i in [lo, hi) (the lanes inside the input row), 0 for the rest of
-// [0, len); row[i0 + i] is never read outside [lo, hi) (there it may lie before the row).
-inline void copy_run(float* dst, const float* row, int i0, int len, int lo, int hi) {
+// dst[i] = src[i] where bit i % VL of chunk i / VL of m is set (16 bits a chunk), else 0,
+// for i < len; src[i] is never read where the bit is clear (there it may lie outside x).
+inline void copy_masked(float* dst, const float* src, int len, uint64_t m) {
 #if defined(__AVX512F__)
-    for (int i = 0; i < len; i += 16) {
-        const int n = len - i < 16 ? len - i : 16, a = lo - i > 0 ? lo - i : 0, b = hi - i < n ? hi - i : n;
-        const __mmask16 valid = b > a ? (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1)) : 0;
-        // the address by integer arithmetic: it may point before the row, where no lane is read
-        const float* src = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(row) + (intptr_t)(i0 + i) * 4);
-        _mm512_mask_storeu_ps(dst + i, (__mmask16)((1u << n) - 1), _mm512_maskz_loadu_ps(valid, src));
+    for (int i = 0; i < len; i += VL, m >>= 16) {
+        const int n = len - i < VL ? len - i : VL;
+        _mm512_mask_storeu_ps(dst + i, (__mmask16)((1u << n) - 1), _mm512_maskz_loadu_ps((__mmask16)m, src + i));
     }
 #else
-    int i = 0;
-    for (; i < lo && i < len; i++) dst[i] = 0.f;
-    for (; i < hi; i++) dst[i] = row[i0 + i];
-    for (; i < len; i++) dst[i] = 0.f;
+    for (int i = 0; i < len; i++) dst[i] = (m >> (i / VL * 16 + i % VL)) & 1 ? src[i] : 0.f;
 #endif
 }
 
 // B = cols, rows [k0, k0 + kc): row (c, kh, kw), from the image x.
-void pack_cols(float* bp, const std::vector<Run>& runs, int nc, int k0, int kc, const float* x, const ConvDims& d) {
-    const int KK = d.KH * d.KW;
-    const int64_t HW = (int64_t)d.H * d.W;
-    for (int kk = 0; kk < kc; kk++) {
-        const int k = k0 + kk, c = k / KK, kh = k % KK / d.KW, kw = k % d.KW;
-        for (const Run& r : runs) {
-            float* dst = bp + ((int64_t)r.jp * kc + kk) * NR + r.lane;
-            const int ih = r.oh - d.PH + kh, iw0 = r.ow - d.PW + kw;
-            if (ih < 0 || ih >= d.H) {
-                copy_run(dst, x, 0, r.len, 0, 0);
-                continue;
+// A run's lanes that lie inside the image, per kernel column kw: bit i of chunk q (VL lanes)
+// of masks[run * KW + kw] (runs are at most NR = 4 VL long), worked out once per block.
+void run_masks(std::vector<uint64_t>& masks, const std::vector<Run>& runs, const ConvDims& d) {
+    masks.assign(runs.size() * d.KW, 0);
+    for (size_t r = 0; r < runs.size(); r++)
+        for (int kw = 0; kw < d.KW; kw++)
+            for (int i = 0; i < runs[r].len; i++) {
+                const int iw = runs[r].ow + i - d.PW + kw;
+                if (iw >= 0 && iw < d.W) masks[r * d.KW + kw] |= (uint64_t)1 << (i / VL * 16 + i % VL);
             }
-            const int lo = iw0 < 0 ? -iw0 : 0, hi = d.W - iw0 < r.len ? d.W - iw0 : r.len;
-            copy_run(dst, x + ((int64_t)r.n * d.C + c) * HW + (int64_t)ih * d.W, iw0, r.len, lo, hi);
+}
+
+// One panel (kc x NR) of B = cols, rows [k0, k0 + kc) (row (c, kh, kw)), from the image x: the
+// runs [rb, re) of the block, whose masks start at mk.
+void pack_cols(float* bp, const Run* rb, const Run* re, const uint64_t* mk, int used, int k0, int kc, const float* x,
+               const ConvDims& d) {
+    const int64_t HW = (int64_t)d.H * d.W, CHW = d.C * HW;
+    int c = k0 / (d.KH * d.KW), kh = k0 % (d.KH * d.KW) / d.KW, kw = k0 % d.KW;  // row k0 + kk, stepped
+    for (int kk = 0; kk < kc; kk++) {
+        // the pixel (oh, ow) of image n under tap (kh, kw): plane + n C H W + oh W + ow + shift
+        const intptr_t shift = (intptr_t)(kh - d.PH) * d.W + (kw - d.PW);
+        const float* plane = x + c * HW;
+        for (const Run* r = rb; r < re; r++) {
+            const int ih = r->oh - d.PH + kh;
+            const uint64_t m = ih >= 0 && ih < d.H ? mk[(r - rb) * d.KW + kw] : 0;
+            // by integer arithmetic: the run's first pixel may lie before the plane (padding)
+            const float* src = reinterpret_cast<const float*>(
+                reinterpret_cast<uintptr_t>(plane + r->n * CHW + (int64_t)r->oh * d.W + r->ow) + shift * 4);
+            copy_masked(bp + kk * NR + r->lane, src, r->len, m);
+        }
+        if (++kw == d.KW) {
+            kw = 0;
+            if (++kh == d.KH) kh = 0, c++;
         }
     }
-    zero_tail(bp, nc, kc);
+    zero_tail(bp, used, kc);
 }
 
 // Small maps: the block's columns as gathers. For each tap (kh, kw) and column, the offset of
@@ -231,16 +246,17 @@ void tap_table(TapTable& t, const std::vector<Run>& runs, int nc, const ConvDims
     }
 }
 
-void pack_cols_gather(float* bp, const TapTable& t, int k0, int kc, const float* x, const ConvDims& d) {
+// One panel (kc x NR, the block's columns [col0, col0 + NR)) by gathers.
+void pack_cols_gather(float* bp, const TapTable& t, int col0, int k0, int kc, const float* x, const ConvDims& d) {
     const int KK = d.KH * d.KW;
     const int64_t HW = (int64_t)d.H * d.W;
+    int c = k0 / KK, tap = k0 % KK;  // row k0 + kk, stepped
     for (int kk = 0; kk < kc; kk++) {
-        const int k = k0 + kk, c = k / KK, tap = k % KK;
         const float* base = x + c * HW;
         const int32_t* off = t.off.data() + (size_t)tap * t.ncp;
         const uint32_t* mask = t.mask.data() + (size_t)tap * t.ncp / VL;
-        for (int col = 0; col < t.ncp; col += VL) {
-            float* dst = bp + ((int64_t)(col / NR) * kc + kk) * NR + col % NR;
+        for (int col = col0; col < col0 + NR; col += VL) {
+            float* dst = bp + kk * NR + (col - col0);
 #if defined(__AVX512F__)
             const __m512i idx = _mm512_loadu_si512(off + col);
             _mm512_store_ps(dst, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)mask[col / VL], idx, base, 4));
@@ -252,6 +268,7 @@ void pack_cols_gather(float* bp, const TapTable& t, int k0, int kc, const float*
             _mm256_store_ps(dst, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, vm, 4));
 #endif
         }
+        if (++tap == KK) tap = 0, c++;
     }
 }
 
@@ -262,6 +279,7 @@ void gemm_blocks(int i0, int i1, int64_t j0, int64_t j1, const float* x, const f
     static thread_local Buf abuf, bbuf;
     static thread_local std::vector<Run> runs;
     static thread_local TapTable taps;
+    static thread_local std::vector<uint64_t> masks;
     alignas(64) float tile[MR * NR];
     const bool gather = d.OW < GATHER_BELOW_OW;
     const int K = d.C * d.KH * d.KW, mpad = (i1 - i0 + MR - 1) / MR * MR;
@@ -270,23 +288,29 @@ void gemm_blocks(int i0, int i1, int64_t j0, int64_t j1, const float* x, const f
         const int kc = K - k0 < KC ? K - k0 : KC;
         pack_a(ap + (int64_t)mpad * k0, w, flip, d.OC, K, d.KH * d.KW, i0, i1, k0, kc);
     }
-    float* bp = bbuf.get((size_t)KC * NC);
+    // B one panel at a time, packed where the micro-kernels then read it (it stays in L1: a
+    // block's panels packed together had each store miss L1, a fifth of the time)
+    float* bp = bbuf.get((size_t)KC * NR);
     for (int64_t jb = j0; jb < j1; jb += NC) {
         const int nc = j1 - jb < NC ? (int)(j1 - jb) : NC;
         block_runs(runs, d, jb, nc);
-        if (gather) tap_table(taps, runs, nc, d);
+        if (gather)
+            tap_table(taps, runs, nc, d);
+        else
+            run_masks(masks, runs, d);
         for (int k0 = 0; k0 < K; k0 += KC) {
             const int kc = K - k0 < KC ? K - k0 : KC;
-            if (gather)
-                pack_cols_gather(bp, taps, k0, kc, x, d);
-            else
-                pack_cols(bp, runs, nc, k0, kc, x, d);
             size_t ri = 0;
             for (int jp = 0; jp * NR < nc; jp++) {
                 const size_t rb = ri;
                 while (ri < runs.size() && runs[ri].jp == jp) ri++;
+                const int used = nc - jp * NR < NR ? nc - jp * NR : NR;
+                if (gather)
+                    pack_cols_gather(bp, taps, jp * NR, k0, kc, x, d);
+                else
+                    pack_cols(bp, runs.data() + rb, runs.data() + ri, masks.data() + rb * d.KW, used, k0, kc, x, d);
                 for (int ib = i0; ib < i1; ib += MR) {
-                    micro_kernel(kc, ap + (int64_t)mpad * k0 + (int64_t)(ib - i0) * kc, bp + (int64_t)jp * kc * NR, tile);
+                    micro_kernel(kc, ap + (int64_t)mpad * k0 + (int64_t)(ib - i0) * kc, bp, tile);
                     put(tile, ib, i1 - ib < MR ? i1 - ib : MR, runs.data() + rb, runs.data() + ri, k0 == 0);
                 }
             }
@@ -345,10 +369,146 @@ void igemm_conv(float* out, const float* x, const float* weight, bool flip, cons
     }
 }
 
+// ---- the weight gradient -------------------------------------------------------------------
+// dW (OC, C*KH*KW) += dY (OC, N*P) @ cols^T: rows oc (A = dY, panels of MR), columns (c, kh, kw)
+// (B = cols^T, panels of NR), the reduction over pixels in blocks of KC. Both operands are
+// transposed from NCHW, where pixels are contiguous: A by plain copies (each of its values
+// meets C*KH*KW columns, so its packing is cheap), B by masked gathers: lane (c, kh, kw) of
+// pixel (n, oh, ow) is x at n C H W + c H W + (oh + kh - PH) W + (ow + kw - PW), its offset
+// the lane's plus the pixel's, inside the image where bit kh KW + kw of the pixel's tap mask
+// is set. Threads split the pixels, each summing into its own dW, added up at the end.
+
+// The pixels [j0, j0 + kc): offsets (n C H W + oh W + ow) and masks of the taps inside the image.
+void pixel_taps(int32_t* off, uint32_t* taps, int64_t j0, int kc, const ConvDims& d) {
+    const int64_t P = (int64_t)d.OH * d.OW, CHW = (int64_t)d.C * d.H * d.W;
+    for (int kk = 0; kk < kc; kk++) {
+        const int64_t j = j0 + kk;
+        const int n = (int)(j / P), p = (int)(j % P), oh = p / d.OW, ow = p % d.OW;
+        off[kk] = (int32_t)(n * CHW + (int64_t)oh * d.W + ow);
+        uint32_t m = 0;
+        for (int kh = 0; kh < d.KH; kh++)
+            for (int kw = 0; kw < d.KW; kw++) {
+                const int ih = oh - d.PH + kh, iw = ow - d.PW + kw;
+                if (ih >= 0 && ih < d.H && iw >= 0 && iw < d.W) m |= 1u << (kh * d.KW + kw);
+            }
+        taps[kk] = m;
+    }
+}
+
+// Panels of MR rows of A = dY (rows [0, OC), pixels [j0, j0 + kc)): dst[ip][kk][r].
+void pack_dy(float* dst, const float* dout, int64_t j0, int kc, const ConvDims& d) {
+    const int64_t P = (int64_t)d.OH * d.OW;
+    for (int ib = 0; ib < d.OC; ib += MR) {
+        const int mr = d.OC - ib < MR ? d.OC - ib : MR;
+        for (int kk = 0; kk < kc; kk++, dst += MR) {
+            const int64_t j = j0 + kk, n = j / P, p = j % P;
+            const float* src = dout + (n * d.OC + ib) * P + p;
+            for (int r = 0; r < mr; r++) dst[r] = src[r * P];
+            for (int r = mr; r < MR; r++) dst[r] = 0.f;
+        }
+    }
+}
+
+// One panel of B = cols^T (pixels [0, kc) of the block, columns [col0, col0 + NR)) by gathers.
+void pack_cols_t(float* bp, const int32_t* off, const uint32_t* taps, int col0, int kc, const float* x,
+                 const ConvDims& d) {
+    const int KK = d.KH * d.KW, K = d.C * KK;
+    alignas(64) int32_t lane_off[NR], lane_bit[NR];  // the lane's offset, its tap's bit
+    for (int l = 0; l < NR; l++) {
+        const int k = col0 + l, c = k / KK, kh = k % KK / d.KW, kw = k % d.KW;
+        lane_off[l] = k < K ? (int32_t)((int64_t)c * d.H * d.W + (int64_t)(kh - d.PH) * d.W + (kw - d.PW)) : 0;
+        lane_bit[l] = (int32_t)(1u << (k < K ? kh * d.KW + kw : 31));  // past the last column: a bit never set
+    }
+    for (int kk = 0; kk < kc; kk++, bp += NR) {
+        const uint32_t m = taps[kk] & 0x7fffffffu;
+#if defined(__AVX512F__)
+        const __m512i po = _mm512_set1_epi32(off[kk]), pm = _mm512_set1_epi32((int)m);
+        for (int v = 0; v < NV; v++) {
+            const __m512i lo = _mm512_load_si512(lane_off + v * VL);
+            const __mmask16 in = _mm512_test_epi32_mask(pm, _mm512_load_si512(lane_bit + v * VL));
+            _mm512_store_ps(bp + v * VL, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, _mm512_add_epi32(lo, po), x, 4));
+        }
+#else
+        const __m256i po = _mm256_set1_epi32(off[kk]), pm = _mm256_set1_epi32((int)m);
+        for (int v = 0; v < NV; v++) {
+            const __m256i lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_off + v * VL));
+            const __m256i lb = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_bit + v * VL));
+            const __m256 in = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(pm, lb), lb));
+            _mm256_store_ps(bp + v * VL, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x, _mm256_add_epi32(lo, po), in, 4));
+        }
+#endif
+    }
+}
+
+// dw (OC, K) += dY @ cols^T over the pixels [j0, j1).
+void weight_grad_blocks(float* dw, int64_t j0, int64_t j1, const float* dout, const float* x, const ConvDims& d) {
+    static thread_local Buf abuf, bbuf;
+    static thread_local std::vector<int32_t> off;
+    static thread_local std::vector<uint32_t> taps;
+    alignas(64) float tile[MR * NR];
+    const int K = d.C * d.KH * d.KW, mpad = (d.OC + MR - 1) / MR * MR;
+    float* ap = abuf.get((size_t)mpad * KC);
+    float* bp = bbuf.get((size_t)KC * NR);
+    off.resize(KC), taps.resize(KC);
+    for (int64_t jb = j0; jb < j1; jb += KC) {
+        const int kc = j1 - jb < KC ? (int)(j1 - jb) : KC;
+        pixel_taps(off.data(), taps.data(), jb, kc, d);
+        pack_dy(ap, dout, jb, kc, d);
+        for (int col0 = 0; col0 < K; col0 += NR) {
+            const int used = K - col0 < NR ? K - col0 : NR;
+            pack_cols_t(bp, off.data(), taps.data(), col0, kc, x, d);
+            for (int ib = 0; ib < d.OC; ib += MR) {
+                micro_kernel(kc, ap + (int64_t)ib * kc, bp, tile);
+                const int mr = d.OC - ib < MR ? d.OC - ib : MR;
+                for (int r = 0; r < mr; r++) {
+                    float* dst = dw + (int64_t)(ib + r) * K + col0;
+                    for (int l = 0; l < used; l++) dst[l] += tile[r * NR + l];
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 bool igemm_applies(const ConvDims& d) {
-    return d.SH == 1 && d.SW == 1 && !d.is_pointwise() && d.PH < d.KH && d.PW < d.KW;
+    // gathers address x and dY with 32-bit offsets
+    const int64_t limit = (int64_t)1 << 31;
+    return d.SH == 1 && d.SW == 1 && !d.is_pointwise() && d.PH < d.KH && d.PW < d.KW &&
+           (int64_t)d.N * d.C * d.H * d.W < limit && (int64_t)d.N * d.OC * d.OH * d.OW < limit;
+}
+
+bool igemm_weight_grad_applies(const ConvDims& d) { return igemm_applies(d) && d.KH * d.KW <= 31; }
+
+void conv2d_igemm_backward_weight(float* dweight, const float* dout, const float* inp, const ConvDims& d) {
+    const int K = d.C * d.KH * d.KW;
+    const int64_t NP = (int64_t)d.N * d.OH * d.OW;
+#ifdef _OPENMP
+    const int nt0 = 2 * (int64_t)d.OC * K * NP < ((int64_t)1 << 22) ? 1 : omp_get_max_threads();
+#else
+    const int nt0 = 1;
+#endif
+    const int64_t blocks = (NP + KC - 1) / KC;
+    const int nt = nt0 < blocks ? nt0 : (int)blocks;
+    if (nt <= 1) return weight_grad_blocks(dweight, 0, NP, dout, inp, d);
+    std::vector<float*> part((size_t)nt, nullptr);  // thread t > 0 sums into its own; thread 0 into dweight
+#pragma omp parallel num_threads(nt)
+    {
+        static thread_local Buf pbuf;
+        const int t = thread_id();
+        const int64_t per = (blocks + nt - 1) / nt, j0 = t * per * KC, j1 = (t + 1) * per * KC < NP ? (t + 1) * per * KC : NP;
+        float* mine = dweight;
+        if (t > 0) {
+            mine = pbuf.get((size_t)d.OC * K);
+            std::memset(mine, 0, sizeof(float) * d.OC * K);
+        }
+        part[(size_t)t] = mine;
+        if (j0 < j1) weight_grad_blocks(mine, j0, j1, dout, inp, d);
+#pragma omp barrier
+        const int64_t n = (int64_t)d.OC * K, chunk = (n + nt - 1) / nt, e0 = t * chunk, e1 = e0 + chunk < n ? e0 + chunk : n;
+        for (int u = 1; u < nt; u++)
+            for (int64_t e = e0; e < e1; e++) dweight[e] += part[(size_t)u][e];
+    }
 }
 
 void conv2d_igemm_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d) {
