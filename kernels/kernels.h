@@ -38,10 +38,11 @@ enum class Act { ELU, ReLU, Sigmoid, Tanh };
 // GEMM precision on the GPU (engine/backend.h's backend_set_precision; the CPU is FP32 only).
 enum class Precision { FP32, TF32, BF16 };
 
-// The CPU's path for 3x3 stride-1 convolutions: Auto picks per shape by the measured rule in
-// kernels/cpu/conv.cpp; the others force one path (tests, bench): im2col + GEMM, Winograd
-// F(2x2, 3x3) / F(4x4, 3x3) (kernels/cpu/winograd.cpp), or the implicit GEMM (kernels/cpu/
-// igemm.cpp; any stride-1 convolution, on CPUs with AVX2+FMA or AVX-512, else im2col).
+// The CPU's path for stride-1 convolutions: Auto picks per shape by the measured rule in
+// kernels/cpu/conv.cpp; the others force one path (tests, bench) where it applies, else
+// im2col: im2col + GEMM, Winograd F(2x2, 3x3) / F(4x4, 3x3) (kernels/cpu/winograd.cpp; 3x3),
+// or the implicit GEMM (kernels/cpu/igemm.cpp; kernels wider than 1x1 and padded by less than
+// their size, in builds for a CPU with AVX2+FMA or AVX-512, tensors under 2^31 elements).
 enum class CpuConvPath { Auto, Im2col, Winograd2, Winograd4, Implicit };
 void cpu_set_conv_path(CpuConvPath p);
 CpuConvPath cpu_conv_path();

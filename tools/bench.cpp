@@ -129,7 +129,8 @@ double sgemm_gflops(int reps, Device dev) {
     return 2.0 * n * n * n / (ms * 1e6);
 }
 
-// The GPU's convolution paths to time: im2col + cuBLAS, and cuDNN in CUDNN=1 builds.
+// The convolution paths to time: the CPU's (im2col + OpenBLAS, the implicit GEMM, Winograd
+// F(2x2) and F(4x4)); the GPU's im2col + cuBLAS, and cuDNN in CUDNN=1 builds.
 std::vector<std::string> conv_paths(Device dev) {
     if (dev == Device::CPU) return {"im2col", "implicit", "winograd2", "winograd4"};
 #ifdef VT_CUDA
@@ -181,7 +182,7 @@ Json device_peak_mb(Device dev) {
 // ---- workload: conv ------------------------------------------------------------------------
 // conv2d forward + backward on the conv layers of hcnn5-s and hcnn5 (docs/science.md section 1)
 // and the lstm cells' convs of both, batch 16 (or --batch), on each convolution path (the CPU: im2col,
-// Winograd F(2x2) and F(4x4); a GPU: im2col, cuDNN), the paths alternated within each rep so
+// the implicit GEMM, Winograd F(2x2) and F(4x4); a GPU: im2col, cuDNN), the paths alternated within each rep so
 // that the machine's load hits them alike. FLOPs: forward 2*N*OC*OH*OW*C*K*K, backward twice
 // that (weights and input).
 struct ConvLayer {
@@ -201,6 +202,8 @@ void bench_conv(const Opts& o) {
         {"hcnn5-s", "conv1.lstm", 64, 32, 128, 3, 1, 1},  {"hcnn5-s", "conv2.lstm", 128, 16, 256, 3, 1, 1},
         {"hcnn5-s", "conv3.lstm", 256, 8, 512, 3, 1, 1},  {"hcnn5-s", "conv4.lstm", 256, 4, 512, 3, 1, 1},
         {"hcnn5-s", "conv5.lstm", 512, 2, 1024, 3, 1, 1},
+        // the gru cells' gate convs of hcnn5-s (2C -> 2C; the candidate's, 2C -> C, is half of it), W2's
+        {"hcnn5-s", "conv2.gru", 128, 16, 128, 3, 1, 1},  {"hcnn5-s", "conv3.gru", 256, 8, 256, 3, 1, 1},
         // hcnn5's (W5): the state half of a cell conv, W_h h (C -> 4C), where W5's time goes
         {"hcnn5", "conv1.lstm.h", 64, 64, 256, 3, 1, 1},  {"hcnn5", "conv2.lstm.h", 128, 32, 512, 3, 1, 1},
         {"hcnn5", "conv3.lstm.h", 256, 16, 1024, 3, 1, 1}, {"hcnn5", "conv4.lstm.h", 256, 8, 1024, 3, 1, 1},
@@ -224,7 +227,7 @@ void bench_conv(const Opts& o) {
         }
         Tensor dy = tensor_full(y.shape, 0.01f, dev);
         std::vector<std::string> paths = conv_paths(dev);
-        if (dev == Device::CPU && !(l.K == 3 && l.S == 1)) paths = {"im2col"};  // Winograd: 3x3 stride 1 only
+        if (dev == Device::CPU && !(l.K == 3 && l.S == 1)) paths = {"im2col"};  // the others: 3x3 stride 1 here
         std::vector<std::vector<double>> fwds(paths.size()), bwds(paths.size());
         for (int r = -1; r < o.reps; r++)  // r = -1: warm-up (buffers, caches)
             for (size_t i = 0; i < paths.size(); i++) {
@@ -621,7 +624,7 @@ struct Workload {
 };
 
 const Workload WORKLOADS[] = {
-    {"conv", "conv2d forward+backward on hcnn5-s and hcnn5 layers and hcnn5-s lstm cells, batch 16, vs same-run sgemm",
+    {"conv", "conv2d forward+backward on hcnn5-s and hcnn5 layers and their lstm and gru cells, batch 16, vs same-run sgemm",
      bench_conv},
     {"W1", "train step: hcnn5-s, lstm everywhere + conv5:conv2, batch 16, T=16", bench_w1},
     {"W2", "train step: hcnn5-s, gru everywhere + conv5:conv2, batch 16, T=16", bench_w2},
@@ -655,7 +658,7 @@ int main(int argc, char** argv) {
         cli.flag("--precision", &o.precision, std::string(kPrecisionHelp) + "; the sgemm reference runs at it too");
         cli.flag("--no-graph", &no_graph, "W1-W5 on the GPU: plain runs instead of a captured CUDA Graph");
         std::string conv = "auto";
-        cli.flag("--conv", &conv, "CPU: the path of 3x3 stride-1 convolutions in W1-W5: auto (by shape), im2col, winograd2 or winograd4");
+        cli.flag("--conv", &conv, "CPU: the path of stride-1 convolutions in W1-W5: auto (by shape), im2col, implicit (the implicit GEMM; on CPUs with AVX2), winograd2 or winograd4 (3x3)");
         cli.flag("--list", &list, "print the workload names and exit");
         cli.flag("--batch", &o.batch, "W1-W5 and conv: this batch instead of the workload's (0 = its own)").range(0, 1 << 16);
         cli.flag("--steps", &o.steps, "W1-W5: this many steps T instead of the workload's (0 = its own)").range(0, 10000);
@@ -679,7 +682,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (!is_cpu_conv_path(conv))
-            fail("--conv: expected auto, im2col, winograd2 or winograd4, got '%s'", conv.c_str());
+            fail("--conv: expected auto, im2col, implicit, winograd2 or winograd4, got '%s'", conv.c_str());
         set_conv_path(Device::CPU, conv);
         o.graph = !no_graph;
         o.workloads = split_list(workloads);

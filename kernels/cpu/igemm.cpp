@@ -1,28 +1,31 @@
 // igemm.cpp: stride-1 convolution as an implicit GEMM on a micro-kernel of our own.
 //
 // The forward Y (OC, N*P) = W (OC, C*KH*KW) @ cols (conv.cpp's im2col layout) without the
-// im2col matrix: each block of cols (KC rows x NC columns) is packed straight from the image
-// into a cache-resident panel (row (c, kh, kw) of column (n, oh, ow) is x[n, c, oh - PH + kh,
-// ow - PW + kw], zeros in the padding): on maps at least GATHER_BELOW_OW wide as runs of an
-// input row (masked vector loads), on narrower ones by masked gathers through a table of each
-// (tap, column)'s input offset. Tiles are written to the NCHW output (no transpose), the bias
-// added on the way. At stride 1 the input gradient is itself such a convolution (of dY, padded
-// by K - 1 - P, by the weight with its two channel axes swapped and its taps reversed), so it
-// runs through the same code, accumulating into dX. What this saves over im2col + OpenBLAS:
-// writing and re-reading the cols matrix (9x the input) and dcols, OpenBLAS's second packing
-// of it, its zeroing of the output (beta = 0), the transposes and col2im. The weight gradient
-// stays on im2col + GEMM (conv.cpp): its reduction runs over pixels, which NCHW keeps
-// contiguous in both operands, so packing them for this kernel would mean transposing both.
+// im2col matrix: each panel of cols (KC rows x NR columns) is packed straight from the image
+// where the micro-kernels then read it (in L1; row (c, kh, kw) of column (n, oh, ow) is
+// x[n, c, oh - PH + kh, ow - PW + kw], zeros in the padding): on maps at least GATHER_BELOW_OW
+// wide as runs of an input row (masked vector loads), on narrower ones by masked gathers
+// through a table of each (tap, column)'s input offset. Tiles are written to the NCHW output
+// (no transpose), the bias added on the way. At stride 1 the input gradient is itself such a
+// convolution (of dY, padded by K - 1 - P, by the weight with its two channel axes swapped
+// and its taps reversed), so it runs through the same code, accumulating into dX. The weight
+// gradient dW += dY @ cols^T reduces over pixels, which NCHW keeps contiguous in both
+// operands: both are packed transposed (below, "the weight gradient"). What this saves over
+// im2col + OpenBLAS: writing and re-reading the cols matrix (9x the input) and dcols,
+// OpenBLAS's second packing of them, its zeroing of the output (beta = 0), the transposes
+// and col2im.
 //
-// GEMM blocking (Goto): a thread's columns in blocks of NC, the reduction in blocks of KC; per
-// block B is packed as panels of NR columns (k-major), A (the weight) as panels of MR rows, and
-// the micro-kernel keeps an MR x NR tile in MR * NV vector registers (AVX-512: 6 x 64, 24 of
-// the 32 zmm; AVX2: 6 x 16, 12 of the 16 ymm). Threads split the columns in whole panels, or
-// where there are few (maps of 4x4 and less) the rows: each output element is one thread's.
-// No OpenBLAS call. The sums run in a different order from OpenBLAS's (blocks of KC), so the
-// result differs from im2col's by rounding (tests/test_ops.cpp bounds both alike).
+// GEMM blocking (Goto): a thread's columns in blocks of NC (the runs and tables are worked
+// out per block), the reduction in blocks of KC; A (the weight) is packed once per call as
+// panels of MR rows, B one panel of NR columns at a time, and the micro-kernel keeps an MR x
+// NR tile in MR * NV vector registers (AVX-512: 6 x 64, 24 of the 32 zmm; AVX2: 6 x 16, 12
+// of the 16 ymm). Threads split the columns in whole panels, or where there are fewer than two
+// panels a thread (small maps, small batches) the rows: each output element is one thread's. No OpenBLAS call. The sums
+// run in a different order from OpenBLAS's (blocks of KC), so the result differs from
+// im2col's by rounding (tests/test_ops.cpp bounds both alike).
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <cstring>
 #include <vector>
 
@@ -182,7 +185,7 @@ inline void copy_masked(float* dst, const float* src, int len, uint64_t m) {
 
 // B = cols, rows [k0, k0 + kc): row (c, kh, kw), from the image x.
 // A run's lanes that lie inside the image, per kernel column kw: bit i of chunk q (VL lanes)
-// of masks[run * KW + kw] (runs are at most NR = 4 VL long), worked out once per block.
+// of masks[run * KW + kw] (runs are at most NR <= 4 VL long), worked out once per block.
 void run_masks(std::vector<uint64_t>& masks, const std::vector<Run>& runs, const ConvDims& d) {
     masks.assign(runs.size() * d.KW, 0);
     for (size_t r = 0; r < runs.size(); r++)
@@ -206,9 +209,9 @@ void pack_cols(float* bp, const Run* rb, const Run* re, const uint64_t* mk, int 
         for (const Run* r = rb; r < re; r++) {
             const int ih = r->oh - d.PH + kh;
             const uint64_t m = ih >= 0 && ih < d.H ? mk[(r - rb) * d.KW + kw] : 0;
-            // by integer arithmetic: the run's first pixel may lie before the plane (padding)
-            const float* src = reinterpret_cast<const float*>(
-                reinterpret_cast<uintptr_t>(plane + r->n * CHW + (int64_t)r->oh * d.W + r->ow) + shift * 4);
+            // by integer arithmetic: the run's first pixel may lie outside x (in the padding)
+            const intptr_t at = (intptr_t)(r->n * CHW + (int64_t)r->oh * d.W + r->ow) + shift;
+            const float* src = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(plane) + at * 4);
             copy_masked(bp + kk * NR + r->lane, src, r->len, m);
         }
         if (++kw == d.KW) {
@@ -318,6 +321,8 @@ void gemm_blocks(int i0, int i1, int64_t j0, int64_t j1, const float* x, const f
     }
 }
 
+// This thread's number and its team's size (which may be smaller than asked for: OMP_DYNAMIC,
+// OMP_THREAD_LIMIT, or a call from inside another parallel region).
 int thread_id() {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -325,6 +330,26 @@ int thread_id() {
     return 0;
 #endif
 }
+int team_size() {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+// The first exception a thread of a parallel region raised, rethrown after it (an exception
+// must not leave the region: that ends the program).
+struct TeamError {
+    std::exception_ptr first;
+    void catch_current() {
+#pragma omp critical(vt_igemm_error)
+        if (!first) first = std::current_exception();
+    }
+    void rethrow() const {
+        if (first) std::rethrow_exception(first);
+    }
+};
 
 // out (N, OC, OH, OW) = (or +=, accumulate) the convolution of x by the weight (OC, C, KH, KW),
 // or with flip by (C, OC, KH, KW) read as pack_a says, plus bias (may be null).
@@ -354,19 +379,25 @@ void igemm_conv(float* out, const float* x, const float* weight, bool flip, cons
 #endif
     // Columns split in whole panels while each thread gets a few; else rows (late layers' few pixels).
     const bool by_cols = NP >= (int64_t)nt * 2 * NR;
+    TeamError err;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        const int t = thread_id();
-        if (by_cols) {
-            const int64_t panels = (NP + NR - 1) / NR, per = (panels + nt - 1) / nt;
-            const int64_t j0 = t * per * NR, j1 = (t + 1) * per * NR < NP ? (t + 1) * per * NR : NP;
-            if (j0 < j1) gemm_blocks(0, M, j0, j1, x, weight, flip, d, put);
-        } else {
-            const int panels = (M + MR - 1) / MR, per = (panels + nt - 1) / nt;
-            const int i0 = t * per * MR, i1 = (t + 1) * per * MR < M ? (t + 1) * per * MR : M;
-            if (i0 < i1) gemm_blocks(i0, i1, 0, NP, x, weight, flip, d, put);
+        const int t = thread_id(), nth = team_size();
+        try {
+            if (by_cols) {
+                const int64_t panels = (NP + NR - 1) / NR, per = (panels + nth - 1) / nth;
+                const int64_t j0 = t * per * NR, j1 = (t + 1) * per * NR < NP ? (t + 1) * per * NR : NP;
+                if (j0 < j1) gemm_blocks(0, M, j0, j1, x, weight, flip, d, put);
+            } else {
+                const int panels = (M + MR - 1) / MR, per = (panels + nth - 1) / nth;
+                const int i0 = t * per * MR, i1 = (t + 1) * per * MR < M ? (t + 1) * per * MR : M;
+                if (i0 < i1) gemm_blocks(i0, i1, 0, NP, x, weight, flip, d, put);
+            }
+        } catch (...) {
+            err.catch_current();
         }
     }
+    err.rethrow();
 }
 
 // ---- the weight gradient -------------------------------------------------------------------
@@ -492,23 +523,33 @@ void conv2d_igemm_backward_weight(float* dweight, const float* dout, const float
     const int nt = nt0 < blocks ? nt0 : (int)blocks;
     if (nt <= 1) return weight_grad_blocks(dweight, 0, NP, dout, inp, d);
     std::vector<float*> part((size_t)nt, nullptr);  // thread t > 0 sums into its own; thread 0 into dweight
+    TeamError err;
 #pragma omp parallel num_threads(nt)
     {
         static thread_local Buf pbuf;
-        const int t = thread_id();
-        const int64_t per = (blocks + nt - 1) / nt, j0 = t * per * KC, j1 = (t + 1) * per * KC < NP ? (t + 1) * per * KC : NP;
-        float* mine = dweight;
-        if (t > 0) {
-            mine = pbuf.get((size_t)d.OC * K);
-            std::memset(mine, 0, sizeof(float) * d.OC * K);
+        const int t = thread_id(), nth = team_size();
+        try {  // no exception may skip the barrier below
+            const int64_t per = (blocks + nth - 1) / nth, j0 = t * per * KC;
+            const int64_t j1 = (t + 1) * per * KC < NP ? (t + 1) * per * KC : NP;
+            float* mine = dweight;
+            if (t > 0) {
+                mine = pbuf.get((size_t)d.OC * K);
+                std::memset(mine, 0, sizeof(float) * d.OC * K);
+            }
+            part[(size_t)t] = mine;
+            if (j0 < j1) weight_grad_blocks(mine, j0, j1, dout, inp, d);
+        } catch (...) {
+            err.catch_current();
         }
-        part[(size_t)t] = mine;
-        if (j0 < j1) weight_grad_blocks(mine, j0, j1, dout, inp, d);
 #pragma omp barrier
-        const int64_t n = (int64_t)d.OC * K, chunk = (n + nt - 1) / nt, e0 = t * chunk, e1 = e0 + chunk < n ? e0 + chunk : n;
-        for (int u = 1; u < nt; u++)
-            for (int64_t e = e0; e < e1; e++) dweight[e] += part[(size_t)u][e];
+        if (!err.first) {
+            const int64_t n = (int64_t)d.OC * K, chunk = (n + nth - 1) / nth, e0 = t * chunk;
+            const int64_t e1 = e0 + chunk < n ? e0 + chunk : n;
+            for (int u = 1; u < nth; u++)
+                for (int64_t e = e0; e < e1; e++) dweight[e] += part[(size_t)u][e];
+        }
     }
+    err.rethrow();
 }
 
 void conv2d_igemm_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d) {
