@@ -233,6 +233,8 @@ endif
 # older commits too; the same tests pass under ASan with the Haswell or SkylakeX kernels and
 # without ASan on Prescott), so where the CPU has AVX2 and OPENBLAS_CORETYPE is unset the
 # sanitizer run takes the Haswell kernels. `make check` tests the kernel families themselves.
+# The build is for this CPU (-march=native), so the vector kernels it runs (Winograd, the
+# implicit GEMM's AVX-512 or AVX2 micro-kernel) are the ones the tests check.
 SAN_BLAS := $(if $(OPENBLAS_CORETYPE),,$(if $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo y),OPENBLAS_CORETYPE=Haswell))
 sanitize:
 	$(MAKE) BUILD=build-san BIN=build-san/bin \

@@ -1,4 +1,5 @@
-// conv.cpp: dense algebra on OpenBLAS and convolution as im2col + one batched GEMM.
+// conv.cpp: dense algebra on OpenBLAS, convolution as im2col + one batched GEMM, and the choice
+// of each convolution's path (winograd_tile: winograd.cpp; use_implicit: igemm.cpp).
 //
 // Layouts: inp (N, C, H, W), weight (OC, C*KH*KW), out (N, OC, OH*OW).
 // cols (C*KH*KW, N*P): row (c, kh, kw), column n*P + oh*OW + ow, P = OH*OW. The whole batch
@@ -198,12 +199,11 @@ static int winograd_tile(const ConvDims& d) {
     return 0;
 }
 
-// Whether the forward and the input gradient go through the implicit GEMM (igemm.cpp), where
-// Winograd does not: measured with `bench --workload conv` (2 threads, AVX-512 CPU, batch 16;
-// README "The implicit GEMM on the CPU"), 1.1-1.5x (forward, input gradient) over im2col + OpenBLAS
-// on maps of 8x8 = 64 pixels and more up to 512 output channels (hcnn5-s's conv2-conv3 and
-// their cells); maps of 4x4 and less lose (0.8-1.0x: each weight is used by a few pixels, and
-// packing it costs as much as the multiplies), 1024 output channels too (0.9x).
+// Whether the convolution goes through the implicit GEMM (igemm.cpp), where Winograd does not:
+// measured with `bench --workload conv` (2 threads, AVX-512 CPU, batch 16; README "The implicit
+// GEMM on the CPU"), 1.1-1.5x (forward, backward) over im2col + OpenBLAS on maps of 8x8 = 64
+// pixels and more up to 512 output channels (hcnn5-s's conv2-conv3 and their cells; at 8x8 and
+// 512 channels even); maps of 4x4 and less lose (0.6-1.1x), 1024 output channels too (0.9x).
 static bool use_implicit(const ConvDims& d) {
     if (!igemm_applies(d) || conv_path == CpuConvPath::Im2col) return false;
     if (conv_path == CpuConvPath::Implicit) return true;
