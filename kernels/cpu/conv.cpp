@@ -264,19 +264,19 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     const int NP = (int)(d.N * P);
     float* dy = scratch;                         // (OC, N*P)
     float* cols = scratch + (int64_t)d.OC * NP;  // (CKK, N*P): im2col, then reused for dcols
-    const bool implicit = use_implicit(d);
-    if (dinp && implicit) conv2d_igemm_backward_input(dinp, dout, weight, d);
-    if (dweight && implicit && igemm_weight_grad_applies(d)) {
-        conv2d_igemm_backward_weight(dweight, dout, inp, d);
-        dweight = nullptr;
+    if (use_implicit(d)) {  // the input gradient; the weight gradient where its kernel has <= 31 taps
+        if (dinp) conv2d_igemm_backward_input(dinp, dout, weight, d);
+        if (dweight && igemm_weight_grad_applies(d)) conv2d_igemm_backward_weight(dweight, dout, inp, d);
+        if (igemm_weight_grad_applies(d)) return;
+        dinp = nullptr;  // done; the weight gradient on im2col below
     }
-    if (!dweight && (implicit || !dinp)) return;
+    if (!dinp && !dweight) return;
     ncp_to_cnp(dy, dout, d.N, d.OC, P);
     if (dweight) {
         im2col(cols, inp, d);
         gemm(false, true, d.OC, CKK, NP, 1.f, dy, NP, cols, NP, 1.f, dweight, CKK);
     }
-    if (dinp && !implicit) {
+    if (dinp) {
         gemm(true, false, CKK, NP, d.OC, 1.f, weight, CKK, dy, NP, 0.f, cols, NP);
         col2im(dinp, cols, d);
     }

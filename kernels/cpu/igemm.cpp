@@ -25,8 +25,8 @@
 // im2col's by rounding (tests/test_ops.cpp bounds both alike).
 #include <cstdint>
 #include <cstdlib>
-#include <exception>
 #include <cstring>
+#include <exception>
 #include <vector>
 
 #ifdef _OPENMP
@@ -80,7 +80,7 @@ inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 #endif
 constexpr int NR = NV * VL;       // columns of a micro-tile
 constexpr int KC = 256;           // the reduction's block
-constexpr int NC = 4 * NR;        // columns per block
+constexpr int NC = 4 * NR;        // columns per block (its runs and tables worked out at once)
 // Output rows narrower than this are packed by gathers (tap_table), wider ones as runs.
 constexpr int GATHER_BELOW_OW = 17;
 
@@ -183,7 +183,6 @@ inline void copy_masked(float* dst, const float* src, int len, uint64_t m) {
 #endif
 }
 
-// B = cols, rows [k0, k0 + kc): row (c, kh, kw), from the image x.
 // A run's lanes that lie inside the image, per kernel column kw: bit i of chunk q (VL lanes)
 // of masks[run * KW + kw] (runs are at most NR <= 4 VL long), worked out once per block.
 void run_masks(std::vector<uint64_t>& masks, const std::vector<Run>& runs, const ConvDims& d) {
