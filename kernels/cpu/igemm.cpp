@@ -473,20 +473,19 @@ void pack_cols_t(float* bp, const int32_t* off, const uint32_t* taps, int col0, 
 // dw (OC, K) += dY @ cols^T over the pixels [j0, j1).
 void weight_grad_blocks(float* dw, int64_t j0, int64_t j1, const float* dout, const float* x, const ConvDims& d) {
     static thread_local Buf abuf, bbuf;
-    static thread_local std::vector<int32_t> off;
-    static thread_local std::vector<uint32_t> taps;
+    int32_t off[KC];  // the block's pixels (pixel_taps)
+    uint32_t taps[KC];
     alignas(64) float tile[MR * NR];
     const int K = d.C * d.KH * d.KW, mpad = (d.OC + MR - 1) / MR * MR;
     float* ap = abuf.get((size_t)mpad * KC);
     float* bp = bbuf.get((size_t)KC * NR);
-    off.resize(KC), taps.resize(KC);
     for (int64_t jb = j0; jb < j1; jb += KC) {
         const int kc = j1 - jb < KC ? (int)(j1 - jb) : KC;
-        pixel_taps(off.data(), taps.data(), jb, kc, d);
+        pixel_taps(off, taps, jb, kc, d);
         pack_dy(ap, dout, jb, kc, d);
         for (int col0 = 0; col0 < K; col0 += NR) {
             const int used = K - col0 < NR ? K - col0 : NR;
-            pack_cols_t(bp, off.data(), taps.data(), col0, kc, x, d);
+            pack_cols_t(bp, off, taps, col0, kc, x, d);
             for (int ib = 0; ib < d.OC; ib += MR) {
                 micro_kernel(kc, ap + (int64_t)ib * kc, bp, tile);
                 const int mr = d.OC - ib < MR ? d.OC - ib : MR;
