@@ -451,9 +451,10 @@ TEST_CASE("models: whole-model gradient check for every cell with a feedback edg
 
 TEST_CASE("models: whole-model gradient check with every 3x3 convolution as Winograd F(2x2), F(4x4) and the implicit GEMM") {
     // the cells' split convs (W_x x + W_h h), the feedback conv and the backbone through the
-    // Winograd kernels and the implicit GEMM (forced: the automatic rule keeps these small maps
-    // on im2col)
-    for (CpuConvPath path : {CpuConvPath::Winograd2, CpuConvPath::Winograd4, CpuConvPath::Implicit}) {
+    // Winograd kernels, the implicit GEMM and F(2x2) on its micro-kernel (forced: the automatic
+    // rule keeps these small maps on im2col)
+    for (CpuConvPath path :
+         {CpuConvPath::Winograd2, CpuConvPath::Winograd4, CpuConvPath::Implicit, CpuConvPath::FusedWinograd}) {
         vt_test::ConvPathScope scope(path);
         for (const char* name : {"gru", "lstm"}) {
             INFO("cell " << std::string(name) << " path " << (int)path);

@@ -40,8 +40,8 @@ Tensor distinct(const Shape& s, uint64_t seed) {
     return t;
 }
 
-const CpuConvPath kConvPaths[] = {CpuConvPath::Auto, CpuConvPath::Im2col, CpuConvPath::Winograd2,
-                                  CpuConvPath::Winograd4, CpuConvPath::Implicit};
+const CpuConvPath kConvPaths[] = {CpuConvPath::Auto,      CpuConvPath::Im2col,   CpuConvPath::Winograd2,
+                                  CpuConvPath::Winograd4, CpuConvPath::Implicit, CpuConvPath::FusedWinograd};
 
 // The largest rounding error a path may make, normwise: in units of float32's epsilon (2^-23)
 // times the scale max|a| * max over outputs of sum |b| over every tap of the output, padded
@@ -52,10 +52,12 @@ const CpuConvPath kConvPaths[] = {CpuConvPath::Auto, CpuConvPath::Im2col, CpuCon
 // Measured over these cases with 20 seeds (the worst of forward, dx, dw; OpenBLAS's SkylakeX
 // and Haswell kernels): im2col 0.6, F(2x2) 1.0, F(4x4) 7.3 (its transforms carry
 // coefficients up to 8 and 1/24, Lavin & Gray 2016); the implicit GEMM (plain sums, in
-// blocks of 256 terms) as im2col. Auto may pick any.
+// blocks of 256 terms) as im2col; F(2x2) on the implicit GEMM's micro-kernel as F(2x2) (its
+// weight gradient is the implicit GEMM's). Auto may pick any.
 double max_rounding(CpuConvPath p) {
     const bool plain = p == CpuConvPath::Im2col || p == CpuConvPath::Implicit;
-    return (plain ? 4 : p == CpuConvPath::Winograd2 ? 8 : 32) * 1.1920929e-7;
+    const bool f2 = p == CpuConvPath::Winograd2 || p == CpuConvPath::FusedWinograd;
+    return (plain ? 4 : f2 ? 8 : 32) * 1.1920929e-7;
 }
 
 double max_abs(const Tensor& t) {
@@ -144,6 +146,12 @@ TEST_CASE("kernels: the CPU's fast exp, sigmoid and tanh match libm and carry a 
     Case{1, 3, 19, 21, 7, 5, 1, 2}, Case{2, 2, 18, 20, 3, 5, 1, 4}, Case{1, 2, 9, 8, 3, 7, 1, 3},        \
         Case{2, 3, 6, 5, 4, 3, 1, 3}, Case{2, 128, 4, 4, 64, 3, 1, 1}
 
+// And for Winograd F(2x2) on the implicit GEMM's micro-kernel (igemm.cpp): more than one
+// reduction block (300 channels > 256), output rows in more than one chunk (200 > 96, the
+// last one partial), tiles in several blocks of 64 split between threads, odd maps (a last
+// tile half outside).
+#define FUSED_CASES Case{1, 300, 3, 4, 7, 3, 1, 1}, Case{1, 8, 6, 7, 200, 3, 1, 1}, Case{2, 5, 17, 15, 6, 3, 1, 1}
+
 TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, paddings and CPU paths") {
     struct Case { int N, C, H, W, OC, K, s, p; };
     for (CpuConvPath path : kConvPaths)
@@ -151,7 +159,7 @@ TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, p
                    Case{1, 3, 8, 8, 2, 5, 3, 0}, Case{3, 2, 4, 4, 2, 1, 2, 0}, Case{1, 1, 5, 6, 1, 2, 1, 1},
                    // more than 64 output pixels: im2col's row copies (fewer: its tap table)
                    Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3},
-                   WINOGRAD_CASES, IMPLICIT_CASES}) {
+                   WINOGRAD_CASES, IMPLICIT_CASES, FUSED_CASES}) {
         vt_test::ConvPathScope scope(path);
         CAPTURE((int)path); CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p);
         Tensor x = randn({c.N, c.C, c.H, c.W}, 1, 1.f, false), w = randn({c.OC, c.C, c.K, c.K}, 2, 0.5f, false);
@@ -169,14 +177,21 @@ TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, p
 
 TEST_CASE("ops: conv2d's automatic CPU path is the measured rule's") {
     // Auto's output is bit for bit the chosen path's (and not the others': their roundings differ)
-    // (where the build's CPU has no AVX2, the implicit GEMM's shapes stay on im2col)
-    const CpuConvPath implicit = cpu::igemm_applies(conv_dims(1, 1, 3, 3, 1, 3, 3, 1, 1, 1, 1)) ? CpuConvPath::Implicit
-                                                                                              : CpuConvPath::Im2col;
+    // (where the build's CPU has no AVX2, the implicit GEMM's and the fused Winograd's shapes go
+    // by the rules after them: the OpenBLAS Winograd's or im2col). Batch 2: output tiles 2 x
+    // ceil(H / 2)^2.
+    const bool avx = cpu::igemm_applies(conv_dims(1, 1, 3, 3, 1, 3, 3, 1, 1, 1, 1));
+    const CpuConvPath implicit = avx ? CpuConvPath::Implicit : CpuConvPath::Im2col;
+    auto fused = [&](CpuConvPath otherwise) { return avx ? CpuConvPath::FusedWinograd : otherwise; };
     struct Case { int C, H, OC; CpuConvPath want; };
-    for (Case c : {Case{64, 32, 3, CpuConvPath::Winograd4}, Case{256, 16, 3, CpuConvPath::Winograd2},
-                   Case{32, 32, 3, implicit}, Case{128, 16, 3, implicit}, Case{256, 8, 3, implicit},
-                   Case{32, 8, 512, implicit}, Case{32, 8, 513, CpuConvPath::Im2col}, Case{256, 4, 3, CpuConvPath::Im2col},
-                   Case{64, 7, 3, CpuConvPath::Im2col}}) {
+    for (Case c : {Case{64, 32, 3, fused(CpuConvPath::Winograd4)}, Case{256, 16, 3, fused(CpuConvPath::Winograd2)},
+                   Case{32, 32, 3, fused(CpuConvPath::Im2col)}, Case{128, 16, 3, fused(CpuConvPath::Im2col)},
+                   // 128 tiles: fused while OC x C <= 32768; 288 tiles: whatever the weight's size
+                   Case{128, 16, 256, fused(CpuConvPath::Im2col)}, Case{128, 16, 257, implicit},
+                   Case{200, 24, 200, fused(CpuConvPath::Im2col)},
+                   // 32 tiles: below the fused rule's
+                   Case{256, 8, 3, implicit}, Case{32, 8, 512, implicit}, Case{32, 8, 513, CpuConvPath::Im2col},
+                   Case{256, 4, 3, CpuConvPath::Im2col}, Case{64, 7, 3, CpuConvPath::Im2col}}) {
         CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.OC);
         Tensor x = randn({2, c.C, c.H, c.H}, 41, 1.f, false), w = randn({c.OC, c.C, 3, 3}, 42, 0.5f, false);
         std::vector<std::vector<float>> out;
@@ -202,7 +217,7 @@ TEST_CASE("ops: conv2d's input and weight gradients are the direct convolution's
                    Case{2, 2, 2, 2, 3, 3, 1, 1}, Case{1, 2, 7, 9, 2, 3, 2, 1},
                    // more than 64 output pixels: col2im's row loops (fewer: its tap table)
                    Case{2, 2, 12, 11, 3, 3, 1, 1}, Case{1, 2, 20, 18, 2, 3, 2, 1}, Case{1, 2, 19, 19, 2, 7, 2, 3},
-                   WINOGRAD_CASES, IMPLICIT_CASES}) {
+                   WINOGRAD_CASES, IMPLICIT_CASES, FUSED_CASES}) {
         vt_test::ConvPathScope scope(path);
         CAPTURE((int)path); CAPTURE(c.C); CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.p); CAPTURE(c.H); CAPTURE(c.W);
         Tensor x = randn({c.N, c.C, c.H, c.W}, 31), w = randn({c.OC, c.C, c.K, c.K}, 32, 0.5f);
@@ -253,7 +268,8 @@ TEST_CASE("ops: gradient checks of conv2d (general, strided, pointwise) and line
     expect_ok(grad_check([&] { return conv2d(x, w1, b1, 1, 0); }, {x, w1, b1}));
     Tensor xl = randn({5, 7}, 10), wl = randn({3, 7}, 11), bl = randn({3}, 12);
     expect_ok(grad_check([&] { return linear(xl, wl, bl); }, {xl, wl, bl}));
-    for (CpuConvPath path : {CpuConvPath::Winograd2, CpuConvPath::Winograd4, CpuConvPath::Implicit}) {  // 3x3 stride 1, forced
+    for (CpuConvPath path : {CpuConvPath::Winograd2, CpuConvPath::Winograd4, CpuConvPath::Implicit,
+                             CpuConvPath::FusedWinograd}) {  // 3x3 stride 1, forced
         vt_test::ConvPathScope scope(path);
         CAPTURE((int)path);
         expect_ok(grad_check([&] { return conv2d(x, w, b, 1, 1); }, {x, w, b}));

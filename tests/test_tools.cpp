@@ -118,7 +118,7 @@ TEST_CASE("tools: bad flags name the flag and exit non-zero") {
     CHECK(r.out.find("unknown workload 'W9'") != std::string::npos);
     r = run_tool("bench", "--conv fft --workload W3");
     CHECK(r.rc != 0);
-    CHECK(has(r.out, "--conv: expected auto, im2col, implicit, winograd2 or winograd4, got 'fft'"));
+    CHECK(has(r.out, "--conv: expected auto, im2col, implicit, winograd2, winograd4 or fused-winograd, got 'fft'"));
     r = run_tool("pretrain", "--help");
     CHECK(r.rc == 0);
     CHECK(r.out.find("--resume") != std::string::npos);

@@ -132,7 +132,7 @@ double sgemm_gflops(int reps, Device dev) {
 // The convolution paths to time: the CPU's (im2col + OpenBLAS, the implicit GEMM, Winograd
 // F(2x2) and F(4x4)); the GPU's im2col + cuBLAS, and cuDNN in CUDNN=1 builds.
 std::vector<std::string> conv_paths(Device dev) {
-    if (dev == Device::CPU) return {"im2col", "implicit", "winograd2", "winograd4"};
+    if (dev == Device::CPU) return {"im2col", "implicit", "winograd2", "winograd4", "fused-winograd"};
 #ifdef VT_CUDA
     if (cuda_has_cudnn()) return {"im2col", "cudnn"};
 #endif
@@ -142,7 +142,8 @@ std::vector<std::string> conv_paths(Device dev) {
 // The CPU's paths by name (--conv, the conv workload's rows).
 const std::pair<const char*, CpuConvPath> kCpuConvPaths[] = {
     {"auto", CpuConvPath::Auto}, {"im2col", CpuConvPath::Im2col},
-    {"winograd2", CpuConvPath::Winograd2}, {"winograd4", CpuConvPath::Winograd4}, {"implicit", CpuConvPath::Implicit}};
+    {"winograd2", CpuConvPath::Winograd2}, {"winograd4", CpuConvPath::Winograd4}, {"implicit", CpuConvPath::Implicit},
+    {"fused-winograd", CpuConvPath::FusedWinograd}};
 
 bool is_cpu_conv_path(const std::string& name) {
     for (const auto& [n, p] : kCpuConvPaths)
@@ -658,7 +659,7 @@ int main(int argc, char** argv) {
         cli.flag("--precision", &o.precision, std::string(kPrecisionHelp) + "; the sgemm reference runs at it too");
         cli.flag("--no-graph", &no_graph, "W1-W5 on the GPU: plain runs instead of a captured CUDA Graph");
         std::string conv = "auto";
-        cli.flag("--conv", &conv, "CPU: the path of stride-1 convolutions in W1-W5: auto (by shape), im2col, implicit (the implicit GEMM; on CPUs with AVX2), winograd2 or winograd4 (3x3)");
+        cli.flag("--conv", &conv, "CPU: the path of stride-1 convolutions in W1-W5: auto (by shape), im2col, implicit (the implicit GEMM; on CPUs with AVX2), winograd2 or winograd4 (3x3), fused-winograd (F(2x2) on the implicit GEMM's micro-kernel; 3x3, on CPUs with AVX2)");
         cli.flag("--list", &list, "print the workload names and exit");
         cli.flag("--batch", &o.batch, "W1-W5 and conv: this batch instead of the workload's (0 = its own)").range(0, 1 << 16);
         cli.flag("--steps", &o.steps, "W1-W5: this many steps T instead of the workload's (0 = its own)").range(0, 10000);
@@ -682,7 +683,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (!is_cpu_conv_path(conv))
-            fail("--conv: expected auto, im2col, implicit, winograd2 or winograd4, got '%s'", conv.c_str());
+            fail("--conv: expected auto, im2col, implicit, winograd2, winograd4 or fused-winograd, got '%s'", conv.c_str());
         set_conv_path(Device::CPU, conv);
         o.graph = !no_graph;
         o.workloads = split_list(workloads);

@@ -23,6 +23,10 @@
 // panels a thread (small maps, small batches) the rows: each output element is one thread's. No OpenBLAS call. The sums
 // run in a different order from OpenBLAS's (blocks of KC), so the result differs from
 // im2col's by rounding (tests/test_ops.cpp bounds both alike).
+//
+// The same micro-kernel also runs Winograd F(2x2, 3x3) (below, "Winograd F(2x2, 3x3) on the
+// micro-kernel"): 3x3 convolutions with 16 multiplies per 2x2 outputs instead of 36, the
+// transformed input and products never leaving a thread's cache.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -56,6 +60,13 @@ void conv2d_igemm_forward(float*, const float*, const float*, const float*, cons
 void conv2d_igemm_backward_input(float*, const float*, const float*, const ConvDims&) {
     fail("implicit-GEMM convolution: this build's CPU has neither AVX2+FMA nor AVX-512");
 }
+bool wino_fused_applies(const ConvDims&) { return false; }
+void conv2d_wino_fused_forward(float*, const float*, const float*, const float*, const ConvDims&) {
+    fail("fused Winograd convolution: this build's CPU has neither AVX2+FMA nor AVX-512");
+}
+void conv2d_wino_fused_backward_input(float*, const float*, const float*, const ConvDims&) {
+    fail("fused Winograd convolution: this build's CPU has neither AVX2+FMA nor AVX-512");
+}
 
 #else
 
@@ -69,6 +80,12 @@ inline V vload(const float* p) { return _mm512_load_ps(p); }
 inline void vstore(float* p, V v) { _mm512_store_ps(p, v); }
 inline V vbroadcast(float x) { return _mm512_set1_ps(x); }
 inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+inline V vsub(V a, V b) { return _mm512_sub_ps(a, b); }
+// x[off[i]] where bit i of m is set, else 0 (off: VL int32 offsets in floats)
+inline V vgather(const float* x, const int32_t* off, uint32_t m) {
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)m, _mm512_loadu_si512(off), x, 4);
+}
 #else
 constexpr int VL = 8, MR = 6, NV = 2;
 using V = __m256;
@@ -77,6 +94,13 @@ inline V vload(const float* p) { return _mm256_load_ps(p); }
 inline void vstore(float* p, V v) { _mm256_store_ps(p, v); }
 inline V vbroadcast(float x) { return _mm256_set1_ps(x); }
 inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+inline V vsub(V a, V b) { return _mm256_sub_ps(a, b); }
+inline V vgather(const float* x, const int32_t* off, uint32_t m) {
+    const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256 vm = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m), bits), bits));
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(off)), vm, 4);
+}
 #endif
 constexpr int NR = NV * VL;       // columns of a micro-tile
 constexpr int KC = 256;           // the reduction's block
@@ -84,7 +108,8 @@ constexpr int NC = 4 * NR;        // columns per block (its runs and tables work
 // Output rows narrower than this are packed by gathers (tap_table), wider ones as runs.
 constexpr int GATHER_BELOW_OW = 17;
 
-// tile (MR x NR, rows NR apart) = sum over k < kc of a[k] (MR) outer b[k] (NR)
+// tile (MR x NR, rows NR apart) = (with Acc: +=) sum over k < kc of a[k] (MR) outer b[k] (NR)
+template <bool Acc = false>
 inline void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* __restrict tile) {
     V acc[MR][NV];
 #pragma GCC unroll 8
@@ -105,7 +130,10 @@ inline void micro_kernel(int kc, const float* __restrict a, const float* __restr
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) vstore(tile + r * NR + v * VL, acc[r][v]);
+        for (int v = 0; v < NV; v++) {
+            float* t = tile + r * NR + v * VL;
+            vstore(t, Acc ? vadd(vload(t), acc[r][v]) : acc[r][v]);
+        }
 }
 
 // A per-thread, grow-only, 64-byte aligned buffer.
@@ -257,19 +285,8 @@ void pack_cols_gather(float* bp, const TapTable& t, int col0, int k0, int kc, co
         const float* base = x + c * HW;
         const int32_t* off = t.off.data() + (size_t)tap * t.ncp;
         const uint32_t* mask = t.mask.data() + (size_t)tap * t.ncp / VL;
-        for (int col = col0; col < col0 + NR; col += VL) {
-            float* dst = bp + kk * NR + (col - col0);
-#if defined(__AVX512F__)
-            const __m512i idx = _mm512_loadu_si512(off + col);
-            _mm512_store_ps(dst, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)mask[col / VL], idx, base, 4));
-#else
-            const __m256i idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(off + col));
-            const uint32_t m = mask[col / VL];
-            const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-            const __m256 vm = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m), bits), bits));
-            _mm256_store_ps(dst, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, vm, 4));
-#endif
-        }
+        for (int col = col0; col < col0 + NR; col += VL)
+            vstore(bp + kk * NR + (col - col0), vgather(base, off + col, mask[col / VL]));
         if (++tap == KK) tap = 0, c++;
     }
 }
@@ -498,6 +515,217 @@ void weight_grad_blocks(float* dw, int64_t j0, int64_t j1, const float* dout, co
     }
 }
 
+// ---- Winograd F(2x2, 3x3) on the micro-kernel ------------------------------------------------
+// Each 2x2 block of outputs ("tile", t = (n, th, tw)) is computed from the 4x4 input patch
+// around it with 16 multiplies per (input channel, output channel) instead of 36 (winograd.cpp
+// has the algebra): Y = A^T [U . V] A, U = G g G^T, V = B^T d B, and summed over channels each
+// of the 16 positions xi of the transform is one GEMM, M[xi] (OC, tiles) = U[xi] (OC, C) @
+// V[xi] (C, tiles). Here the tiles go in blocks of NR, one micro-kernel panel: per block the
+// input transform writes V straight in the micro-kernel's panel layout (16 panels of C x NR,
+// the patches read by masked gathers through a (position, tile) offset table), the 16 GEMMs
+// write M (16 x OC x NR) and the output transform writes the block's outputs, all within one
+// thread's cache; U is transformed and packed once per call. So no transformed plane goes
+// through memory, which is what made winograd.cpp's OpenBLAS form lose on small maps. The
+// input gradient at stride 1 is again such a convolution (flip, as igemm_conv's).
+
+constexpr int MC = 16 * MR;  // rows of M at a time (16 x MC x NR floats: 384 KB on AVX-512)
+constexpr float WG[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+
+// U[xi] = G g G^T for every (row i, channel c), packed as pack_a packs A (K = C): position xi
+// at dst + xi mpad C, its reduction blocks of KC at + mpad k0, panels of MR rows inside (rows
+// past M zero). G's rows are (1, 0, 0), (1, 1, 1) / 2, (1, -1, 1) / 2, (0, 0, 1).
+void wino_pack_u(float* dst, const float* w, bool flip, int M, int C, int mpad) {
+    const int64_t plane = (int64_t)mpad * C;
+#pragma omp parallel for schedule(static) if ((int64_t)M * C > 4096)
+    for (int ib = 0; ib < mpad; ib += MR)
+        for (int c = 0; c < C; c++) {
+            const int k0 = c / KC * KC, kc = C - k0 < KC ? C - k0 : KC;
+            float* at = dst + (int64_t)mpad * k0 + (int64_t)ib * kc + (int64_t)(c - k0) * MR;
+            for (int r = 0; r < MR; r++) {
+                const int i = ib + r;
+                if (i >= M) {
+                    for (int xi = 0; xi < 16; xi++) at[xi * plane + r] = 0.f;
+                    continue;
+                }
+                float g[9];
+                for (int t = 0; t < 9; t++) g[t] = flip ? w[((int64_t)c * M + i) * 9 + 8 - t] : w[((int64_t)i * C + c) * 9 + t];
+                float h[4][3];  // G g
+                for (int j = 0; j < 3; j++) {
+                    const float e = g[j] + g[6 + j];
+                    h[0][j] = g[j], h[1][j] = 0.5f * (e + g[3 + j]), h[2][j] = 0.5f * (e - g[3 + j]), h[3][j] = g[6 + j];
+                }
+                for (int x = 0; x < 4; x++) {  // (G g) G^T
+                    const float e = h[x][0] + h[x][2];
+                    at[(x * 4 + 0) * plane + r] = h[x][0];
+                    at[(x * 4 + 1) * plane + r] = 0.5f * (e + h[x][1]);
+                    at[(x * 4 + 2) * plane + r] = 0.5f * (e - h[x][1]);
+                    at[(x * 4 + 3) * plane + r] = h[x][2];
+                }
+            }
+        }
+}
+
+// The block of tiles [t0, t0 + NR): per patch position (k, l) and tile, the offset of its input
+// pixel from a channel plane's start (n C H W + ih W + iw) and whether it lies inside the image
+// (and the tile inside the block); per tile its output offset (n OC P + 2 th OW + 2 tw) and which
+// of its 4 outputs lie inside the map (bit y 2 + x).
+struct WinoTable {
+    alignas(64) int32_t off[16][NR];
+    uint32_t mask[16][NV];
+    int64_t out[NR];
+    uint8_t valid[NR];
+};
+
+void wino_table(WinoTable& tb, int64_t t0, int64_t T, const ConvDims& d) {
+    const int TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2;
+    const int64_t CHW = (int64_t)d.C * d.H * d.W, P = (int64_t)d.OH * d.OW;
+    std::memset(tb.off, 0, sizeof tb.off), std::memset(tb.mask, 0, sizeof tb.mask);
+    for (int lane = 0; lane < NR; lane++) {
+        const int64_t t = t0 + lane;
+        tb.out[lane] = 0, tb.valid[lane] = 0;
+        if (t >= T) continue;
+        const int n = (int)(t / ((int64_t)TH * TW)), th = (int)(t / TW % TH), tw = (int)(t % TW);
+        tb.out[lane] = n * (int64_t)d.OC * P + (int64_t)2 * th * d.OW + 2 * tw;
+        for (int y = 0; y < 2; y++)
+            for (int x = 0; x < 2; x++)
+                if (2 * th + y < d.OH && 2 * tw + x < d.OW) tb.valid[lane] |= (uint8_t)(1u << (y * 2 + x));
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 4; l++) {
+                const int ih = 2 * th - d.PH + k, iw = 2 * tw - d.PW + l;
+                if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
+                tb.off[k * 4 + l][lane] = (int32_t)(n * CHW + (int64_t)ih * d.W + iw);
+                tb.mask[k * 4 + l][lane / VL] |= 1u << (lane % VL);
+            }
+    }
+}
+
+// V = B^T d B of the block's tiles, every channel: vp[xi][c][lane] (16 panels of C x NR).
+void wino_input(float* vp, const WinoTable& tb, const float* x, const ConvDims& d) {
+    const int64_t HW = (int64_t)d.H * d.W;
+    for (int c = 0; c < d.C; c++) {
+        const float* plane = x + c * HW;
+        for (int v = 0; v < NV; v++) {
+            V p[16];
+            for (int q = 0; q < 16; q++) p[q] = vgather(plane, tb.off[q] + v * VL, tb.mask[q][v]);
+            V r[16];  // B^T d: down the columns
+            for (int l = 0; l < 4; l++) {
+                r[0 + l] = vsub(p[0 + l], p[8 + l]), r[4 + l] = vadd(p[4 + l], p[8 + l]);
+                r[8 + l] = vsub(p[8 + l], p[4 + l]), r[12 + l] = vsub(p[4 + l], p[12 + l]);
+            }
+            float* dst = vp + (int64_t)c * NR + v * VL;
+            const int64_t step = (int64_t)d.C * NR;  // from one position's panel to the next
+            for (int k = 0; k < 4; k++) {  // (B^T d) B: along the rows
+                const V* q = r + 4 * k;
+                vstore(dst + (4 * k + 0) * step, vsub(q[0], q[2]));
+                vstore(dst + (4 * k + 1) * step, vadd(q[1], q[2]));
+                vstore(dst + (4 * k + 2) * step, vsub(q[2], q[1]));
+                vstore(dst + (4 * k + 3) * step, vsub(q[1], q[3]));
+            }
+        }
+    }
+}
+
+// Y = A^T M A of the block's tiles (M: mb[xi][row][lane], rows mpad apart per position) into
+// out, rows [0, M): stored (+ bias), or added with accumulate.
+void wino_output(float* out, const float* mb, int mc, int i0, int i1, const WinoTable& tb, const float* bias,
+                 bool accumulate, const ConvDims& d) {
+    const int64_t P = (int64_t)d.OH * d.OW, step = (int64_t)mc * NR;
+    alignas(64) float y[4][NR];
+    for (int oc = i0; oc < i1; oc++) {
+        const float* m = mb + (int64_t)(oc - i0) * NR;
+        for (int v = 0; v < NV; v++) {
+            V q[16];
+            for (int xi = 0; xi < 16; xi++) q[xi] = vload(m + xi * step + v * VL);
+            V s[8];  // A^T M: s[0..3] = m0 + m1 + m2, s[4..7] = m1 - m2 - m3 (per column)
+            for (int j = 0; j < 4; j++) {
+                s[j] = vadd(vadd(q[j], q[4 + j]), q[8 + j]);
+                s[4 + j] = vsub(vsub(q[4 + j], q[8 + j]), q[12 + j]);
+            }
+            for (int r = 0; r < 2; r++) {  // (A^T M) A
+                const V* a = s + 4 * r;
+                vstore(y[2 * r] + v * VL, vadd(vadd(a[0], a[1]), a[2]));
+                vstore(y[2 * r + 1] + v * VL, vsub(vsub(a[1], a[2]), a[3]));
+            }
+        }
+        const float b = bias && !accumulate ? bias[oc] : 0.f;
+        for (int lane = 0; lane < NR; lane++) {
+            const unsigned ok = tb.valid[lane];
+            if (!ok) continue;
+            float* o = out + tb.out[lane] + oc * P;
+            const int64_t at[4] = {0, 1, d.OW, d.OW + 1};
+            for (int e = 0; e < 4; e++)
+                if (ok >> e & 1) {
+                    if (accumulate)
+                        o[at[e]] += y[e][lane];
+                    else
+                        o[at[e]] = y[e][lane] + b;
+                }
+        }
+    }
+}
+
+// out (N, OC, OH, OW) = (or +=) the 3x3 stride-1 convolution of x by the weight (flip: as
+// igemm_conv's), plus bias (may be null), by F(2x2, 3x3).
+void wino_conv(float* out, const float* x, const float* weight, bool flip, const float* bias, bool accumulate,
+               const ConvDims& d) {
+    const int M = d.OC, C = d.C, mpad = (M + MR - 1) / MR * MR;
+    const int64_t T = (int64_t)d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2), blocks = (T + NR - 1) / NR;
+    static thread_local Buf ubuf;  // the caller's thread's; read by the team
+    float* up = ubuf.get((size_t)16 * mpad * C);
+    wino_pack_u(up, weight, flip, M, C, mpad);
+#ifdef _OPENMP
+    const int nt = 2 * 16 * (int64_t)mpad * C * T < ((int64_t)1 << 22) ? 1 : omp_get_max_threads();
+#else
+    const int nt = 1;
+#endif
+    TeamError err;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        static thread_local Buf vbuf, mbuf;
+        static thread_local WinoTable tb;
+        const int t = thread_id(), nth = team_size();
+        try {
+            float* vp = vbuf.get((size_t)16 * C * NR);
+            float* mb = mbuf.get((size_t)16 * MC * NR);
+            // blocks split while each thread gets two; else rows (few tiles: small maps or batches),
+            // each thread then transforming every block's input itself
+            int64_t b0 = 0, b1 = blocks;
+            int r0 = 0, r1 = mpad;
+            if (blocks >= 2 * nth) {
+                const int64_t per = (blocks + nth - 1) / nth;
+                b0 = t * per, b1 = (t + 1) * per < blocks ? (t + 1) * per : blocks;
+            } else {
+                const int per = (mpad / MR + nth - 1) / nth;
+                r0 = t * per * MR, r1 = (t + 1) * per * MR < mpad ? (t + 1) * per * MR : mpad;
+            }
+            for (int64_t b = b0; b < b1 && r0 < r1; b++) {
+                wino_table(tb, b * NR, T, d);
+                wino_input(vp, tb, x, d);
+                for (int i0 = r0; i0 < r1; i0 += MC) {  // rows in chunks: M stays in cache
+                    const int i1 = i0 + MC < r1 ? i0 + MC : r1, mc = i1 - i0;
+                    for (int xi = 0; xi < 16; xi++)
+                        for (int k0 = 0; k0 < C; k0 += KC) {
+                            const int kc = C - k0 < KC ? C - k0 : KC;
+                            const float* a = up + (int64_t)xi * mpad * C + (int64_t)mpad * k0;
+                            const float* bp = vp + ((int64_t)xi * C + k0) * NR;
+                            float* mt = mb + (int64_t)xi * mc * NR - (int64_t)i0 * NR;
+                            for (int ib = i0; ib < i1; ib += MR) {
+                                if (k0 == 0)
+                                    micro_kernel(kc, a + (int64_t)ib * kc, bp, mt + (int64_t)ib * NR);
+                                else
+                                    micro_kernel<true>(kc, a + (int64_t)ib * kc, bp, mt + (int64_t)ib * NR);
+                            }
+                        }
+                    if (i0 < M) wino_output(out, mb, mc, i0, i1 < M ? i1 : M, tb, bias, accumulate, d);
+                }
+            }
+        } catch (...) {
+            err.catch_current();
+        }
+    }
+    err.rethrow();
+}
+
 }  // namespace
 
 bool igemm_applies(const ConvDims& d) {
@@ -561,6 +789,22 @@ void conv2d_igemm_backward_input(float* dinp, const float* dout, const float* we
     t.C = d.OC, t.H = d.OH, t.W = d.OW, t.OC = d.C, t.OH = d.H, t.OW = d.W;
     t.PH = d.KH - 1 - d.PH, t.PW = d.KW - 1 - d.PW;
     igemm_conv(dinp, dout, weight, true, nullptr, true, t);
+}
+
+// F(2x2, 3x3) for 3x3 stride-1 convolutions whose input gradient is one too (padding <= 2).
+bool wino_fused_applies(const ConvDims& d) {
+    return igemm_applies(d) && d.KH == 3 && d.KW == 3 && d.PH <= 2 && d.PW <= 2;
+}
+
+void conv2d_wino_fused_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d) {
+    wino_conv(out, inp, weight, false, bias, false, d);
+}
+
+void conv2d_wino_fused_backward_input(float* dinp, const float* dout, const float* weight, const ConvDims& d) {
+    ConvDims t = d;
+    t.C = d.OC, t.H = d.OH, t.W = d.OW, t.OC = d.C, t.OH = d.H, t.OW = d.W;
+    t.PH = d.KH - 1 - d.PH, t.PW = d.KW - 1 - d.PW;
+    wino_conv(dinp, dout, weight, true, nullptr, true, t);
 }
 
 #endif  // VT_IGEMM
