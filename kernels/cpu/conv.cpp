@@ -215,10 +215,10 @@ static bool use_implicit(const ConvDims& d) {
 // Whether the convolution goes through Winograd F(2x2) on the implicit GEMM's micro-kernel
 // (igemm.cpp), which comes before the rules above: measured with `bench --workload conv` (2
 // threads, AVX-512 CPU, batch 16; README "Winograd on the implicit GEMM"), forward + backward
-// 1.2-1.6x faster than the best of the others wherever there are 256 output tiles (2x2 blocks
-// of outputs, over the batch) and more, and on fewer, down to 64, while the transformed weights
-// (16 x OC x C floats, recomputed at every call) stay small; with fewer tiles or larger
-// weights (4x4 maps at 256 -> 512 channels, 2x2 maps) 0.4-0.6x.
+// 1.03-1.6x faster than the best of the others wherever there are 256 output tiles (2x2
+// blocks of outputs, over the batch) and more, and on fewer, down to 64, while the transformed
+// weights (16 x OC x C floats, recomputed at every call) stay small (128 -> 128 at 4x4:
+// 1.26x); with fewer tiles and larger weights (256 -> 512 at 4x4) or on 2x2 maps 0.2-0.55x.
 static bool use_fused_winograd(const ConvDims& d) {
     if (!wino_fused_applies(d)) return false;
     if (conv_path != CpuConvPath::Auto) return conv_path == CpuConvPath::FusedWinograd;

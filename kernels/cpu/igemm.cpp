@@ -143,9 +143,11 @@ struct Buf {
     float* get(size_t want) {
         if (want > n) {
             std::free(p);
-            n = (want + 15) / 16 * 16;
-            p = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
-            if (!p) fail("implicit-GEMM convolution: out of memory for a %zu-float panel", n);
+            p = nullptr, n = 0;  // a failed allocation must not leave n above what p holds
+            const size_t m = (want + 15) / 16 * 16;
+            p = static_cast<float*>(std::aligned_alloc(64, m * sizeof(float)));
+            if (!p) fail("implicit-GEMM convolution: out of memory for a %zu-float panel", m);
+            n = m;
         }
         return p;
     }
@@ -520,11 +522,12 @@ void weight_grad_blocks(float* dw, int64_t j0, int64_t j1, const float* dout, co
 // around it with 16 multiplies per (input channel, output channel) instead of 36 (winograd.cpp
 // has the algebra): Y = A^T [U . V] A, U = G g G^T, V = B^T d B, and summed over channels each
 // of the 16 positions xi of the transform is one GEMM, M[xi] (OC, tiles) = U[xi] (OC, C) @
-// V[xi] (C, tiles). Here the tiles go in blocks of NR, one micro-kernel panel: per block the
-// input transform writes V straight in the micro-kernel's panel layout (16 panels of C x NR,
-// the patches read by masked gathers through a (position, tile) offset table), the 16 GEMMs
-// write M (16 x OC x NR) and the output transform writes the block's outputs, all within one
-// thread's cache; U is transformed and packed once per call. So no transformed plane goes
+// V[xi] (C, tiles). Here the tiles go in blocks of NR (one micro-kernel panel: 64 on AVX-512,
+// 16 on AVX2): per block the input transform writes V straight in the micro-kernel's panel
+// layout (16 panels of C x NR, the patches read by masked gathers through a (position, tile)
+// offset table), then for MC output rows at a time the 16 GEMMs write M (16 x MC x NR) and the
+// output transform writes those rows' outputs, all within one thread's cache; U is transformed
+// and packed once per call. So no transformed plane goes
 // through memory, which is what made winograd.cpp's OpenBLAS form lose on small maps. The
 // input gradient at stride 1 is again such a convolution (flip, as igemm_conv's).
 
@@ -625,8 +628,8 @@ void wino_input(float* vp, const WinoTable& tb, const float* x, const ConvDims& 
     }
 }
 
-// Y = A^T M A of the block's tiles (M: mb[xi][row][lane], rows mpad apart per position) into
-// out, rows [0, M): stored (+ bias), or added with accumulate.
+// Y = A^T M A of the block's tiles for output rows [i0, i1) (M: mb[xi][row - i0][lane], the
+// positions mc rows apart) into out: stored (+ bias), or added with accumulate.
 void wino_output(float* out, const float* mb, int mc, int i0, int i1, const WinoTable& tb, const float* bias,
                  bool accumulate, const ConvDims& d) {
     const int64_t P = (int64_t)d.OH * d.OW, step = (int64_t)mc * NR;
