@@ -527,9 +527,9 @@ void weight_grad_blocks(float* dw, int64_t j0, int64_t j1, const float* dout, co
 // layout (16 panels of C x NR, the patches read by masked gathers through a (position, tile)
 // offset table), then for MC output rows at a time the 16 GEMMs write M (16 x MC x NR) and the
 // output transform writes those rows' outputs, all within one thread's cache; U is transformed
-// and packed once per call. So no transformed plane goes
-// through memory, which is what made winograd.cpp's OpenBLAS form lose on small maps. The
-// input gradient at stride 1 is again such a convolution (flip, as igemm_conv's).
+// and packed once per call. So no transformed plane goes through memory, which is what made
+// winograd.cpp's OpenBLAS form lose on small maps. The input gradient at stride 1 is again such
+// a convolution (flip, as igemm_conv's).
 
 constexpr int MC = 16 * MR;  // rows of M at a time (16 x MC x NR floats: 384 KB on AVX-512)
 constexpr float WG[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
@@ -711,12 +711,13 @@ void wino_conv(float* out, const float* x, const float* weight, bool flip, const
                             const int kc = C - k0 < KC ? C - k0 : KC;
                             const float* a = up + (int64_t)xi * mpad * C + (int64_t)mpad * k0;
                             const float* bp = vp + ((int64_t)xi * C + k0) * NR;
-                            float* mt = mb + (int64_t)xi * mc * NR - (int64_t)i0 * NR;
+                            float* mt = mb + (int64_t)xi * mc * NR;  // row i0 of position xi
                             for (int ib = i0; ib < i1; ib += MR) {
+                                float* tile = mt + (int64_t)(ib - i0) * NR;
                                 if (k0 == 0)
-                                    micro_kernel(kc, a + (int64_t)ib * kc, bp, mt + (int64_t)ib * NR);
+                                    micro_kernel(kc, a + (int64_t)ib * kc, bp, tile);
                                 else
-                                    micro_kernel<true>(kc, a + (int64_t)ib * kc, bp, mt + (int64_t)ib * NR);
+                                    micro_kernel<true>(kc, a + (int64_t)ib * kc, bp, tile);
                             }
                         }
                     if (i0 < M) wino_output(out, mb, mc, i0, i1 < M ? i1 : M, tb, bias, accumulate, d);
@@ -786,12 +787,16 @@ void conv2d_igemm_forward(float* out, const float* inp, const float* weight, con
 }
 
 // At stride 1 the input gradient is itself a convolution: of dY, padded by K - 1 - P, by the
-// weight with its channels swapped and its taps flipped; accumulated into dX.
-void conv2d_igemm_backward_input(float* dinp, const float* dout, const float* weight, const ConvDims& d) {
+// weight with its channels swapped and its taps flipped (flip); accumulated into dX.
+static ConvDims input_grad_dims(const ConvDims& d) {
     ConvDims t = d;
     t.C = d.OC, t.H = d.OH, t.W = d.OW, t.OC = d.C, t.OH = d.H, t.OW = d.W;
     t.PH = d.KH - 1 - d.PH, t.PW = d.KW - 1 - d.PW;
-    igemm_conv(dinp, dout, weight, true, nullptr, true, t);
+    return t;
+}
+
+void conv2d_igemm_backward_input(float* dinp, const float* dout, const float* weight, const ConvDims& d) {
+    igemm_conv(dinp, dout, weight, true, nullptr, true, input_grad_dims(d));
 }
 
 // F(2x2, 3x3) for 3x3 stride-1 convolutions whose input gradient is one too (padding <= 2).
@@ -804,10 +809,7 @@ void conv2d_wino_fused_forward(float* out, const float* inp, const float* weight
 }
 
 void conv2d_wino_fused_backward_input(float* dinp, const float* dout, const float* weight, const ConvDims& d) {
-    ConvDims t = d;
-    t.C = d.OC, t.H = d.OH, t.W = d.OW, t.OC = d.C, t.OH = d.H, t.OW = d.W;
-    t.PH = d.KH - 1 - d.PH, t.PW = d.KW - 1 - d.PW;
-    wino_conv(dinp, dout, weight, true, nullptr, true, t);
+    wino_conv(dinp, dout, weight, true, nullptr, true, input_grad_dims(d));
 }
 
 #endif  // VT_IGEMM
