@@ -130,7 +130,8 @@ double sgemm_gflops(int reps, Device dev) {
 }
 
 // The convolution paths to time: the CPU's (im2col + OpenBLAS, the implicit GEMM, Winograd
-// F(2x2) and F(4x4)); the GPU's im2col + cuBLAS, and cuDNN in CUDNN=1 builds.
+// F(2x2) and F(4x4), F(2x2) on the implicit GEMM's micro-kernel); the GPU's im2col + cuBLAS,
+// and cuDNN in CUDNN=1 builds.
 std::vector<std::string> conv_paths(Device dev) {
     if (dev == Device::CPU) return {"im2col", "implicit", "winograd2", "winograd4", "fused-winograd"};
 #ifdef VT_CUDA
@@ -141,9 +142,17 @@ std::vector<std::string> conv_paths(Device dev) {
 
 // The CPU's paths by name (--conv, the conv workload's rows).
 const std::pair<const char*, CpuConvPath> kCpuConvPaths[] = {
-    {"auto", CpuConvPath::Auto}, {"im2col", CpuConvPath::Im2col},
-    {"winograd2", CpuConvPath::Winograd2}, {"winograd4", CpuConvPath::Winograd4}, {"implicit", CpuConvPath::Implicit},
-    {"fused-winograd", CpuConvPath::FusedWinograd}};
+    {"auto", CpuConvPath::Auto},           {"im2col", CpuConvPath::Im2col},
+    {"implicit", CpuConvPath::Implicit},   {"winograd2", CpuConvPath::Winograd2},
+    {"winograd4", CpuConvPath::Winograd4}, {"fused-winograd", CpuConvPath::FusedWinograd}};
+
+// "a, b, ... or z": the names above, for --conv's error.
+std::string cpu_conv_path_names() {
+    std::string s;
+    const size_t n = sizeof kCpuConvPaths / sizeof kCpuConvPaths[0];
+    for (size_t i = 0; i < n; i++) s += std::string(i == 0 ? "" : i + 1 == n ? " or " : ", ") + kCpuConvPaths[i].first;
+    return s;
+}
 
 bool is_cpu_conv_path(const std::string& name) {
     for (const auto& [n, p] : kCpuConvPaths)
@@ -683,7 +692,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (!is_cpu_conv_path(conv))
-            fail("--conv: expected auto, im2col, implicit, winograd2, winograd4 or fused-winograd, got '%s'", conv.c_str());
+            fail("--conv: expected %s, got '%s'", cpu_conv_path_names().c_str(), conv.c_str());
         set_conv_path(Device::CPU, conv);
         o.graph = !no_graph;
         o.workloads = split_list(workloads);

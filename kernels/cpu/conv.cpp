@@ -191,11 +191,9 @@ static CpuConvPath conv_path = CpuConvPath::Auto;  // kernels.h cpu_set_conv_pat
 // more depends on the batch (batch 8, W5's, favours F(2x2)); smaller maps or fewer channels
 // lose (0.1-1.0x: the transforms' memory traffic and narrow GEMMs outweigh the multiplies saved).
 static int winograd_tile(const ConvDims& d) {
-    if (!winograd_applies(d) || conv_path == CpuConvPath::Im2col || conv_path == CpuConvPath::Implicit ||
-        conv_path == CpuConvPath::FusedWinograd)
-        return 0;
-    if (conv_path == CpuConvPath::Winograd2) return 2;
-    if (conv_path == CpuConvPath::Winograd4) return 4;
+    if (!winograd_applies(d)) return 0;
+    if (conv_path != CpuConvPath::Auto)  // forced: this path where it is the one forced
+        return conv_path == CpuConvPath::Winograd2 ? 2 : conv_path == CpuConvPath::Winograd4 ? 4 : 0;
     if (d.OH * d.OW >= 1024 && d.C >= 64) return 4;
     if (d.OH * d.OW >= 256 && d.C >= 256) return 2;
     return 0;
@@ -207,8 +205,8 @@ static int winograd_tile(const ConvDims& d) {
 // pixels and more up to 512 output channels (hcnn5-s's conv2-conv3 and their cells; at 8x8 and
 // 512 channels even); maps of 4x4 and less lose (0.6-1.1x), 1024 output channels too (0.9x).
 static bool use_implicit(const ConvDims& d) {
-    if (!igemm_applies(d) || conv_path == CpuConvPath::Im2col || conv_path == CpuConvPath::FusedWinograd) return false;
-    if (conv_path == CpuConvPath::Implicit) return true;
+    if (!igemm_applies(d)) return false;
+    if (conv_path != CpuConvPath::Auto) return conv_path == CpuConvPath::Implicit;
     return d.OH * d.OW >= 64 && d.OC <= 512;
 }
 

@@ -175,20 +175,20 @@ void block_runs(std::vector<Run>& runs, const ConvDims& d, int64_t j0, int nc) {
     }
 }
 
+// A(i, (c, t)), A (M, K = C KK) the weight w (M, C, KH, KW) as it is, or with flip (the input
+// gradient's) w (C, M, KH, KW) with its first two axes swapped and its taps reversed:
+// A(i, (c, t)) = w[c, i, KK - 1 - t].
+inline float weight_tap(const float* w, bool flip, int M, int C, int KK, int i, int c, int t) {
+    return flip ? w[((int64_t)c * M + i) * KK + KK - 1 - t] : w[((int64_t)i * C + c) * KK + t];
+}
+
 // Panels of MR rows of A (rows [i0, i1), reduction [k0, k0 + kc)): dst[ip][kk][r], rows past
-// i1 zero. A (M, K) is the weight w (M, C, KH, KW) as it is, or with flip (the input
-// gradient's) w (C', M, KH, KW) with its first two axes swapped and its taps reversed:
-// A(i, (c', t)) = w[c', i, KK - 1 - t].
+// i1 zero.
 void pack_a(float* dst, const float* w, bool flip, int M, int K, int KK, int i0, int i1, int k0, int kc) {
     for (int ib = i0; ib < i1; ib += MR) {
         const int mr = i1 - ib < MR ? i1 - ib : MR;
         for (int kk = 0, k = k0; kk < kc; kk++, k++, dst += MR) {
-            if (flip) {
-                const float* col = w + ((int64_t)(k / KK) * M + ib) * KK + KK - 1 - k % KK;
-                for (int r = 0; r < mr; r++) dst[r] = col[(int64_t)r * KK];
-            } else {
-                for (int r = 0; r < mr; r++) dst[r] = w[(int64_t)(ib + r) * K + k];
-            }
+            for (int r = 0; r < mr; r++) dst[r] = weight_tap(w, flip, M, K / KK, KK, ib + r, k / KK, k % KK);
             for (int r = mr; r < MR; r++) dst[r] = 0.f;
         }
     }
@@ -356,6 +356,16 @@ int team_size() {
 #endif
 }
 
+// The threads for work of this many flops: one below 2^22 (a team costs more), else all.
+int threads_for(int64_t flops) {
+#ifdef _OPENMP
+    return flops < ((int64_t)1 << 22) ? 1 : omp_get_max_threads();
+#else
+    (void)flops;
+    return 1;
+#endif
+}
+
 // The first exception a thread of a parallel region raised, rethrown after it (an exception
 // must not leave the region: that ends the program).
 struct TeamError {
@@ -390,11 +400,7 @@ void igemm_conv(float* out, const float* x, const float* weight, bool flip, cons
             }
         }
     };
-#ifdef _OPENMP
-    const int nt = 2 * (int64_t)M * K * NP < ((int64_t)1 << 22) ? 1 : omp_get_max_threads();
-#else
-    const int nt = 1;
-#endif
+    const int nt = threads_for(2 * (int64_t)M * K * NP);
     // Columns split in whole panels while each thread gets a few; else rows (late layers' few pixels).
     const bool by_cols = NP >= (int64_t)nt * 2 * NR;
     TeamError err;
@@ -551,7 +557,7 @@ void wino_pack_u(float* dst, const float* w, bool flip, int M, int C, int mpad) 
                     continue;
                 }
                 float g[9];
-                for (int t = 0; t < 9; t++) g[t] = flip ? w[((int64_t)c * M + i) * 9 + 8 - t] : w[((int64_t)i * C + c) * 9 + t];
+                for (int t = 0; t < 9; t++) g[t] = weight_tap(w, flip, M, C, 9, i, c, t);
                 float h[4][3];  // G g
                 for (int j = 0; j < 3; j++) {
                     const float e = g[j] + g[6 + j];
@@ -676,11 +682,7 @@ void wino_conv(float* out, const float* x, const float* weight, bool flip, const
     static thread_local Buf ubuf;  // the caller's thread's; read by the team
     float* up = ubuf.get((size_t)16 * mpad * C);
     wino_pack_u(up, weight, flip, M, C, mpad);
-#ifdef _OPENMP
-    const int nt = 2 * 16 * (int64_t)mpad * C * T < ((int64_t)1 << 22) ? 1 : omp_get_max_threads();
-#else
-    const int nt = 1;
-#endif
+    const int nt = threads_for(2 * 16 * (int64_t)mpad * C * T);
     TeamError err;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -744,11 +746,7 @@ bool igemm_weight_grad_applies(const ConvDims& d) { return igemm_applies(d) && d
 void conv2d_igemm_backward_weight(float* dweight, const float* dout, const float* inp, const ConvDims& d) {
     const int K = d.C * d.KH * d.KW;
     const int64_t NP = (int64_t)d.N * d.OH * d.OW;
-#ifdef _OPENMP
-    const int nt0 = 2 * (int64_t)d.OC * K * NP < ((int64_t)1 << 22) ? 1 : omp_get_max_threads();
-#else
-    const int nt0 = 1;
-#endif
+    const int nt0 = threads_for(2 * (int64_t)d.OC * K * NP);
     const int64_t blocks = (NP + KC - 1) / KC;
     const int nt = nt0 < blocks ? nt0 : (int)blocks;
     if (nt <= 1) return weight_grad_blocks(dweight, 0, NP, dout, inp, d);
