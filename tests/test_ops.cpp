@@ -149,7 +149,7 @@ TEST_CASE("kernels: the CPU's fast exp, sigmoid and tanh match libm and carry a 
 // And for Winograd F(2x2) on the implicit GEMM's micro-kernel (igemm.cpp): more than one
 // reduction block (300 channels > 256), output rows in more than one chunk (200 > 96, the
 // last one partial), odd maps (a last tile half outside), and work enough for threads
-// (2^22 multiply-adds): 256 tiles, split in blocks of NR between threads, and 16 tiles (one
+// (2^22 flops, igemm.cpp threads_for): 256 tiles, split in blocks of NR between threads, and 16 tiles (one
 // block) with 130 output rows, split in rows.
 #define FUSED_CASES                                                                                   \
     Case{1, 300, 3, 4, 7, 3, 1, 1}, Case{1, 8, 6, 7, 200, 3, 1, 1}, Case{2, 5, 17, 15, 6, 3, 1, 1},  \
