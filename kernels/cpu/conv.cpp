@@ -224,6 +224,14 @@ static bool use_fused_winograd(const ConvDims& d) {
     return tiles >= 256 || (tiles >= 64 && (int64_t)d.OC * d.C <= 32768);
 }
 
+// Where the fused path runs, whether its weight gradient is Winograd's too (igemm.cpp) or the
+// implicit GEMM's: measured with a harness of both alone, alternated (2 threads, AVX-512 CPU).
+// RULE PENDING
+static bool use_wino_weight_grad(const ConvDims& d) {
+    if (conv_path != CpuConvPath::Auto) return true;  // forced: the whole path
+    return d.C >= 64 && d.OH * d.OW >= 64;
+}
+
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,
                     const ConvDims& d) {
     const int64_t P = (int64_t)d.OH * d.OW;
@@ -275,9 +283,10 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
         }
         return;
     }
-    if (use_fused_winograd(d)) {  // the weight gradient on the implicit GEMM (3x3: 9 taps)
+    if (use_fused_winograd(d)) {
         if (dinp) conv2d_wino_fused_backward_input(dinp, dout, weight, d);
-        if (dweight) conv2d_igemm_backward_weight(dweight, dout, inp, d);
+        if (dweight && use_wino_weight_grad(d)) conv2d_wino_fused_backward_weight(dweight, dout, inp, d);
+        else if (dweight) conv2d_igemm_backward_weight(dweight, dout, inp, d);  // (3x3: 9 taps)
         return;
     }
     if (int m = winograd_tile(d)) return conv2d_winograd_backward(dinp, dweight, dout, inp, weight, scratch, d, m);

@@ -42,5 +42,6 @@ void conv2d_igemm_backward_weight(float* dweight, const float* dout, const float
 bool wino_fused_applies(const ConvDims& d);
 void conv2d_wino_fused_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d);
 void conv2d_wino_fused_backward_input(float* dinp, const float* dout, const float* weight, const ConvDims& d);
+void conv2d_wino_fused_backward_weight(float* dweight, const float* dout, const float* inp, const ConvDims& d);
 
 }  // namespace vt::cpu
