@@ -43,8 +43,8 @@ enum class Precision { FP32, TF32, BF16 };
 // im2col: im2col + GEMM, Winograd F(2x2, 3x3) / F(4x4, 3x3) (kernels/cpu/winograd.cpp; 3x3),
 // the implicit GEMM (kernels/cpu/igemm.cpp; kernels wider than 1x1 and padded by less than
 // their size, in builds for a CPU with AVX2+FMA or AVX-512, tensors under 2^31 elements), or
-// Winograd F(2x2, 3x3) fused into that GEMM's micro-kernel (igemm.cpp; 3x3, padding <= 2; its
-// weight gradient is the implicit GEMM's).
+// Winograd F(2x2, 3x3) fused into that GEMM's micro-kernel (igemm.cpp; 3x3, padding <= 2; forced,
+// its weight gradient too; under Auto that one by Winograd or the implicit GEMM, by shape).
 enum class CpuConvPath { Auto, Im2col, Winograd2, Winograd4, Implicit, FusedWinograd };
 void cpu_set_conv_path(CpuConvPath p);
 CpuConvPath cpu_conv_path();

@@ -52,8 +52,8 @@ const CpuConvPath kConvPaths[] = {CpuConvPath::Auto,      CpuConvPath::Im2col,  
 // Measured over these cases with 20 seeds (the worst of forward, dx, dw; OpenBLAS's SkylakeX
 // and Haswell kernels): im2col 0.6, F(2x2) 1.0, F(4x4) 7.3 (its transforms carry
 // coefficients up to 8 and 1/24, Lavin & Gray 2016); the implicit GEMM (plain sums, in
-// blocks of 256 terms) as im2col; F(2x2) on the implicit GEMM's micro-kernel as F(2x2) (its
-// weight gradient is the implicit GEMM's). Auto may pick any.
+// blocks of 256 terms) as im2col; F(2x2) on the implicit GEMM's micro-kernel as F(2x2), its
+// weight gradient (forced: F(2x2) too) 1.0. Auto may pick any.
 double max_rounding(CpuConvPath p) {
     const bool plain = p == CpuConvPath::Im2col || p == CpuConvPath::Implicit;
     const bool f2 = p == CpuConvPath::Winograd2 || p == CpuConvPath::FusedWinograd;
@@ -205,6 +205,29 @@ TEST_CASE("ops: conv2d's automatic CPU path is the measured rule's") {
         }
         for (size_t i = 1; i < out.size(); i++)
             CHECK((out[0] == out[i]) == (kConvPaths[i] == c.want));
+    }
+}
+
+TEST_CASE("ops: conv2d's automatic CPU path takes the fused path's weight gradient by the measured rule") {
+    // Where the fused Winograd runs, Auto's weight gradient is bit for bit Winograd's (the path
+    // forced) from 256 output tiles and 64 input channels on, else the implicit GEMM's. Batch 2.
+    if (!cpu::igemm_applies(conv_dims(1, 1, 3, 3, 1, 3, 3, 1, 1, 1, 1))) return;  // no fused path here
+    struct Case { int C, H, OC; bool winograd; };
+    for (Case c : {Case{64, 32, 3, true}, Case{200, 24, 200, true},  // 512 and 288 tiles
+                   Case{32, 32, 3, false},                         // 32 input channels
+                   Case{128, 16, 256, false}}) {                   // 128 tiles
+        CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.OC);
+        std::vector<std::vector<float>> dw;
+        for (CpuConvPath path : {CpuConvPath::Auto, CpuConvPath::FusedWinograd, CpuConvPath::Implicit}) {
+            vt_test::ConvPathScope scope(path);
+            Tensor x = randn({2, c.C, c.H, c.H}, 43, 1.f, false), w = randn({c.OC, c.C, 3, 3}, 44, 0.5f);
+            Tape tape;
+            TapeScope ts(tape);
+            tape.backward(sum(conv2d(x, w, Tensor(), 1, 1)));
+            dw.emplace_back(w.grad(), w.grad() + w.numel());
+        }
+        CHECK((dw[0] == dw[1]) == c.winograd);
+        CHECK((dw[0] == dw[2]) == !c.winograd);
     }
 }
 

@@ -210,6 +210,9 @@ static bool use_implicit(const ConvDims& d) {
     return d.OH * d.OW >= 64 && d.OC <= 512;
 }
 
+// The 2x2 blocks of outputs F(2x2, 3x3) computes, over the batch.
+static int64_t tiles_2x2(const ConvDims& d) { return (int64_t)d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2); }
+
 // Whether the convolution goes through Winograd F(2x2) on the implicit GEMM's micro-kernel
 // (igemm.cpp), which comes before the rules above: measured with `bench --workload conv` (2
 // threads, AVX-512 CPU, batch 16; README "Winograd on the implicit GEMM"), forward + backward
@@ -220,16 +223,18 @@ static bool use_implicit(const ConvDims& d) {
 static bool use_fused_winograd(const ConvDims& d) {
     if (!wino_fused_applies(d)) return false;
     if (conv_path != CpuConvPath::Auto) return conv_path == CpuConvPath::FusedWinograd;
-    const int64_t tiles = (int64_t)d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2);
+    const int64_t tiles = tiles_2x2(d);
     return tiles >= 256 || (tiles >= 64 && (int64_t)d.OC * d.C <= 32768);
 }
 
 // Where the fused path runs, whether its weight gradient is Winograd's too (igemm.cpp) or the
-// implicit GEMM's: measured with a harness of both alone, alternated (2 threads, AVX-512 CPU).
-// RULE PENDING
+// implicit GEMM's. Measured with a harness timing the two alone, alternated (AVX-512 CPU; README
+// "Winograd on the implicit GEMM"): Winograd's 1.1-1.3x faster from 256 tiles (over the batch)
+// and 64 input channels on, slower below (its fixed costs: the channels-last copies, dU's 16 x
+// OC x C sums and their transform), and on 32 input channels (0.8-0.9x).
 static bool use_wino_weight_grad(const ConvDims& d) {
     if (conv_path != CpuConvPath::Auto) return true;  // forced: the whole path
-    return d.C >= 64 && d.OH * d.OW >= 64;
+    return tiles_2x2(d) >= 256 && d.C >= 64;
 }
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* scratch,

@@ -37,8 +37,8 @@ void conv2d_igemm_backward_input(float* dinp, const float* dout, const float* we
 // and the weight gradient (accumulated), for kernels of up to 31 taps
 bool igemm_weight_grad_applies(const ConvDims& d);
 void conv2d_igemm_backward_weight(float* dweight, const float* dout, const float* inp, const ConvDims& d);
-// ... and F(2x2, 3x3) Winograd on the same micro-kernel (3x3, stride 1, padding <= 2): forward
-// and the input gradient (accumulates); the weight gradient stays the implicit GEMM's.
+// ... and F(2x2, 3x3) Winograd on the same micro-kernel (3x3, stride 1, padding <= 2): forward,
+// the input gradient and the weight gradient (both accumulate).
 bool wino_fused_applies(const ConvDims& d);
 void conv2d_wino_fused_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvDims& d);
 void conv2d_wino_fused_backward_input(float* dinp, const float* dout, const float* weight, const ConvDims& d);

@@ -26,7 +26,8 @@
 //
 // The same micro-kernel also runs Winograd F(2x2, 3x3) (below, "Winograd F(2x2, 3x3) on the
 // micro-kernel"): 3x3 convolutions with 16 multiplies per 2x2 outputs instead of 36, the
-// transformed input and products never leaving a thread's cache.
+// transformed input and products never leaving a thread's cache, and their weight gradient
+// (below, "the weight gradient by F(2x2, 3x3)").
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -546,7 +547,7 @@ void weight_grad_blocks(float* dw, int64_t j0, int64_t j1, const float* dout, co
 // output transform writes those rows' outputs, all within one thread's cache; U is transformed
 // and packed once per call. So no transformed plane goes through memory, which is what made
 // winograd.cpp's OpenBLAS form lose on small maps. The input gradient at stride 1 is again such
-// a convolution (flip, as igemm_conv's).
+// a convolution (flip, as igemm_conv's); the weight gradient is not (below).
 
 constexpr int MC = 16 * MR;  // rows of M at a time (16 x MC x NR floats: 384 KB on AVX-512)
 constexpr float WG[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
