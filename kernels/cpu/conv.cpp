@@ -230,9 +230,9 @@ static bool use_fused_winograd(const ConvDims& d) {
 // Where the fused path runs, whether its weight gradient is Winograd's too (igemm.cpp) or the
 // implicit GEMM's. Measured with a harness timing the two alone, alternated (2 threads, AVX-512
 // CPU, batch 4 and 16, the shapes of `bench --workload conv`; README "Winograd on the implicit
-// GEMM"): from 128 input channels on Winograd's is 1.1-2.1x faster on most shapes (0.93-0.98x
-// on a few), on 64 channels 0.76-1.26x (its transforms, per input and output channel, weigh
-// more against fewer multiplies), on 32 0.5-0.9x.
+// GEMM"): from 128 input channels on Winograd's is 1.1-2.1x faster on most shapes (0.93-0.99x
+// on a few), on 64 channels a toss-up (0.76-1.97x, median 1.06x: its transforms, per input and
+// output channel, weigh more against fewer multiplies), on 32 0.5-0.9x.
 static bool use_wino_weight_grad(const ConvDims& d) {
     if (conv_path != CpuConvPath::Auto) return true;  // forced: the whole path
     return d.C >= 128;
