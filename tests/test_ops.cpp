@@ -150,10 +150,12 @@ TEST_CASE("kernels: the CPU's fast exp, sigmoid and tanh match libm and carry a 
 // reduction block (300 channels > 256), output rows in more than one chunk (200 > 96, the
 // last one partial), odd maps (a last tile half outside), and work enough for threads
 // (2^22 flops, igemm.cpp threads_for): 256 tiles, split in blocks of NR between threads, and 16 tiles (one
-// block) with 130 output rows, split in rows.
+// block) with 130 output rows, split in rows; for its weight gradient, 3 images (147 tiles)
+// between 2 threads (the channels-last copies split by image, a last block of 19 tiles split
+// unevenly).
 #define FUSED_CASES                                                                                   \
     Case{1, 300, 3, 4, 7, 3, 1, 1}, Case{1, 8, 6, 7, 200, 3, 1, 1}, Case{2, 5, 17, 15, 6, 3, 1, 1},  \
-        Case{1, 16, 32, 32, 36, 3, 1, 1}, Case{1, 64, 8, 8, 130, 3, 1, 1}
+        Case{1, 16, 32, 32, 36, 3, 1, 1}, Case{1, 64, 8, 8, 130, 3, 1, 1}, Case{3, 128, 13, 13, 20, 3, 1, 1}
 
 TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, paddings and CPU paths") {
     struct Case { int N, C, H, W, OC, K, s, p; };

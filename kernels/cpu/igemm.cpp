@@ -777,14 +777,14 @@ void to_channels_last(float* dst, const float* src, int n0, int n1, int C, int64
             const int pb = P - p0 < VL ? (int)(P - p0) : VL;
             for (int c0 = 0; c0 < ld; c0 += VL) {
                 float* o = dst + ((int64_t)n * P + p0) * ld + c0;
-                const float* s = src + ((int64_t)n * C + c0) * P + p0;
+                const float* s = src + (int64_t)n * C * P + p0;  // channel c's pixels at s + c P
                 if (pb == VL && c0 + VL <= C) {
-                    for (int c = 0; c < VL; c++) vstore(tmp + c * VL, vloadu(s + c * P));
+                    for (int c = 0; c < VL; c++) vstore(tmp + c * VL, vloadu(s + (int64_t)(c0 + c) * P));
                     for (int p = 0; p < VL; p++) vstore(o + (int64_t)p * ld, vgather(tmp + p, col, all));
                     continue;
                 }
                 for (int p = 0; p < pb; p++)
-                    for (int c = 0; c < VL; c++) o[(int64_t)p * ld + c] = c0 + c < C ? s[(int64_t)c * P + p] : 0.f;
+                    for (int c = 0; c < VL; c++) o[(int64_t)p * ld + c] = c0 + c < C ? s[(int64_t)(c0 + c) * P + p] : 0.f;
             }
         }
 }
@@ -834,7 +834,7 @@ void wino_pack_v(float* bp, int kt, int tt, const WinoTile& w, const float* xt, 
 
 // The block's tile tt into A = dM: ap[xi][ip][tt][r], row ip MR + r, from dt (output pixels x
 // ld >= mpad rows, rows past OC zero), VL rows at a time, each vector's lanes stored into the
-// (up to VL / MR + 1) panels they fall in by masked stores.
+// panels they fall in (up to 4 on AVX-512, 2 on AVX2) by masked stores.
 void wino_pack_dm(float* ap, int kt, int tt, const WinoTile& w, const float* dt, int ld, int mpad) {
     const int nip = mpad / MR;
     const V z = vzero();
