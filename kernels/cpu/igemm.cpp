@@ -550,7 +550,6 @@ void weight_grad_blocks(float* dw, int64_t j0, int64_t j1, const float* dout, co
 // a convolution (flip, as igemm_conv's); the weight gradient is not (below).
 
 constexpr int MC = 16 * MR;  // rows of M at a time (16 x MC x NR floats: 384 KB on AVX-512)
-constexpr float WG[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
 
 // U[xi] = G g G^T for every (row i, channel c), packed as pack_a packs A (K = C): position xi
 // at dst + xi mpad C, its reduction blocks of KC at + mpad k0, panels of MR rows inside (rows
@@ -586,6 +585,38 @@ void wino_pack_u(float* dst, const float* w, bool flip, int M, int C, int mpad) 
         }
 }
 
+// One tile (n, th, tw) of a 3x3 stride-1 convolution's 2x2 output blocks, within its image n:
+// per patch position (k, l) the input offset ih W + iw where inside the image (in_ok bit k 4 +
+// l), per output (y, x) the output offset oh OW + ow where inside the map (out_ok bit y 2 + x;
+// (0, 0) always is).
+struct WinoTile {
+    int n;
+    int64_t in[16], out[4];
+    uint32_t in_ok, out_ok;
+};
+
+WinoTile wino_tile(int64_t t, const ConvDims& d) {
+    const int TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2;
+    const int th = (int)(t / TW % TH), tw = (int)(t % TW);
+    WinoTile w{};
+    w.n = (int)(t / ((int64_t)TH * TW));
+    for (int k = 0; k < 4; k++)
+        for (int l = 0; l < 4; l++) {
+            const int ih = 2 * th - d.PH + k, iw = 2 * tw - d.PW + l;
+            if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
+            w.in[k * 4 + l] = (int64_t)ih * d.W + iw;
+            w.in_ok |= 1u << (k * 4 + l);
+        }
+    for (int y = 0; y < 2; y++)
+        for (int x = 0; x < 2; x++) {
+            const int oh = 2 * th + y, ow = 2 * tw + x;
+            if (oh >= d.OH || ow >= d.OW) continue;
+            w.out[y * 2 + x] = (int64_t)oh * d.OW + ow;
+            w.out_ok |= 1u << (y * 2 + x);
+        }
+    return w;
+}
+
 // The block of tiles [t0, t0 + NR): per patch position (k, l) and tile, the offset of its input
 // pixel from a channel plane's start (n C H W + ih W + iw) and whether it lies inside the image
 // (and the tile inside the block); per tile its output offset (n OC P + 2 th OW + 2 tw) and which
@@ -598,24 +629,18 @@ struct WinoTable {
 };
 
 void wino_table(WinoTable& tb, int64_t t0, int64_t T, const ConvDims& d) {
-    const int TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2;
     const int64_t CHW = (int64_t)d.C * d.H * d.W, P = (int64_t)d.OH * d.OW;
     std::memset(tb.off, 0, sizeof tb.off), std::memset(tb.mask, 0, sizeof tb.mask);
     for (int lane = 0; lane < NR; lane++) {
-        const int64_t t = t0 + lane;
         tb.out[lane] = 0, tb.valid[lane] = 0;
-        if (t >= T) continue;
-        const int n = (int)(t / ((int64_t)TH * TW)), th = (int)(t / TW % TH), tw = (int)(t % TW);
-        tb.out[lane] = n * (int64_t)d.OC * P + (int64_t)2 * th * d.OW + 2 * tw;
-        for (int y = 0; y < 2; y++)
-            for (int x = 0; x < 2; x++)
-                if (2 * th + y < d.OH && 2 * tw + x < d.OW) tb.valid[lane] |= (uint8_t)(1u << (y * 2 + x));
-        for (int k = 0; k < 4; k++)
-            for (int l = 0; l < 4; l++) {
-                const int ih = 2 * th - d.PH + k, iw = 2 * tw - d.PW + l;
-                if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
-                tb.off[k * 4 + l][lane] = (int32_t)(n * CHW + (int64_t)ih * d.W + iw);
-                tb.mask[k * 4 + l][lane / VL] |= 1u << (lane % VL);
+        if (t0 + lane >= T) continue;
+        const WinoTile w = wino_tile(t0 + lane, d);
+        tb.out[lane] = w.n * (int64_t)d.OC * P + w.out[0];
+        tb.valid[lane] = (uint8_t)w.out_ok;
+        for (int q = 0; q < 16; q++)
+            if (w.in_ok >> q & 1) {
+                tb.off[q][lane] = (int32_t)(w.n * CHW + w.in[q]);
+                tb.mask[q][lane / VL] |= 1u << (lane % VL);
             }
     }
 }
@@ -789,37 +814,8 @@ void to_channels_last(float* dst, const float* src, int n0, int n1, int C, int64
         }
 }
 
-// One tile's pixels in the channels-last copies: per patch position (k, l) its input pixel (n H
-// W + ih W + iw) where inside the image (in_ok bit k 4 + l), per output (y, x) its output pixel
-// (n OH OW + oh OW + ow) where inside the map (out_ok bit y 2 + x).
-struct WinoTile {
-    int64_t in[16], out[4];
-    uint32_t in_ok, out_ok;
-};
-
-WinoTile wino_tile(int64_t t, const ConvDims& d) {
-    const int TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2;
-    const int n = (int)(t / ((int64_t)TH * TW)), th = (int)(t / TW % TH), tw = (int)(t % TW);
-    WinoTile w{};
-    for (int k = 0; k < 4; k++)
-        for (int l = 0; l < 4; l++) {
-            const int ih = 2 * th - d.PH + k, iw = 2 * tw - d.PW + l;
-            if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
-            w.in[k * 4 + l] = ((int64_t)n * d.H + ih) * d.W + iw;
-            w.in_ok |= 1u << (k * 4 + l);
-        }
-    for (int y = 0; y < 2; y++)
-        for (int x = 0; x < 2; x++) {
-            const int oh = 2 * th + y, ow = 2 * tw + x;
-            if (oh >= d.OH || ow >= d.OW) continue;
-            w.out[y * 2 + x] = ((int64_t)n * d.OH + oh) * d.OW + ow;
-            w.out_ok |= 1u << (y * 2 + x);
-        }
-    return w;
-}
-
 // The block's tile tt into B = V^T: bp[xi][jp][tt][lane], lane = channel jp NR + lane, from xt
-// (pixels x npan NR channels).
+// (its image's pixels x npan NR channels).
 void wino_pack_v(float* bp, int kt, int tt, const WinoTile& w, const float* xt, int npan) {
     const int ld = npan * NR;
     for (int jp = 0; jp < npan; jp++)
@@ -832,8 +828,8 @@ void wino_pack_v(float* bp, int kt, int tt, const WinoTile& w, const float* xt, 
         }
 }
 
-// The block's tile tt into A = dM: ap[xi][ip][tt][r], row ip MR + r, from dt (output pixels x
-// ld >= mpad rows, rows past OC zero), VL rows at a time, each vector's lanes stored into the
+// The block's tile tt into A = dM: ap[xi][ip][tt][r], row ip MR + r, from dt (its image's
+// output pixels x ld >= mpad rows, rows past OC zero), VL rows at a time, each vector's lanes stored into the
 // panels they fall in (up to 4 on AVX-512, 2 on AVX2) by masked stores.
 void wino_pack_dm(float* ap, int kt, int tt, const WinoTile& w, const float* dt, int ld, int mpad) {
     const int nip = mpad / MR;
@@ -880,6 +876,7 @@ void wino_weight_out(float* dw, const float* du, int i0, int i1, int C, int mpad
         }
 }
 
+// dW (OC, C, 3, 3) += the weight gradient of the 3x3 stride-1 convolution of x by F(2x2, 3x3).
 void wino_weight_grad(float* dw, const float* dout, const float* x, const ConvDims& d) {
     const int M = d.OC, C = d.C, mpad = (M + MR - 1) / MR * MR, mld = (mpad + VL - 1) / VL * VL;
     const int npan = (C + NR - 1) / NR, nip = mpad / MR;
@@ -905,8 +902,8 @@ void wino_weight_grad(float* dw, const float* dout, const float* x, const ConvDi
             const int kt = T - t0 < KT ? (int)(T - t0) : KT;
             for (int tt = kt * t / nth; tt < kt * (t + 1) / nth; tt++) {  // (A's panels pack 6 rows a tile)
                 const WinoTile w = wino_tile(t0 + tt, d);
-                wino_pack_v(bp, kt, tt, w, xt, npan);
-                wino_pack_dm(ap, kt, tt, w, dt, mld, mpad);
+                wino_pack_v(bp, kt, tt, w, xt + (int64_t)w.n * d.H * d.W * npan * NR, npan);
+                wino_pack_dm(ap, kt, tt, w, dt + (int64_t)w.n * d.OH * d.OW * mld, mld, mpad);
             }
 #pragma omp barrier
             for (int u = t; u < units; u += nth) {
