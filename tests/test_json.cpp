@@ -102,3 +102,24 @@ TEST_CASE("json: written atomically, strictly valid (null for NaN/Inf), and read
     for (const auto& e : std::filesystem::directory_iterator(dir)) files += e.path().filename() != "r.json";
     CHECK(files == 0);
 }
+
+TEST_CASE("tests: the temporary folders a test binary makes are removed when it exits") {
+    // runs this binary on the test above, with TMPDIR a fresh folder, and looks at what is left
+    namespace fs = std::filesystem;
+    const std::string base = vt_test::temp_dir();
+    const std::string self = fs::read_symlink("/proc/self/exe").string();
+    auto leftovers = [&] {
+        int n = 0;
+        for (const auto& e : fs::directory_iterator(base)) n += e.path().filename().string().rfind("ventral_test_", 0) == 0;
+        return n;
+    };
+    const std::string run = "TMPDIR=" + vt_test::shell_quote(base) + " " + vt_test::shell_quote(self) +
+                            " -tc='json: written atomically*' 2>&1";
+    auto r = vt_test::shell_run("VT_KEEP_TEST_DIRS=1 " + run);
+    REQUIRE(r.rc == 0);
+    CHECK(leftovers() == 1);  // kept on request: the inner run did make one
+    for (const auto& e : fs::directory_iterator(base)) fs::remove_all(e.path());
+    r = vt_test::shell_run("VT_KEEP_TEST_DIRS= " + run);
+    REQUIRE(r.rc == 0);
+    CHECK(leftovers() == 0);
+}

@@ -13,13 +13,39 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace vt_test {
+
+namespace {
+
+// The folders temp_dir made; removed when the test binary exits (VT_KEEP_TEST_DIRS=1 keeps them
+// for a look at what a failing test wrote). A crash leaves them, named ventral_test_*.
+std::vector<std::string>& temp_dirs_made() {
+    static std::vector<std::string> made;
+    return made;
+}
+
+void temp_dirs_remove() {
+    const char* keep = std::getenv("VT_KEEP_TEST_DIRS");
+    if (keep && *keep && std::string(keep) != "0") return;
+    for (const std::string& d : temp_dirs_made()) {
+        std::error_code ec;  // best effort: a folder a test removed itself is fine
+        std::filesystem::remove_all(d, ec);
+    }
+}
+
+}  // namespace
 
 std::string temp_dir() {
     const char* base = std::getenv("TMPDIR");
     std::string tmpl = std::string(base && *base ? base : "/tmp") + "/ventral_test_XXXXXX";
     if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
+    std::vector<std::string>& made = temp_dirs_made();  // constructed before the handler is registered,
+    static const bool registered = std::atexit(temp_dirs_remove) == 0;  // so it is destroyed after it runs
+    (void)registered;
+    made.push_back(tmpl);
     return tmpl;
 }
 

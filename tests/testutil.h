@@ -27,7 +27,8 @@ inline std::string fixture(const std::string& name) { return std::string(VT_ROOT
 // ../shared/data/<name> beside the checkout (may be absent: tests that need it skip).
 inline std::string shared_data(const std::string& name) { return std::string(VT_ROOT) + "/../shared/data/" + name; }
 
-// A fresh temporary directory, removed by the OS's tmp cleaning (tests remove what they write).
+// A fresh temporary directory ($TMPDIR or /tmp, ventral_test_*), removed with everything in it
+// when the test binary exits (VT_KEEP_TEST_DIRS=1 keeps them).
 std::string temp_dir();
 
 // The message of the vt::Error that f throws, or "(no vt::Error thrown)".
