@@ -232,6 +232,49 @@ TEST_CASE("ops: conv2d's automatic CPU path takes the fused path's weight gradie
     }
 }
 
+TEST_CASE("ops: the fused Winograd reuses a weight's transform only while the weight is unchanged") {
+    // igemm.cpp wino_u keeps the transformed weights of the last 16 weights it saw, by address.
+    // Each result must be bit for bit that of a fresh copy of the weight (another address, so
+    // transformed anew): after an in-place change of one element (the first, the last: the
+    // optimiser's update), after the cache has cycled through more weights than it holds, and
+    // for the input gradient (the flipped weight).
+    if (!cpu::igemm_applies(conv_dims(1, 1, 3, 3, 1, 3, 3, 1, 1, 1, 1))) return;  // no fused path here
+    vt_test::ConvPathScope scope(CpuConvPath::FusedWinograd);
+    const Tensor x = randn({2, 8, 9, 9}, 45, 1.f, false);
+    auto fwd = [&](const Tensor& w) {
+        Tensor y = conv2d(x, w, Tensor(), 1, 1);
+        return std::vector<float>(y.data(), y.data() + y.numel());
+    };
+    auto dx = [&](const Tensor& w) {  // the input gradient of sum(y * r)
+        Tensor xg = randn({2, 8, 9, 9}, 45, 1.f, true), r = randn({2, 6, 9, 9}, 46, 1.f, false);
+        Tape tape;
+        TapeScope ts(tape);
+        tape.backward(sum(mul(conv2d(xg, w, Tensor(), 1, 1), r)));
+        return std::vector<float>(xg.grad(), xg.grad() + xg.numel());
+    };
+    auto fresh = [](const Tensor& w) {  // the same values at another address
+        return tensor_from(w.shape, std::vector<float>(w.data(), w.data() + w.numel()));
+    };
+    Tensor w = randn({6, 8, 3, 3}, 47, 0.5f, false);
+    const std::vector<float> y0 = fwd(w), d0 = dx(w);
+    CHECK(y0 == fwd(fresh(w)));
+    CHECK(fwd(w) == y0);  // reused
+    for (int64_t at : {(int64_t)0, w.numel() - 1}) {
+        CAPTURE(at);
+        w.data()[at] += 0.25f;
+        const std::vector<float> y1 = fwd(w), d1 = dx(w);
+        CHECK(y1 != y0);
+        CHECK(d1 != d0);
+        CHECK(y1 == fwd(fresh(w)));
+        CHECK(d1 == dx(fresh(w)));
+    }
+    std::vector<Tensor> others;  // 20 more weights, each transformed, push w out of the cache
+    for (int k = 0; k < 20; k++) others.push_back(randn({6, 8, 3, 3}, 100 + k, 0.5f, false)), fwd(others.back());
+    const std::vector<float> y2 = fwd(w);
+    CHECK(y2 == fwd(fresh(w)));
+    CHECK(fwd(others[19]) == fwd(fresh(others[19])));
+}
+
 TEST_CASE("ops: conv2d's input and weight gradients are the direct convolution's adjoints") {
     // sum(g * conv2d(x, w)) differentiated, against the direct sums in double: dx[n,c,ih,iw] =
     // sum g[n,o,oh,ow] w[o,c,kh,kw] over ih = oh*s - p + kh (col2im's edges: every padding and

@@ -545,8 +545,9 @@ void weight_grad_blocks(float* dw, int64_t j0, int64_t j1, const float* dout, co
 // layout (16 panels of C x NR, the patches read by masked gathers through a (position, tile)
 // offset table), then for MC output rows at a time the 16 GEMMs write M (16 x MC x NR) and the
 // output transform writes those rows' outputs, all within one thread's cache; U is transformed
-// and packed once per call. So no transformed plane goes through memory, which is what made
-// winograd.cpp's OpenBLAS form lose on small maps. The input gradient at stride 1 is again such
+// and packed once per weight (wino_u: reused while the weight is unchanged, so once per
+// training iteration in an unrolled graph). So no transformed plane goes through memory,
+// which is what made winograd.cpp's OpenBLAS form lose on small maps. The input gradient at stride 1 is again such
 // a convolution (flip, as igemm_conv's); the weight gradient is not (below).
 
 constexpr int MC = 16 * MR;  // rows of M at a time (16 x MC x NR floats: 384 KB on AVX-512)
@@ -583,6 +584,46 @@ void wino_pack_u(float* dst, const float* w, bool flip, int M, int C, int mpad) 
                 }
             }
         }
+}
+
+// The transformed weights U (wino_pack_u) of the last few weights wino_conv saw, per calling
+// thread: an unrolled graph convolves each weight at every time step (forward, and flipped for
+// the input gradient), and a frozen backbone's weights never change. A weight is found by its
+// address, flip and shape, and its U is reused only while the weight's contents are byte for
+// byte those it was transformed from (an optimiser updates weights in place): a stale U can
+// never be used, and a changed weight costs one compare more than no cache.
+struct WinoU {
+    const float* w = nullptr;  // null: the slot holds nothing valid
+    bool flip = false;
+    int M = 0, C = 0;
+    std::vector<float> copy;  // the weight U was transformed from
+    Buf u;
+    uint64_t used = 0;
+};
+
+const float* wino_u(const float* w, bool flip, int M, int C, int mpad) {
+    constexpr int SLOTS = 16;
+    static thread_local WinoU slot[SLOTS];
+    static thread_local uint64_t clock = 0;
+    const size_t nw = (size_t)M * C * 9;
+    WinoU* s = nullptr;
+    for (WinoU& e : slot)
+        if (e.w == w && e.flip == flip && e.M == M && e.C == C) s = &e;
+    if (s && std::memcmp(s->copy.data(), w, nw * sizeof(float)) == 0) {
+        s->used = ++clock;
+        return s->u.p;
+    }
+    if (!s) {  // the least recently used slot
+        s = &slot[0];
+        for (WinoU& e : slot)
+            if (e.used < s->used) s = &e;
+    }
+    s->w = nullptr;  // invalid until both the copy and U are complete
+    s->copy.assign(w, w + nw);
+    float* up = s->u.get((size_t)16 * mpad * C);
+    wino_pack_u(up, w, flip, M, C, mpad);
+    s->w = w, s->flip = flip, s->M = M, s->C = C, s->used = ++clock;
+    return up;
 }
 
 // One tile (n, th, tw) of a 3x3 stride-1 convolution's 2x2 output blocks, within its image n:
@@ -721,9 +762,7 @@ void wino_conv(float* out, const float* x, const float* weight, bool flip, const
                const ConvDims& d) {
     const int M = d.OC, C = d.C, mpad = (M + MR - 1) / MR * MR;
     const int64_t T = (int64_t)d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2), blocks = (T + NR - 1) / NR;
-    static thread_local Buf ubuf;  // the caller's thread's; read by the team
-    float* up = ubuf.get((size_t)16 * mpad * C);
-    wino_pack_u(up, weight, flip, M, C, mpad);
+    const float* up = wino_u(weight, flip, M, C, mpad);  // the caller's thread's; read by the team
     const int nt = threads_for(2 * 16 * (int64_t)mpad * C * T);
     TeamError err;
 #pragma omp parallel num_threads(nt) if (nt > 1)
