@@ -405,3 +405,23 @@ TEST_CASE("sweep: cluster flags and tools/sweep_slurm.sh refuse bad input in one
     CHECK(has(bad_task.out, "SLURM_ARRAY_TASK_ID must be a number, got 'x'"));
     fs::remove_all(dir);
 }
+
+TEST_CASE("sweep: without --data the fits read the virtual primate of their preset, as fit_dynamics does") {
+    if (!vt_test::have_tool("sweep")) { MESSAGE("bin/sweep not built: skipped"); return; }
+    const std::string dir = vt_test::temp_dir();  // --list plans only: nothing is generated there
+    struct Case { std::string fit_flags, data; };
+    for (const Case& c : {Case{"", fit_default_primate("cpu").path}, Case{"-- --preset gpu", fit_default_primate("gpu").path},
+                          Case{"-- --preset=gpu --iters 8", fit_default_primate("gpu").path},
+                          Case{"-- --preset cpu", fit_default_primate("cpu").path}}) {
+        CAPTURE(c.fit_flags);
+        vt_test::ShellRun r = vt_test::shell_run("cd " + vt_test::shell_quote(dir) + " && " + vt_test::tool_path("sweep") +
+                                                 " --grid motifs --out s --list " + c.fit_flags + " 2>&1");
+        INFO(r.out);
+        REQUIRE(r.rc == 0);
+        int with = 0;  // every configuration's command line reads it
+        for (size_t at = 0; (at = r.out.find("--data " + c.data + " ", at)) != std::string::npos; at++) with++;
+        CHECK(with == count_lines(r.out));
+        CHECK(with >= 8);
+        CHECK(!std::filesystem::exists(dir + "/data"));
+    }
+}

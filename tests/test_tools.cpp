@@ -15,6 +15,8 @@
 #include "engine/io/npy.h"
 #include "engine/progress.h"
 #include "models/convrnn.h"
+#include "models/datasets/virtual_primate.h"
+#include "models/fit/fit_flags.h"
 #include "tests/testutil.h"
 
 using namespace vt;
@@ -149,6 +151,47 @@ TEST_CASE("tools: fit_dynamics writes strictly valid results.json and a predicti
     INFO(r.out);
     CHECK(r.rc == 0);
     CHECK(has(r.out, "ventral-fit-dynamics-2 (24, 16, 13) (2, 16, 13) fit,heldout"));
+}
+
+TEST_CASE("tools: without --data fit_dynamics reads its preset's virtual primate") {
+    // the gpu preset's is the cpu preset's teacher, sites and recording on 6x the images
+    const DefaultPrimate cpu = fit_default_primate("cpu"), gpu = fit_default_primate("gpu");
+    const VirtualPrimateConfig def;
+    CHECK(cpu.path == "data/virtual_primate.npz");
+    CHECK(cpu.config.images == def.images);
+    CHECK(gpu.path == "data/virtual_primate_1920.npz");
+    CHECK(gpu.config.images == 1920);
+    for (const VirtualPrimateConfig* c : {&cpu.config, &gpu.config}) {
+        CHECK(c->teacher_seed == def.teacher_seed);
+        CHECK(c->seed == def.seed);
+        CHECK(c->teacher_arch == def.teacher_arch);
+        CHECK(c->teacher_motif == def.teacher_motif);
+        CHECK(c->teacher_feedback == def.teacher_feedback);
+        CHECK(c->v4_units == def.v4_units);
+        CHECK(c->it_units == def.it_units);
+        CHECK(c->reps == def.reps);
+        CHECK(c->size == def.size);
+    }
+    // the tool: run in a folder whose data/ holds a small virtual primate under both names
+    if (!have_tool("fit_dynamics") || !have_tool("make_virtual_primate")) { MESSAGE("tools not built: skipped"); return; }
+    const std::string dir = vt_test::temp_dir();
+    std::filesystem::create_directories(dir + "/data");
+    Run r = run_tool("make_virtual_primate", "--out " + dir + "/data/virtual_primate_1920.npz --images 24 --teacher-arch "
+                     "tiny3 --v4-layer conv2 --it-layer conv3 --teacher-feedback conv3:conv2 --size 32 --v4 8 --it 8 "
+                     "--reps 6 --write-teacher-backbone " + dir + "/bb.npz");
+    REQUIRE(r.rc == 0);
+    std::filesystem::copy_file(dir + "/data/virtual_primate_1920.npz", dir + "/data/virtual_primate.npz");
+    for (const char* preset : {"gpu", "cpu"}) {
+        CAPTURE(preset);
+        r = vt_test::shell_run("cd " + vt_test::shell_quote(dir) + " && " + vt_test::tool_path("fit_dynamics") +
+                               " --preset " + preset + " --backbone bb.npz --arch tiny3 --readout V4=conv2,IT=conv3 "
+                               "--feedback conv3:conv2 --iters 1 --splits 2 --batch 2 --threads 1 --out fit_" + preset + " 2>&1");
+        INFO(r.out);
+        REQUIRE(r.rc == 0);
+        const std::string want = fit_default_primate(preset).path;
+        CHECK(has(r.out, "using the virtual primate in " + want));
+        CHECK(json_read(dir + "/fit_" + std::string(preset) + "/results.json")["settings"]["data"].get<std::string>() == want);
+    }
 }
 
 TEST_CASE("tools: fit_dynamics refuses bad flags and input before any fitting") {

@@ -3,7 +3,8 @@
 //   ./bin/fit_dynamics --motif lstm --feedback conv5:conv2 [--data D.npz] [--out DIR]
 //
 // Without --data it fits the embedded virtual primate (models/datasets/virtual_primate.h), generating
-// data/virtual_primate.npz with the default settings when the file is not there yet.
+// it when the file is not there yet: data/virtual_primate.npz (320 images), or with --preset gpu
+// data/virtual_primate_1920.npz (models/fit/fit_flags.h fit_default_primate).
 // Writes DIR/results.json, DIR/results.csv, DIR/predictions.npz (models/fit/predictions.h),
 // DIR/ev_over_time.png, DIR/units.png, DIR/loss.png and DIR/checkpoints/split<s>.npz; prints
 // a table per area at the end.
@@ -60,8 +61,8 @@ std::string table(const FitResult& R, bool time_varied) {
     return s;
 }
 
-// The data: --data, or the virtual primate (generated into kFitDefaultData on first use); the
-// teacher's noiseless rates where the file has them (the ceiling).
+// The data: --data, or the preset's virtual primate (fit_default_primate: generated on first
+// use); the teacher's noiseless rates where the file has them (the ceiling).
 // What was fitted to what, and the table.
 std::string summary(const FitConfig& c, const FitResult& R, const std::string& data, bool virtual_primate) {
     return strfmt("\n%s%s on %s (%s): %s\n", c.time_varied ? "time-varied baseline" : c.motif.c_str(),
@@ -72,17 +73,19 @@ std::string summary(const FitConfig& c, const FitResult& R, const std::string& d
            table(R, c.time_varied);
 }
 
-NeuralData data_load(std::string& data, bool virtual_primate, std::vector<float>& teacher) {
+NeuralData data_load(std::string& data, bool virtual_primate, const std::string& preset, std::vector<float>& teacher) {
     if (virtual_primate) {
-        data = kFitDefaultData;
+        const DefaultPrimate vp = fit_default_primate(preset);
+        data = vp.path;
         if (fs::exists(data)) {
             std::fprintf(stderr, "fit_dynamics: no --data: using the virtual primate in %s (SIMULATED responses of a "
                                  "known teacher network, not recordings; delete the file to regenerate it)\n", data.c_str());
         } else {
             std::fprintf(stderr, "fit_dynamics: no --data: generating the virtual primate (SIMULATED responses of a "
-                                 "known teacher network, not recordings) into %s, once; about 1-2 minutes ...\n", data.c_str());
-            VirtualPrimateConfig vc;
-            Npz z = virtual_primate_generate(vc, true);
+                                 "known teacher network, not recordings; %d images) into %s, once; about %d minute%s on 2 "
+                                 "cores ...\n", vp.config.images, data.c_str(), vp.config.images > 320 ? 5 : 1,
+                         vp.config.images > 320 ? "s" : "");
+            Npz z = virtual_primate_generate(vp.config, true);
             fs::create_directories(fs::path(data).parent_path());
             npz_write(data, z);
         }
@@ -255,7 +258,7 @@ int main(int argc, char** argv) {
 
         const bool virtual_primate = data.empty();
         std::vector<float> teacher;
-        NeuralData d = data_load(data, virtual_primate, teacher);
+        NeuralData d = data_load(data, virtual_primate, preset, teacher);
         // what this run fits, fingerprinted as it is loaded (the sweep reuses a run only on the same files)
         FitRun run{preset, data, virtual_primate, fit_flag_values(std::vector<std::string>(argv + 1, argv + argc)),
                    0, 0, 0};

@@ -9,25 +9,29 @@
 # OUT gets at most 6 files (the device tool brings back 8): tests.txt, bench.jsonl, torch.jsonl,
 # fits.txt (each fit's summary table), fits.json (each fit's EV per area and bin, settings and
 # time) and log.txt (what ran when, each step's exit code). Stages (default: all, in this
-# order; about 9 minutes on an H200 by the earlier runs' speed):
+# order; estimated from the earlier runs' speed on an H200, about 30 minutes in all: one
+# 15-minute loan gets tests, bench and fit, a second run names the stages left):
 #   tests    the GPU tests, FP32 twins and the tf32/bf16 precision checks (~1 min)
 #   bench    ./bin/bench W1-W5 at fp32, tf32 and bf16; the PyTorch reference of W1-W5 at its
 #            default policy, as written and with --hoist, if a Python with torch is found
 #            (tools/bench_torch.py) (~2-3 min)
-#   fit      fit_dynamics --preset gpu --device cuda on the default virtual primate, lstm +
-#            conv5:conv2, shipped backbone, and its --time-varied baseline (~3 min)
-#   precision  the same fit at bf16 and tf32 (EV within 0.01 of fp32?) (~4 min)
+#   fit      fit_dynamics --preset gpu --device cuda on the preset's virtual primate (1920
+#            images, generated first), lstm + conv5:conv2, shipped backbone, and its
+#            --time-varied baseline (~6 min)
+#   precision  the same fit at bf16 and tf32 (EV within 0.01 of fp32?) (~8 min)
 #   teacher  the same fit on the teacher's own backbone, and the teacher's own features through
-#            the same readouts (--init teacher --iters 0: the bound) (~4 min)
+#            the same readouts (--init teacher --iters 0: the bound) (~6 min)
+#   small    the lstm fit and its --time-varied baseline on the cpu preset's 320-image virtual
+#            primate at the same settings (the data the issue's first GPU numbers were on) (~4 min)
 # A smoke run of the script on a CPU: DEVICE=cpu EXTRA="--iters 2 --batch 2 --splits 2" (the
 # fits' flags), STAGES fit/teacher.
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 read -r -a EXTRA <<< "${EXTRA:-}"
-OUT=${1:?usage: gpu_acceptance.sh OUT [tests|bench|fit|precision|teacher ...]}
+OUT=${1:?usage: gpu_acceptance.sh OUT [tests|bench|fit|precision|teacher|small ...]}
 shift
 STAGES=("$@")
-[ ${#STAGES[@]} -gt 0 ] || STAGES=(tests bench fit precision teacher)
+[ ${#STAGES[@]} -gt 0 ] || STAGES=(tests bench fit precision teacher small)
 mkdir -p "$OUT"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)  # the source tree (tools/bench_torch.py)
 log() { echo "gpu_acceptance: $(date +%T) $*" | tee -a "$OUT/log.txt" >&2; }
@@ -45,7 +49,7 @@ import json, os, sys
 name, path, out = sys.argv[1:4]
 r = json.load(open(path))
 row = {"name": name, "settings": {k: r["settings"].get(k) for k in
-       ("motif", "feedback", "backbone", "batch", "iters", "lr", "precision", "time_varied", "device")},
+       ("data", "motif", "feedback", "backbone", "batch", "iters", "lr", "precision", "time_varied", "device")},
        "areas": {a: {"ev": v["ev"], "heldout_units": v.get("heldout_units"), "teacher": v.get("teacher"),
                      "ev_per_bin": v.get("ev_per_bin")} for a, v in r["areas"].items()},
        "seconds": r.get("seconds")}
@@ -84,20 +88,30 @@ for stage in "${STAGES[@]}"; do
         fi
         ;;
     fit)
-        fit default 300 --motif lstm --feedback conv5:conv2
-        fit time_varied 120 --time-varied
+        # the gpu preset's data (fit_dynamics would generate it too, inside the fit's time limit);
+        # byte for byte what fit_dynamics generates (models/fit/fit_flags.h fit_default_primate)
+        [ -f data/virtual_primate_1920.npz ] || { log "make_virtual_primate --images 1920";
+            timeout 300 ./bin/make_virtual_primate --images 1920 --out data/virtual_primate_1920.npz > /dev/null 2>&1;
+            log "make_virtual_primate: rc $?"; }
+        fit default 420 --motif lstm --feedback conv5:conv2
+        fit time_varied 180 --time-varied
         ;;
     precision)
-        fit bf16 300 --motif lstm --feedback conv5:conv2 --precision bf16
-        fit tf32 300 --motif lstm --feedback conv5:conv2 --precision tf32
+        fit bf16 420 --motif lstm --feedback conv5:conv2 --precision bf16
+        fit tf32 420 --motif lstm --feedback conv5:conv2 --precision tf32
         ;;
     teacher)
         [ -f data/teacher.npz ] || timeout 120 ./bin/make_virtual_primate --out /tmp/vp_check.npz \
             --write-teacher-backbone data/teacher_backbone.npz --write-teacher data/teacher.npz > /dev/null 2>&1
-        fit teacher 300 --motif lstm --feedback conv5:conv2 --backbone data/teacher_backbone.npz
-        fit bound 120 --init data/teacher.npz --iters 0
+        fit teacher 420 --motif lstm --feedback conv5:conv2 --backbone data/teacher_backbone.npz
+        fit bound 180 --init data/teacher.npz --iters 0
         ;;
-    *) log "unknown stage '$stage' (tests, bench, fit, precision, teacher)" ;;
+    small)
+        [ -f data/virtual_primate.npz ] || timeout 120 ./bin/make_virtual_primate > /dev/null 2>&1
+        fit small 300 --data data/virtual_primate.npz --motif lstm --feedback conv5:conv2
+        fit small_tv 120 --data data/virtual_primate.npz --time-varied
+        ;;
+    *) log "unknown stage '$stage' (tests, bench, fit, precision, teacher, small)" ;;
     esac
 done
 log "done"

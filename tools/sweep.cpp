@@ -63,7 +63,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kDefaultData = "data/virtual_primate.npz";  // fit_dynamics' default
 const char* kQuickData = "data/virtual_primate_quick.npz";
 // --quick: a few BPTT steps on two splits; with the quick data the motifs grid takes minutes.
 const std::vector<std::string> kQuickFlags = {"--iters", "4", "--val-every", "4", "--heldout-fit-images", "32", "--splits", "2"};
@@ -217,9 +216,10 @@ SweepArgs args_parse(int argc, char** argv) {
             "tools/sweep_slurm.sh), then --collect, all with the same --grid, --data, --out, --quick and `--` flags.\n"
             "Sweeps sharing one DIR split the work (claim files in DIR/claims/). A finished run is reused only if\n"
             "its results.json shows the same data (checksum) and flag values; otherwise the sweep stops, naming them.\n"
-            "Without --data: the virtual primate, a SIMULATED dataset (generated once into " + std::string(kDefaultData) + ").");
+            "Without --data: the virtual primate, a SIMULATED dataset (generated once into " + fit_default_primate("cpu").path +
+                ", or with `-- --preset gpu` " + fit_default_primate("gpu").path + ": fit_dynamics' own).");
     cli.flag("--grid", &a.grid_arg, "motifs, feedback, paper, or a grid file");
-    cli.flag("--data", &a.data, "neural dataset .npz (default: the virtual primate, " + std::string(kDefaultData) + ")");
+    cli.flag("--data", &a.data, "neural dataset .npz (default: the virtual primate of the fits' --preset, as fit_dynamics)");
     cli.flag("--out", &a.out, "output folder: the report, and runs/NAME/ per configuration");
     cli.flag("--jobs", &a.jobs, "configurations fitted at once (each with cores / jobs threads)").range(1, 1024);
     cli.flag("--quick", &a.quick,
@@ -251,6 +251,7 @@ SweepArgs args_parse(int argc, char** argv) {
 struct Sweep {
     SweepArgs args;
     bool simulated = false;  // the data is the virtual primate
+    VirtualPrimateConfig primate;  // without --data: the one generated (fit_default_primate, or --quick's)
     std::string fit;         // the fit_dynamics binary
     int threads = 1;         // per fit
     uint32_t data_crc = 0;   // of the data file (file_crc32)
@@ -386,7 +387,7 @@ void data_prepare(Sweep& w) {
                     std::fprintf(stderr, "sweep: no --data: generating the %svirtual primate (SIMULATED responses of a "
                                          "known teacher network, not recordings) into %s, once, before the fits ...\n",
                                  w.args.quick ? "quick " : "", data.c_str());
-                    Npz z = virtual_primate_generate(w.args.quick ? quick_primate() : VirtualPrimateConfig{}, true);
+                    Npz z = virtual_primate_generate(w.primate, true);
                     npz_write(data, z);
                 }
                 break;
@@ -635,7 +636,13 @@ int main(int argc, char** argv) {
 
         // The data every fit reads.
         w.simulated = a.data.empty();
-        if (w.simulated) a.data = a.quick ? kQuickData : kDefaultData;
+        if (w.simulated) {  // fit_dynamics' own default for the fits' preset (after "--"), or the quick one
+            std::vector<char*> fa = {argv[0]};
+            for (std::string& e : a.extra) fa.push_back(e.data());
+            const DefaultPrimate vp = fit_default_primate(fit_preset_of((int)fa.size(), fa.data()));
+            a.data = a.quick ? kQuickData : vp.path;
+            w.primate = a.quick ? quick_primate() : vp.config;
+        }
         else if (!fs::exists(a.data)) fail("--data: '%s' does not exist", a.data.c_str());
         else w.simulated = npz_index(a.data).has("teacher_config");
 

@@ -547,8 +547,9 @@ void weight_grad_blocks(float* dw, int64_t j0, int64_t j1, const float* dout, co
 // output transform writes those rows' outputs, all within one thread's cache; U is transformed
 // and packed once per weight (wino_u: reused while the weight is unchanged, so once per
 // training iteration in an unrolled graph). So no transformed plane goes through memory,
-// which is what made winograd.cpp's OpenBLAS form lose on small maps. The input gradient at stride 1 is again such
-// a convolution (flip, as igemm_conv's); the weight gradient is not (below).
+// which is what made winograd.cpp's OpenBLAS form lose on small maps. The input gradient at
+// stride 1 is again such a convolution (flip, as igemm_conv's); the weight gradient is not
+// (below).
 
 constexpr int MC = 16 * MR;  // rows of M at a time (16 x MC x NR floats: 384 KB on AVX-512)
 

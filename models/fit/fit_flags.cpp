@@ -30,7 +30,8 @@ namespace {
 //        a tiny5 virtual primate of 1024 images this preset reached V4 0.445 / IT 0.334 on
 //        the teacher's backbone and 0.417 / 0.278 on another, against 0.348 / 0.139 and
 //        0.313 / 0.141 for the previous one (16 images, lr 0.01, the residual feedforward
-//        unroll at onset 0).
+//        unroll at onset 0). Without --data it fits the 1920-image virtual primate
+//        (fit_default_primate, fit_flags.h): on the cpu preset's 320 images it overfits first.
 void preset_apply(FitFlags& v) {
     FitConfig& c = v.c;
     if (v.preset == "cpu") {
@@ -64,6 +65,12 @@ void onset_check(const std::string& s) {
 
 }  // namespace
 
+DefaultPrimate fit_default_primate(const std::string& preset) {
+    DefaultPrimate d{"data/virtual_primate.npz", VirtualPrimateConfig{}};
+    if (preset == "gpu") d.path = "data/virtual_primate_1920.npz", d.config.images = 1920;
+    return d;
+}
+
 std::string fit_preset_of(int argc, char** argv) {
     std::string p = "cpu";
     for (int i = 1; i < argc; i++) {
@@ -83,11 +90,12 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
             "paper's dynamics fit): frozen backbone, `--motif` cells at every layer, `--feedback` edges, one\n"
             "time-shared linear readout per area; scored on held-out images (noise-corrected EV per bin) and\n"
             "on held-out units. Without --data: the embedded virtual primate (a SIMULATED dataset with a known\n"
-            "teacher), generated into " + std::string(kFitDefaultData) + " on first use.\n"
+            "teacher), generated on first use into " + fit_default_primate("cpu").path + " (320 images; with --preset\n"
+            "gpu the same teacher on 1920 images, " + fit_default_primate("gpu").path + ").\n"
             "Writes DIR/results.json, results.csv, predictions.npz (every image's held-out prediction), ev_over_time.png,\n"
             "units.png, loss.png, checkpoints/.");
     const int C = kSweepConfig, S = kSweepShared;
-    cli.flag("--data", &v.data, "neural dataset .npz (default: the virtual primate, " + std::string(kFitDefaultData) + ")").tag(S);
+    cli.flag("--data", &v.data, "neural dataset .npz (default: the virtual primate, " + fit_default_primate(preset).path + ")").tag(S);
     cli.flag("--out", &v.out, "output folder (default runs/fit_dynamics/<motif>_<feedback>, or init_<checkpoint name> with --init)").tag(S);
     cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone)).tag(C);
     cli.flag("--init", &c.init, "start the student from this model checkpoint (e.g. make_virtual_primate --write-teacher; "

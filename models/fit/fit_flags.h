@@ -13,12 +13,24 @@
 #include <vector>
 
 #include "engine/cli.h"
+#include "models/datasets/virtual_primate.h"
 #include "models/fit/dynamics.h"
 #include "models/fit/scoring_flags.h"
 
 namespace vt {
 
-constexpr const char* kFitDefaultData = "data/virtual_primate.npz";  // the embedded virtual primate
+// The virtual primate a fit reads without --data (fit_dynamics, sweep), generated on first use:
+// for the `cpu` preset data/virtual_primate.npz (320 images: generation and fit in 10 minutes on
+// 2 cores); for the `gpu` preset the same teacher and sites recorded on 1920 images,
+// data/virtual_primate_1920.npz (its first 320 images are the cpu preset's; the paper's data had
+// 5760). Measured at the gpu preset on the CPU (README, "What limits the fit"): on 320 images
+// the fit overfits after ~100 of its 400 iterations (V4 0.41 / IT 0.19); on 1920 it was still
+// improving at iteration 380 (split 1: V4 0.657 / IT 0.390, time-varied 0.495 / 0.206).
+struct DefaultPrimate {
+    std::string path;
+    VirtualPrimateConfig config;
+};
+DefaultPrimate fit_default_primate(const std::string& preset);
 
 // What a fit_dynamics flag is to the sweep (Cli::Flag::tag).
 enum SweepRole : int {
