@@ -27,8 +27,9 @@
 // on a machine with several GPUs each fit gets its own (CUDA_VISIBLE_DEVICES), at most
 // --fits-per-gpu per GPU.
 //
-// Without --data the fits use the virtual primate (SIMULATED), generated here once (under a
-// lock beside the file, so that array tasks do not race to write it) before any fit starts.
+// Without --data the fits use the virtual primate (SIMULATED) of their preset, fit_dynamics'
+// own (models/fit/fit_flags.h fit_default_primate), generated here once (under a lock beside
+// the file, so that array tasks do not race to write it) before any fit starts.
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
