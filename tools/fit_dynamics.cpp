@@ -242,8 +242,10 @@ int main(int argc, char** argv) {
             preset == "cpu" && !cli.was_given("--splits")
                 ? strfmt("fit_dynamics: the cpu preset (a 10-minute run on 2 cores): %d splits (each half of the images "
                          "predicted by a model fitted on the other half) x %d BPTT iterations of %d images; the "
-                         "paper-scale fit: --preset gpu --device cuda (4 splits x 400 iterations of 32 images)\n",
-                         c.score.folds, c.iters, c.batch)
+                         "paper-scale fit: --preset gpu --device cuda (4 splits x 400 iterations of 32 images%s)\n",
+                         c.score.folds, c.iters, c.batch,
+                         data.empty() ? strfmt("; without --data, on %d images", fit_default_primate("gpu").config.images).c_str()
+                                      : "")
                 : "";
         if (out.empty()) out = default_out(c);
         // The run claims its folder (a second run into it is refused while this one runs; a
