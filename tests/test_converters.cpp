@@ -32,12 +32,7 @@ const std::string& inputs() {
     static bool tried = false;
     if (!tried) {
         tried = true;
-        static std::string made;
-        made = vt_test::temp_dir();
-        std::atexit([] {
-            std::error_code ec;
-            std::filesystem::remove_all(made, ec);
-        });
+        const std::string made = vt_test::temp_dir();  // removed at exit (testutil.h)
         Run r = sh("python3 " + root() + "/tests/fixtures/make_converter_inputs.py " + made);
         if (r.rc == 0) dir = made;
         else if (r.rc != 3) FAIL("make_converter_inputs.py failed: " << r.out);

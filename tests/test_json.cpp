@@ -113,13 +113,15 @@ TEST_CASE("tests: the temporary folders a test binary makes are removed when it 
         for (const auto& e : fs::directory_iterator(base)) n += e.path().filename().string().rfind("ventral_test_", 0) == 0;
         return n;
     };
-    const std::string run = "TMPDIR=" + vt_test::shell_quote(base) + " " + vt_test::shell_quote(self) +
+    const std::string run = "TMPDIR=" + vt_test::shell_quote(base) + " timeout 120 " + vt_test::shell_quote(self) +
                             " -tc='json: written atomically*' 2>&1";
     auto r = vt_test::shell_run("VT_KEEP_TEST_DIRS=1 " + run);
+    INFO(r.out);
     REQUIRE(r.rc == 0);
     CHECK(leftovers() == 1);  // kept on request: the inner run did make one
     for (const auto& e : fs::directory_iterator(base)) fs::remove_all(e.path());
     r = vt_test::shell_run("VT_KEEP_TEST_DIRS= " + run);
+    INFO(r.out);
     REQUIRE(r.rc == 0);
     CHECK(leftovers() == 0);
 }

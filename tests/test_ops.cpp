@@ -232,12 +232,13 @@ TEST_CASE("ops: conv2d's automatic CPU path takes the fused path's weight gradie
     }
 }
 
-TEST_CASE("ops: the fused Winograd reuses a weight's transform only while the weight is unchanged") {
+TEST_CASE("ops: conv2d's fused Winograd reuses a weight's transform only while the weight is unchanged") {
     // igemm.cpp wino_u keeps the transformed weights of the last 16 weights it saw, by address.
     // Each result must be bit for bit that of a fresh copy of the weight (another address, so
     // transformed anew): after an in-place change of one element (the first, the last: the
     // optimiser's update), after the cache has cycled through more weights than it holds, and
-    // for the input gradient (the flipped weight).
+    // for the input gradient (the flipped weight; a square weight, whose flipped transform has the
+    // forward's shape, right after the forward).
     if (!cpu::igemm_applies(conv_dims(1, 1, 3, 3, 1, 3, 3, 1, 1, 1, 1))) return;  // no fused path here
     vt_test::ConvPathScope scope(CpuConvPath::FusedWinograd);
     const Tensor x = randn({2, 8, 9, 9}, 45, 1.f, false);
@@ -246,7 +247,7 @@ TEST_CASE("ops: the fused Winograd reuses a weight's transform only while the we
         return std::vector<float>(y.data(), y.data() + y.numel());
     };
     auto dx = [&](const Tensor& w) {  // the input gradient of sum(y * r)
-        Tensor xg = randn({2, 8, 9, 9}, 45, 1.f, true), r = randn({2, 6, 9, 9}, 46, 1.f, false);
+        Tensor xg = randn({2, 8, 9, 9}, 45, 1.f, true), r = randn({2, w.shape[0], 9, 9}, 46, 1.f, false);
         Tape tape;
         TapeScope ts(tape);
         tape.backward(sum(mul(conv2d(xg, w, Tensor(), 1, 1), r)));
@@ -272,7 +273,20 @@ TEST_CASE("ops: the fused Winograd reuses a weight's transform only while the we
     for (int k = 0; k < 20; k++) others.push_back(randn({6, 8, 3, 3}, 100 + k, 0.5f, false)), fwd(others.back());
     const std::vector<float> y2 = fwd(w);
     CHECK(y2 == fwd(fresh(w)));
+    CHECK(dx(w) == dx(fresh(w)));
     CHECK(fwd(others[19]) == fwd(fresh(others[19])));
+    // a square weight: its flipped transform has the forward's shape, and is asked for right
+    // after the forward; the input gradient is the forward convolution of r by the weight with
+    // its channel axes swapped and its taps reversed, written out (no flip inside the kernel)
+    const Tensor sq = randn({8, 8, 3, 3}, 48, 0.5f, false);
+    std::vector<float> wf((size_t)sq.numel());
+    for (int o = 0; o < 8; o++)
+        for (int c = 0; c < 8; c++)
+            for (int t = 0; t < 9; t++) wf[(size_t)(c * 8 + o) * 9 + t] = sq.data()[(o * 8 + c) * 9 + (8 - t)];
+    const Tensor yt = conv2d(randn({2, 8, 9, 9}, 46, 1.f, false), tensor_from({8, 8, 3, 3}, wf), Tensor(), 1, 1);
+    const std::vector<float> ys = fwd(sq), ds = dx(sq);
+    CHECK(ys == fwd(fresh(sq)));
+    CHECK(ds == std::vector<float>(yt.data(), yt.data() + yt.numel()));
 }
 
 TEST_CASE("ops: conv2d's input and weight gradients are the direct convolution's adjoints") {

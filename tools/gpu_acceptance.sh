@@ -9,8 +9,9 @@
 # OUT gets at most 6 files (the device tool brings back 8): tests.txt, bench.jsonl, torch.jsonl,
 # fits.txt (each fit's summary table), fits.json (each fit's EV per area and bin, settings and
 # time) and log.txt (what ran when, each step's exit code). Stages (default: all, in this
-# order; estimated from the earlier runs' speed on an H200, about 30 minutes in all: one
-# 15-minute loan gets tests, bench and fit, a second run names the stages left):
+# order; estimated from the earlier runs' speed on an H200, about 30 minutes in all, more
+# than one 15-minute loan and one 10-minute command: run `tests bench`, then `fit`, then
+# `precision`, then `teacher small`, each its own command):
 #   tests    the GPU tests, FP32 twins and the tf32/bf16 precision checks (~1 min)
 #   bench    ./bin/bench W1-W5 at fp32, tf32 and bf16; the PyTorch reference of W1-W5 at its
 #            default policy, as written and with --hoist, if a Python with torch is found
@@ -24,7 +25,8 @@
 #   small    the lstm fit and its --time-varied baseline on the cpu preset's 320-image virtual
 #            primate at the same settings (the data the issue's first GPU numbers were on) (~4 min)
 # A smoke run of the script on a CPU: DEVICE=cpu EXTRA="--iters 2 --batch 2 --splits 2" (the
-# fits' flags), STAGES fit/teacher.
+# fits' flags), STAGES fit/teacher/small (generating the 1920 images takes ~5 minutes on 2 cores:
+# copy them into data/ first).
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 read -r -a EXTRA <<< "${EXTRA:-}"
@@ -58,6 +60,14 @@ json.dump(rows + [row], open(out, "w"), indent=1)
 PY
 }
 
+need_1920() {  # the gpu preset's data, before its fits' time limits start (a fresh machine has no data/);
+    # byte for byte what fit_dynamics generates (models/fit/fit_flags.h fit_default_primate)
+    [ -f data/virtual_primate_1920.npz ] && return
+    log "make_virtual_primate --images 1920"
+    timeout 300 ./bin/make_virtual_primate --images 1920 --out data/virtual_primate_1920.npz > /dev/null 2>&1
+    log "make_virtual_primate: rc $?"
+}
+
 for stage in "${STAGES[@]}"; do
     case $stage in
     tests)
@@ -88,26 +98,25 @@ for stage in "${STAGES[@]}"; do
         fi
         ;;
     fit)
-        # the gpu preset's data (fit_dynamics would generate it too, inside the fit's time limit);
-        # byte for byte what fit_dynamics generates (models/fit/fit_flags.h fit_default_primate)
-        [ -f data/virtual_primate_1920.npz ] || { log "make_virtual_primate --images 1920";
-            timeout 300 ./bin/make_virtual_primate --images 1920 --out data/virtual_primate_1920.npz > /dev/null 2>&1;
-            log "make_virtual_primate: rc $?"; }
+        need_1920
         fit default 420 --motif lstm --feedback conv5:conv2
         fit time_varied 180 --time-varied
         ;;
     precision)
+        need_1920
         fit bf16 420 --motif lstm --feedback conv5:conv2 --precision bf16
         fit tf32 420 --motif lstm --feedback conv5:conv2 --precision tf32
         ;;
     teacher)
         [ -f data/teacher.npz ] || timeout 120 ./bin/make_virtual_primate --out /tmp/vp_check.npz \
             --write-teacher-backbone data/teacher_backbone.npz --write-teacher data/teacher.npz > /dev/null 2>&1
+        need_1920
         fit teacher 420 --motif lstm --feedback conv5:conv2 --backbone data/teacher_backbone.npz
         fit bound 180 --init data/teacher.npz --iters 0
         ;;
     small)
-        [ -f data/virtual_primate.npz ] || timeout 120 ./bin/make_virtual_primate > /dev/null 2>&1
+        [ -f data/virtual_primate.npz ] || { timeout 120 ./bin/make_virtual_primate > /dev/null 2>&1;
+            log "make_virtual_primate (320 images): rc $?"; }
         fit small 300 --data data/virtual_primate.npz --motif lstm --feedback conv5:conv2
         fit small_tv 120 --data data/virtual_primate.npz --time-varied
         ;;

@@ -220,7 +220,8 @@ static int64_t tiles_2x2(const ConvDims& d) { return (int64_t)d.N * ((d.OH + 1) 
 // (with the implicit GEMM's weight gradient, before Winograd's: below) 1.03-1.6x faster than
 // the best of the others wherever there are 256 output tiles (2x2
 // blocks of outputs, over the batch) and more, and on fewer, down to 64, while the transformed
-// weights (16 x OC x C floats, recomputed at every call) stay small (128 -> 128 at 4x4:
+// weights (16 x OC x C floats, recomputed at every call then; since, once per weight and
+// iteration: igemm.cpp wino_u) stay small (128 -> 128 at 4x4:
 // 1.26x); with fewer tiles and larger weights (256 -> 512 at 4x4) or on 2x2 maps 0.2-0.55x.
 static bool use_fused_winograd(const ConvDims& d) {
     if (!wino_fused_applies(d)) return false;

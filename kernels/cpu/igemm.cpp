@@ -163,7 +163,11 @@ struct Buf {
         }
         return p;
     }
+    void release() { std::free(p), p = nullptr, n = 0; }
     ~Buf() { std::free(p); }
+    Buf() = default;
+    Buf(const Buf&) = delete;  // owns p
+    Buf& operator=(const Buf&) = delete;
 };
 
 // A run of a block's columns: one output row's pixels (n, oh, ow .. ow + len), which stay in
@@ -592,7 +596,10 @@ void wino_pack_u(float* dst, const float* w, bool flip, int M, int C, int mpad) 
 // the input gradient), and a frozen backbone's weights never change. A weight is found by its
 // address, flip and shape, and its U is reused only while the weight's contents are byte for
 // byte those it was transformed from (an optimiser updates weights in place): a stale U can
-// never be used, and a changed weight costs one compare more than no cache.
+// never be used, and a changed weight costs one compare more than no cache. The slots hold at
+// most WINO_U_BUDGET bytes together (least recently used ones freed first; one weight larger
+// than that alone is still kept).
+constexpr size_t WINO_U_BUDGET = size_t(256) << 20;
 struct WinoU {
     const float* w = nullptr;  // null: the slot holds nothing valid
     bool flip = false;
@@ -609,7 +616,7 @@ const float* wino_u(const float* w, bool flip, int M, int C, int mpad) {
     const size_t nw = (size_t)M * C * 9;
     WinoU* s = nullptr;
     for (WinoU& e : slot)
-        if (e.w == w && e.flip == flip && e.M == M && e.C == C) s = &e;
+        if (e.w && e.w == w && e.flip == flip && e.M == M && e.C == C) s = &e;
     if (s && std::memcmp(s->copy.data(), w, nw * sizeof(float)) == 0) {
         s->used = ++clock;
         return s->u.p;
@@ -620,6 +627,21 @@ const float* wino_u(const float* w, bool flip, int M, int C, int mpad) {
             if (e.used < s->used) s = &e;
     }
     s->w = nullptr;  // invalid until both the copy and U are complete
+    const size_t need = (nw + (size_t)16 * mpad * C) * sizeof(float);
+    auto held = [](const WinoU& e) { return (e.copy.capacity() + e.u.n) * sizeof(float); };
+    auto release = [](WinoU& e) { e.w = nullptr, e.used = 0, std::vector<float>().swap(e.copy), e.u.release(); };
+    if (held(*s) > 2 * need) release(*s);  // a much larger weight's buffers: not kept for this one
+    for (;;) {  // within the budget: free the least recently used other slots
+        size_t total = need;
+        WinoU* lru = nullptr;
+        for (WinoU& e : slot) {
+            if (&e == s) continue;
+            total += held(e);
+            if (held(e) > 0 && (!lru || e.used < lru->used)) lru = &e;
+        }
+        if (total <= WINO_U_BUDGET || !lru) break;
+        release(*lru);
+    }
     s->copy.assign(w, w + nw);
     float* up = s->u.get((size_t)16 * mpad * C);
     wino_pack_u(up, w, flip, M, C, mpad);
