@@ -81,10 +81,10 @@ NeuralData data_load(std::string& data, bool virtual_primate, const std::string&
             std::fprintf(stderr, "fit_dynamics: no --data: using the virtual primate in %s (SIMULATED responses of a "
                                  "known teacher network, not recordings; delete the file to regenerate it)\n", data.c_str());
         } else {
+            const int minutes = (vp.config.images + 399) / 400;  // measured: 320 images 0:30-1:00, 1920 4:52
             std::fprintf(stderr, "fit_dynamics: no --data: generating the virtual primate (SIMULATED responses of a "
                                  "known teacher network, not recordings; %d images) into %s, once; about %d minute%s on 2 "
-                                 "cores ...\n", vp.config.images, data.c_str(), vp.config.images > 320 ? 5 : 1,
-                         vp.config.images > 320 ? "s" : "");
+                                 "cores ...\n", vp.config.images, data.c_str(), minutes, minutes > 1 ? "s" : "");
             Npz z = virtual_primate_generate(vp.config, true);
             fs::create_directories(fs::path(data).parent_path());
             npz_write(data, z);

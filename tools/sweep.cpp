@@ -638,9 +638,7 @@ int main(int argc, char** argv) {
         // The data every fit reads.
         w.simulated = a.data.empty();
         if (w.simulated) {  // fit_dynamics' own default for the fits' preset (after "--"), or the quick one
-            std::vector<char*> fa = {argv[0]};
-            for (std::string& e : a.extra) fa.push_back(e.data());
-            const DefaultPrimate vp = fit_default_primate(fit_preset_of((int)fa.size(), fa.data()));
+            const DefaultPrimate vp = fit_default_primate(fit_preset_of(a.extra));
             a.data = a.quick ? kQuickData : vp.path;
             w.primate = a.quick ? quick_primate() : vp.config;
         }

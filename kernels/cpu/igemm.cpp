@@ -891,8 +891,8 @@ void wino_pack_v(float* bp, int kt, int tt, const WinoTile& w, const float* xt, 
 }
 
 // The block's tile tt into A = dM: ap[xi][ip][tt][r], row ip MR + r, from dt (its image's
-// output pixels x ld >= mpad rows, rows past OC zero), VL rows at a time, each vector's lanes stored into the
-// panels they fall in (up to 4 on AVX-512, 2 on AVX2) by masked stores.
+// output pixels x ld >= mpad rows, rows past OC zero), VL rows at a time, each vector's lanes
+// stored into the panels they fall in (up to 4 on AVX-512, 2 on AVX2) by masked stores.
 void wino_pack_dm(float* ap, int kt, int tt, const WinoTile& w, const float* dt, int ld, int mpad) {
     const int nip = mpad / MR;
     const V z = vzero();

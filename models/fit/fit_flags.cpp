@@ -71,15 +71,17 @@ DefaultPrimate fit_default_primate(const std::string& preset) {
     return d;
 }
 
-std::string fit_preset_of(int argc, char** argv) {
+std::string fit_preset_of(const std::vector<std::string>& args) {
     std::string p = "cpu";
-    for (int i = 1; i < argc; i++) {
-        std::string a = argv[i];
-        if (a == "--preset" && i + 1 < argc) p = argv[i + 1];
+    for (size_t i = 0; i < args.size(); i++) {
+        const std::string& a = args[i];
+        if (a == "--preset" && i + 1 < args.size()) p = args[i + 1];
         else if (a.rfind("--preset=", 0) == 0) p = a.substr(9);
     }
     return p;
 }
+
+std::string fit_preset_of(int argc, char** argv) { return fit_preset_of(std::vector<std::string>(argv + 1, argv + argc)); }
 
 Cli fit_cli(FitFlags& v, const std::string& preset) {
     FitConfig& c = v.c;
@@ -218,7 +220,7 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
     std::vector<char*> argv = {const_cast<char*>("fit_dynamics")};
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     FitFlags v;
-    const Cli cli = fit_cli(v, fit_preset_of((int)argv.size(), argv.data()));
+    const Cli cli = fit_cli(v, fit_preset_of(args));
     auto kept = [](const std::string& n) {
         return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite" && n != "--device";
     };

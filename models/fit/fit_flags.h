@@ -49,8 +49,10 @@ struct FitFlags {
 };
 
 // The preset named in argv (--preset X or --preset=X; "cpu" if none): it must be known before
-// the flags are declared, since its values are their defaults.
+// the flags are declared, since its values are their defaults. `args`: the flags alone (argv
+// without the program name, or a sweep's flags for every fit).
 std::string fit_preset_of(int argc, char** argv);
+std::string fit_preset_of(const std::vector<std::string>& args);
 
 // Declares every flag of fit_dynamics, bound to v, with `preset`'s values applied (vt::fail on
 // an unknown preset). v must outlive the Cli.
