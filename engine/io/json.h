@@ -9,7 +9,7 @@
 // name the file, the line and column and what was wrong.
 //
 // Every tool's results file carries "format": "<tool>-<version>" (json_format_check), and
-// README ("Results files") documents each schema.
+// docs/results.md documents each schema.
 #pragma once
 #include <cmath>
 #include <string>

@@ -186,8 +186,8 @@ static void ncp_to_cnp(float* y, const float* dout, int N, int OC, int64_t P) {
 static CpuConvPath conv_path = CpuConvPath::Auto;  // kernels.h cpu_set_conv_path, at the end
 
 // The Winograd tile size m (2 or 4) where it applies and pays, else 0 (im2col). Measured with
-// `bench --workload conv` (2 threads, AVX-512 CPU; README "Winograd on the CPU"): F(4x4)
-// 1.27-1.62x (forward, backward) on maps of 32x32 = 1024 pixels and more from 64 input
+// `bench --workload conv` (2 threads, AVX-512 CPU; docs/benchmarks.md, "Winograd on the CPU"):
+// F(4x4) 1.27-1.62x (forward, backward) on maps of 32x32 = 1024 pixels and more from 64 input
 // channels on; on 16x16 maps at 256 channels F(2x2) and F(4x4) both gain 1.1-1.3x, which one
 // more depends on the batch (batch 8, W5's, favours F(2x2)); smaller maps or fewer channels
 // lose (0.1-1.0x: the transforms' memory traffic and narrow GEMMs outweigh the multiplies saved).
@@ -201,9 +201,9 @@ static int winograd_tile(const ConvDims& d) {
 }
 
 // Whether the convolution goes through the implicit GEMM (igemm.cpp), where Winograd does not:
-// measured with `bench --workload conv` (2 threads, AVX-512 CPU, batch 16; README "The implicit
-// GEMM on the CPU"), 1.1-1.5x (forward, backward) over im2col + OpenBLAS on maps of 8x8 = 64
-// pixels and more up to 512 output channels (hcnn5-s's conv2-conv3 and their cells; at 8x8 and
+// measured with `bench --workload conv` (2 threads, AVX-512 CPU, batch 16; docs/benchmarks.md,
+// "The implicit GEMM on the CPU"), 1.1-1.5x (forward, backward) over im2col + OpenBLAS on maps
+// of 8x8 = 64 pixels and more up to 512 output channels (hcnn5-s's conv2-conv3 and their cells; at 8x8 and
 // 512 channels even); maps of 4x4 and less lose (0.6-1.1x), 1024 output channels too (0.9x).
 static bool use_implicit(const ConvDims& d) {
     if (!igemm_applies(d)) return false;
@@ -216,8 +216,8 @@ static int64_t tiles_2x2(const ConvDims& d) { return (int64_t)d.N * ((d.OH + 1) 
 
 // Whether the convolution goes through Winograd F(2x2) on the implicit GEMM's micro-kernel
 // (igemm.cpp), which comes before the rules above: measured with `bench --workload conv` (2
-// threads, AVX-512 CPU, batch 16; README "Winograd on the implicit GEMM"), forward + backward
-// (with the implicit GEMM's weight gradient, before Winograd's: below) 1.03-1.6x faster than
+// threads, AVX-512 CPU, batch 16; docs/benchmarks.md, "Winograd on the implicit GEMM"), forward
+// + backward (with the implicit GEMM's weight gradient, before Winograd's: below) 1.03-1.6x faster than
 // the best of the others wherever there are 256 output tiles (2x2
 // blocks of outputs, over the batch) and more, and on fewer, down to 64, while the transformed
 // weights (16 x OC x C floats, recomputed at every call then; since, once per weight and
@@ -232,9 +232,9 @@ static bool use_fused_winograd(const ConvDims& d) {
 
 // Where the fused path runs, whether its weight gradient is Winograd's too (igemm.cpp) or the
 // implicit GEMM's. Measured with a harness timing the two alone, alternated (2 threads, AVX-512
-// CPU, batch 4 and 16, the shapes of `bench --workload conv`; README "Winograd on the implicit
-// GEMM"): from 128 input channels on Winograd's is 1.1-2.1x faster on most shapes (0.93-0.99x
-// on a few), on 64 channels a toss-up (0.76-1.97x, median 1.06x: its transforms, per input and
+// CPU, batch 4 and 16, the shapes of `bench --workload conv`; docs/benchmarks.md, "Winograd's
+// weight gradient"): from 128 input channels on Winograd's is 1.1-2.1x faster on most shapes
+// (0.93-0.99x on a few), on 64 channels a toss-up (0.76-1.97x, median 1.06x: its transforms, per input and
 // output channel, weigh more against fewer multiplies), on 32 0.5-0.9x.
 static bool use_wino_weight_grad(const ConvDims& d) {
     if (conv_path != CpuConvPath::Auto) return true;  // forced: the whole path

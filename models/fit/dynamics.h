@@ -22,7 +22,7 @@
 //     cells' start (dynamics.cpp cells_start): with memory_init every cell channel is a
 //     leaky integrator of its input (cells.h cell_init_memory); residual cells start with
 //     a = cell_scale_init, and with a = 0 a fresh student IS its feedforward unroll. Measured
-//     (README, "What limits the fit"): plain cells with memory do best in short fits and in
+//     (docs/fit_quality.md, "What limits the fit"): plain cells with memory do best in short fits and in
 //     long fits on 1024 images; the residual feedforward unroll only in long fits on 128
 //     images and a mismatched backbone (the recovery test's setting). With `init` the student is
 //     that checkpoint's model instead (backbone, cells, feedback; residual or not). The fresh
@@ -170,8 +170,8 @@ float param_lr_scale(const std::string& name, const Shape& shape, const FitConfi
 // the warm-up, then 1 (lr_schedule "constant") or a half cosine that starts at 1 on the first
 // iteration after the warm-up and reaches 0 at iteration iters + 1 ("cosine"). Adam moves a
 // weight by about its step each iteration, so a high start covers the distance to where the
-// data want the cells and the decay lets the last iterations settle (README, "What limits the
-// fit").
+// data want the cells and the decay lets the last iterations settle (docs/fit_quality.md, "What
+// limits the fit").
 float lr_factor(const FitConfig& cfg, int it);
 
 // "V4=conv3,IT=conv5" -> {{"V4","conv3"}, {"IT","conv5"}}; fails on a malformed pair.

@@ -17,7 +17,7 @@ namespace {
 //        Two splits (halves of the images, each predicted by a model trained on the other)
 //        with 96 BPTT iterations of 4 images each: measured, BPTT pays from ~30 iterations on
 //        (the validation score still rises at 96), and 4 splits x 96 would take ~15 minutes
-//        (README, "Fitting dynamics"). The student starts where a short fit does best: plain
+//        (docs/fit_quality.md, "The default fit"). The student starts where a short fit does best: plain
 //        cells as leaky integrators (memory of the image after it goes) and the onset chosen
 //        on training images.
 //        The lr starts at 0.03 and decays as a half cosine after 8 iterations of warm-up:
@@ -25,7 +25,7 @@ namespace {
 //        a constant 0.01.
 //   gpu  the paper-scale fit: 4 splits, 400 iterations of 32 images per split, lr 0.05
 //        decaying as a half cosine after 20 iterations of warm-up, from the cpu preset's
-//        start. Measured (README, "What limits the fit"): what a fit needs is images seen,
+//        start. Measured (docs/fit_quality.md, "What limits the fit"): what a fit needs is images seen,
 //        and a larger batch gives them cheaply on a GPU if the step is larger and decays; on
 //        a tiny5 virtual primate of 1024 images this preset reached V4 0.445 / IT 0.334 on
 //        the teacher's backbone and 0.417 / 0.278 on another, against 0.348 / 0.139 and

@@ -23,7 +23,7 @@ namespace vt {
 // for the `cpu` preset data/virtual_primate.npz (320 images: generation and fit in 10 minutes on
 // 2 cores); for the `gpu` preset the same teacher and sites recorded on 1920 images,
 // data/virtual_primate_1920.npz (its first 320 images are the cpu preset's; the paper's data had
-// 5760). Measured at the gpu preset on the CPU (README, "What limits the fit"): on 320 images
+// 5760). Measured at the gpu preset on the CPU (docs/fit_quality.md, "What limits the fit"): on 320 images
 // the fit overfits after ~100 of its 400 iterations (V4 0.41 / IT 0.19); on 1920 it was still
 // improving at iteration 380 (split 1: V4 0.657 / IT 0.390, time-varied 0.495 / 0.206).
 struct DefaultPrimate {

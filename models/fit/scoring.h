@@ -180,7 +180,7 @@ void area_score_summarise(AreaScore& a, int64_t S, int64_t B);
 int64_t score_layer_fits(const Targets& tg, int64_t T, const std::vector<Mapping>& mappings);
 
 // ---- output ---------------------------------------------------------------------------
-// results.json ("format": "ventral-scores-1"; README, "Results files"): settings, data
+// results.json ("format": "ventral-scores-1"; docs/results.md): settings, data
 // summary, and per layer the scores of every mapping and area. `extra` are (key, value) pairs
 // added to "settings".
 Json scores_json(const Targets& tg, const std::vector<LayerScore>& layers,
