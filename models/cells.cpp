@@ -290,7 +290,10 @@ Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const T
         const int cx = (int)C, cs = (int)W.dim(1) - cx;
         if (!x_repeats && s.defined()) return conv3(concat_channels({x, s}), w);  // one GEMM over both
         Tensor gx = x_part(w, k, [&] { return conv2d(x, slice_channels(W, 0, cx), p[n + w + "bias"], 1, 1); });
-        return s.defined() ? add(gx, conv2d(s, slice_channels(W, cx, cs), Tensor(), 1, 1)) : gx;
+        if (!s.defined()) return gx;
+        if (st.w_state.size() <= k) st.w_state.resize(k + 1);
+        if (!st.w_state[k].defined()) st.w_state[k] = slice_channels(W, cx, cs);
+        return add(gx, conv2d(s, st.w_state[k], Tensor(), 1, 1));
     };
     switch (m) {
     case Motif::None: return x;

@@ -58,6 +58,9 @@ struct CellState {
     // while x is the same tensor (one per conv: gru has two).
     Tensor x_last;
     std::vector<Tensor> x_proj;
+    // With x_repeats: the state half W_h of each cell conv's weight, sliced once per unroll and
+    // shared by every step (one tensor, so one transformed weight in the convolutions' caches).
+    std::vector<Tensor> w_state;
 };
 
 // One step: returns h (N, C, H, W) and replaces st with the new state. A cell conv over

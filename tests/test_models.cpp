@@ -233,7 +233,7 @@ TEST_CASE("cells: every cell passes the gradient checker over three steps") {
     }
 }
 
-TEST_CASE("cells: a zero state skips its half of the conv, a repeated x keeps its projection; the step is the same") {
+TEST_CASE("cells: a zero state skips its half of the conv, a repeated x keeps its projection and shares one state half of the weight; the step is the same") {
     // Three ways through the same five steps, x = [a, a, a, b, b]: (1) the default (x_repeats
     // off), starting from an undefined (zero) state, (2) x_repeats on, (3) the state given as
     // explicit zero tensors, so that the first step runs the conv over [x, 0] in one GEMM.
@@ -263,8 +263,19 @@ TEST_CASE("cells: a zero state skips its half of the conv, a repeated x keeps it
                 Tensor loss;
                 for (int t = 0; t < 5; t++) {
                     const Tensor& x = t < 3 ? a : b;
-                    std::vector<Tensor> before = st.x_proj;
+                    std::vector<Tensor> before = st.x_proj, w_before = st.w_state;
                     out.hs.push_back(cell_step(mo, p, "L", x, st, way == 2));
+                    // the weights' state halves (rgc has none: its convs take one input each):
+                    // sliced at the first step with a state, then one tensor shared by every step
+                    if (way == 2 && mo != Motif::RGC) {
+                        CHECK(st.w_state.empty() == (t == 0));
+                        for (size_t k = 0; k < st.w_state.size(); k++) {
+                            bool kept = k < w_before.size() && w_before[k].buf == st.w_state[k].buf;
+                            CHECK(kept == (t >= 2));
+                        }
+                    } else {
+                        CHECK(st.w_state.empty());
+                    }
                     if (way == 2) {  // the projections: kept while x repeats, new for a new x
                         REQUIRE(!st.x_proj.empty());
                         for (size_t k = 0; k < st.x_proj.size(); k++) {

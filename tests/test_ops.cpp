@@ -183,22 +183,24 @@ TEST_CASE("ops: conv2d matches a direct convolution for kernel sizes, strides, p
 TEST_CASE("ops: conv2d's automatic CPU path is the measured rule's") {
     // Auto's output is bit for bit the chosen path's (and not the others': their roundings differ)
     // (where the build's CPU has no AVX2, the implicit GEMM's and the fused Winograd's shapes go
-    // by the rules after them: the OpenBLAS Winograd's or im2col). Batch 2: output tiles 2 x
-    // ceil(H / 2)^2.
+    // by the rules after them: the OpenBLAS Winograd's or im2col). Output tiles: N x ceil(H / 2)^2.
     const bool avx = cpu::igemm_applies(conv_dims(1, 1, 3, 3, 1, 3, 3, 1, 1, 1, 1));
     const CpuConvPath implicit = avx ? CpuConvPath::Implicit : CpuConvPath::Im2col;
     auto fused = [&](CpuConvPath otherwise) { return avx ? CpuConvPath::FusedWinograd : otherwise; };
-    struct Case { int C, H, OC; CpuConvPath want; };
-    for (Case c : {Case{64, 32, 3, fused(CpuConvPath::Winograd4)}, Case{256, 16, 3, fused(CpuConvPath::Winograd2)},
-                   Case{32, 32, 3, fused(CpuConvPath::Im2col)}, Case{128, 16, 3, fused(CpuConvPath::Im2col)},
-                   // 128 tiles: fused while OC x C <= 32768; 288 tiles: whatever the weight's size
-                   Case{128, 16, 256, fused(CpuConvPath::Im2col)}, Case{128, 16, 257, implicit},
-                   Case{200, 24, 200, fused(CpuConvPath::Im2col)},
-                   // 32 tiles: below the fused rule's
-                   Case{256, 8, 3, implicit}, Case{32, 8, 512, implicit}, Case{32, 8, 513, CpuConvPath::Im2col},
-                   Case{256, 4, 3, CpuConvPath::Im2col}, Case{64, 7, 3, CpuConvPath::Im2col}}) {
-        CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.OC);
-        Tensor x = randn({2, c.C, c.H, c.H}, 41, 1.f, false), w = randn({c.OC, c.C, 3, 3}, 42, 0.5f, false);
+    struct Case { int N, C, H, OC; CpuConvPath want; };
+    for (Case c : {Case{2, 64, 32, 3, fused(CpuConvPath::Winograd4)}, Case{2, 256, 16, 3, fused(CpuConvPath::Winograd2)},
+                   Case{2, 32, 32, 3, fused(CpuConvPath::Im2col)}, Case{2, 128, 16, 3, fused(CpuConvPath::Im2col)},
+                   // 64-255 tiles on maps of 4x4 and more: fused whatever the weight's size
+                   Case{2, 128, 16, 257, fused(implicit)}, Case{4, 128, 8, 257, fused(implicit)},
+                   Case{16, 128, 4, 257, fused(CpuConvPath::Im2col)}, Case{2, 200, 24, 200, fused(CpuConvPath::Im2col)},
+                   // 64 tiles on 3x3 maps: fused while OC x C <= 32768
+                   Case{16, 128, 3, 256, fused(CpuConvPath::Im2col)}, Case{16, 128, 3, 257, CpuConvPath::Im2col},
+                   // fewer than 64 tiles: below the fused rule's
+                   Case{2, 256, 8, 3, implicit}, Case{2, 32, 8, 512, implicit}, Case{2, 32, 8, 513, CpuConvPath::Im2col},
+                   Case{3, 128, 8, 257, implicit}, Case{2, 256, 4, 3, CpuConvPath::Im2col},
+                   Case{2, 64, 7, 3, CpuConvPath::Im2col}}) {
+        CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.OC);
+        Tensor x = randn({c.N, c.C, c.H, c.H}, 41, 1.f, false), w = randn({c.OC, c.C, 3, 3}, 42, 0.5f, false);
         std::vector<std::vector<float>> out;
         for (CpuConvPath path : kConvPaths) {
             vt_test::ConvPathScope scope(path);
@@ -233,7 +235,7 @@ TEST_CASE("ops: conv2d's automatic CPU path takes the fused path's weight gradie
 }
 
 TEST_CASE("ops: conv2d's fused Winograd reuses a weight's transform only while the weight is unchanged") {
-    // igemm.cpp wino_u keeps the transformed weights of the last 16 weights it saw, by address.
+    // igemm.cpp wino_u keeps the transformed weights of the last 32 weights it saw, by address.
     // Each result must be bit for bit that of a fresh copy of the weight (another address, so
     // transformed anew): after an in-place change of one element (the first, the last: the
     // optimiser's update), after the cache has cycled through more weights than it holds, and
@@ -269,12 +271,12 @@ TEST_CASE("ops: conv2d's fused Winograd reuses a weight's transform only while t
         CHECK(y1 == fwd(fresh(w)));
         CHECK(d1 == dx(fresh(w)));
     }
-    std::vector<Tensor> others;  // 20 more weights, each transformed, push w out of the cache
-    for (int k = 0; k < 20; k++) others.push_back(randn({6, 8, 3, 3}, 100 + k, 0.5f, false)), fwd(others.back());
+    std::vector<Tensor> others;  // 40 more weights, each transformed, push w out of the cache
+    for (int k = 0; k < 40; k++) others.push_back(randn({6, 8, 3, 3}, 100 + k, 0.5f, false)), fwd(others.back());
     const std::vector<float> y2 = fwd(w);
     CHECK(y2 == fwd(fresh(w)));
     CHECK(dx(w) == dx(fresh(w)));
-    CHECK(fwd(others[19]) == fwd(fresh(others[19])));
+    CHECK(fwd(others[39]) == fwd(fresh(others[39])));
     // a square weight: its flipped transform has the forward's shape, and is asked for right
     // after the forward; the input gradient is the forward convolution of r by the weight with
     // its channel axes swapped and its taps reversed, written out (no flip inside the kernel)

@@ -215,19 +215,20 @@ static bool use_implicit(const ConvDims& d) {
 static int64_t tiles_2x2(const ConvDims& d) { return (int64_t)d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2); }
 
 // Whether the convolution goes through Winograd F(2x2) on the implicit GEMM's micro-kernel
-// (igemm.cpp), which comes before the rules above: measured with `bench --workload conv` (2
-// threads, AVX-512 CPU, batch 16; docs/benchmarks.md, "Winograd on the implicit GEMM"), forward
-// + backward (with the implicit GEMM's weight gradient, before Winograd's: below) 1.03-1.6x faster than
-// the best of the others wherever there are 256 output tiles (2x2
-// blocks of outputs, over the batch) and more, and on fewer, down to 64, while the transformed
-// weights (16 x OC x C floats, recomputed at every call then; since, once per weight and
-// iteration: igemm.cpp wino_u) stay small (128 -> 128 at 4x4:
-// 1.26x); with fewer tiles and larger weights (256 -> 512 at 4x4) or on 2x2 maps 0.2-0.55x.
+// (igemm.cpp), which comes before the rules above. Measured with `bench --workload conv` (2
+// threads, AVX-512 CPU, batch 4, 8, 16 and 64, the weights' transforms kept across calls as in
+// training (igemm.cpp wino_u); docs/benchmarks.md, "Winograd on the implicit GEMM", "The fused
+// rule with the transforms kept"), forward + backward against the best of the other paths:
+// 1.0-2.1x wherever there are 256 output tiles (2x2 blocks of outputs, over the batch) or more;
+// on 64-255 tiles 1.0-1.6x on maps of 4x4 and more whatever the weight's size (8x8 at batch 4
+// and 8, 4x4 at 16), and on smaller maps while OC x C <= 32768 (128 -> 256 at 2x2, batch 64:
+// 1.11x; 512 -> 1024 there 0.92x); on fewer than 64 tiles mostly slower (0.3-0.8x; 1.10x for
+// 128 -> 128 at 4x4, batch 8).
 static bool use_fused_winograd(const ConvDims& d) {
     if (!wino_fused_applies(d)) return false;
     if (conv_path != CpuConvPath::Auto) return conv_path == CpuConvPath::FusedWinograd;
     const int64_t tiles = tiles_2x2(d);
-    return tiles >= 256 || (tiles >= 64 && (int64_t)d.OC * d.C <= 32768);
+    return tiles >= 256 || (tiles >= 64 && ((int64_t)d.OH * d.OW >= 16 || (int64_t)d.OC * d.C <= 32768));
 }
 
 // Where the fused path runs, whether its weight gradient is Winograd's too (igemm.cpp) or the
