@@ -598,8 +598,9 @@ void wino_pack_u(float* dst, const float* w, bool flip, int M, int C, int mpad) 
 // byte those it was transformed from (an optimiser updates weights in place): a stale U can
 // never be used, and a changed weight costs one compare more than no cache. The slots hold at
 // most WINO_U_BUDGET bytes together (least recently used ones freed first; one weight larger
-// than that alone is still kept). 32 slots: W5 (hcnn5, batch 8) convolves 22 weight and flip
-// pairs through this path per iteration, and fewer slots would cycle out the frozen backbone's.
+// than that alone is still kept). 32 slots: W5 (hcnn5, batch 8) convolves 21 weight and flip
+// pairs through this path (counted with a trace of these calls; docs/benchmarks.md), and fewer
+// slots would cycle the frozen backbone's transforms out at every iteration.
 constexpr size_t WINO_U_BUDGET = size_t(256) << 20;
 struct WinoU {
     const float* w = nullptr;  // null: the slot holds nothing valid
