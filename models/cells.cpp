@@ -277,23 +277,23 @@ Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const T
         st.x_last = x;  // a new input: its projections are computed afresh
         st.x_proj.clear();
     }
-    // The input part W_x x + b of conv w, kept in slot k while x repeats.
-    auto x_part = [&](const std::string& w, size_t k, auto compute) {
-        if (!x_repeats) return compute();
-        if (st.x_proj.size() <= k) st.x_proj.resize(k + 1);
-        if (!st.x_proj[k].defined()) st.x_proj[k] = compute();
-        return st.x_proj[k];
+    // Slot k of slots: computed at its first use, then kept.
+    auto kept = [](std::vector<Tensor>& slots, size_t k, auto compute) -> Tensor {
+        if (slots.size() <= k) slots.resize(k + 1);
+        if (!slots[k].defined()) slots[k] = compute();
+        return slots[k];
     };
+    // The input part W_x x + b of a cell conv, kept in slot k while x repeats.
+    auto x_part = [&](size_t k, auto compute) { return x_repeats ? kept(st.x_proj, k, compute) : compute(); };
     // conv w over [x, s], s a state (undefined = zero); slot k for x_repeats.
     auto conv_xs = [&](const Tensor& s, const std::string& w, size_t k) {
         const Tensor& W = p[n + w + "weight"];
         const int cx = (int)C, cs = (int)W.dim(1) - cx;
         if (!x_repeats && s.defined()) return conv3(concat_channels({x, s}), w);  // one GEMM over both
-        Tensor gx = x_part(w, k, [&] { return conv2d(x, slice_channels(W, 0, cx), p[n + w + "bias"], 1, 1); });
+        Tensor gx = x_part(k, [&] { return conv2d(x, slice_channels(W, 0, cx), p[n + w + "bias"], 1, 1); });
         if (!s.defined()) return gx;
-        if (st.w_state.size() <= k) st.w_state.resize(k + 1);
-        if (!st.w_state[k].defined()) st.w_state[k] = slice_channels(W, cx, cs);
-        return add(gx, conv2d(s, st.w_state[k], Tensor(), 1, 1));
+        const Tensor Wh = kept(st.w_state, k, [&] { return slice_channels(W, cx, cs); });  // x_repeats here
+        return add(gx, conv2d(s, Wh, Tensor(), 1, 1));
     };
     switch (m) {
     case Motif::None: return x;
@@ -330,7 +330,7 @@ Tensor cell_step(Motif m, const ParamArena& p, const std::string& layer, const T
     case Motif::RGC: {
         Tensor hp = st.h.defined() ? st.h : zeros_like_channels(x, C);
         Tensor cp = st.c.defined() ? st.c : zeros_like_channels(x, C);
-        Tensor Xc = x_part("x.", 0, [&] { return conv3(x, "x."); });
+        Tensor Xc = x_part(0, [&] { return conv3(x, "x."); });
         Tensor s = elu(rgc_gates_op(conv3(cp, "c."), conv3(hp, "h."), Xc, x, cp, hp));
         st.c = state_c(s);
         st.h = state_h(s);
