@@ -458,6 +458,22 @@ TEST_CASE("dynamics: --init starts from a model checkpoint; the teacher itself b
         CHECK(o.fit.ev_mean > r.fit.ev_mean + 0.1);
         CHECK(o.fit.ev_mean < o.teacher.ev_mean);
     }
+    SUBCASE("--readout-solver pls: the same bound through PLS readouts, each unit's components chosen") {
+        REQUIRE(c.readout_solver == "ridge");  // the default
+        FitConfig pc = c;
+        pc.readout_solver = "pls";
+        FitResult po = fit_dynamics(ds.d, pc, ds.teacher);
+        for (const char* a : {"V4", "IT"}) {
+            const AreaFit &p = area(po, a), &o = area(oracle, a), &r = area(rec, a);
+            MESSAGE(std::string(a) << ": the teacher's own features, PLS " << p.fit.ev_mean << " (held-out units "
+                      << p.heldout.ev_mean << "), ridge " << o.fit.ev_mean << " (" << o.heldout.ev_mean << ")");
+            CHECK(p.fit.ev_mean > r.fit.ev_mean + 0.1);
+            CHECK(p.fit.ev_mean < p.teacher.ev_mean);
+            CHECK(p.fit.ev_mean != o.fit.ev_mean);                    // another estimator...
+            CHECK(std::fabs(p.fit.ev_mean - o.fit.ev_mean) < 0.05);  // ...of one linear map
+            CHECK(p.heldout.ev_mean > 0.5 * o.heldout.ev_mean);
+        }
+    }
     SUBCASE("plain cells (the CPU default's start): no residual scale, and so recorded in the checkpoint") {
         FitConfig f = small_fit("lstm", "conv3:conv1");
         f.residual = false, f.memory_init = true, f.onset_ms = NAN;
@@ -551,12 +567,16 @@ TEST_CASE("dynamics: the time-varied baseline scores without BPTT") {
     const Dataset& ds = recovery_data();
     FitConfig c = small_fit("lstm", "conv3:conv1");
     c.time_varied = true;
-    FitResult r = fit_dynamics(ds.d, c, ds.teacher);
-    CHECK(r.splits.empty());
-    for (const AreaFit& a : r.areas) {
-        CHECK(a.fit.mapping == Mapping::PerBin);
-        CHECK(std::isfinite(a.fit.ev_mean));
-        CHECK(a.fit.ev_mean > 0);
+    for (const char* solver : {"pls", "ridge"}) {
+        c.readout_solver = solver;
+        FitResult r = fit_dynamics(ds.d, c, ds.teacher);
+        CHECK(r.splits.empty());
+        for (const AreaFit& a : r.areas) {
+            INFO(solver << " " << a.area);
+            CHECK(a.fit.mapping == Mapping::PerBin);
+            CHECK(std::isfinite(a.fit.ev_mean));
+            CHECK(a.fit.ev_mean > 0);
+        }
     }
 }
 
@@ -629,6 +649,9 @@ TEST_CASE("dynamics: bad input") {
         CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "unknown motif"));
         c = small_fit("lstm", "conv1:conv3");
         CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "earlier to a later"));
+        c = small_fit("none", "none");
+        c.readout_solver = "lasso";
+        CHECK(has(error_of([&] { fit_dynamics(ds.d, c); }), "--readout-solver: expected pls or ridge, got 'lasso'"));
     }
 }
 

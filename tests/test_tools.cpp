@@ -398,8 +398,13 @@ TEST_CASE("tools: lesion re-scores a fitted run: intact is the fit's score, each
         for (int s = 0; s < 2; s++) CHECK(b[s].get<double>() == doctest::Approx(a[s].get<double>()).epsilon(1e-5));
         CHECK(les["variants"][0]["areas"][area]["drop"]["mean"].get<double>() == 0);
     }
-    // removing conv2's recurrence changes what V4 (read from conv2) sees
-    CHECK(std::fabs(les["variants"][3]["areas"]["V4"]["drop"]["mean"].get<double>()) > 1e-4);
+    // removing conv2's recurrence changes what V4 (read from conv2) sees: its score moves in
+    // some split (the mean over the 2 splits can cancel: +-0.006 per split with ridge readouts)
+    double moved = 0;
+    for (int sp = 0; sp < 2; sp++)
+        moved = std::max(moved, std::fabs(les["variants"][3]["areas"]["V4"]["ev"]["per_split"][sp].get<double>() -
+                                          les["variants"][0]["areas"]["V4"]["ev"]["per_split"][sp].get<double>()));
+    CHECK(moved > 1e-4);
     // strictly valid for Python too: no repeated key, no NaN literal
     r = vt_test::shell_run(vt_test::python_strict_json("j = json.load(open(sys.argv[1]), object_pairs_hook=pairs, "
                                                        "parse_constant=bad)\n"

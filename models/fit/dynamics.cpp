@@ -10,6 +10,7 @@
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
 #include "engine/linalg.h"
+#include "engine/ridge.h"
 #include "engine/ops.h"
 #include "engine/progress.h"
 #include "models/datasets/npz_stream.h"
@@ -295,6 +296,17 @@ void center_within_bins(std::vector<float>& A, int64_t n, int64_t B, int64_t W) 
         for (int64_t q = 0; q < B * W; q++) A[i * B * W + q] -= (float)(m[q] / n);
 }
 
+// r.bias: what zeroes the mean residual of each unit over the rows of X (rows, D), Y (rows, Ua).
+void readout_bias(Readout& r, const std::vector<float>& X, const std::vector<float>& Y, int64_t rows, int64_t D,
+                  int64_t Ua) {
+    std::vector<float> P((size_t)(rows * Ua));
+    readout_apply(P.data(), r, X.data(), rows, D, Ua);
+    std::vector<double> res((size_t)Ua, 0.0);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t k = 0; k < Ua; k++) res[k] += Y[i * Ua + k] - P[i * Ua + k];
+    for (int64_t k = 0; k < Ua; k++) r.bias[k] = (float)(res[k] / (double)rows);
+}
+
 // PLS (up to max_comps components) from X (n, B, D) to Y (n, B, Ua), both centred within
 // each bin (the image-to-image variation the score measures). Each unit keeps the number
 // of components that predicts the validation images Xv, Yv (nv, B, .) best (the least
@@ -338,26 +350,85 @@ Readout readout_fit(const std::vector<float>& X, const std::vector<float>& Y, in
             for (int64_t j = 0; j < D; j++) r.W[k * D + j] += pm.x_weights[j * A + a] * l;
         }
     }
-    std::vector<float> P((size_t)(n * B * Ua));
-    readout_apply(P.data(), r, X.data(), n * B, D, Ua);
-    std::vector<double> res((size_t)Ua, 0.0);
-    for (int64_t i = 0; i < n * B; i++)
-        for (int64_t k = 0; k < Ua; k++) res[k] += Y[i * Ua + k] - P[i * Ua + k];
-    for (int64_t k = 0; k < Ua; k++) r.bias[k] = (float)(res[k] / (double)(n * B));
+    readout_bias(r, X, Y, n * B, D, Ua);
     return r;
 }
 
-// The same where no validation images are set aside: a seeded quarter of the n images
-// chooses each unit's components, then the readout is refitted on all n with those.
-Readout readout_fit_cv(const std::vector<float>& X, const std::vector<float>& Y, int64_t n, int64_t B, int64_t D,
-                       int64_t Ua, int max_comps, PlsAlgorithm algo, uint64_t seed) {
-    if (n < 8) return readout_fit(X, Y, n, {}, {}, 0, B, D, Ua, max_comps, algo);
+// A seeded quarter of n images (the validation images of readout_fit_cv and readout_ridge_cv)
+// and the rest.
+std::pair<std::vector<size_t>, std::vector<size_t>> readout_cv_split(int64_t n, uint64_t seed) {
     std::vector<size_t> order((size_t)n);
     std::iota(order.begin(), order.end(), 0);
     Rng rng(seed);
     for (size_t i = order.size(); i > 1; i--) std::swap(order[i - 1], order[(size_t)rng.randint((int64_t)i)]);
     const size_t nv = order.size() / 4;
-    std::vector<size_t> val(order.begin(), order.begin() + nv), fit(order.begin() + nv, order.end());
+    return {std::vector<size_t>(order.begin(), order.begin() + nv), std::vector<size_t>(order.begin() + nv, order.end())};
+}
+
+// Ridge (--readout-solver ridge) from X (n, B, D) to Y (n, B, Ua), both centred within each
+// bin as for PLS: each unit's penalty is chosen among kRidgePenalties steps of half a decade
+// down from s_max, the largest eigenvalue of X^T X (s_max, s_max / sqrt(10), ... s_max / 1e8),
+// by its error within bins on a seeded quarter of the images (fitted on the rest; ties go to
+// the larger penalty), then the readout is refitted on all n at that penalty per image (x n /
+// the images it was chosen on: the Gram matrix grows with the images), by Cholesky (ridge_solve:
+// one eigendecomposition, not two). r.comps[k] holds unit k's step (0: s_max). Fewer than 8
+// images: every unit at step 6 (s_max / 1e3 of all n).
+constexpr int kRidgePenalties = 17;
+
+double ridge_penalty(const RidgeEigen& e, int step) { return ridge_scale(e) * std::pow(10.0, -0.5 * step); }
+
+Readout readout_ridge_cv(const std::vector<float>& X, const std::vector<float>& Y, int64_t n, int64_t B, int64_t D,
+                         int64_t Ua, uint64_t seed) {
+    Readout r;
+    r.W.assign((size_t)(Ua * D), 0.f), r.bias.assign((size_t)Ua, 0.f), r.comps.assign((size_t)Ua, 6);
+    if (Ua == 0) return r;
+    auto centred = [&](const std::vector<float>& A, int64_t m, int64_t W) {
+        std::vector<float> c = A;
+        center_within_bins(c, m, B, W);
+        return c;
+    };
+    double scale = 0;  // s_max of the features the penalties were chosen on, per image
+    if (n >= 8) {
+        const auto [val, fit] = readout_cv_split(n, seed);
+        const int64_t nv = (int64_t)val.size(), nf = (int64_t)fit.size();
+        const std::vector<float> Xf = centred(gather_rows(X, fit, B, D), nf, D), Yf = centred(gather_rows(Y, fit, B, Ua), nf, Ua);
+        const std::vector<float> Xv = centred(gather_rows(X, val, B, D), nv, D), Yv = centred(gather_rows(Y, val, B, Ua), nv, Ua);
+        const RidgeEigen e = ridge_eigen(Xf.data(), Yf.data(), nf * B, (int)D, (int)Ua);
+        scale = ridge_scale(e) / (double)nf;
+        if (scale > 0) {
+            const std::vector<double> Z = ridge_rotate(e, Xv.data(), nv * B);
+            std::vector<double> P((size_t)(nv * B * Ua)), best_err((size_t)Ua, INFINITY);
+            for (int step = 0; step < kRidgePenalties; step++) {
+                ridge_predict(P.data(), e, Z, nv * B, ridge_penalty(e, step));
+                std::vector<double> err((size_t)Ua, 0.0);
+                for (int64_t i = 0; i < nv * B; i++)
+                    for (int64_t k = 0; k < Ua; k++) {
+                        const double d = Yv[i * Ua + k] - P[i * Ua + k];
+                        err[k] += d * d;
+                    }
+                for (int64_t k = 0; k < Ua; k++)
+                    if (err[k] < best_err[k]) best_err[k] = err[k], r.comps[k] = step;
+            }
+        }
+    }
+    const std::vector<float> Xc = centred(X, n, D), Yc = centred(Y, n, Ua);
+    if (n < 8) scale = ridge_scale(ridge_eigen(Xc.data(), Yc.data(), n * B, (int)D, 0)) / (double)n;
+    if (scale > 0) {  // else the features do not vary within bins: the readout is its bias
+        std::vector<double> lambda((size_t)Ua);
+        for (int64_t k = 0; k < Ua; k++) lambda[k] = scale * (double)n * std::pow(10.0, -0.5 * r.comps[k]);
+        r.W = ridge_solve(Xc.data(), Yc.data(), n * B, (int)D, (int)Ua, lambda);
+    }
+    readout_bias(r, X, Y, n * B, D, Ua);
+    return r;
+}
+
+// readout_fit where no validation images are set aside: a seeded quarter of the n images
+// chooses each unit's components, then the readout is refitted on all n with those.
+Readout readout_fit_cv(const std::vector<float>& X, const std::vector<float>& Y, int64_t n, int64_t B, int64_t D,
+                       int64_t Ua, int max_comps, PlsAlgorithm algo, uint64_t seed) {
+    if (n < 8) return readout_fit(X, Y, n, {}, {}, 0, B, D, Ua, max_comps, algo);
+    const auto [val, fit] = readout_cv_split(n, seed);
+    const size_t nv = val.size();
     auto rows = [&](const std::vector<float>& A, const std::vector<size_t>& which, int64_t W) {
         return gather_rows(A, which, B, W);
     };
@@ -368,6 +439,14 @@ Readout readout_fit_cv(const std::vector<float>& X, const std::vector<float>& Y,
     // first step, at a late onset); all n then decide, at most one component per unit
     if (most < 1) return readout_fit(X, Y, n, {}, {}, 0, B, D, Ua, 1, algo);
     return readout_fit(X, Y, n, {}, {}, 0, B, D, Ua, most, algo, sel.comps);  // PLS components are nested
+}
+
+// The closed-form readout of the fit's solver (cfg.readout_solver): PLS (readout_fit_cv) or
+// ridge (readout_ridge_cv), each unit's components or penalty chosen on a quarter of the images.
+Readout readout_cv(const FitConfig& cfg, PlsAlgorithm algo, const std::vector<float>& X, const std::vector<float>& Y,
+                   int64_t n, int64_t B, int64_t D, int64_t Ua, uint64_t seed) {
+    if (cfg.readout_solver == "ridge") return readout_ridge_cv(X, Y, n, B, D, Ua, seed);
+    return readout_fit_cv(X, Y, n, B, D, Ua, cfg.readout_components, algo, seed);
 }
 
 void copy_backbone(Model& dst, const Model& src) {
@@ -403,6 +482,8 @@ void settings_check(const NeuralData& d, const FitConfig& cfg, const std::vector
     if (cfg.val_every < 1) fail("--val-every: expected >= 1, got %d", cfg.val_every);
     if (!(cfg.ms_per_step > 0)) fail("--ms-per-step: expected > 0, got %g", cfg.ms_per_step);
     if (cfg.readout_components < 1) fail("--readout-components: expected at least 1, got %d", cfg.readout_components);
+    if (cfg.readout_solver != "pls" && cfg.readout_solver != "ridge")
+        fail("--readout-solver: expected pls or ridge, got '%s'", cfg.readout_solver.c_str());
     if (!(cfg.heldout_fraction >= 0 && cfg.heldout_fraction < 1))
         fail("--heldout-units: expected a fraction in [0, 1), got %g", cfg.heldout_fraction);
     if (!(cfg.val_fraction > 0 && cfg.val_fraction < 1))
@@ -614,8 +695,8 @@ void fit_time_varied(const NeuralData& d, const FitConfig& cfg, const Plan& P, c
                     std::vector<float> Y((size_t)(tr.size() * Ua)), Pb((size_t)(te.size() * Ua));
                     for (size_t j = 0; j < tr.size(); j++)
                         for (int64_t k = 0; k < Ua; k++) Y[j * Ua + k] = st.Y[(pool[j] * tg.U + au.units[k]) * B + b];
-                    Readout r = readout_fit_cv(X, Y, (int64_t)tr.size(), 1, ap.D, Ua, cfg.readout_components,
-                                               tg.cfg.pls, cfg.seed * 131 + s * 17 + b);
+                    Readout r = readout_cv(cfg, tg.cfg.pls, X, Y, (int64_t)tr.size(), 1, ap.D, Ua,
+                                           cfg.seed * 131 + s * 17 + b);
                     readout_apply(Pb.data(), r, Xt.data(), (int64_t)te.size(), ap.D, Ua);
                     for (size_t j = 0; j < te.size(); j++)
                         for (int64_t k = 0; k < Ua; k++) Pr[(j * B + b) * Ua + k] = Pb[j * Ua + k];
@@ -788,7 +869,7 @@ std::vector<int> readout_solve(ParamArena& ro, const FitConfig& cfg, const Plan&
                                const std::vector<float>& X, const std::vector<float>& Y, int64_t n) {
     const AreaPlan& ap = P.areas[a];
     const int64_t Ua = (int64_t)ap.fit.units.size(), D = ap.D;
-    Readout r = readout_fit_cv(X, Y, n, P.B, D, Ua, cfg.readout_components, tg.cfg.pls, cfg.seed * 733 + s * 31 + a);
+    Readout r = readout_cv(cfg, tg.cfg.pls, X, Y, n, P.B, D, Ua, cfg.seed * 733 + s * 31 + a);
     upload(ro[ro_name(ap.area, "weight")], r.W.data(), Ua * D);
     upload(ro[ro_name(ap.area, "bias")], r.bias.data(), Ua);
     return r.comps;
@@ -1128,10 +1209,9 @@ void evaluate_split(const FitConfig& cfg, const Plan& P, const Trained& tr, int 
         readout_apply(Pr.data(), r, Xt.data(), nte * B, D, Ua);
         keep_predictions(tg, ap.fit, s, si.test, Pr, st, R.areas[a].fit, R);
         if (Uh == 0) continue;
-        Readout rh = readout_fit_cv(gather_rows(F[a], fit_pos, B, D),
-                                    gather_targets(st.Y, tg.U, B, ap.heldout.units, si.heldout_fit),
-                                    (int64_t)si.heldout_fit.size(), B, D, Uh, cfg.readout_components, tg.cfg.pls,
-                                    cfg.seed * 977 + s);
+        Readout rh = readout_cv(cfg, tg.cfg.pls, gather_rows(F[a], fit_pos, B, D),
+                                gather_targets(st.Y, tg.U, B, ap.heldout.units, si.heldout_fit),
+                                (int64_t)si.heldout_fit.size(), B, D, Uh, cfg.seed * 977 + s);
         std::vector<float> Ph((size_t)(nte * B * Uh));
         readout_apply(Ph.data(), rh, Xt.data(), nte * B, D, Uh);
         keep_predictions(tg, ap.heldout, s, si.test, Ph, st, R.areas[a].heldout, R);

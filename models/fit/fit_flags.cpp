@@ -134,8 +134,13 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts between closed-form re-solves (0: they "
              "stay as solved; 1e-4 with --no-readout-refit)").range(0, 10).tag(C);
     cli.flag("--readout-components", &c.readout_components,
-             "at most this many PLS components per readout; each unit's count is chosen on validation images")
+             "with --readout-solver pls: at most this many PLS components per readout; each unit's count is "
+             "chosen on validation images")
         .range(1, 100000).tag(C);
+    cli.flag("--readout-solver", &c.readout_solver,
+             "the readouts' closed form: ridge (each unit's penalty chosen on validation images, from one "
+             "eigendecomposition) or pls (each unit's number of components chosen there; docs/fit_quality.md)")
+        .choices({"pls", "ridge"}).tag(C);
     cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)").range(0, 1).tag(C);
     cli.flag("--stop-on", &v.stop_on, "what early stopping and the readout re-solves watch on the validation images: "
              "score (a median r^2 per bin, as scored) or loss").choices({"score", "loss"}).tag(C);

@@ -64,6 +64,7 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"steps_per_bin", R.steps_of_bin},
         {"onset_chosen", std::isnan(c.onset_ms)},
         {"readout_components", c.readout_components},
+        {"readout_solver", c.readout_solver},
         {"memory_init", c.init.empty() ? Json(c.memory_init) : Json(nullptr)},  // --init: the checkpoint's cells
         {"cell_scale_init", c.init.empty() ? json_num(c.cell_scale_init) : Json(nullptr)},
         {"readout_refit", c.readout_refit},
