@@ -131,7 +131,7 @@ void plot_ev_over_time(const std::string& path, const FitConfig& c, const FitRes
     const Targets& tg = R.targets;
     const std::vector<float> mid = bin_centres(tg);
     LinePlot lp;
-    lp.title = c.time_varied ? std::string("time-varied PLS baseline") : c.motif + " + feedback " + c.feedback;
+    lp.title = c.time_varied ? std::string("time-varied baseline") : c.motif + " + feedback " + c.feedback;
     lp.xlabel = "time after image onset (ms, bin centres)";
     lp.ylabel = tg.has_ceiling() ? "noise-corrected EV (median over units)" : "raw r^2";
     for (size_t a = 0; a < R.areas.size(); a++) {

@@ -288,7 +288,7 @@ std::string pm(const SweepEv& e) {
 }
 
 std::string model_name(const SweepResult& R) {
-    return R.time_varied ? std::string("time-varied PLS") : R.motif + ", fb " + R.feedback;
+    return R.time_varied ? std::string("time-varied, a readout per bin") : R.motif + ", fb " + R.feedback;
 }
 
 // The teacher ceiling of an area (the same for every configuration on the same splits).
@@ -592,8 +592,8 @@ void sweep_write_report(const std::string& dir, const SweepReport& r) {
     std::string md = "# Sweep `" + r.grid.name + "`\n\n";
     md += "Each configuration is one `fit_dynamics` run (its folder: `runs/NAME/`, with `log.txt`, `results.json` and "
           "its own plots). EV: noise-corrected explained variance of the fit units on held-out images, the mean over "
-          "time bins, mean +- SEM over splits; held-out units: units left out of the BPTT fit, read out by a PLS on "
-          "the trained network.\n\n## Settings\n\n";
+          "time bins, mean +- SEM over splits; held-out units: units left out of the BPTT fit, read out in closed "
+          "form (the fits' `--readout-solver`, ridge by default) on the trained network.\n\n## Settings\n\n";
     for (const auto& kv : r.settings) md += "- " + kv.first + ": " + kv.second + "\n";
     for (const auto& kv : r.invocation) md += "- " + kv.first + ": " + kv.second + "\n";
     md += "\n## Summary\n\n" + md_table(summary_rows(r), 2) + "\n";
