@@ -34,8 +34,9 @@
 //     unit keeping the penalty that predicts a held-out quarter of the training images best,
 //     or PLS ("pls"), each unit keeping the number of components (at most
 //     readout_components) that does; then the bias that zeroes the mean residual. Measured
-//     (docs/fit_quality.md, "Ridge readouts"): ridge lifted the cpu preset's fit by about
-//     +0.02-0.03 in V4 and IT, and the held-out units' readouts (64 images) most.
+//     (docs/fit_quality.md, "Ridge readouts"): ridge lifted the cpu preset's fit (320 images)
+//     by about +0.02-0.03 in V4 and IT and the held-out units' readouts (64 images) most; at
+//     the gpu preset's 1920 images the two are level.
 //  4. Loss, per area and bin, on unit-standardised targets (each unit's mean over training
 //     images and bins removed, divided by its pooled within-bin SD over images):
 //       (1 - mean_weight) * mean over batch and units of the batch-centred error^2
