@@ -105,6 +105,11 @@ void chol_solve(std::vector<double> A, double lambda, std::vector<double>& B, in
 
 }  // namespace
 
+bool ridge_affordable(int64_t n, int64_t p) {
+    constexpr int64_t kMaxSide = 4096, kMaxEntries = int64_t(1) << 25;
+    return n >= p ? p <= kMaxSide : n <= kMaxSide && n * p <= kMaxEntries;
+}
+
 RidgeEigen ridge_eigen(const float* X, const float* Y, int64_t n, int p, int q) {
     RidgeEigen e;
     e.p = p, e.q = q;

@@ -17,6 +17,14 @@
 
 namespace vt {
 
+// Whether ridge_eigen / ridge_solve are affordable for N samples of P predictors: the primal
+// form (N >= P) holds two (P, P) matrices and decomposes one, so P <= 4096 (128 MiB each, about
+// a minute's dsyevd on 2 cores at most); the dual form (N < P) holds X and V^T, each (N, P), in
+// double and decomposes an (N, N) matrix, so N <= 4096 and N * P <= 2^25 (256 MiB each). Callers
+// fall back to another estimator (fit_dynamics: PLS) where this is false: a backbone layer of
+// 65536 features (hcnn5's conv3) would need a 32 GiB Gram matrix.
+bool ridge_affordable(int64_t n, int64_t p);
+
 struct RidgeEigen {
     int p = 0, q = 0;       // P, Q
     std::vector<double> s;  // (r) eigenvalues of X^T X, ascending, clamped at 0; r = P, or with N < P

@@ -158,3 +158,14 @@ TEST_CASE("ridge: edge cases and bad input") {
         CHECK(has(error_of([&] { ridge_solve(X.data(), Y.data(), 0, 4, 1, {1.0}); }), "N >= 1"));
     }
 }
+
+TEST_CASE("ridge: what is affordable: a Gram matrix of at most 4096 x 4096, the dual form's X at most 2^25 entries") {
+    CHECK(ridge_affordable(17000, 2048));   // the gpu preset's conv3 readout: primal, 2048 x 2048
+    CHECK(ridge_affordable(1872, 2048));    // the cpu preset's: dual, 1872 x 1872
+    CHECK(ridge_affordable(5000, 4096));
+    CHECK(!ridge_affordable(5000, 4097));   // primal, too wide
+    CHECK(!ridge_affordable(17000, 65536)); // hcnn5's conv3 on the gpu preset's images
+    CHECK(ridge_affordable(512, 65536));    // dual: 2^25 entries
+    CHECK(!ridge_affordable(513, 65536));
+    CHECK(!ridge_affordable(4097, 8192));   // dual, too many samples
+}

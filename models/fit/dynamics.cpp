@@ -441,11 +441,17 @@ Readout readout_fit_cv(const std::vector<float>& X, const std::vector<float>& Y,
     return readout_fit(X, Y, n, {}, {}, 0, B, D, Ua, most, algo, sel.comps);  // PLS components are nested
 }
 
-// The closed-form readout of the fit's solver (cfg.readout_solver): PLS (readout_fit_cv) or
-// ridge (readout_ridge_cv), each unit's components or penalty chosen on a quarter of the images.
+// Whether a readout from n images x B bins of D features is ridge (cfg.readout_solver, where
+// ridge_affordable: fit_dynamics notes the readouts that fall back, readout_fallback_note).
+bool readout_is_ridge(const FitConfig& cfg, int64_t n, int64_t B, int64_t D) {
+    return cfg.readout_solver == "ridge" && ridge_affordable(n * B, D);
+}
+
+// The closed-form readout of the fit's solver: ridge (readout_ridge_cv) or PLS (readout_fit_cv),
+// each unit's penalty or components chosen on a quarter of the images.
 Readout readout_cv(const FitConfig& cfg, PlsAlgorithm algo, const std::vector<float>& X, const std::vector<float>& Y,
                    int64_t n, int64_t B, int64_t D, int64_t Ua, uint64_t seed) {
-    if (cfg.readout_solver == "ridge") return readout_ridge_cv(X, Y, n, B, D, Ua, seed);
+    if (readout_is_ridge(cfg, n, B, D)) return readout_ridge_cv(X, Y, n, B, D, Ua, seed);
     return readout_fit_cv(X, Y, n, B, D, Ua, cfg.readout_components, algo, seed);
 }
 
@@ -630,6 +636,30 @@ SplitImages split_images(const Targets& tg, int s, const FitConfig& cfg) {
         si.heldout_fit.resize((size_t)cfg.heldout_fit_images);
     for (auto* v : {&si.val, &si.train, &si.heldout_fit}) std::sort(v->begin(), v->end());
     return si;
+}
+
+// A note for each area whose readouts are too large for ridge (readout_is_ridge, sized as split
+// 0's): they are fitted by PLS instead, and the user is told which.
+void readout_fallback_note(const FitConfig& cfg, const Plan& P, const Targets& tg, FitResult& R) {
+    if (cfg.readout_solver != "ridge") return;
+    const SplitImages si = split_images(tg, 0, cfg);
+    for (const AreaPlan& ap : P.areas) {
+        std::vector<std::string> which;
+        if (cfg.time_varied) {
+            if (!readout_is_ridge(cfg, (int64_t)(si.train.size() + si.val.size()), 1, ap.D)) which.push_back("per-bin");
+        } else {
+            if (!readout_is_ridge(cfg, (int64_t)si.train.size(), P.B, ap.D)) which.push_back("fit units'");
+            if (!ap.heldout.units.empty() && !readout_is_ridge(cfg, (int64_t)si.heldout_fit.size(), P.B, ap.D))
+                which.push_back("held-out units'");
+        }
+        if (which.empty()) continue;
+        std::string w = which[0];
+        for (size_t k = 1; k < which.size(); k++) w += " and " + which[k];
+        R.notes.push_back(strfmt("%s reads %s's %lld features: its %s readout is too large for ridge (its eigenproblem "
+                                 "would exceed 4096 x 4096; engine/ridge.h ridge_affordable), so PLS fits it "
+                                 "(--readout-components)",
+                                 ap.area.c_str(), ap.layer.c_str(), (long long)ap.D, w.c_str()));
+    }
 }
 
 // ---- stage 2: the teacher, scored like a model on each split's held-out images -------------
@@ -1261,6 +1291,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
     Plan P = plan_make(d, cfg, *backbone, !teacher.empty(), R);
     const Targets& tg = R.targets;
     const int S = tg.folds.k;
+    readout_fallback_note(cfg, P, tg, R);
 
     if (!teacher.empty()) score_teacher(P, tg, teacher, R);
     if (cfg.time_varied) {

@@ -31,8 +31,9 @@
 //     bin), in closed form on the fresh student's features of the training images, from
 //     features to targets, both centred within each bin (the image-to-image variation the
 //     score measures, as the loss below): ridge (readout_solver "ridge", the default), each
-//     unit keeping the penalty that predicts a held-out quarter of the training images best,
-//     or PLS ("pls"), each unit keeping the number of components (at most
+//     unit keeping the penalty that predicts a held-out quarter of the training images best
+//     (where ridge_affordable; a larger readout falls back to PLS, with a note), or PLS
+//     ("pls"), each unit keeping the number of components (at most
 //     readout_components) that does; then the bias that zeroes the mean residual. Measured
 //     (docs/fit_quality.md, "Ridge readouts"): ridge lifted the cpu preset's fit (320 images)
 //     by about +0.02-0.03 in V4 and IT and the held-out units' readouts (64 images) most; at
