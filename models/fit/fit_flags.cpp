@@ -134,8 +134,8 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--readout-lr", &c.readout_lr, "Adam learning rate of the readouts between closed-form re-solves (0: they "
              "stay as solved; 1e-4 with --no-readout-refit)").range(0, 10).tag(C);
     cli.flag("--readout-components", &c.readout_components,
-             "with --readout-solver pls: at most this many PLS components per readout; each unit's count is "
-             "chosen on validation images")
+             "PLS readouts (--readout-solver pls, or where ridge would be too large): at most this many "
+             "components per readout; each unit's count is chosen on validation images")
         .range(1, 100000).tag(C);
     cli.flag("--readout-solver", &c.readout_solver,
              "the readouts' closed form: ridge (each unit's penalty chosen on validation images, from one "
