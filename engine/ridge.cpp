@@ -49,16 +49,18 @@ void check_args(int64_t n, int p, int q) {
 }
 
 // G = X^T X (P, P) when N >= P, else K = X X^T (N, N): the smaller Gram matrix, its upper
-// triangle row-major, in double; and XtY (P, Q) = X^T Y when N >= P.
-std::vector<double> gram(std::vector<double>& XtY, const float* X, const float* Y, int64_t n, int p, int q) {
+// triangle row-major, in double; and XtY (P, Q) = X^T Y when N >= P, else Xd (N, P) = X in
+// double (the dual form needs it again).
+std::vector<double> gram(std::vector<double>& XtY, std::vector<double>& Xd, const float* X, const float* Y, int64_t n,
+                         int p, int q) {
     check_args(n, p, q);
     check_finite(X, n, p, "X");
     check_finite(Y, n, q, "Y");
     std::vector<double> Xb, Yb;
     if (n < p) {  // the kernel: X is at most P x P, convert it whole
-        rows_to_double(Xb, X, 0, (int)n, p);
+        rows_to_double(Xd, X, 0, (int)n, p);
         std::vector<double> K((size_t)(n * n), 0.0);
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, p, 1.0, Xb.data(), p, 0.0, K.data(), (int)n);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, p, 1.0, Xd.data(), p, 0.0, K.data(), (int)n);
         return K;
     }
     std::vector<double> G((size_t)p * p, 0.0);
@@ -113,7 +115,7 @@ bool ridge_affordable(int64_t n, int64_t p) {
 RidgeEigen ridge_eigen(const float* X, const float* Y, int64_t n, int p, int q) {
     RidgeEigen e;
     e.p = p, e.q = q;
-    std::vector<double> XtY, A = gram(XtY, X, Y, n, p, q), w;
+    std::vector<double> XtY, Xd, A = gram(XtY, Xd, X, Y, n, p, q), w;
     if (n >= p) {
         eigen(A, w, p);
         for (double& v : w) v = std::max(v, 0.0);
@@ -134,8 +136,8 @@ RidgeEigen ridge_eigen(const float* X, const float* Y, int64_t n, int p, int q) 
     while (j0 < m && !(w[j0] > 1e-12 * smax)) j0++;
     const int r = m - j0;
     e.s.assign(w.begin() + j0, w.end());
-    std::vector<double> Xd, Yd;
-    rows_to_double(Xd, X, 0, m, p), rows_to_double(Yd, Y, 0, m, q);
+    std::vector<double> Yd;
+    rows_to_double(Yd, Y, 0, m, q);
     e.Vt.assign((size_t)r * p, 0.0), e.C.assign((size_t)r * q, 0.0);
     if (r == 0) return e;
     const double* Ut = A.data() + (size_t)j0 * m;  // (r, N): the kept eigenvectors of X X^T
@@ -200,11 +202,10 @@ std::vector<float> ridge_solve(const float* X, const float* Y, int64_t n, int p,
     CHECK((int)lambda.size() == q, "ridge: %zu penalties for %d responses", lambda.size(), q);
     for (int k = 0; k < q; k++) CHECK(lambda[k] > 0, "ridge: response %d's penalty must be positive (got %g)", k, lambda[k]);
     std::vector<double> XtY;
-    const std::vector<double> A = gram(XtY, X, Y, n, p, q);
+    std::vector<double> Xd;
+    const std::vector<double> A = gram(XtY, Xd, X, Y, n, p, q);
     const bool dual = n < p;  // W^T = X^T (X X^T + lambda I)^-1 Y, an (N, N) system
     const int k = dual ? (int)n : p;
-    std::vector<double> Xd;
-    if (dual) rows_to_double(Xd, X, 0, (int)n, p);
     std::vector<float> W((size_t)q * p, 0.f);
     std::vector<bool> done((size_t)q, false);
     for (int k0 = 0; k0 < q; k0++) {

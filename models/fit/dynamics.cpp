@@ -375,7 +375,8 @@ std::pair<std::vector<size_t>, std::vector<size_t>> readout_cv_split(int64_t n, 
 // images: every unit at step 6 (s_max / 1e3 of all n).
 constexpr int kRidgePenalties = 17;
 
-double ridge_penalty(const RidgeEigen& e, int step) { return ridge_scale(e) * std::pow(10.0, -0.5 * step); }
+// The penalty of a step, as a fraction of s_max.
+double ridge_step(int step) { return std::pow(10.0, -0.5 * step); }
 
 Readout readout_ridge_cv(const std::vector<float>& X, const std::vector<float>& Y, int64_t n, int64_t B, int64_t D,
                          int64_t Ua, uint64_t seed) {
@@ -399,7 +400,7 @@ Readout readout_ridge_cv(const std::vector<float>& X, const std::vector<float>& 
             const std::vector<double> Z = ridge_rotate(e, Xv.data(), nv * B);
             std::vector<double> P((size_t)(nv * B * Ua)), best_err((size_t)Ua, INFINITY);
             for (int step = 0; step < kRidgePenalties; step++) {
-                ridge_predict(P.data(), e, Z, nv * B, ridge_penalty(e, step));
+                ridge_predict(P.data(), e, Z, nv * B, ridge_scale(e) * ridge_step(step));
                 std::vector<double> err((size_t)Ua, 0.0);
                 for (int64_t i = 0; i < nv * B; i++)
                     for (int64_t k = 0; k < Ua; k++) {
@@ -415,7 +416,7 @@ Readout readout_ridge_cv(const std::vector<float>& X, const std::vector<float>& 
     if (n < 8) scale = ridge_scale(ridge_eigen(Xc.data(), Yc.data(), n * B, (int)D, 0)) / (double)n;
     if (scale > 0) {  // else the features do not vary within bins: the readout is its bias
         std::vector<double> lambda((size_t)Ua);
-        for (int64_t k = 0; k < Ua; k++) lambda[k] = scale * (double)n * std::pow(10.0, -0.5 * r.comps[k]);
+        for (int64_t k = 0; k < Ua; k++) lambda[k] = scale * (double)n * ridge_step(r.comps[k]);
         r.W = ridge_solve(Xc.data(), Yc.data(), n * B, (int)D, (int)Ua, lambda);
     }
     readout_bias(r, X, Y, n * B, D, Ua);
