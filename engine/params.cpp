@@ -65,6 +65,17 @@ void ParamArena::zero_grad() {
     if (grad.defined()) tensor_fill(grad, 0.f);
 }
 
+double ParamArena::grad_norm() const {
+    if (!grad.defined()) return 0.0;
+    std::vector<float> g((size_t)grad.numel());
+    backend_copy_to_host(device, g.data(), grad.data(), grad.numel());
+    double ss = 0;
+    for (const Entry& e : entries)
+        if (e.trainable)
+            for (int64_t k = 0; k < shape_numel(e.shape); k++) ss += (double)g[e.offset + k] * g[e.offset + k];
+    return std::sqrt(ss);
+}
+
 int ParamArena::set_trainable(const std::string& prefix, bool on) {
     int n = 0;
     for (Entry& e : entries)
@@ -92,6 +103,10 @@ void Adam::step(ParamArena& p) {
     }
     t++;
     const KernelTable& K = kernels_for(p.device);
+    if (clip_norm > 0) {  // global-norm clipping (Pascanu et al. 2013), before the moments see the gradient
+        last_norm = p.grad_norm();
+        if (last_norm > clip_norm) K.affine(p.grad.data(), p.grad.data(), p.numel(), (float)(clip_norm / last_norm), 0.f);
+    }
     CHECK(lr_scale.empty() || lr_scale.size() == p.entries.size(), "Adam: %zu lr scales for %zu parameters",
           lr_scale.size(), p.entries.size());
     for (size_t i = 0; i < p.entries.size(); i++) {

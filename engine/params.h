@@ -5,6 +5,7 @@
 // Two phases: collect ParamSpecs (name, shape, init), then build the arena, which allocates
 // data and gradients once and hands out views by name.
 #pragma once
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -45,6 +46,8 @@ struct ParamArena {
     int64_t numel_trainable() const;
 
     void zero_grad();
+    // The L2 norm of the trainable entries' gradients (in double; on a GPU one copy to the host).
+    double grad_norm() const;
     // Freeze (no gradient, not updated) or unfreeze every parameter whose name starts with prefix.
     // Returns how many matched.
     int set_trainable(const std::string& prefix, bool on);
@@ -63,6 +66,8 @@ struct SGD {
 struct Adam {
     float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, weight_decay = 0.f;  // decoupled (AdamW)
     std::vector<float> lr_scale;  // per arena entry (empty = 1): entry e steps with lr * lr_scale[e]
+    float clip_norm = 0.f;        // > 0: gradients whose norm (grad_norm) exceeds it are scaled down to it first
+    double last_norm = NAN;       // with clip_norm: the gradient norm of the last step, before clipping
     Tensor m, v;  // (total,)
     int t = 0;    // steps taken
     void step(ParamArena& p);

@@ -201,6 +201,34 @@ TEST_CASE("dynamics: Adam's steps: a cell weight lr / sqrt(fan-in), a feedback c
     }
 }
 
+TEST_CASE("dynamics: --clip-grad: a clip below the gradient's norm changes the fit, one far above it does not") {
+    const Dataset& ds = recovery_data();
+    FitConfig c = small_fit("lstm", "conv3:conv1");
+    c.iters = 4, c.val_every = 4, c.score.folds = 2;
+    REQUIRE(c.clip_grad == 0.f);  // the default: never
+    const FitResult plain = fit_dynamics(ds.d, c);
+    c.clip_grad = 1e5f;
+    const FitResult above = fit_dynamics(ds.d, c);
+    c.clip_grad = 1e-6f;  // every step's gradient is scaled down (Adam's steps then depend on the ratios)
+    const FitResult below = fit_dynamics(ds.d, c);
+    const std::vector<float>&p = plain.splits[0].train_loss, &a = above.splits[0].train_loss, &b = below.splits[0].train_loss;
+    REQUIRE(p.size() == 4);
+    REQUIRE(a.size() == 4);
+    REQUIRE(b.size() == 4);
+    CHECK(a == p);           // never clipped: the same steps
+    CHECK(b[0] == p[0]);     // the first loss comes before any step
+    CHECK(b.back() != p.back());
+    // the flag reaches the config and results.json; bad values name it
+    FitFlags v;
+    parse_fit_flags(v, {"--clip-grad", "2.5"});
+    CHECK(v.c.clip_grad == 2.5f);
+    CHECK(fit_results_json(c, below, FitRun{})["settings"]["clip_grad"].get<double>() == doctest::Approx(1e-6));
+    for (const char* bad : {"-1", "x", "nan"}) {
+        FitFlags w;
+        CHECK(has(error_of([&] { parse_fit_flags(w, {"--clip-grad", bad}); }), "--clip-grad"));
+    }
+}
+
 TEST_CASE("dynamics: the lr schedule: linear warm-up, then constant or a half cosine to 0 at --iters") {
     FitConfig c;
     c.iters = 100;

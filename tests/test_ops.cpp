@@ -1,6 +1,7 @@
 // test_ops.cpp: every op against the gradient checker, conv2d against a direct convolution,
 // and the tape's contracts (accumulation, frozen parameters, replay, inference).
 #include <cmath>
+#include <cstring>
 
 #include "engine/gradcheck.h"
 #include "engine/ops.h"
@@ -713,5 +714,41 @@ TEST_CASE("optim: SGD and Adam minimise a quadratic and skip frozen parameters")
         }
         for (int i = 0; i < 5; i++) CHECK(std::fabs(p["x"].data()[i]) < 1e-2);
         CHECK(p["frozen"].data()[0] == 1.f);
+    }
+}
+
+TEST_CASE("optim: Adam's gradient clipping scales to the global norm of the trainable entries only") {
+    // gradients x: (3, 4) -> norm 5; frozen: 100 (ignored by the norm and the step)
+    auto arena = [] {
+        ParamArena p({{"x", {2}, Init::Const, 1.f}, {"frozen", {1}, Init::Const, 1.f}}, 4);
+        p.set_trainable("frozen", false);
+        const float g[3] = {3.f, 4.f, 100.f};
+        std::memcpy(p.grad.data(), g, sizeof g);
+        return p;
+    };
+    ParamArena p = arena();
+    CHECK(p.grad_norm() == doctest::Approx(5.0));
+    SUBCASE("above the threshold: the gradient is scaled to it before the moments see it") {
+        Adam adam;
+        adam.lr = 0.1f, adam.clip_norm = 2.5f;
+        adam.step(p);
+        CHECK(adam.last_norm == doctest::Approx(5.0));
+        CHECK(p.grad.data()[0] == doctest::Approx(1.5f));  // (3, 4) * 2.5 / 5
+        CHECK(p.grad.data()[1] == doctest::Approx(2.f));
+        CHECK(p.grad.data()[2] == 50.f);                   // scaled with the arena, never used
+        CHECK(adam.m.data()[0] == doctest::Approx(0.1f * 1.5f));
+        CHECK(adam.v.data()[1] == doctest::Approx(0.001f * 4.f));
+        CHECK(p["frozen"].data()[0] == 1.f);
+    }
+    SUBCASE("at or below the threshold, or off: the step is plain Adam's") {
+        for (float clip : {0.f, 5.f, 50.f}) {
+            ParamArena q = arena(), r = arena();
+            Adam a, b;
+            a.lr = b.lr = 0.1f, a.clip_norm = clip;
+            for (int it = 0; it < 3; it++) a.step(q), b.step(r);
+            CHECK(q["x"].data()[0] == r["x"].data()[0]);
+            CHECK(q["x"].data()[1] == r["x"].data()[1]);
+            CHECK(std::isnan(a.last_norm) == (clip == 0.f));
+        }
     }
 }

@@ -972,6 +972,7 @@ void bptt_start(SplitBptt& b, const std::vector<std::vector<float>>& F0) {
     b.opt_m.lr = cfg.lr, b.opt_r.lr = cfg.readout_lr;
     for (const auto& e : b.m.params.entries) b.opt_m.lr_scale.push_back(param_lr_scale(e.name, e.shape, cfg));
     b.opt_m.weight_decay = b.opt_r.weight_decay = cfg.weight_decay;
+    b.opt_m.clip_norm = cfg.clip_grad;
     const size_t areas = P.areas.size();
     b.cache.resize(areas), b.valF.resize(areas), b.Ytr.resize(areas), b.Yva.resize(areas);
     b.row_of.assign((size_t)b.tg.N, -1);

@@ -129,6 +129,8 @@ struct FitConfig {
                                            // without re-solves use ~1e-4: Adam moves all D weights of a
                                            // unit at once, its prediction by ~lr * |x|_1 per step)
     float weight_decay = 1e-4f;
+    float clip_grad = 0.f;                 // > 0: the cells' and feedback's gradient is scaled to at most
+                                           // this global norm before each step (0: never)
     float mean_weight = 0.1f;              // weight of the mean time course in the loss
     bool residual = false;                 // residual cells h = x + a * cell (ModelConfig::residual), else plain
     bool memory_init = true;               // cells start as leaky integrators (cells.h cell_init_memory)

@@ -142,6 +142,8 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
              "eigendecomposition) or pls (each unit's number of components chosen there; docs/fit_quality.md)")
         .choices({"pls", "ridge"}).tag(C);
     cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)").range(0, 1).tag(C);
+    cli.flag("--clip-grad", &c.clip_grad, "scale the cells' and feedback's gradient down to at most this global norm "
+             "before each step (0: never)").range(0, 1e6).tag(C);
     cli.flag("--stop-on", &v.stop_on, "what early stopping and the readout re-solves watch on the validation images: "
              "score (a median r^2 per bin, as scored) or loss").choices({"score", "loss"}).tag(C);
     cli.flag("--no-readout-refit", &v.no_refit,

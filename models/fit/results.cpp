@@ -80,6 +80,7 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"lr_schedule", c.lr_schedule},
         {"warmup", c.warmup},
         {"weight_decay", json_num(c.weight_decay)},
+        {"clip_grad", json_num(c.clip_grad)},
         {"mean_weight", json_num(c.mean_weight)},
         {"heldout_fraction", json_num(c.heldout_fraction)},
         {"heldout_fit_images", c.heldout_fit_images},
