@@ -229,6 +229,28 @@ TEST_CASE("dynamics: --clip-grad: a clip below the gradient's norm changes the f
     }
 }
 
+TEST_CASE("dynamics: held-out units are read out from every training image unless --heldout-fit-images caps them") {
+    REQUIRE(FitConfig{}.heldout_fit_images == 0);  // all: as the time-varied baseline's held-out units
+    const Dataset& ds = recovery_data();
+    FitConfig c = small_fit("lstm", "conv3:conv1");
+    c.iters = 0, c.score.folds = 2;
+    const FitResult all = fit_dynamics(ds.d, c);
+    c.heldout_fit_images = 8;  // 8 images x 13 bins for a readout of conv2's features
+    const FitResult few = fit_dynamics(ds.d, c);
+    for (const char* a : {"V4", "IT"}) {
+        const AreaFit &x = area(all, a), &y = area(few, a);
+        MESSAGE(std::string(a) << ": held-out units from all training images " << x.heldout.ev_mean << ", from 8 "
+                               << y.heldout.ev_mean);
+        CHECK(x.fit.ev_mean == y.fit.ev_mean);                // the fit units do not depend on it
+        CHECK(x.heldout.ev_mean > y.heldout.ev_mean + 0.01);  // more images, a better readout (0.13 / 0.07, 0.026 / 0.005)
+    }
+    FitFlags v;
+    parse_fit_flags(v, {"--heldout-fit-images", "64"});
+    CHECK(v.c.heldout_fit_images == 64);
+    FitFlags w;
+    CHECK(has(error_of([&] { parse_fit_flags(w, {"--heldout-fit-images", "-1"}); }), "--heldout-fit-images"));
+}
+
 TEST_CASE("dynamics: the lr schedule: linear warm-up, then constant or a half cosine to 0 at --iters") {
     FitConfig c;
     c.iters = 100;

@@ -70,9 +70,10 @@
 //     iterations. A non-finite loss stops the run with an error.
 //  6. Evaluation on the held-out fold: fit units by the trained readout; held-out units by a
 //     closed-form readout (as in step 3) on the trained network's features of
-//     `heldout_fit_images` training images (a subset bounds the cost of the extra forward
-//     passes). The score is scoring.h's noise-corrected EV. Every image is held out exactly
-//     once, so the held-out predictions of all splits together cover the dataset.
+//     training images (all of them by default, as for the time-varied baseline;
+//     `heldout_fit_images` > 0 takes a seeded subset, bounding the extra forward passes).
+//     The score is scoring.h's noise-corrected EV. Every image is held out exactly once, so
+//     the held-out predictions of all splits together cover the dataset.
 // time_varied: no BPTT: the feedforward backbone's features with an independent readout per
 // bin (the paper's "time-varied" baseline; closed form as in step 3), for the fit and the
 // held-out units alike.
@@ -143,8 +144,9 @@ struct FitConfig {
                                            // components chosen there)
     // evaluation
     float heldout_fraction = 0.25f;        // of each area's units
-    int heldout_fit_images = 64;           // training images the held-out units' PLS is fitted
-                                           // on (a seeded subset; 0 = all)
+    int heldout_fit_images = 0;            // training images the held-out units' readout is fitted
+                                           // on (a seeded subset; 0 = all, as the time-varied
+                                           // baseline's held-out units)
     bool time_varied = false;
     ScoreConfig score;                     // folds (= splits), PLS components, seeds, ceilings
     uint64_t seed = 0;                     // student init, unit hold-out, batches

@@ -159,7 +159,8 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
         .range(0, 1).tag(C);
     cli.flag("--heldout-units", &c.heldout_fraction, "fraction of each area's units held out of the fit").range(0, 0.9f).tag(C);
     cli.flag("--heldout-fit-images", &c.heldout_fit_images,
-             "training images the held-out units' PLS is fitted on (a seeded subset; 0 = all)").range(0, 1 << 30).tag(C);
+             "training images the held-out units' readout is fitted on (0 = all, as for the time-varied baseline; "
+             "N: a seeded subset of N, to bound the cost)").range(0, 1 << 30).tag(C);
     const size_t before = cli.flags.size();
     v.scoring.add(cli, c.score);
     for (size_t i = before; i < cli.flags.size(); i++)  // the protocol pairs splits up: shared, but for the mapping's own
