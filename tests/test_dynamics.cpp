@@ -209,7 +209,7 @@ TEST_CASE("dynamics: --clip-grad: a clip below the gradient's norm changes the f
     const FitResult plain = fit_dynamics(ds.d, c);
     c.clip_grad = 1e5f;
     const FitResult above = fit_dynamics(ds.d, c);
-    c.clip_grad = 1e-6f;  // every step's gradient is scaled down (Adam's steps then depend on the ratios)
+    c.clip_grad = 1e-6f;  // every gradient scaled to 1e-6: per weight far below Adam's eps, so the steps shrink
     const FitResult below = fit_dynamics(ds.d, c);
     const std::vector<float>&p = plain.splits[0].train_loss, &a = above.splits[0].train_loss, &b = below.splits[0].train_loss;
     REQUIRE(p.size() == 4);
