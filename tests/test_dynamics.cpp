@@ -234,7 +234,24 @@ TEST_CASE("dynamics: held-out units are read out from every training image unles
     const Dataset& ds = recovery_data();
     FitConfig c = small_fit("lstm", "conv3:conv1");
     c.iters = 0, c.score.folds = 2;
-    const FitResult all = fit_dynamics(ds.d, c);
+    std::vector<std::string> lines;
+    const FitResult all = fit_dynamics(ds.d, c, {}, [&](const std::string& l) { lines.push_back(l); });
+    // each split's line gives both scores, as they are scored: the mean over bins of the split's EV
+    auto split_mean = [&](const AreaScore& a, int s) {
+        double sum = 0;
+        int n = 0;
+        for (int64_t b = 0; b < ds.d.B; b++)
+            if (std::isfinite(a.ev[s * ds.d.B + b])) sum += a.ev[s * ds.d.B + b], n++;
+        return sum / n;
+    };
+    for (int s = 0; s < 2; s++) {
+        const std::string want = strfmt("split %d/2: 0 iterations (best 0), ", s + 1);
+        auto line = std::find_if(lines.begin(), lines.end(), [&](const std::string& l) { return has(l, want); });
+        REQUIRE(line != lines.end());
+        const AreaFit &v4 = area(all, "V4"), &it = area(all, "IT");
+        CHECK(has(*line, strfmt("V4 EV %.3f (held-out units %.3f) IT EV %.3f (held-out units %.3f)", split_mean(v4.fit, s),
+                                split_mean(v4.heldout, s), split_mean(it.fit, s), split_mean(it.heldout, s))));
+    }
     c.heldout_fit_images = 8;  // 8 images x 13 bins for a readout of conv2's features
     const FitResult few = fit_dynamics(ds.d, c);
     for (const char* a : {"V4", "IT"}) {

@@ -1350,7 +1350,10 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
             L.seconds = now_s() - t_split;
             std::string line = strfmt("split %d/%d: %d iterations (best %d), %s;", s + 1, S, L.iters_done, L.best_iter,
                                       format_duration(L.seconds).c_str());
-            for (const AreaFit& af : R.areas) line += strfmt(" %s EV %.3f", af.area.c_str(), split_ev(af.fit, s, d.B));
+            for (const AreaFit& af : R.areas) {
+                line += strfmt(" %s EV %.3f", af.area.c_str(), split_ev(af.fit, s, d.B));
+                if (!af.heldout_units.empty()) line += strfmt(" (held-out units %.3f)", split_ev(af.heldout, s, d.B));
+            }
             log(line);
         }
     }
