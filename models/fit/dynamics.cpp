@@ -656,8 +656,9 @@ void readout_fallback_note(const FitConfig& cfg, const Plan& P, const Targets& t
         if (which.empty()) continue;
         std::string w = which[0];
         for (size_t k = 1; k < which.size(); k++) w += " and " + which[k];
-        R.notes.push_back(strfmt("%s reads %s's %lld features: its %s readout is too large for ridge (its eigenproblem "
-                                 "would exceed 4096 x 4096; engine/ridge.h ridge_affordable), so PLS fits it "
+        R.notes.push_back(strfmt("%s reads %s's %lld features: its %s readout is too large for ridge (a Gram matrix "
+                                 "above 4096 x 4096, or a dual form's X above 2^25 entries; engine/ridge.h "
+                                 "ridge_affordable), so PLS fits it "
                                  "(--readout-components)",
                                  ap.area.c_str(), ap.layer.c_str(), (long long)ap.D, w.c_str()));
     }
