@@ -71,7 +71,6 @@ FitConfig small_fit(const std::string& motif, const std::string& feedback) {
     c.iters = 150;
     c.val_every = 25;
     c.patience = 3;
-    c.score.components = 5;
     c.heldout_fit_images = 0;
     // the feedforward unroll at onset 0 (--cells residual --cell-scale-init 0 --onset-ms 0; the
     // gpu preset's start until it was measured worse on 1024 images): on these 128 images it
@@ -266,6 +265,102 @@ TEST_CASE("dynamics: held-out units are read out from every training image unles
     CHECK(v.c.heldout_fit_images == 64);
     FitFlags w;
     CHECK(has(error_of([&] { parse_fit_flags(w, {"--heldout-fit-images", "-1"}); }), "--heldout-fit-images"));
+}
+
+// Each split's onset, its unroll length and its checkpoint's meta.onset_ms, as fit_dynamics
+// records them; every onset one of the candidates 0, 10, ... 60 ms.
+void check_split_onsets(const FitResult& R, const FitConfig& c, const NeuralData& d) {
+    REQUIRE(R.splits.size() == (size_t)c.score.folds);
+    const Json j = fit_results_json(c, R, FitRun{});
+    CHECK(R.onset_ms == R.splits[0].onset_ms);
+    for (size_t s = 0; s < R.splits.size(); s++) {
+        CAPTURE(s);
+        const float o = R.splits[s].onset_ms;
+        CHECK(o >= 0.f);
+        CHECK(o <= 60.f);
+        CHECK(std::fmod(o, 10.f) == 0.f);
+        CHECK(R.splits[s].steps == steps_needed(d.bin_start_ms, d.bin_end_ms, c.ms_per_step, o));
+        CHECK(j["splits"][s]["onset_ms"].get<double>() == (double)o);
+        CHECK(j["splits"][s]["steps"].get<int>() == R.splits[s].steps);
+        const Npz z = npz_read(c.checkpoint_dir + strfmt("/split%zu.npz", s));
+        CHECK(meta_floats(z, "meta.onset_ms") == std::vector<float>{o});
+    }
+}
+
+TEST_CASE("dynamics: --onset-ms auto chooses each split's onset on that split's training images, never its test images") {
+    const Dataset& ds = recovery_data();
+    FitConfig c = small_fit("none", "none");
+    c.onset_ms = NAN;
+    c.iters = 0;
+    for (int k : {2, 4}) {
+        c.score.folds = k;
+        const Targets tg = targets_prepare(ds.d, c.score);
+        for (int s = 0; s < k; s++) {
+            CAPTURE(k);
+            CAPTURE(s);
+            std::vector<int64_t> imgs = onset_images(tg, c, s), pool;
+            for (int64_t i = 0; i < tg.N; i++)
+                if (tg.folds.fold[i] != s) pool.push_back(i);
+            std::sort(imgs.begin(), imgs.end());
+            CHECK(imgs == pool);  // under 256 training images: all of them, and no test image
+        }
+    }
+    SUBCASE("few images: each split's onset and start from one pass over every image") {
+        c.score.folds = 4;
+        c.checkpoint_dir = vt_test::temp_dir() + "/onset_ck4";
+        std::filesystem::create_directories(c.checkpoint_dir);
+        const FitResult R = fit_dynamics(ds.d, c, ds.teacher);
+        check_split_onsets(R, c, ds.d);
+        for (const AreaFit& a : R.areas) CHECK(a.fit.ev_mean > 0);
+    }
+    SUBCASE("over 512 images: each split's own features for the onset; at most 256 of its training images") {
+        VirtualPrimateConfig vc = recovery_config();
+        vc.images = 600;
+        const std::string path = vt_test::temp_dir() + "/vp_600.npz";
+        npz_write(path, virtual_primate_generate(vc));
+        const NeuralData d = neural_data_load(path, true);
+        c.score.folds = 2;
+        const Targets tg = targets_prepare(d, c.score);
+        for (int s = 0; s < 2; s++) {
+            const std::vector<int64_t> imgs = onset_images(tg, c, s);
+            CHECK(imgs.size() == 256);
+            CHECK(std::none_of(imgs.begin(), imgs.end(), [&](int64_t i) { return tg.folds.fold[i] == s; }));
+        }
+        c.checkpoint_dir = vt_test::temp_dir() + "/onset_ck600";
+        std::filesystem::create_directories(c.checkpoint_dir);
+        const FitResult R = fit_dynamics(d, c);
+        check_split_onsets(R, c, d);
+        for (const AreaFit& a : R.areas) CHECK(a.fit.ev_mean > 0);
+    }
+}
+
+TEST_CASE("dynamics: the validation loss counts each validation image once, however the batches fall") {
+    // 2 splits of the 128 images: 64 training images each, 6 of them for validation. One batch
+    // of 6 holds them exactly; a batch of 9 repeats the last one 3 times to fill the graph,
+    // which must not count; batches of 4 (4 + a short 2) weight each batch by its images.
+    const Dataset& ds = recovery_data();
+    FitConfig c = small_fit("lstm", "conv3:conv1");
+    c.iters = 0;
+    c.score.folds = 2;
+    auto val_loss = [&](int batch) {
+        FitConfig f = c;
+        f.batch = batch;
+        const FitResult R = fit_dynamics(ds.d, f);
+        std::vector<float> v;
+        for (const SplitLog& L : R.splits) v.push_back(L.init_val_loss);
+        return v;
+    };
+    const std::vector<float> exact = val_loss(6), padded = val_loss(9), two = val_loss(3), short_last = val_loss(4);
+    REQUIRE(exact.size() == 2);
+    for (size_t s = 0; s < 2; s++) {
+        CAPTURE(s);
+        CHECK(std::isfinite(exact[s]));
+        CHECK(padded[s] == doctest::Approx(exact[s]).epsilon(1e-5));  // one short batch: the same images
+        CHECK(two[s] != doctest::Approx(exact[s]).epsilon(1e-3));  // two batches of 3 centre each on its own
+        // 4 + 2: each batch centred on its own images, weighted 4 : 2
+        CHECK(std::isfinite(short_last[s]));
+        CHECK(short_last[s] != doctest::Approx(exact[s]).epsilon(1e-3));
+    }
 }
 
 TEST_CASE("dynamics: the lr schedule: linear warm-up, then constant or a half cosine to 0 at --iters") {
@@ -512,6 +607,17 @@ TEST_CASE("dynamics: --init starts from a model checkpoint; the teacher itself b
     CHECK(st.motif == "lstm");
     CHECK(st.feedback == "conv3:conv1");
     CHECK(!st.residual);
+    {  // results.json's settings.flags: the checkpoint's structure, as the fit takes it
+        const FlagValues fv = fit_flag_values({"--init", path, "--iters", "0"});
+        auto value = [&](const char* n) {
+            for (const auto& kv : fv)
+                if (kv.first == n) return kv.second;
+            return std::string("(absent)");
+        };
+        CHECK(value("--feedback") == "conv3:conv1");
+        CHECK(value("--motif") == "lstm");
+        CHECK(value("--warmup") == "0");
+    }
     FitConfig c = small_fit("lstm", "conv3:conv1");
     c.init = path;
     c.iters = 0;

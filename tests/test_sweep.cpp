@@ -102,7 +102,7 @@ std::string tiny_sweep_args(const std::string& out, const std::string& grid_line
     std::string grid = out + "_grid.txt";
     std::ofstream(grid) << grid_lines;
     return "--grid " + grid + " --data " + f.data + " --out " + out + " -- --backbone " + f.backbone +
-           " --readout V4=conv2,IT=conv3 --components 3 --heldout-fit-images 0 " + extra;
+           " --readout V4=conv2,IT=conv3 --heldout-fit-images 0 " + extra;
 }
 
 const char* kTinyGrid =

@@ -59,7 +59,7 @@ const Fixture& fixture() {
 
 // The flags after `--` for every fit: the tiny backbone, a short fit.
 std::string fit_flags() {
-    return "--backbone " + fixture().backbone + " --components 3 --heldout-fit-images 0 --iters 2 --val-every 2";
+    return "--backbone " + fixture().backbone + " --heldout-fit-images 0 --iters 2 --val-every 2";
 }
 
 // Sweep arguments: a grid (a built-in name or grid lines written beside `out`), the data, out.
@@ -136,7 +136,12 @@ TEST_CASE("fit_flag_values: resolved, normalised flag values; the preset's defau
     CHECK(value(g, "--preset") == "gpu");
     CHECK(value(g, "--iters") == "7");  // given wins
     CHECK(value(g, "--batch") == "32");  // the gpu preset's
-    CHECK(value(g, "--warmup") == "20");
+    CHECK(value(g, "--warmup") == "0");  // the preset's 20, at most a tenth of --iters, as the fit runs it
+    CHECK(value(fit_flag_values({"--preset", "gpu"}), "--warmup") == "20");
+    CHECK(value(fit_flag_values({"--preset", "gpu", "--iters", "7", "--warmup", "3"}), "--warmup") == "3");
+    CHECK(value(g, "--readout-lr") == "0.0001");  // without re-solves Adam moves the readouts, as the fit does
+    CHECK(value(d, "--readout-lr") == "0");
+    CHECK(value(d, "--warmup") == "8");
     CHECK(value(g, "--no-memory-init") == "false");
     CHECK(value(g, "--no-readout-refit") == "true");
     CHECK(value(g, "--lr") == "0.02");

@@ -151,6 +151,28 @@ TEST_CASE("tools: fit_dynamics writes strictly valid results.json and a predicti
     INFO(r.out);
     CHECK(r.rc == 0);
     CHECK(has(r.out, "ventral-fit-dynamics-2 (24, 16, 13) (2, 16, 13) fit,heldout"));
+    // results.csv: each row's reliability is the median ceiling of its own unit set in its bin
+    // (the teacher's: all of the area's units), as predictions.npz's ceilings give it
+    r = vt_test::shell_run(
+        "cd " + vt_test::shell_quote(dir + "/fit") + " && python3 -c 'import csv, numpy as np\n"
+        "z = np.load(\"predictions.npz\")\n"
+        "rows = list(csv.DictReader(open(\"results.csv\")))\n"
+        "starts = list(z[\"bin_start_ms\"])\n"
+        "seen, differ = set(), 0\n"
+        "for row in rows:\n"
+        "    b = starts.index(float(row[\"bin_start_ms\"]))\n"
+        "    area = z[\"unit_area\"] == row[\"area\"]\n"
+        "    mine = area if row[\"units\"] == \"teacher\" else area & (z[\"unit_role\"] == row[\"units\"])\n"
+        "    want = np.nanmedian(z[\"ceiling\"][mine, b])\n"
+        "    got = float(row[\"reliability\"]) if row[\"reliability\"] not in (\"\", \"null\") else float(\"nan\")\n"
+        "    assert np.isnan(want) == np.isnan(got) and (np.isnan(want) or abs(want - got) < 1e-5), (row, want)\n"
+        "    seen.add(row[\"units\"])\n"
+        "    fit = np.nanmedian(z[\"ceiling\"][area & (z[\"unit_role\"] == \"fit\"), b])\n"
+        "    differ += row[\"units\"] != \"fit\" and abs(fit - got) > 1e-6\n"
+        "print(\"rows\", len(rows), \",\".join(sorted(seen)), \"differ\", differ > 0)' 2>&1");
+    INFO(r.out);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "rows 78 fit,heldout,teacher differ True"));
 }
 
 TEST_CASE("tools: without --data fit_dynamics reads its preset's virtual primate") {
@@ -199,6 +221,12 @@ TEST_CASE("tools: fit_dynamics refuses bad flags and input before any fitting") 
     Run r = run_tool("fit_dynamics", "--frobnicate");
     CHECK(r.rc != 0);
     CHECK(has(r.out, "unknown flag '--frobnicate'"));
+    r = run_tool("fit_dynamics", "--components 5");  // the scoring tools' flag; the readouts choose their own
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "unknown flag '--components'"));
+    r = run_tool("fit_dynamics", "--help");
+    CHECK(has(r.out, "--readout-components"));
+    CHECK(!has(r.out, " --components "));
     r = run_tool("fit_dynamics", "--motif lsmt --data /nonexistent.npz");
     CHECK(r.rc != 0);
     CHECK(has(r.out, "--motif: expected none, timedecay, rnn"));

@@ -102,7 +102,8 @@ NeuralData data_load(std::string& data, bool virtual_primate, const std::string&
     return d;
 }
 
-// results.csv: one row per area, unit set (fit, heldout, teacher) and bin.
+// results.csv: one row per area, unit set (fit, heldout, teacher) and bin; `reliability` is the
+// median ceiling rho of that set's units in that bin (the teacher: all of the area's units).
 void results_csv_write(const std::string& path, const FitResult& R) {
     const Targets& tg = R.targets;
     std::string csv = "area,layer,units,bin_start_ms,bin_end_ms,ev_mean,ev_sem,scoring_units,reliability\n";
@@ -114,7 +115,7 @@ void results_csv_write(const std::string& path, const FitResult& R) {
                 csv += strfmt("%s,%s,%s,%g,%g,%s,%s,%d,%s\n", af.area.c_str(), af.layer.c_str(), st.first,
                               tg.bin_start_ms[b], tg.bin_end_ms[b], json_number(st.second->ev_bin_mean[b]).c_str(),
                               json_number(st.second->ev_bin_sem[b]).c_str(), st.second->units_per_bin[b],
-                              json_number(af.fit.ceiling.empty() ? NAN : af.fit.ceiling[b]).c_str());
+                              json_number(st.second->ceiling.empty() ? NAN : st.second->ceiling[b]).c_str());
     }
     file_write_atomic(path, csv.data(), csv.size());
 

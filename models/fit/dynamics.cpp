@@ -585,7 +585,7 @@ Plan plan_make(const NeuralData& d, const FitConfig& cfg, const Model& backbone,
 }
 
 // The unroll's length and the steps of each bin at this onset (dynamics.h, time).
-void plan_time(Plan& P, const NeuralData& d, const FitConfig& cfg, float onset_ms, FitResult& R) {
+void plan_time(Plan& P, const NeuralData& d, const FitConfig& cfg, float onset_ms, FitResult& R, bool record) {
     P.onset_ms = onset_ms;
     const int need = steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onset_ms);
     P.T = cfg.steps > 0 ? cfg.steps : need;
@@ -609,9 +609,9 @@ void plan_time(Plan& P, const NeuralData& d, const FitConfig& cfg, float onset_m
     if (P.bins_fitted.empty())
         fail("no bin of '%s' contains a model step (steps at %g ms + t * %g ms, t < %d): check --ms-per-step / --onset-ms",
              d.path.c_str(), onset_ms, cfg.ms_per_step, P.T);
-    if (!empty_bins.empty())
-        R.notes.push_back("bins with no model step (constant prediction, not fitted): " + empty_bins);
-    R.T = P.T, R.image_steps = P.image_steps, R.steps_of_bin = P.steps, R.onset_ms = onset_ms;
+    const std::string note = "bins with no model step (constant prediction, not fitted): " + empty_bins;
+    if (!empty_bins.empty() && std::find(R.notes.begin(), R.notes.end(), note) == R.notes.end()) R.notes.push_back(note);
+    if (record) R.T = P.T, R.image_steps = P.image_steps, R.steps_of_bin = P.steps, R.onset_ms = onset_ms;
 }
 
 // The images of split s: `test` (fold s), and the others shuffled into `val` (val_fraction,
@@ -822,14 +822,17 @@ std::vector<float> bin_features(const std::vector<float>& S, int64_t n, int T, i
 
 // ---- the onset ------------------------------------------------------------------------------
 // With --onset-ms auto, the time of step 0 after image onset is chosen among 0, 1, ... 6
-// steps (0-60 ms at 10 ms per step): for each, the fresh student's features (what every
-// split starts from) of up to 256 of split 0's training images, a closed-form readout (25
-// components) on three quarters and its within-bin error on the rest, summed over areas
-// (standardised units); the least error wins. Split 0's test images take no part.
+// steps (0-60 ms at 10 ms per step), for each split on its own: for each, the fresh student's
+// features (what every split starts from) of up to 256 of the split's training images, a
+// closed-form readout (25 components) on three quarters and its within-bin error on the rest,
+// summed over areas (standardised units); the least error wins. The split's test images take
+// no part (one onset for all splits would be chosen on images that another split tests).
 // `steps` are the images' per-step features ([area] (n, T, D), T for onset 0).
 
-std::vector<int64_t> onset_images(const Targets& tg, const FitConfig& cfg) {
-    SplitImages si = split_images(tg, 0, cfg);
+}  // namespace
+
+std::vector<int64_t> onset_images(const Targets& tg, const FitConfig& cfg, int split) {
+    SplitImages si = split_images(tg, split, cfg);
     std::vector<int64_t> imgs = si.train;
     imgs.insert(imgs.end(), si.val.begin(), si.val.end());
     Rng rng(cfg.seed * 4242 + 1);
@@ -838,9 +841,11 @@ std::vector<int64_t> onset_images(const Targets& tg, const FitConfig& cfg) {
     return imgs;
 }
 
+namespace {
+
 float onset_choose(const NeuralData& d, const FitConfig& cfg, const Plan& P, const Targets& tg,
                    const std::vector<int64_t>& imgs, const std::vector<std::vector<float>>& steps, int T,
-                   const std::function<void(const std::string&)>& log) {
+                   const std::string& who, const std::function<void(const std::string&)>& log) {
     const Standardised st = standardise(tg, imgs);
     const size_t nfit = imgs.size() - imgs.size() / 4;
     std::vector<size_t> fit_pos(nfit), val_pos(imgs.size() - nfit);
@@ -849,7 +854,7 @@ float onset_choose(const NeuralData& d, const FitConfig& cfg, const Plan& P, con
     const std::vector<int64_t> fit_img(imgs.begin(), imgs.begin() + (int64_t)nfit), val_img(imgs.begin() + (int64_t)nfit, imgs.end());
     float best = 0;
     double best_err = INFINITY;
-    std::string line = "onset (ms) -> validation error:";
+    std::string line = who + "onset (ms) -> validation error:";
     for (int k = 0; k <= 6; k++) {
         const float onset = (float)(k * cfg.ms_per_step);
         const std::vector<std::vector<int>> bs = bin_steps(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onset, T);
@@ -1050,17 +1055,58 @@ float bptt_val_score(const SplitBptt& b) {
     return areas ? (float)(total / areas) : NAN;
 }
 
-// One validation (Validation, before SplitBptt).
+// The graph's loss (graph_build) of the r validation images from row i0 of the kept features
+// alone, on the host: a short last batch, whose graph repeats its last image to fill the batch.
+double bptt_val_loss_rows(const SplitBptt& b, size_t i0, size_t r) {
+    const int64_t B = b.P.B;
+    const double mw = b.cfg.mean_weight;
+    double L = 0;
+    for (size_t a = 0; a < b.P.areas.size(); a++) {
+        const int64_t D = b.P.areas[a].D, Ua = (int64_t)b.P.areas[a].fit.units.size();
+        if (Ua == 0) continue;
+        Readout ro;
+        ro.W.resize((size_t)(Ua * D)), ro.bias.resize((size_t)Ua);
+        download(ro.W.data(), b.ro[ro_name(b.P.areas[a].area, "weight")], Ua * D);
+        download(ro.bias.data(), b.ro[ro_name(b.P.areas[a].area, "bias")], Ua);
+        std::vector<float> x((size_t)(r * D)), e((size_t)(r * Ua));
+        for (int64_t k : b.P.bins_fitted) {
+            for (size_t j = 0; j < r; j++)
+                std::memcpy(&x[j * D], &b.valF[a][((i0 + j) * B + k) * D], D * sizeof(float));
+            readout_apply(e.data(), ro, x.data(), (int64_t)r, D, Ua);
+            double raw = 0, centred = 0;
+            for (int64_t u = 0; u < Ua; u++) {
+                double mean = 0;
+                for (size_t j = 0; j < r; j++) {
+                    float& v = e[j * Ua + u];
+                    v -= b.Yva[a][((i0 + j) * B + k) * Ua + u];
+                    mean += v;
+                }
+                mean /= (double)r;
+                for (size_t j = 0; j < r; j++) {
+                    const double v = e[j * Ua + u];
+                    raw += v * v, centred += (v - mean) * (v - mean);
+                }
+            }
+            const double cells = (double)r * (double)Ua;
+            L += (1 - mw) * centred / cells + mw * raw / cells;
+        }
+    }
+    return L / (double)b.P.bins_fitted.size();
+}
+
+// One validation (Validation, before SplitBptt): the loss is the mean over the validation
+// images (each batch's loss weighted by its images; a short last batch's padding counts not).
 Validation bptt_val(SplitBptt& b) {
     double sum = 0;
-    int cnt = 0;
-    for (size_t i0 = 0; i0 < b.si.val.size(); i0 += (size_t)b.g.n) {
+    const size_t nv = b.si.val.size(), n = (size_t)b.g.n;
+    for (size_t i0 = 0; i0 < nv; i0 += n) {
         graph_load(b.g, b.P, b.si.val, i0, &b.st.Y, b.tg.U);
         b.g.u.tape.forward();
-        sum += loss_value(b.g), cnt++;
         bptt_keep_batch(b, b.valF, b.si.val, i0, false);
+        const size_t r = std::min(n, nv - i0);
+        sum += (double)r * (r == n ? (double)loss_value(b.g) : bptt_val_loss_rows(b, i0, r));
     }
-    return {(float)(sum / cnt), bptt_val_score(b)};
+    return {(float)(sum / (double)nv), bptt_val_score(b)};
 }
 
 // The readouts re-solved on the kept features (variable projection: the cells then descend
@@ -1301,48 +1347,60 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         log("time-varied baseline: feedforward " + mc.arch + " features, an independent readout per bin");
         fit_time_varied(d, cfg, P, *backbone, R);
     } else {
-        // the fresh student's features, for the onset and every split's closed-form readout
+        // the fresh student's features, for each split's onset and closed-form readout start
         std::unique_ptr<Model> fresh = student_fresh(mc, *backbone, cfg);
         const int image_steps = cfg.image_steps >= 0 ? cfg.image_steps : (int)std::lround(d.presentation_ms / cfg.ms_per_step);
         std::vector<int64_t> all((size_t)d.N);
         std::iota(all.begin(), all.end(), 0);
-        std::vector<std::vector<float>> F0;
-        float onset = cfg.onset_ms;
-        if (std::isnan(onset)) {  // per-step features: of every image when few, else of the choice's images
-            const int T0 = std::max(cfg.steps, steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, 0.f));
-            const bool keep_all = d.N <= 512;
-            const std::vector<int64_t> imgs = onset_images(tg, cfg);
-            std::vector<std::vector<float>> steps =
-                step_features(*fresh, P, keep_all ? all : imgs, T0, image_steps, "features of the fresh student");
-            std::vector<std::vector<float>> sub = steps;
-            if (keep_all)
-                for (size_t a = 0; a < P.areas.size(); a++) {
-                    const int64_t per = (int64_t)T0 * P.areas[a].D;
-                    sub[a].resize(imgs.size() * per);
-                    for (size_t i = 0; i < imgs.size(); i++)
-                        std::memcpy(&sub[a][i * per], &steps[a][imgs[i] * per], per * sizeof(float));
-                }
-            onset = onset_choose(d, cfg, P, tg, imgs, sub, T0, log);
-            plan_time(P, d, cfg, onset, R);
-            if (keep_all)
-                for (size_t a = 0; a < P.areas.size(); a++)
-                    F0.push_back(bin_features(steps[a], d.N, T0, P.areas[a].D, P.steps));
-        } else {
-            plan_time(P, d, cfg, onset, R);
-        }
-        if (F0.empty()) {
-            FitGraph g;
-            graph_build(g, *fresh, P, std::min<int>(16, (int)d.N), nullptr, 0);
-            Progress bar("features of the fresh student", d.N, "img");
-            int64_t done = 0;
-            F0 = graph_features(g, P, all, &bar, &done);
-            bar.finish();
-        }
-        fresh.reset();
+        const bool choose = std::isnan(cfg.onset_ms);
+        // per-step features (onset 0) of every image when few: each split's onset and start come from them
+        const int T0 = choose ? std::max(cfg.steps, steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, 0.f)) : 0;
+        const bool keep_all = choose && d.N <= 512;
+        std::vector<std::vector<float>> steps_all;
+        if (keep_all) steps_all = step_features(*fresh, P, all, T0, image_steps, "features of the fresh student");
+        std::vector<std::vector<float>> F0;  // the fresh student's binned features of every image at onset F0_onset
+        float F0_onset = NAN;
+        std::vector<float> onsets;
         R.splits.resize(S);
         for (int s = 0; s < S; s++) {
             SplitLog& L = R.splits[s];
             const double t_split = now_s();
+            float onset = cfg.onset_ms;
+            if (choose) {  // on this split's training images (its test images take no part)
+                const std::vector<int64_t> imgs = onset_images(tg, cfg, s);
+                std::vector<std::vector<float>> sub;
+                if (keep_all) {
+                    sub.resize(P.areas.size());
+                    for (size_t a = 0; a < P.areas.size(); a++) {
+                        const int64_t per = (int64_t)T0 * P.areas[a].D;
+                        sub[a].resize(imgs.size() * per);
+                        for (size_t i = 0; i < imgs.size(); i++)
+                            std::memcpy(&sub[a][i * per], &steps_all[a][imgs[i] * per], per * sizeof(float));
+                    }
+                } else {
+                    const std::string what = strfmt("split %d/%d: features for the onset", s + 1, S);
+                    sub = step_features(*fresh, P, imgs, T0, image_steps, what.c_str());
+                }
+                onset = onset_choose(d, cfg, P, tg, imgs, sub, T0, S > 1 ? strfmt("split %d/%d: ", s + 1, S) : "", log);
+            }
+            plan_time(P, d, cfg, onset, R, s == 0);
+            L.onset_ms = onset, L.steps = P.T;
+            onsets.push_back(onset);
+            if (!(F0_onset == onset)) {  // the start's features at this split's onset (kept while the next agrees)
+                F0.clear();
+                if (keep_all) {
+                    for (size_t a = 0; a < P.areas.size(); a++)
+                        F0.push_back(bin_features(steps_all[a], d.N, T0, P.areas[a].D, P.steps));
+                } else {
+                    FitGraph g;
+                    graph_build(g, *fresh, P, std::min<int>(16, (int)d.N), nullptr, 0);
+                    Progress bar("features of the fresh student", d.N, "img");
+                    int64_t done = 0;
+                    F0 = graph_features(g, P, all, &bar, &done);
+                    bar.finish();
+                }
+                F0_onset = onset;
+            }
             const SplitImages si = split_images(tg, s, cfg);
             const Standardised st = standardise(tg, si.train);
             Trained tr = train_split(cfg, P, tg, mc, *backbone, F0, s, si, st, L);
@@ -1356,6 +1414,12 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                 if (!af.heldout_units.empty()) line += strfmt(" (held-out units %.3f)", split_ev(af.heldout, s, d.B));
             }
             log(line);
+        }
+        if (std::adjacent_find(onsets.begin(), onsets.end(), std::not_equal_to<float>()) != onsets.end()) {
+            std::string each;
+            for (float o : onsets) each += strfmt("%s%g", each.empty() ? "" : ", ", o);
+            R.notes.push_back("the onset was chosen per split on its training images: " + each +
+                              " ms (results.json splits[].onset_ms; settings.onset_ms, steps and steps_per_bin are split 1's)");
         }
     }
     for (AreaFit& af : R.areas) {

@@ -77,8 +77,9 @@
 // time_varied: no BPTT: the feedforward backbone's features with an independent readout per
 // bin (the paper's "time-varied" baseline; closed form as in step 3), for the fit and the
 // held-out units alike.
-// Onset (onset_ms = NaN, `--onset-ms auto`): chosen among 0-60 ms with the fresh student's
-// features of split 0's training images (dynamics.cpp onset_choose).
+// Onset (onset_ms = NaN, `--onset-ms auto`): chosen among 0-60 ms for each split with the fresh
+// student's features of that split's training images (dynamics.cpp onset_choose), so that no
+// split's test images take part in it.
 #pragma once
 #include <cmath>
 #include <functional>
@@ -208,6 +209,8 @@ struct SplitLog {
     int refits = 0;                              // closed-form readout re-solves kept
     float init_val_loss = 0, init_val_score = 0; // before any BPTT step (PLS readout)
     std::vector<std::vector<int>> readout_components;  // [area] (fit units) PLS components of the closed-form start
+    float onset_ms = 0;                          // the split's onset (chosen on its training images with auto)
+    int steps = 0;                               // the split's unroll length T at that onset
     double seconds = 0;
 };
 
@@ -218,13 +221,17 @@ struct FitResult {
     std::vector<SplitLog> splits;
     std::vector<std::vector<int>> steps_of_bin;  // (B) steps per bin
     int T = 0, image_steps = 0;
-    float onset_ms = 0;                          // the onset used (chosen, with --onset-ms auto)
+    float onset_ms = 0;                          // split 1's onset (chosen per split with --onset-ms auto: SplitLog)
     int64_t trainable_params = 0;
     bool residual_cells = false;                 // the student's cell form (cfg.residual, or --init's)
     std::vector<float> predictions;              // (N, U, B) held-out prediction of every
                                                  // image (NaN for units not in an area fitted)
     double seconds = 0;
 };
+
+// The images split `split`'s onset is chosen on (--onset-ms auto): up to 256 of its training
+// and validation images, seeded; never one of its test fold's.
+std::vector<int64_t> onset_images(const Targets& tg, const FitConfig& cfg, int split);
 
 // Runs the whole protocol. `teacher` (optional, (N, U, B)) are noiseless responses scored
 // like a model's predictions. `log` (optional) receives progress lines.

@@ -164,7 +164,12 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     const size_t before = cli.flags.size();
     v.scoring.add(cli, c.score);
     for (size_t i = before; i < cli.flags.size(); i++)  // the protocol pairs splits up: shared, but for the mapping's own
-        cli.flags[i].tag = cli.flags[i].name == "--components" || cli.flags[i].name == "--pls" ? C : S;
+        cli.flags[i].tag = cli.flags[i].name == "--pls" ? C : S;
+    // The readouts choose each unit's components themselves (--readout-components caps them), so
+    // the scoring tools' fixed --components would be a flag that changes nothing: not taken.
+    cli.flags.erase(std::remove_if(cli.flags.begin() + (std::ptrdiff_t)before, cli.flags.end(),
+                                   [](const Cli::Flag& f) { return f.name == "--components"; }),
+                    cli.flags.end());
     cli.flag("--model-seed", &c.seed, "seed of the student's cells, the unit hold-out and the minibatches").tag(C);
     cli.flag("--device", &c.device, "cpu or cuda").tag(C);
     cli.flag("--precision", &c.precision, kPrecisionHelp).tag(C);
@@ -233,7 +238,7 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
         return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite" && n != "--device";
     };
     FlagValues out;
-    bool lr_given = false;
+    std::vector<std::string> given;
     for (const Cli::Flag& f : cli.flags)
         if (kept(f.name)) out.push_back({f.name, flag_text(f, f.def)});
     for (size_t i = 0; i < args.size(); i++) {
@@ -251,15 +256,30 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
         }
         for (auto& kv : out)
             if (kv.first == name) kv.second = flag_text(*f, value);
-        lr_given |= name == "--lr";
+        given.push_back(name);
     }
-    if (!lr_given) {  // the motif's share of the preset's lr, as fit_flags_finish sets it
-        std::string motif;
+    // what fit_flags_finish derives from the others, as it derives it
+    auto was_given = [&](const char* n) { return std::find(given.begin(), given.end(), n) != given.end(); };
+    auto at = [&](const char* n) -> std::string& {
         for (auto& kv : out)
-            if (kv.first == "--motif") motif = kv.second;
-        for (auto& kv : out)
-            if (kv.first == "--lr") kv.second = flag_text(*cli.find("--lr"), strfmt("%.6g", motif_lr(v.c.lr, motif)));
+            if (kv.first == n) return kv.second;
+        VT_CHECK(false, "fit_flag_values: no flag %s", n);
+        return out[0].second;
+    };
+    if (was_given("--init") && !at("--init").empty()) {  // the checkpoint's structure (fit_dynamics refuses a bad one)
+        try {
+            const InitStructure st = init_structure(at("--init"));
+            if (!was_given("--motif")) at("--motif") = st.motif;
+            if (!was_given("--feedback")) at("--feedback") = st.feedback;
+        } catch (const Error&) {
+        }
     }
+    if (!was_given("--lr"))  // the motif's share of the preset's lr
+        at("--lr") = flag_text(*cli.find("--lr"), strfmt("%.6g", motif_lr(v.c.lr, at("--motif"))));
+    if (!was_given("--warmup"))  // the preset's, at most a tenth of --iters
+        at("--warmup") = std::to_string(std::min<long long>(std::stoll(at("--warmup")), std::stoll(at("--iters")) / 10));
+    if (!was_given("--readout-lr") && at("--no-readout-refit") == "true")  // Adam alone moves the readouts
+        at("--readout-lr") = flag_text(*cli.find("--readout-lr"), "1e-4");
     return out;
 }
 

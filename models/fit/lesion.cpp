@@ -27,7 +27,6 @@ ScoreConfig score_config_of(const Json& s, const std::string& path) {
     };
     ScoreConfig c;
     c.folds = need("splits").get<int>();
-    c.components = need("components").get<int>();
     c.pls = need("pls").get<std::string>() == "simpls" ? PlsAlgorithm::Simpls : PlsAlgorithm::Nipals;
     c.seed = need("seed").get<uint64_t>();
     c.ceiling_splits = need("ceiling_splits").get<int>();

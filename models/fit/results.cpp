@@ -85,7 +85,6 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"heldout_fraction", json_num(c.heldout_fraction)},
         {"heldout_fit_images", c.heldout_fit_images},
         {"splits", c.score.folds},
-        {"components", c.score.components},
         {"pls", c.score.pls == PlsAlgorithm::Nipals ? "nipals" : "simpls"},
         {"seed", c.score.seed},
         {"model_seed", c.seed},
@@ -116,7 +115,9 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
     }
     Json splits = Json::array();
     for (const SplitLog& L : R.splits)
-        splits.push_back({{"iterations", L.iters_done},
+        splits.push_back({{"onset_ms", json_num(L.onset_ms)},
+                          {"steps", L.steps},
+                          {"iterations", L.iters_done},
                           {"best_iteration", L.best_iter},
                           {"init_val_loss", json_num(L.init_val_loss)},
                           {"init_val_score", json_num(L.init_val_score)},
