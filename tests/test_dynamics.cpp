@@ -313,6 +313,23 @@ TEST_CASE("dynamics: --onset-ms auto chooses each split's onset on that split's 
         check_split_onsets(R, c, ds.d);
         for (const AreaFit& a : R.areas) CHECK(a.fit.ev_mean > 0);
     }
+    SUBCASE("with --steps, only the onsets whose bins those steps reach are candidates") {
+        c.score.folds = 2;
+        const int full = steps_needed(ds.d.bin_start_ms, ds.d.bin_end_ms, c.ms_per_step, 0.f);
+        c.steps = full - 3;  // onsets 0-20 ms need more steps than these
+        const float least = 30.f;
+        REQUIRE(steps_needed(ds.d.bin_start_ms, ds.d.bin_end_ms, c.ms_per_step, 20.f) > c.steps);
+        REQUIRE(steps_needed(ds.d.bin_start_ms, ds.d.bin_end_ms, c.ms_per_step, least) <= c.steps);
+        std::vector<std::string> lines;
+        const FitResult R = fit_dynamics(ds.d, c, {}, [&](const std::string& l) { lines.push_back(l); });
+        for (const SplitLog& L : R.splits) {
+            CHECK(L.onset_ms >= least);
+            CHECK(L.steps == c.steps);
+        }
+        CHECK(std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+            return has(l, strfmt("0: (needs more than --steps %d)", c.steps));
+        }));
+    }
     SUBCASE("over 512 images: each split's own features for the onset; at most 256 of its training images") {
         VirtualPrimateConfig vc = recovery_config();
         vc.images = 600;

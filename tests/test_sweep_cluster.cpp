@@ -142,6 +142,7 @@ TEST_CASE("fit_flag_values: resolved, normalised flag values; the preset's defau
     CHECK(value(g, "--readout-lr") == "0.0001");  // without re-solves Adam moves the readouts, as the fit does
     CHECK(value(d, "--readout-lr") == "0");
     CHECK(value(d, "--warmup") == "8");
+    CHECK(value(fit_flag_values({"--iters", "abc"}), "--iters") == "abc");  // unparsed: compared as given, no throw
     CHECK(value(g, "--no-memory-init") == "false");
     CHECK(value(g, "--no-readout-refit") == "true");
     CHECK(value(g, "--lr") == "0.02");

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <numeric>
 
 #include "engine/backend.h"
@@ -609,7 +610,7 @@ void plan_time(Plan& P, const NeuralData& d, const FitConfig& cfg, float onset_m
     if (P.bins_fitted.empty())
         fail("no bin of '%s' contains a model step (steps at %g ms + t * %g ms, t < %d): check --ms-per-step / --onset-ms",
              d.path.c_str(), onset_ms, cfg.ms_per_step, P.T);
-    const std::string note = "bins with no model step (constant prediction, not fitted): " + empty_bins;
+    const std::string note = strfmt("bins with no model step at onset %g ms (constant prediction, not fitted): ", onset_ms) + empty_bins;
     if (!empty_bins.empty() && std::find(R.notes.begin(), R.notes.end(), note) == R.notes.end()) R.notes.push_back(note);
     if (record) R.T = P.T, R.image_steps = P.image_steps, R.steps_of_bin = P.steps, R.onset_ms = onset_ms;
 }
@@ -857,6 +858,10 @@ float onset_choose(const NeuralData& d, const FitConfig& cfg, const Plan& P, con
     std::string line = who + "onset (ms) -> validation error:";
     for (int k = 0; k <= 6; k++) {
         const float onset = (float)(k * cfg.ms_per_step);
+        if (cfg.steps > 0 && steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onset) > cfg.steps) {
+            line += strfmt(" %g: (needs more than --steps %d)", onset, cfg.steps);  // plan_time would refuse it
+            continue;
+        }
         const std::vector<std::vector<int>> bs = bin_steps(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onset, T);
         double err = 0;
         for (size_t a = 0; a < P.areas.size(); a++) {
@@ -1352,21 +1357,16 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         const int image_steps = cfg.image_steps >= 0 ? cfg.image_steps : (int)std::lround(d.presentation_ms / cfg.ms_per_step);
         std::vector<int64_t> all((size_t)d.N);
         std::iota(all.begin(), all.end(), 0);
-        const bool choose = std::isnan(cfg.onset_ms);
-        // per-step features (onset 0) of every image when few: each split's onset and start come from them
-        const int T0 = choose ? std::max(cfg.steps, steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, 0.f)) : 0;
-        const bool keep_all = choose && d.N <= 512;
-        std::vector<std::vector<float>> steps_all;
-        if (keep_all) steps_all = step_features(*fresh, P, all, T0, image_steps, "features of the fresh student");
-        std::vector<std::vector<float>> F0;  // the fresh student's binned features of every image at onset F0_onset
-        float F0_onset = NAN;
-        std::vector<float> onsets;
-        R.splits.resize(S);
-        for (int s = 0; s < S; s++) {
-            SplitLog& L = R.splits[s];
-            const double t_split = now_s();
-            float onset = cfg.onset_ms;
-            if (choose) {  // on this split's training images (its test images take no part)
+        // every split's onset first, each on its own training images (its test images take no
+        // part), so that a bad choice stops the run before any training
+        std::vector<float> onsets((size_t)S, cfg.onset_ms);
+        std::map<float, std::vector<std::vector<float>>> F0_at;  // the start's binned features per onset
+        if (std::isnan(cfg.onset_ms)) {
+            const int T0 = std::max(cfg.steps, steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, 0.f));
+            const bool keep_all = d.N <= 512;  // per-step features (onset 0) of every image when few
+            std::vector<std::vector<float>> steps_all;
+            if (keep_all) steps_all = step_features(*fresh, P, all, T0, image_steps, "features of the fresh student");
+            for (int s = 0; s < S; s++) {
                 const std::vector<int64_t> imgs = onset_images(tg, cfg, s);
                 std::vector<std::vector<float>> sub;
                 if (keep_all) {
@@ -1381,16 +1381,32 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                     const std::string what = strfmt("split %d/%d: features for the onset", s + 1, S);
                     sub = step_features(*fresh, P, imgs, T0, image_steps, what.c_str());
                 }
-                onset = onset_choose(d, cfg, P, tg, imgs, sub, T0, S > 1 ? strfmt("split %d/%d: ", s + 1, S) : "", log);
+                onsets[s] = onset_choose(d, cfg, P, tg, imgs, sub, T0, S > 1 ? strfmt("split %d/%d: ", s + 1, S) : "", log);
             }
+            if (keep_all)  // each onset's features from the per-step ones, which then go
+                for (int s = 0; s < S; s++) {
+                    if (F0_at.count(onsets[s])) continue;
+                    plan_time(P, d, cfg, onsets[s], R, false);
+                    std::vector<std::vector<float>>& F = F0_at[onsets[s]];
+                    for (size_t a = 0; a < P.areas.size(); a++)
+                        F.push_back(bin_features(steps_all[a], d.N, T0, P.areas[a].D, P.steps));
+                }
+        }
+        const bool one_onset = std::adjacent_find(onsets.begin(), onsets.end(), std::not_equal_to<float>()) == onsets.end();
+        std::vector<std::vector<float>> F0;  // the fresh student's binned features of every image at onset F0_onset
+        float F0_onset = NAN;
+        R.splits.resize(S);
+        for (int s = 0; s < S; s++) {
+            SplitLog& L = R.splits[s];
+            const double t_split = now_s();
+            const float onset = onsets[s];
             plan_time(P, d, cfg, onset, R, s == 0);
             L.onset_ms = onset, L.steps = P.T;
-            onsets.push_back(onset);
             if (!(F0_onset == onset)) {  // the start's features at this split's onset (kept while the next agrees)
-                F0.clear();
-                if (keep_all) {
-                    for (size_t a = 0; a < P.areas.size(); a++)
-                        F0.push_back(bin_features(steps_all[a], d.N, T0, P.areas[a].D, P.steps));
+                auto it = F0_at.find(onset);
+                if (it != F0_at.end()) {
+                    if (std::find(onsets.begin() + s + 1, onsets.end(), onset) != onsets.end()) F0 = it->second;
+                    else F0 = std::move(it->second), F0_at.erase(it);  // no later split needs them
                 } else {
                     FitGraph g;
                     graph_build(g, *fresh, P, std::min<int>(16, (int)d.N), nullptr, 0);
@@ -1401,6 +1417,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                 }
                 F0_onset = onset;
             }
+            if (one_onset) fresh.reset();  // no split needs the start's features at another onset
             const SplitImages si = split_images(tg, s, cfg);
             const Standardised st = standardise(tg, si.train);
             Trained tr = train_split(cfg, P, tg, mc, *backbone, F0, s, si, st, L);
@@ -1415,7 +1432,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
             }
             log(line);
         }
-        if (std::adjacent_find(onsets.begin(), onsets.end(), std::not_equal_to<float>()) != onsets.end()) {
+        if (!one_onset) {
             std::string each;
             for (float o : onsets) each += strfmt("%s%g", each.empty() ? "" : ", ", o);
             R.notes.push_back("the onset was chosen per split on its training images: " + each +

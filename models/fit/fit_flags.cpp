@@ -276,8 +276,10 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
     }
     if (!was_given("--lr"))  // the motif's share of the preset's lr
         at("--lr") = flag_text(*cli.find("--lr"), strfmt("%.6g", motif_lr(v.c.lr, at("--motif"))));
-    if (!was_given("--warmup"))  // the preset's, at most a tenth of --iters
-        at("--warmup") = std::to_string(std::min<long long>(std::stoll(at("--warmup")), std::stoll(at("--iters")) / 10));
+    char *end_w = nullptr, *end_i = nullptr;
+    const long long warmup = std::strtoll(at("--warmup").c_str(), &end_w, 10), iters = std::strtoll(at("--iters").c_str(), &end_i, 10);
+    if (!was_given("--warmup") && !*end_w && !*end_i)  // the preset's, at most a tenth of --iters (a bad --iters: as given)
+        at("--warmup") = std::to_string(std::min(warmup, iters / 10));
     if (!was_given("--readout-lr") && at("--no-readout-refit") == "true")  // Adam alone moves the readouts
         at("--readout-lr") = flag_text(*cli.find("--readout-lr"), "1e-4");
     return out;
