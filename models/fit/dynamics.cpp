@@ -586,7 +586,7 @@ Plan plan_make(const NeuralData& d, const FitConfig& cfg, const Model& backbone,
 }
 
 // The unroll's length and the steps of each bin at this onset (dynamics.h, time).
-void plan_time(Plan& P, const NeuralData& d, const FitConfig& cfg, float onset_ms, FitResult& R, bool record) {
+void plan_time(Plan& P, const NeuralData& d, const FitConfig& cfg, float onset_ms, FitResult& R) {
     P.onset_ms = onset_ms;
     const int need = steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onset_ms);
     P.T = cfg.steps > 0 ? cfg.steps : need;
@@ -612,7 +612,6 @@ void plan_time(Plan& P, const NeuralData& d, const FitConfig& cfg, float onset_m
              d.path.c_str(), onset_ms, cfg.ms_per_step, P.T);
     const std::string note = strfmt("bins with no model step at onset %g ms (constant prediction, not fitted): ", onset_ms) + empty_bins;
     if (!empty_bins.empty() && std::find(R.notes.begin(), R.notes.end(), note) == R.notes.end()) R.notes.push_back(note);
-    if (record) R.T = P.T, R.image_steps = P.image_steps, R.steps_of_bin = P.steps, R.onset_ms = onset_ms;
 }
 
 // The images of split s: `test` (fold s), and the others shuffled into `val` (val_fraction,
@@ -1017,6 +1016,16 @@ void bptt_keep_batch(SplitBptt& b, std::vector<std::vector<float>>& dst, const s
     }
 }
 
+// Area a's readout as it stands in the graph, on the host.
+Readout bptt_readout(const SplitBptt& b, size_t a) {
+    const int64_t D = b.P.areas[a].D, Ua = (int64_t)b.P.areas[a].fit.units.size();
+    Readout r;
+    r.W.resize((size_t)(Ua * D)), r.bias.resize((size_t)Ua);
+    download(r.W.data(), b.ro[ro_name(b.P.areas[a].area, "weight")], Ua * D);
+    download(r.bias.data(), b.ro[ro_name(b.P.areas[a].area, "bias")], Ua);
+    return r;
+}
+
 // The validation images' score: per area, the mean over fitted bins of the median over fit
 // units of max(r, 0)^2 across the validation images (r: Pearson, prediction vs target; the
 // noise-corrected EV without the ceiling's division); the mean over areas.
@@ -1027,10 +1036,7 @@ float bptt_val_score(const SplitBptt& b) {
     for (size_t a = 0; a < b.P.areas.size(); a++) {
         const int64_t D = b.P.areas[a].D, Ua = (int64_t)b.P.areas[a].fit.units.size();
         if (Ua == 0 || nv < 3) continue;  // too few images for a correlation: the loss decides (Validation)
-        Readout r;
-        r.W.resize((size_t)(Ua * D)), r.bias.resize((size_t)Ua);
-        download(r.W.data(), b.ro[ro_name(b.P.areas[a].area, "weight")], Ua * D);
-        download(r.bias.data(), b.ro[ro_name(b.P.areas[a].area, "bias")], Ua);
+        const Readout r = bptt_readout(b, a);
         std::vector<float> pr((size_t)(nv * B * Ua));
         readout_apply(pr.data(), r, b.valF[a].data(), nv * B, D, Ua);
         const std::vector<float>& y = b.Yva[a];
@@ -1069,10 +1075,7 @@ double bptt_val_loss_rows(const SplitBptt& b, size_t i0, size_t r) {
     for (size_t a = 0; a < b.P.areas.size(); a++) {
         const int64_t D = b.P.areas[a].D, Ua = (int64_t)b.P.areas[a].fit.units.size();
         if (Ua == 0) continue;
-        Readout ro;
-        ro.W.resize((size_t)(Ua * D)), ro.bias.resize((size_t)Ua);
-        download(ro.W.data(), b.ro[ro_name(b.P.areas[a].area, "weight")], Ua * D);
-        download(ro.bias.data(), b.ro[ro_name(b.P.areas[a].area, "bias")], Ua);
+        const Readout ro = bptt_readout(b, a);
         std::vector<float> x((size_t)(r * D)), e((size_t)(r * Ua));
         for (int64_t k : b.P.bins_fitted) {
             for (size_t j = 0; j < r; j++)
@@ -1386,10 +1389,9 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
             if (keep_all)  // each onset's features from the per-step ones, which then go
                 for (int s = 0; s < S; s++) {
                     if (F0_at.count(onsets[s])) continue;
-                    plan_time(P, d, cfg, onsets[s], R, false);
+                    const std::vector<std::vector<int>> bs = bin_steps(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onsets[s], T0);
                     std::vector<std::vector<float>>& F = F0_at[onsets[s]];
-                    for (size_t a = 0; a < P.areas.size(); a++)
-                        F.push_back(bin_features(steps_all[a], d.N, T0, P.areas[a].D, P.steps));
+                    for (size_t a = 0; a < P.areas.size(); a++) F.push_back(bin_features(steps_all[a], d.N, T0, P.areas[a].D, bs));
                 }
         }
         const bool one_onset = std::adjacent_find(onsets.begin(), onsets.end(), std::not_equal_to<float>()) == onsets.end();
@@ -1400,8 +1402,9 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
             SplitLog& L = R.splits[s];
             const double t_split = now_s();
             const float onset = onsets[s];
-            plan_time(P, d, cfg, onset, R, s == 0);
+            plan_time(P, d, cfg, onset, R);
             L.onset_ms = onset, L.steps = P.T;
+            if (s == 0) R.T = P.T, R.image_steps = P.image_steps, R.steps_of_bin = P.steps, R.onset_ms = onset;
             if (!(F0_onset == onset)) {  // the start's features at this split's onset (kept while the next agrees)
                 auto it = F0_at.find(onset);
                 if (it != F0_at.end()) {
