@@ -202,7 +202,7 @@ TEST_CASE("sweep: its flags are fit_dynamics' flags, each either per configurati
         sweep.insert(f);
         CHECK(fit.count(f) == 1);
     }
-    sweep.insert("--overwrite"), sweep.insert("--help");  // the sweep's own business
+    sweep.insert("--overwrite"), sweep.insert("--resume"), sweep.insert("--help");  // the sweep's own business
     for (const auto& kv : fit) {
         CAPTURE(kv.first);
         CHECK(sweep.count(kv.first) == 1);  // a new fit_dynamics flag must be placed in the sweep
@@ -282,7 +282,8 @@ TEST_CASE("sweep: the flags a grid line may set are fit_dynamics' own, and every
     REQUIRE(tool.size() > 20);
     // the sweep's own (equal for every configuration) and the tool's housekeeping
     const std::vector<std::string> not_grid = {"--data", "--out", "--threads", "--splits", "--seed", "--ceiling-splits",
-                                               "--min-reliability", "--preset", "--help", "--overwrite"};
+                                               "--min-reliability", "--preset", "--help", "--overwrite",
+                                               "--resume"};
     std::vector<std::string> grid = sweep_grid_flags();
     for (const std::string& f : tool) {
         CAPTURE(f);
@@ -554,9 +555,10 @@ TEST_CASE("sweep: killed midway with SIGTERM, a rerun fits only the unfinished c
         _exit(127);
     }
     setpgid(pid, pid);
-    // wait until ff has finished and lstm has started, then stop the sweep
+    // wait until ff has finished and lstm has started (its record for --resume written), then
+    // stop the sweep
     auto t0 = std::chrono::steady_clock::now();
-    while (!(finished(out).count("ff") && fs::exists(out + "/runs/lstm/log.txt")) &&
+    while (!(finished(out).count("ff") && fs::exists(out + "/runs/lstm/.unfinished/run.json")) &&
            std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     REQUIRE(finished(out).count("ff"));
@@ -584,6 +586,10 @@ TEST_CASE("sweep: killed midway with SIGTERM, a rerun fits only the unfinished c
         CHECK(has(line_with(again.out, std::string("] ") + n + ":"), done.count(n) ? ", reused" : ", ran"));
     }
     CHECK(finished(out).size() == 3);
+    // the stopped fit was resumed (fit_dynamics --resume: its finished splits kept)
+    CHECK(has(slurp(out + "/runs/lstm/log.txt"), "--resume"));
+    CHECK(has(slurp(out + "/runs/lstm/log.txt"), "fit_dynamics: resuming the unfinished run in " + out + "/runs/lstm"));
+    CHECK(!fs::exists(out + "/runs/lstm/.unfinished"));
     fs::remove_all(fs::path(out).parent_path());
 }
 

@@ -1,12 +1,16 @@
 // test_tools.cpp: the tools as a user meets them: bad files and flags give one line naming
 // the file or flag, and a non-zero exit code.
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
@@ -173,6 +177,112 @@ TEST_CASE("tools: fit_dynamics writes strictly valid results.json and a predicti
     INFO(r.out);
     CHECK(r.rc == 0);
     CHECK(has(r.out, "rows 78 fit,heldout,teacher differ True"));
+}
+
+TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of an uninterrupted one") {
+    if (!have_tool("fit_dynamics") || !have_tool("make_virtual_primate")) { MESSAGE("tools not built: skipped"); return; }
+    namespace fs = std::filesystem;
+    const std::string dir = vt_test::temp_dir();
+    Run r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 24 --teacher-arch tiny3 --v4-layer conv2 "
+                     "--it-layer conv3 --teacher-feedback conv3:conv2 --size 32 --v4 8 --it 8 --reps 6 "
+                     "--write-teacher-backbone " + dir + "/bb.npz");
+    REQUIRE(r.rc == 0);
+    // 3 splits of 600 iterations: a second or more each, time enough to kill the run in split 2
+    const std::string flags = "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --arch tiny3 --readout "
+                              "V4=conv2,IT=conv3 --feedback conv3:conv2 --splits 3 --batch 2 --val-every 50 --threads 1 ";
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + dir + "/whole");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(!fs::exists(dir + "/whole/.unfinished"));  // a finished run keeps nothing to resume
+    for (int s = 0; s < 3; s++) CHECK(fs::exists(dir + "/whole/checkpoints/split" + std::to_string(s) + ".npz"));
+
+    // the same run, killed (SIGKILL: no handler runs) once split 1 has ended
+    const std::string out = dir + "/killed", log = dir + "/killed.txt";
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const std::string cmd = "exec " + vt_test::tool_path("fit_dynamics") + " " + flags + "--iters 600 --out " + out + " > " + log + " 2>&1";
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+        _exit(127);
+    }
+    bool split1 = false;
+    for (auto t0 = std::chrono::steady_clock::now(); std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120);) {
+        if ((split1 = fs::exists(out + "/.unfinished/split0.done.npz"))) break;
+        if (waitpid(pid, nullptr, WNOHANG) == pid) break;  // ended early: the checks below say how
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    INFO(vt_test::slurp(log));
+    REQUIRE(split1);
+    REQUIRE(!fs::exists(out + "/results.json"));  // killed before its end (else this machine outran the test)
+    CHECK(fs::exists(out + "/.unfinished/run.json"));
+    CHECK(fs::exists(out + "/.unfinished/split0.npz"));
+
+    // without --resume the unfinished run is neither clobbered nor silently restarted
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + out, true);
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "holds an unfinished run (split 1 finished"));
+    CHECK(has(r.out, "pass --resume to continue it, --overwrite to start over"));
+    CHECK(lines(r.out) == 1);
+    // with other flags (or data) --resume refuses, naming what differs
+    r = run_tool("fit_dynamics", flags + "--iters 500 --out " + out + " --resume", true);
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "--iters: 600 in the run, 500 here"));
+    r = run_tool("fit_dynamics", flags + "--iters 600 --model-seed 3 --out " + out + " --resume", true);
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "--model-seed: 0 in the run, 3 here"));
+    // a damaged record of a finished split fails naming it (a copy: the original is resumed below)
+    fs::copy(out, dir + "/damaged", fs::copy_options::recursive);
+    fs::resize_file(dir + "/damaged/.unfinished/split0.done.npz", 100);
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + dir + "/damaged --resume", true);
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "error: '" + dir + "/damaged/.unfinished/split0.done.npz': truncated"));
+    // --overwrite starts over (any flags)
+    r = run_tool("fit_dynamics", flags + "--iters 2 --out " + dir + "/damaged --overwrite");
+    CHECK(r.rc == 0);
+    CHECK(!fs::exists(dir + "/damaged/.unfinished"));
+    CHECK(fs::exists(dir + "/damaged/results.json"));
+
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + out + " --resume");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "resuming the unfinished run in " + out + " (split 1 finished)"));
+    CHECK(has(r.out, "split 1/3: resumed (fitted by an earlier run: 600 iterations"));
+    CHECK(!has(r.out, "split 1/3 ["));  // split 1 was not trained again
+    CHECK(has(r.out, "split 2/3 ["));
+    CHECK(!fs::exists(out + "/.unfinished"));
+    for (int s = 0; s < 3; s++) CHECK(fs::exists(out + "/checkpoints/split" + std::to_string(s) + ".npz"));
+    // every held-out prediction and score is the uninterrupted run's, bit for bit
+    const Npz a = npz_read(dir + "/whole/predictions.npz"), b = npz_read(out + "/predictions.npz");
+    for (const char* k : {"predictions", "unit_r", "unit_ev"}) {
+        CAPTURE(k);
+        const std::vector<float> x = a.get(k).to_f32(), y = b.get(k).to_f32();
+        REQUIRE(x.size() == y.size());
+        size_t same = 0;
+        for (size_t i = 0; i < x.size(); i++) same += (x[i] == y[i]) || (std::isnan(x[i]) && std::isnan(y[i]));
+        CHECK(same == x.size());
+    }
+    const Json ja = json_read(dir + "/whole/results.json"), jb = json_read(out + "/results.json");
+    CHECK(ja["areas"] == jb["areas"]);
+    CHECK(ja["splits"].size() == jb["splits"].size());
+    for (size_t s = 0; s < ja["splits"].size(); s++) {
+        Json x = ja["splits"][s], y = jb["splits"][s];
+        x.erase("seconds"), y.erase("seconds");
+        CHECK(x == y);  // the resumed split's log too (its loss curve, validations, onset)
+    }
+
+    // --resume where there is nothing to resume, or with --overwrite, or for the baseline
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + dir + "/none --resume", true);
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "holds no unfinished run to continue"));
+    r = run_tool("fit_dynamics", flags + "--out " + out + " --resume --overwrite", true);
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "--resume and --overwrite: pick one"));
+    r = run_tool("fit_dynamics", flags + "--time-varied --out " + dir + "/tv --resume", true);
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "the time-varied baseline has nothing to resume"));
+    fs::remove_all(dir);
 }
 
 TEST_CASE("tools: without --data fit_dynamics reads its preset's virtual primate") {

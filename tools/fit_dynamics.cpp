@@ -7,7 +7,9 @@
 // data/virtual_primate_1920.npz (models/fit/fit_flags.h fit_default_primate).
 // Writes DIR/results.json, DIR/results.csv, DIR/predictions.npz (models/fit/predictions.h),
 // DIR/ev_over_time.png, DIR/units.png, DIR/loss.png and DIR/checkpoints/split<s>.npz; prints
-// a table per area at the end.
+// a table per area at the end. While it runs, each split's checkpoint, and when it ends its
+// results, are kept in DIR/.unfinished/ (with run.json, what the run is), which a run stopped
+// or killed leaves behind: --resume continues it from there (the same flags and data only).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -224,6 +226,30 @@ void plot_loss(const std::string& path, const FitResult& R) {
     plot_lines(path, loss);
 }
 
+// DIR/.unfinished (an interrupted run's finished splits): "splits 1, 2 of 4 finished".
+std::string unfinished_state(const std::string& dir) {
+    std::vector<int> done;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+        int s = -1;
+        char tail[8] = {0};
+        if (std::sscanf(e.path().filename().string().c_str(), "split%d.done.np%1s", &s, tail) == 2 && s >= 0) done.push_back(s + 1);
+    }
+    std::sort(done.begin(), done.end());
+    if (done.empty()) return "no split finished yet";
+    std::string s = done.size() == 1 ? "split " : "splits ";
+    for (size_t k = 0; k < done.size(); k++) s += strfmt("%s%d", k ? ", " : "", done[k]);
+    return s + " finished";
+}
+
+// Leftover temporary files (npy.h's path.tmp.<pid>) of the killed run in DIR/.unfinished:
+// the claim on --out is held, so no live run writes there.
+void unfinished_clean(const std::string& dir) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+        if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path(), ec);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -255,9 +281,26 @@ int main(int argc, char** argv) {
         RunDirOptions claim_opt;
         claim_opt.tool = "fit_dynamics";
         claim_opt.overwrite = flags.overwrite;
+        if (flags.resume && flags.overwrite)
+            fail("--resume and --overwrite: pick one (continue the unfinished run in --out, or start it over)");
+        if (flags.resume && c.time_varied)
+            fail("--resume: the time-varied baseline has nothing to resume (no BPTT; it takes seconds): drop --resume");
         RunDir claim = rundir_claim(out, claim_opt);
         const std::string final_out = out;
         out = claim.partial;
+        // An interrupted run's finished splits (and the running one's checkpoints): kept out of
+        // the partial folder, so that a stopped or killed run leaves them for --resume.
+        const std::string unfinished = final_out + "/.unfinished";
+        if (fs::exists(unfinished)) {
+            if (flags.overwrite) fs::remove_all(unfinished);
+            else if (!flags.resume)
+                fail("--out '%s' holds an unfinished run (%s; stopped or killed before its end): pass --resume to "
+                     "continue it, --overwrite to start over, or another --out", final_out.c_str(),
+                     unfinished_state(unfinished).c_str());
+        } else if (flags.resume) {
+            fail("--resume: --out '%s' holds no unfinished run to continue (no %s/.unfinished/)", final_out.c_str(),
+                 final_out.c_str());
+        }
 
         const bool virtual_primate = data.empty();
         std::vector<float> teacher;
@@ -268,10 +311,19 @@ int main(int argc, char** argv) {
         run.data_crc32 = file_crc32(data, &run.data_bytes);
         run.backbone_crc32 = file_crc32(c.backbone, nullptr);
         fs::create_directories(out);
-        if (!c.time_varied) {
-            c.checkpoint_dir = out + "/checkpoints";
-            fs::create_directories(c.checkpoint_dir);
+        if (flags.resume) {  // only the run that was started, on the same data and checkpoint
+            const std::string why = fit_run_mismatch(fit_run_read(unfinished + "/run.json"), run);
+            if (!why.empty())
+                fail("--resume: the unfinished run in '%s' was started otherwise (%s): resume it with its own flags and "
+                     "data, or pass --overwrite to start over", final_out.c_str(), why.c_str());
+            unfinished_clean(unfinished);
+            std::fprintf(stderr, "fit_dynamics: resuming the unfinished run in %s (%s)\n", final_out.c_str(),
+                         unfinished_state(unfinished).c_str());
+        } else if (!c.time_varied) {
+            fs::create_directories(unfinished);
+            json_write(unfinished + "/run.json", fit_run_json(run));
         }
+        if (!c.time_varied) c.checkpoint_dir = unfinished, c.resume = flags.resume;
         std::fprintf(stderr, "fit_dynamics: %s: %lld images %dx%d, %lld units, %lld bins [%g, %g) ms, R = %lld; backbone %s\n",
                      data.c_str(), (long long)d.N, d.H, d.W, (long long)d.U, (long long)d.B, d.bin_start_ms.front(),
                      d.bin_end_ms.back(), (long long)d.R, c.backbone.c_str());
@@ -288,9 +340,16 @@ int main(int argc, char** argv) {
             plot_loss(out + "/loss.png", R);
         }
 
+        if (!c.time_varied) {  // the splits' checkpoints join the run's files
+            fs::create_directories(out + "/checkpoints");
+            for (int s = 0; s < c.score.folds; s++)
+                fs::rename(strfmt("%s/split%d.npz", unfinished.c_str(), s), strfmt("%s/checkpoints/split%d.npz", out.c_str(), s));
+        }
         // results.json last: a run is finished (the sweep reuses it) iff this file exists
         json_write(out + "/results.json", js);
         rundir_publish(claim);  // every file into the folder, results.json last
+        std::error_code ec;
+        fs::remove_all(unfinished, ec);  // published: nothing left to resume
         out = final_out;
 
         std::printf("%s", summary(c, R, data, virtual_primate).c_str());

@@ -321,14 +321,7 @@ std::string reuse_mismatch(Sweep& w, size_t i, const SweepResult& R) {
     if (R.backbone_crc32 != bb)
         diffs.push_back(strfmt("the backbone checkpoint: crc32 %s in the run, %s here (retrained or replaced since?)",
                                R.backbone_crc32.empty() ? "not recorded" : R.backbone_crc32.c_str(), bb.c_str()));
-    for (const auto& kv : want) {
-        auto it = std::find_if(R.flags.begin(), R.flags.end(), [&](const auto& x) { return x.first == kv.first; });
-        if (it == R.flags.end()) diffs.push_back(kv.first + ": not recorded by the run, " + kv.second + " here");
-        else if (it->second != kv.second) diffs.push_back(kv.first + ": " + it->second + " in the run, " + kv.second + " here");
-    }
-    for (const auto& kv : R.flags)
-        if (std::find_if(want.begin(), want.end(), [&](const auto& x) { return x.first == kv.first; }) == want.end())
-            diffs.push_back(kv.first + ": " + kv.second + " in the run, a flag this fit_dynamics does not have");
+    for (const std::string& d : flag_value_diffs(R.flags, want)) diffs.push_back(d);
     std::string s;
     for (const std::string& d : diffs) s += (s.empty() ? "" : "; ") + d;
     return s;
@@ -458,11 +451,19 @@ void sweep_announce(Sweep& w) {
 }
 
 // Starts the fit of configuration i (its claim held) in an emptied DIR/runs/NAME, its output in
-// log.txt, on the least busy GPU when there are GPUs.
+// log.txt, on the least busy GPU when there are GPUs. A fit an earlier sweep left unfinished
+// (stopped or killed: DIR/runs/NAME/.unfinished) is resumed: its finished splits are kept
+// (fit_dynamics --resume, which refuses it if its flags or data differ from this sweep's).
 Job job_start(Sweep& w, size_t i, SharedClaim claim) {
     SweepRun& run = w.rep.runs[i];
     const std::string dir = run_dir(w, i);
-    fs::remove_all(dir);  // an unfinished run starts from scratch
+    const bool resume = fs::exists(dir + "/.unfinished/run.json");
+    if (resume) {
+        for (const auto& e : fs::directory_iterator(dir))
+            if (e.path().filename() != ".unfinished") fs::remove_all(e.path());
+    } else {
+        fs::remove_all(dir);
+    }
     fs::create_directories(dir);
     std::vector<std::string> env;
     int gpu = -1;
@@ -471,7 +472,8 @@ Job job_start(Sweep& w, size_t i, SharedClaim claim) {
         w.gpu_fits[gpu]++;
         env.push_back("CUDA_VISIBLE_DEVICES=" + w.gpus[gpu]);
     }
-    const std::vector<std::string> args = fit_args(w, i);
+    std::vector<std::string> args = fit_args(w, i);
+    if (resume) args.push_back("--resume");
     write_text(run.log, "sweep: " + (env.empty() ? std::string() : env[0] + " ") + w.fit + " " + join(args) + "\n");
     const int claim_fd = claim.fd;
     return {i, spawn(w.fit, args, run.log, env, claim_fd), now_s(), gpu, std::move(claim)};

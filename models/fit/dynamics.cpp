@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <numeric>
 
@@ -1269,9 +1270,14 @@ Trained train_split(const FitConfig& cfg, const Plan& P, const Targets& tg, cons
 // Fit units: the trained readout on the trained network's features of the test images.
 // Held-out units: a closed-form readout on its features of the held-out-fit images.
 
-void evaluate_split(const FitConfig& cfg, const Plan& P, const Trained& tr, int s, const SplitImages& si,
-                    const Standardised& st, FitResult& R) {
-    const Targets& tg = R.targets;
+// One split's held-out predictions, per area (nte * B, U) (rows (image, bin), standardised):
+// of its fit units and of its held-out units (empty when it has none).
+struct SplitPredictions {
+    std::vector<std::vector<float>> fit, heldout;
+};
+
+SplitPredictions evaluate_split(const FitConfig& cfg, const Plan& P, const Targets& tg, const Trained& tr, int s,
+                                const SplitImages& si, const Standardised& st) {
     const int64_t B = P.B, nte = (int64_t)si.test.size();
     std::vector<int64_t> eval = si.test;  // test images first, then the held-out-fit images
     eval.insert(eval.end(), si.heldout_fit.begin(), si.heldout_fit.end());
@@ -1284,6 +1290,7 @@ void evaluate_split(const FitConfig& cfg, const Plan& P, const Trained& tr, int 
     std::vector<size_t> te_pos((size_t)nte), fit_pos(si.heldout_fit.size());
     std::iota(te_pos.begin(), te_pos.end(), 0);
     std::iota(fit_pos.begin(), fit_pos.end(), (size_t)nte);
+    SplitPredictions out;
     for (size_t a = 0; a < P.areas.size(); a++) {
         const AreaPlan& ap = P.areas[a];
         const int64_t D = ap.D, Ua = (int64_t)ap.fit.units.size(), Uh = (int64_t)ap.heldout.units.size();
@@ -1292,17 +1299,108 @@ void evaluate_split(const FitConfig& cfg, const Plan& P, const Trained& tr, int 
         r.W.resize((size_t)(Ua * D)), r.bias.resize((size_t)Ua);
         download(r.W.data(), (*tr.readouts)[ro_name(ap.area, "weight")], Ua * D);
         download(r.bias.data(), (*tr.readouts)[ro_name(ap.area, "bias")], Ua);
-        std::vector<float> Pr((size_t)(nte * B * Ua));
-        readout_apply(Pr.data(), r, Xt.data(), nte * B, D, Ua);
-        keep_predictions(tg, ap.fit, s, si.test, Pr, st, R.areas[a].fit, R);
+        out.fit.emplace_back((size_t)(nte * B * Ua));
+        readout_apply(out.fit.back().data(), r, Xt.data(), nte * B, D, Ua);
+        out.heldout.emplace_back();
         if (Uh == 0) continue;
         Readout rh = readout_cv(cfg, tg.cfg.pls, gather_rows(F[a], fit_pos, B, D),
                                 gather_targets(st.Y, tg.U, B, ap.heldout.units, si.heldout_fit),
                                 (int64_t)si.heldout_fit.size(), B, D, Uh, cfg.seed * 977 + s);
-        std::vector<float> Ph((size_t)(nte * B * Uh));
-        readout_apply(Ph.data(), rh, Xt.data(), nte * B, D, Uh);
-        keep_predictions(tg, ap.heldout, s, si.test, Ph, st, R.areas[a].heldout, R);
+        out.heldout.back().resize((size_t)(nte * B * Uh));
+        readout_apply(out.heldout.back().data(), rh, Xt.data(), nte * B, D, Uh);
     }
+    return out;
+}
+
+// Scores split s's predictions and keeps them in R (the same whether fitted now or resumed).
+void keep_split(const Plan& P, int s, const SplitImages& si, const Standardised& st, const SplitPredictions& pr,
+                FitResult& R) {
+    for (size_t a = 0; a < P.areas.size(); a++) {
+        keep_predictions(R.targets, P.areas[a].fit, s, si.test, pr.fit[a], st, R.areas[a].fit, R);
+        if (!P.areas[a].heldout.units.empty())
+            keep_predictions(R.targets, P.areas[a].heldout, s, si.test, pr.heldout[a], st, R.areas[a].heldout, R);
+    }
+}
+
+// ---- finished splits: <checkpoint_dir>/split<s>.done.npz ---------------------------------------
+// Written when a split ends (beside its checkpoint): its log, its held-out predictions and
+// what they are of (test images, units), so that a resumed run (cfg.resume) takes the split
+// from it instead of fitting it again, with the same scores as if it had run through.
+
+std::string split_done_path(const FitConfig& cfg, int s) { return cfg.checkpoint_dir + strfmt("/split%d.done.npz", s); }
+
+void split_done_save(const FitConfig& cfg, const Plan& P, int s, const SplitImages& si, const SplitLog& L,
+                     int64_t trainable_params, const SplitPredictions& pr) {
+    if (cfg.checkpoint_dir.empty()) return;
+    Npz z;
+    auto ints = [&](const std::string& k, const std::vector<int64_t>& v) {
+        z.set(k, NpyArray::from_i64({(int64_t)v.size()}, v.data()));
+    };
+    auto floats = [&](const std::string& k, const std::vector<float>& v) {
+        z.set(k, NpyArray::from_f32({(int64_t)v.size()}, v.data()));
+    };
+    ints("split", {s});
+    ints("test", si.test);
+    ints("trainable_params", {trainable_params});
+    floats("log.train_loss", L.train_loss), floats("log.lr", L.lr), floats("log.val_loss", L.val_loss);
+    floats("log.val_score", L.val_score);
+    ints("log.val_iter", std::vector<int64_t>(L.val_iter.begin(), L.val_iter.end()));
+    ints("log.counts", {L.best_iter, L.iters_done, L.refits, L.steps});
+    z.set("log.scalars", NpyArray::from_f64({4}, std::vector<double>{L.init_val_loss, L.init_val_score, L.onset_ms, L.seconds}.data()));
+    for (size_t a = 0; a < P.areas.size(); a++) {
+        const AreaPlan& ap = P.areas[a];
+        const int64_t rows = (int64_t)si.test.size() * P.B;
+        ints("units.fit." + ap.area, std::vector<int64_t>(ap.fit.units.begin(), ap.fit.units.end()));
+        ints("units.heldout." + ap.area, std::vector<int64_t>(ap.heldout.units.begin(), ap.heldout.units.end()));
+        ints("log.readout_components." + ap.area,
+             a < L.readout_components.size() ? std::vector<int64_t>(L.readout_components[a].begin(), L.readout_components[a].end())
+                                             : std::vector<int64_t>{});
+        z.set("pred.fit." + ap.area, NpyArray::from_f32({rows, (int64_t)ap.fit.units.size()}, pr.fit[a].data()));
+        z.set("pred.heldout." + ap.area, NpyArray::from_f32({rows, (int64_t)ap.heldout.units.size()}, pr.heldout[a].data()));
+    }
+    npz_write(split_done_path(cfg, s), z);
+}
+
+// Split s as written by split_done_save, checked to be of this split (its test images, the
+// areas' units and shapes): a file of another run fails naming it.
+SplitPredictions split_done_load(const FitConfig& cfg, const Plan& P, int s, const SplitImages& si, SplitLog& L,
+                                 int64_t& trainable_params) {
+    const std::string path = split_done_path(cfg, s);
+    const Npz z = npz_read(path);
+    auto ints = [&](const std::string& k) { return z.get(k).to_i64(); };
+    auto floats = [&](const std::string& k) { return z.get(k).to_f32(); };
+    auto other = [&](const char* what) {
+        fail("--resume: '%s' is not this run's split %d (%s differ): start over with --overwrite", path.c_str(), s + 1, what);
+    };
+    if (ints("split") != std::vector<int64_t>{s}) other("the split numbers");
+    if (ints("test") != si.test) other("its test images");
+    const std::vector<int64_t> counts = ints("log.counts"), tp = ints("trainable_params");
+    const std::vector<float> sc = floats("log.scalars");
+    if (counts.size() != 4 || sc.size() != 4 || tp.size() != 1) other("the shapes of its log");
+    SplitPredictions pr;
+    for (size_t a = 0; a < P.areas.size(); a++) {
+        const AreaPlan& ap = P.areas[a];
+        const std::string k = ap.area;
+        if (!z.has("pred.fit." + k)) other("the areas");
+        if (ints("units.fit." + k) != std::vector<int64_t>(ap.fit.units.begin(), ap.fit.units.end()) ||
+            ints("units.heldout." + k) != std::vector<int64_t>(ap.heldout.units.begin(), ap.heldout.units.end()))
+            other("the units");
+        const int64_t rows = (int64_t)si.test.size() * P.B;
+        const NpyArray &f = z.get("pred.fit." + k), &h = z.get("pred.heldout." + k);
+        if (f.shape != Shape{rows, (int64_t)ap.fit.units.size()} || h.shape != Shape{rows, (int64_t)ap.heldout.units.size()})
+            other("the predictions' shapes");
+        pr.fit.push_back(f.to_f32()), pr.heldout.push_back(h.to_f32());
+        const std::vector<int64_t> rc = ints("log.readout_components." + k);
+        L.readout_components.emplace_back(rc.begin(), rc.end());
+    }
+    L.train_loss = floats("log.train_loss"), L.lr = floats("log.lr"), L.val_loss = floats("log.val_loss");
+    L.val_score = floats("log.val_score");
+    const std::vector<int64_t> vi = ints("log.val_iter");
+    L.val_iter.assign(vi.begin(), vi.end());
+    L.best_iter = (int)counts[0], L.iters_done = (int)counts[1], L.refits = (int)counts[2], L.steps = (int)counts[3];
+    L.init_val_loss = sc[0], L.init_val_score = sc[1], L.onset_ms = sc[2], L.seconds = sc[3];
+    trainable_params = tp[0];
+    return pr;
 }
 
 // The mean over bins of split s's EV of an area's fit units, for the log.
@@ -1363,13 +1461,30 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         // every split's onset first, each on its own training images (its test images take no
         // part), so that a bad choice stops the run before any training
         std::vector<float> onsets((size_t)S, cfg.onset_ms);
+        // splits a resumed run has already (cfg.resume: split<s>.done.npz beside the split's
+        // checkpoint): read back as they were, their onset with them
+        R.splits.resize(S);
+        std::vector<SplitPredictions> resumed((size_t)S);
+        std::vector<char> done((size_t)S, 0);
+        std::vector<int64_t> done_params((size_t)S, 0);
+        std::vector<int> todo;
+        for (int s = 0; s < S; s++) {
+            done[s] = cfg.resume && !cfg.checkpoint_dir.empty() && std::filesystem::exists(split_done_path(cfg, s)) &&
+                      std::filesystem::exists(cfg.checkpoint_dir + strfmt("/split%d.npz", s));
+            if (!done[s]) {
+                todo.push_back(s);
+                continue;
+            }
+            resumed[s] = split_done_load(cfg, P, s, split_images(tg, s, cfg), R.splits[s], done_params[s]);
+            onsets[s] = R.splits[s].onset_ms;
+        }
         std::map<float, std::vector<std::vector<float>>> F0_at;  // the start's binned features per onset
-        if (std::isnan(cfg.onset_ms)) {
+        if (std::isnan(cfg.onset_ms) && !todo.empty()) {
             const int T0 = std::max(cfg.steps, steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, 0.f));
             const bool keep_all = d.N <= 512;  // per-step features (onset 0) of every image when few
             std::vector<std::vector<float>> steps_all;
             if (keep_all) steps_all = step_features(*fresh, P, all, T0, image_steps, "features of the fresh student");
-            for (int s = 0; s < S; s++) {
+            for (int s : todo) {
                 const std::vector<int64_t> imgs = onset_images(tg, cfg, s);
                 std::vector<std::vector<float>> sub;
                 if (keep_all) {
@@ -1387,7 +1502,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                 onsets[s] = onset_choose(d, cfg, P, tg, imgs, sub, T0, S > 1 ? strfmt("split %d/%d: ", s + 1, S) : "", log);
             }
             if (keep_all)  // each onset's features from the per-step ones, which then go
-                for (int s = 0; s < S; s++) {
+                for (int s : todo) {
                     if (F0_at.count(onsets[s])) continue;
                     const std::vector<std::vector<int>> bs = bin_steps(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, onsets[s], T0);
                     std::vector<std::vector<float>>& F = F0_at[onsets[s]];
@@ -1395,20 +1510,34 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                 }
         }
         const bool one_onset = std::adjacent_find(onsets.begin(), onsets.end(), std::not_equal_to<float>()) == onsets.end();
+        std::vector<float> todo_onsets;  // the onsets of the splits still to fit, in order
+        for (int s : todo) todo_onsets.push_back(onsets[s]);
         std::vector<std::vector<float>> F0;  // the fresh student's binned features of every image at onset F0_onset
         float F0_onset = NAN;
-        R.splits.resize(S);
         for (int s = 0; s < S; s++) {
             SplitLog& L = R.splits[s];
             const double t_split = now_s();
             const float onset = onsets[s];
             plan_time(P, d, cfg, onset, R);
-            L.onset_ms = onset, L.steps = P.T;
             if (s == 0) R.T = P.T, R.image_steps = P.image_steps, R.steps_of_bin = P.steps, R.onset_ms = onset;
+            const SplitImages si = split_images(tg, s, cfg);
+            const Standardised st = standardise(tg, si.train);
+            if (done[s]) {
+                keep_split(P, s, si, st, resumed[s], R);
+                resumed[s] = {};
+                R.trainable_params = done_params[s];
+                std::string line = strfmt("split %d/%d: resumed (fitted by an earlier run: %d iterations, best %d, %s);", s + 1,
+                                          S, L.iters_done, L.best_iter, format_duration(L.seconds).c_str());
+                for (const AreaFit& af : R.areas) line += strfmt(" %s EV %.3f", af.area.c_str(), split_ev(af.fit, s, d.B));
+                log(line);
+                continue;
+            }
+            L.onset_ms = onset, L.steps = P.T;
+            todo_onsets.erase(todo_onsets.begin());  // this split's; what is left is the later splits'
             if (!(F0_onset == onset)) {  // the start's features at this split's onset (kept while the next agrees)
                 auto it = F0_at.find(onset);
                 if (it != F0_at.end()) {
-                    if (std::find(onsets.begin() + s + 1, onsets.end(), onset) != onsets.end()) F0 = it->second;
+                    if (std::find(todo_onsets.begin(), todo_onsets.end(), onset) != todo_onsets.end()) F0 = it->second;
                     else F0 = std::move(it->second), F0_at.erase(it);  // no later split needs them
                 } else {
                     FitGraph g;
@@ -1420,13 +1549,14 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                 }
                 F0_onset = onset;
             }
-            if (one_onset) fresh.reset();  // no split needs the start's features at another onset
-            const SplitImages si = split_images(tg, s, cfg);
-            const Standardised st = standardise(tg, si.train);
+            if (std::all_of(todo_onsets.begin(), todo_onsets.end(), [&](float o) { return o == onset; }))
+                fresh.reset();  // no split left needs the start's features at another onset
             Trained tr = train_split(cfg, P, tg, mc, *backbone, F0, s, si, st, L);
             R.trainable_params = tr.model->params.numel_trainable() + tr.readouts->numel_trainable();
-            evaluate_split(cfg, P, tr, s, si, st, R);
+            const SplitPredictions pr = evaluate_split(cfg, P, tg, tr, s, si, st);
+            keep_split(P, s, si, st, pr, R);
             L.seconds = now_s() - t_split;
+            split_done_save(cfg, P, s, si, L, R.trainable_params, pr);
             std::string line = strfmt("split %d/%d: %d iterations (best %d), %s;", s + 1, S, L.iters_done, L.best_iter,
                                       format_duration(L.seconds).c_str());
             for (const AreaFit& af : R.areas) {

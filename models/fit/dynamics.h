@@ -74,6 +74,11 @@
 //     `heldout_fit_images` > 0 takes a seeded subset, bounding the extra forward passes).
 //     The score is scoring.h's noise-corrected EV. Every image is held out exactly once, so
 //     the held-out predictions of all splits together cover the dataset.
+//  7. Resuming (`resume`): each split ends by writing checkpoint_dir/split<s>.done.npz (its
+//     log and its held-out predictions, with the test images and units they are of); a
+//     resumed run reads a split that has one instead of fitting it. Every split is seeded on
+//     its own (its images, minibatches, readout choices), so a resumed run's results equal
+//     an uninterrupted one's (tested); a file of another split or run fails naming it.
 // time_varied: no BPTT: the feedforward backbone's features with an independent readout per
 // bin (the paper's "time-varied" baseline; closed form as in step 3), for the fit and the
 // held-out units alike.
@@ -151,7 +156,11 @@ struct FitConfig {
     bool time_varied = false;
     ScoreConfig score;                     // folds (= splits), PLS components, seeds, ceilings
     uint64_t seed = 0;                     // student init, unit hold-out, batches
-    std::string checkpoint_dir;            // "" = no checkpoints; else split<s>.npz inside
+    std::string checkpoint_dir;            // "" = no checkpoints; else split<s>.npz inside, and
+                                           // split<s>.done.npz when split s has ended (its log and
+                                           // held-out predictions)
+    bool resume = false;                   // a split with both files in checkpoint_dir is taken from
+                                           // them instead of fitted (fit_dynamics --resume)
     Device device = Device::CPU;
     Precision precision = Precision::FP32;  // of the GPU's GEMMs and convolutions (backend.h); the CPU: fp32
 };

@@ -174,7 +174,9 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--device", &c.device, "cpu or cuda").tag(C);
     cli.flag("--precision", &c.precision, kPrecisionHelp).tag(C);
     cli.flag("--threads", &v.threads, "compute threads (0 = all cores)").range(0, 1 << 16).tag(S);
-    cli.flag("--overwrite", &v.overwrite, "replace the finished run in --out (refused otherwise)").tag(kSweepOwn);
+    cli.flag("--overwrite", &v.overwrite, "replace the finished (or unfinished) run in --out (refused otherwise)").tag(kSweepOwn);
+    cli.flag("--resume", &v.resume, "continue the unfinished run in --out (one stopped or killed before its end): its "
+             "finished splits are kept, the rest fitted; the same flags and data only").tag(kSweepOwn);
     cli.flag("--preset", &v.preset, "cpu (a 10-minute CPU fit) or gpu (400 iterations of 32 images: the paper-scale "
              "fit; with --device cuda); other flags win wherever they are given").choices({"cpu", "gpu"}).tag(S);  // it sets the splits
     return cli;
@@ -235,7 +237,7 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
     FitFlags v;
     const Cli cli = fit_cli(v, fit_preset_of(args));
     auto kept = [](const std::string& n) {
-        return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite" && n != "--device";
+        return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite" && n != "--resume" && n != "--device";
     };
     FlagValues out;
     std::vector<std::string> given;
@@ -283,6 +285,22 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
     if (!was_given("--readout-lr") && at("--no-readout-refit") == "true")  // Adam alone moves the readouts
         at("--readout-lr") = flag_text(*cli.find("--readout-lr"), "1e-4");
     return out;
+}
+
+std::vector<std::string> flag_value_diffs(const FlagValues& was, const FlagValues& now) {
+    std::vector<std::string> diffs;
+    auto find = [](const FlagValues& v, const std::string& k) {
+        return std::find_if(v.begin(), v.end(), [&](const auto& x) { return x.first == k; });
+    };
+    for (const auto& kv : now) {
+        auto it = find(was, kv.first);
+        if (it == was.end()) diffs.push_back(kv.first + ": not recorded by the run, " + kv.second + " here");
+        else if (it->second != kv.second) diffs.push_back(kv.first + ": " + it->second + " in the run, " + kv.second + " here");
+    }
+    for (const auto& kv : was)
+        if (find(now, kv.first) == now.end())
+            diffs.push_back(kv.first + ": " + kv.second + " in the run, a flag this fit_dynamics does not have");
+    return diffs;
 }
 
 }  // namespace vt

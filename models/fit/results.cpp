@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 
 #include "kernels/error.h"
+#include "models/fit/fit_flags.h"
 
 namespace vt {
 
@@ -254,6 +256,69 @@ SweepResult sweep_result_load(const std::string& path) {
         R.areas.push_back(a);
     }
     return R;
+}
+
+// ---- an unfinished run's fingerprint (fit_dynamics --resume) ------------------------------------
+
+Json fit_run_json(const FitRun& run) {
+    Json j = {{"format", kFitRunFormat},
+              {"preset", run.preset},
+              {"data", run.data},
+              {"virtual_primate", run.virtual_primate},
+              {"data_crc32", strfmt("%08x", run.data_crc32)},
+              {"data_bytes", run.data_bytes},
+              {"backbone_crc32", strfmt("%08x", run.backbone_crc32)},
+              {"flags", Json::object()}};
+    for (const auto& kv : run.flags) j["flags"][kv.first] = kv.second;
+    return j;
+}
+
+FitRun fit_run_read(const std::string& path) {
+    const Json j = json_read(path);
+    json_format_check(j, kFitRunFormat, path);
+    auto bad = [&](const char* key) {
+        fail("%s: \"%s\" is missing or of the wrong type (expected what fit_dynamics writes when a run starts)",
+             path.c_str(), key);
+    };
+    auto text = [&](const char* key) {
+        if (!j.contains(key) || !j[key].is_string()) bad(key);
+        return j[key].get<std::string>();
+    };
+    auto crc = [&](const char* key) {
+        const std::string t = text(key);
+        char* end = nullptr;
+        const unsigned long v = std::strtoul(t.c_str(), &end, 16);
+        if (t.size() != 8 || *end) bad(key);
+        return (uint32_t)v;
+    };
+    FitRun run;
+    run.preset = text("preset"), run.data = text("data");
+    if (!j.contains("virtual_primate") || !j["virtual_primate"].is_boolean()) bad("virtual_primate");
+    run.virtual_primate = j["virtual_primate"].get<bool>();
+    run.data_crc32 = crc("data_crc32"), run.backbone_crc32 = crc("backbone_crc32");
+    if (!j.contains("data_bytes") || !j["data_bytes"].is_number_unsigned()) bad("data_bytes");
+    run.data_bytes = j["data_bytes"].get<uint64_t>();
+    if (!j.contains("flags") || !j["flags"].is_object()) bad("flags");
+    for (const auto& kv : j["flags"].items()) {
+        if (!kv.value().is_string()) bad("flags");
+        run.flags.push_back({kv.key(), kv.value().get<std::string>()});
+    }
+    return run;
+}
+
+std::string fit_run_mismatch(const FitRun& was, const FitRun& now) {
+    std::vector<std::string> diffs;
+    if (was.data_crc32 != now.data_crc32 || was.data_bytes != now.data_bytes)
+        diffs.push_back(strfmt("data: it fitted %s (crc32 %08x, %llu bytes), this run %s (crc32 %08x, %llu bytes)",
+                               was.data.c_str(), was.data_crc32, (unsigned long long)was.data_bytes, now.data.c_str(),
+                               now.data_crc32, (unsigned long long)now.data_bytes));
+    if (was.backbone_crc32 != now.backbone_crc32)
+        diffs.push_back(strfmt("the backbone (or --init) checkpoint: crc32 %08x in the run, %08x here", was.backbone_crc32,
+                               now.backbone_crc32));
+    for (const std::string& d : flag_value_diffs(was.flags, now.flags)) diffs.push_back(d);
+    std::string s;
+    for (const std::string& d : diffs) s += (s.empty() ? "" : "; ") + d;
+    return s;
 }
 
 }  // namespace vt

@@ -31,6 +31,16 @@ struct FitRun {
 // The whole results.json of a fit.
 Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run);
 
+// ---- an unfinished run's fingerprint (fit_dynamics --resume) ------------------------------------
+// DIR/.unfinished/run.json: the FitRun a run started with ("format": kFitRunFormat), so that
+// --resume continues it only on the same data and checkpoint with the same flag values.
+constexpr const char* kFitRunFormat = "ventral-fit-unfinished-1";
+Json fit_run_json(const FitRun& run);
+FitRun fit_run_read(const std::string& path);  // fails naming the file and the key when malformed
+// What differs between the run that was started (`was`) and this one ("; "-joined; "" when
+// nothing does): the data's checksum and size, the checkpoint's checksum, every flag value.
+std::string fit_run_mismatch(const FitRun& was, const FitRun& now);
+
 // ---- reading it back ---------------------------------------------------------------------------
 
 struct SweepEv {                             // an EV summary; NaN where results.json has null
