@@ -228,6 +228,32 @@ TEST_CASE("dynamics: --clip-grad: a clip below the gradient's norm changes the f
     }
 }
 
+TEST_CASE("dynamics: --patience stops after that many validations without a better one; 0 never stops early") {
+    const Dataset& ds = recovery_data();
+    FitConfig c = small_fit("lstm", "conv3:conv1");
+    c.iters = 12, c.val_every = 1, c.score.folds = 2, c.lr = 0.3f;  // a large step: some validations get worse
+    c.patience = 0;
+    const FitResult never = fit_dynamics(ds.d, c);
+    c.patience = 1;
+    const FitResult one = fit_dynamics(ds.d, c);
+    for (int s = 0; s < 2; s++) {
+        CAPTURE(s);
+        const SplitLog &n = never.splits[s], &o = one.splits[s];
+        CHECK(n.iters_done == 12);
+        REQUIRE(n.val_iter.size() == 12);
+        // the first validation not better than the best before it (the score decides, higher is better)
+        float best = n.init_val_score;
+        int first_worse = 0;
+        for (size_t k = 0; k < n.val_score.size() && !first_worse; k++) {
+            if (n.val_score[k] > best) best = n.val_score[k];
+            else first_worse = n.val_iter[k];
+        }
+        REQUIRE(first_worse > 0);         // else this test shows nothing: patience 1 would not stop either
+        CHECK(o.iters_done == first_worse);  // patience 1 stops right there; patience 0 went on
+        CHECK(n.best_iter >= o.best_iter);  // the same steps up to there: what was best then is kept or beaten
+    }
+}
+
 TEST_CASE("dynamics: held-out units are read out from every training image unless --heldout-fit-images caps them") {
     REQUIRE(FitConfig{}.heldout_fit_images == 0);  // all: as the time-varied baseline's held-out units
     const Dataset& ds = recovery_data();

@@ -265,6 +265,7 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     }
     const Json ja = json_read(dir + "/whole/results.json"), jb = json_read(out + "/results.json");
     CHECK(ja["areas"] == jb["areas"]);
+    CHECK(ja["notes"] == jb["notes"]);
     CHECK(ja["splits"].size() == jb["splits"].size());
     for (size_t s = 0; s < ja["splits"].size(); s++) {
         Json x = ja["splits"][s], y = jb["splits"][s];

@@ -1187,7 +1187,7 @@ void split_checkpoint_save(const SplitBptt& b, const ModelConfig& mc, int iter) 
 
 // Iterations 1 .. cfg.iters of Adam on shuffled minibatches of the training images, validating
 // every val_every: keeps (and saves) the best, and stops after `patience` validations without
-// a better one, or with an error when the loss stops being finite.
+// a better one (patience 0: never), or with an error when the loss stops being finite.
 void bptt_iterate(SplitBptt& b, const ModelConfig& mc, SplitLog& L) {
     const FitConfig& cfg = b.cfg;
     FitGraph& g = b.g;
@@ -1229,7 +1229,7 @@ void bptt_iterate(SplitBptt& b, const ModelConfig& mc, SplitLog& L) {
                 b.best = v.criterion(cfg), b.best_val = v, L.best_iter = it, bad = 0;
                 b.best_m = snapshot(b.m.params), b.best_r = snapshot(b.ro);
                 split_checkpoint_save(b, mc, it);
-            } else if (++bad >= cfg.patience) {
+            } else if (cfg.patience > 0 && ++bad >= cfg.patience) {
                 bar.update(it, strfmt("loss %.4f val %.4f / %.3f (best @%d), early stop", lv, v.loss, v.score, L.best_iter));
                 break;
             }

@@ -66,8 +66,8 @@
 //     features; the re-solve is kept when validation improves. Between re-solves the readouts stay (readout_lr = 0; Adam on
 //     them moves all D weights of a unit at once, a prediction by ~lr * |x|_1 per step, which
 //     on the teacher's backbone blew the loss up 10^4-fold). The best parameters are kept;
-//     training stops after `patience` validations without improvement or `iters`
-//     iterations. A non-finite loss stops the run with an error.
+//     training stops after `patience` validations without improvement (0: never) or
+//     `iters` iterations. A non-finite loss stops the run with an error.
 //  6. Evaluation on the held-out fold: fit units by the trained readout; held-out units by a
 //     closed-form readout (as in step 3) on the trained network's features of
 //     training images (all of them by default, as for the time-varied baseline;
@@ -121,7 +121,7 @@ struct FitConfig {
     int batch = 4;
     int iters = 24;                        // per split, at most (fit_dynamics' cpu preset: 96, models/fit/fit_flags.cpp)
     int val_every = 8;
-    int patience = 3;                      // validations without improvement before stopping
+    int patience = 3;                      // validations without improvement before stopping (0: never)
     float val_fraction = 0.1f;             // of the training images
     float lr = 1e-2f;                      // cells (weights: lr / sqrt(fan-in)) and feedback (below)
     float feedback_lr = 1.f;               // a feedback conv's weights step with lr * feedback_lr / fan-in:

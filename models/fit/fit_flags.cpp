@@ -118,7 +118,8 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--batch", &c.batch, "images per BPTT minibatch").range(1, 1 << 16).tag(C);
     cli.flag("--iters", &c.iters, "BPTT iterations per split, at most").range(0, 10000000).tag(C);
     cli.flag("--val-every", &c.val_every, "iterations between validations (early stopping)").range(1, 10000000).tag(C);
-    cli.flag("--patience", &c.patience, "validations without improvement before stopping").range(0, 1000000).tag(C);
+    cli.flag("--patience", &c.patience, "validations without improvement before stopping (0: never; the best validated parameters "
+             "are kept either way)").range(0, 1000000).tag(C);
     cli.flag("--val-fraction", &c.val_fraction, "fraction of the training images held out for validation")
         .positive().range(0, 0.9f).tag(C);
     cli.flag("--lr", &c.lr, "Adam learning rate of cells and feedback (a cell's weight tensor: lr / sqrt(fan-in)); "
