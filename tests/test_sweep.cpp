@@ -468,6 +468,8 @@ TEST_CASE("sweep: a bad grid file or command line fails before any fit, in one l
     };
     for (const Case& c : {Case{"--grid " + dir + "/g.txt --out " + dir + "/o", dir + "/g.txt:3: --iters needs a value"},
                           Case{"--grid motifs --out " + dir + "/o -- --threads 3", "--threads after `--` is the sweep's"},
+                          Case{"--grid motifs --out " + dir + "/o -- --resume", "--resume after `--` is the sweep's to set "
+                               "(rerunning the sweep resumes each fit it was stopped in)"},
                           Case{"--grid motifs --out " + dir + "/o --jobs 0", "--jobs: expected an integer from 1 to 1024, got '0'"},
                           Case{"--grid motifs --out " + dir + "/o --data " + dir + "/none.npz", "none.npz' does not exist"},
                           Case{"--grid motifz --out " + dir + "/o", "'motifz' is neither a built-in grid"},

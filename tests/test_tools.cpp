@@ -238,6 +238,16 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     r = run_tool("fit_dynamics", flags + "--iters 600 --out " + dir + "/damaged --resume", true);
     CHECK(r.rc != 0);
     CHECK(has(r.out, "error: '" + dir + "/damaged/.unfinished/split0.done.npz': truncated"));
+    // so does a damaged or foreign run.json
+    fs::copy(out, dir + "/badjson", fs::copy_options::recursive);
+    {
+        std::ofstream(dir + "/badjson/.unfinished/run.json") << "{\"format\": \"ventral-fit-dynamics-2\"}\n";
+    }
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + dir + "/badjson --resume", true);
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, dir + "/badjson/.unfinished/run.json"));
+    CHECK(has(r.out, "ventral-fit-unfinished-1"));
+    CHECK(lines(r.out) == 1);
     // --overwrite starts over (any flags)
     r = run_tool("fit_dynamics", flags + "--iters 2 --out " + dir + "/damaged --overwrite");
     CHECK(r.rc == 0);

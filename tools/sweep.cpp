@@ -240,9 +240,12 @@ SweepArgs args_parse(int argc, char** argv) {
     if ((int)a.list + (int)a.collect + (int)(a.index >= 0) > 1) fail("sweep: --list, --index and --collect exclude each other");
     for (const std::string& e : a.extra) {
         std::string name = e.substr(0, e.find('='));
-        if (name == "--data" || name == "--out" || name == "--threads")
+        if (name == "--data" || name == "--out" || name == "--threads" || name == "--resume")
             fail("sweep: %s after `--` is the sweep's to set (%s)", name.c_str(),
-                 name == "--data" ? "use the sweep's --data" : name == "--out" ? "DIR/runs/NAME" : "cores / --jobs");
+                 name == "--data"  ? "use the sweep's --data"
+                 : name == "--out" ? "DIR/runs/NAME"
+                 : name == "--threads" ? "cores / --jobs"
+                                       : "rerunning the sweep resumes each fit it was stopped in");
     }
     return a;
 }
