@@ -219,35 +219,33 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     CHECK(fs::exists(out + "/.unfinished/run.json"));
     CHECK(fs::exists(out + "/.unfinished/split0.npz"));
 
+    // refused in one line that says why
+    auto refused = [&](const std::string& args, const std::string& says) {
+        Run x = run_tool("fit_dynamics", flags + args, true);
+        CAPTURE(args);
+        CAPTURE(x.out);
+        CHECK(x.rc != 0);
+        CHECK(has(x.out, says));
+        CHECK(has(x.out, "error: "));
+        return x.out;
+    };
     // without --resume the unfinished run is neither clobbered nor silently restarted
-    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + out, true);
-    CHECK(r.rc != 0);
-    CHECK(has(r.out, "holds an unfinished run (split 1 finished"));
-    CHECK(has(r.out, "pass --resume to continue it, --overwrite to start over"));
-    CHECK(lines(r.out) == 1);
+    const std::string again = refused("--iters 600 --out " + out, "holds an unfinished run (split 1 finished");
+    CHECK(has(again, "pass --resume to continue it, --overwrite to start over"));
+    CHECK(lines(again) == 1);
     // with other flags (or data) --resume refuses, naming what differs
-    r = run_tool("fit_dynamics", flags + "--iters 500 --out " + out + " --resume", true);
-    CHECK(r.rc != 0);
-    CHECK(has(r.out, "--iters: 600 in the run, 500 here"));
-    r = run_tool("fit_dynamics", flags + "--iters 600 --model-seed 3 --out " + out + " --resume", true);
-    CHECK(r.rc != 0);
-    CHECK(has(r.out, "--model-seed: 0 in the run, 3 here"));
-    // a damaged record of a finished split fails naming it (a copy: the original is resumed below)
+    refused("--iters 500 --out " + out + " --resume", "--iters: 600 in the run, 500 here");
+    refused("--iters 600 --model-seed 3 --out " + out + " --resume", "--model-seed: 0 in the run, 3 here");
+    // a damaged record of a finished split fails naming it (copies: the original is resumed below)
     fs::copy(out, dir + "/damaged", fs::copy_options::recursive);
     fs::resize_file(dir + "/damaged/.unfinished/split0.done.npz", 100);
-    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + dir + "/damaged --resume", true);
-    CHECK(r.rc != 0);
-    CHECK(has(r.out, "error: '" + dir + "/damaged/.unfinished/split0.done.npz': truncated"));
-    // so does a damaged or foreign run.json
+    refused("--iters 600 --out " + dir + "/damaged --resume", "error: '" + dir + "/damaged/.unfinished/split0.done.npz': truncated");
+    // so does a foreign run.json
     fs::copy(out, dir + "/badjson", fs::copy_options::recursive);
-    {
-        std::ofstream(dir + "/badjson/.unfinished/run.json") << "{\"format\": \"ventral-fit-dynamics-2\"}\n";
-    }
-    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + dir + "/badjson --resume", true);
-    CHECK(r.rc != 0);
-    CHECK(has(r.out, dir + "/badjson/.unfinished/run.json"));
-    CHECK(has(r.out, "ventral-fit-unfinished-1"));
-    CHECK(lines(r.out) == 1);
+    std::ofstream(dir + "/badjson/.unfinished/run.json") << "{\"format\": \"ventral-fit-dynamics-2\"}\n";
+    const std::string foreign = refused("--iters 600 --out " + dir + "/badjson --resume", "ventral-fit-unfinished-1");
+    CHECK(has(foreign, dir + "/badjson/.unfinished/run.json"));
+    CHECK(lines(foreign) == 1);
     // --overwrite starts over (any flags)
     r = run_tool("fit_dynamics", flags + "--iters 2 --out " + dir + "/damaged --overwrite");
     CHECK(r.rc == 0);
@@ -284,15 +282,9 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     }
 
     // --resume where there is nothing to resume, or with --overwrite, or for the baseline
-    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + dir + "/none --resume", true);
-    CHECK(r.rc != 0);
-    CHECK(has(r.out, "holds no unfinished run to continue"));
-    r = run_tool("fit_dynamics", flags + "--out " + out + " --resume --overwrite", true);
-    CHECK(r.rc != 0);
-    CHECK(has(r.out, "--resume and --overwrite: pick one"));
-    r = run_tool("fit_dynamics", flags + "--time-varied --out " + dir + "/tv --resume", true);
-    CHECK(r.rc != 0);
-    CHECK(has(r.out, "the time-varied baseline has nothing to resume"));
+    refused("--iters 600 --out " + dir + "/none --resume", "holds no unfinished run to continue");
+    refused("--out " + out + " --resume --overwrite", "--resume and --overwrite: pick one");
+    refused("--time-varied --out " + dir + "/tv --resume", "the time-varied baseline has nothing to resume");
     fs::remove_all(dir);
 }
 
