@@ -19,6 +19,7 @@
 #include "models/convrnn.h"
 #include "engine/io/json.h"
 #include "models/fit/fit_flags.h"
+#include "models/fit/results.h"
 #include "models/fit/sweep.h"
 #include "models/datasets/virtual_primate.h"
 #include "tests/testutil.h"
@@ -592,6 +593,26 @@ TEST_CASE("sweep: killed midway with SIGTERM, a rerun fits only the unfinished c
     CHECK(has(slurp(out + "/runs/lstm/log.txt"), "--resume"));
     CHECK(has(slurp(out + "/runs/lstm/log.txt"), "fit_dynamics: resuming the unfinished run in " + out + "/runs/lstm"));
     CHECK(!fs::exists(out + "/runs/lstm/.unfinished"));
+    fs::remove_all(fs::path(out).parent_path());
+}
+
+TEST_CASE("sweep: a fit left unfinished with other settings is started over, not resumed") {
+    if (!have_bins()) { MESSAGE("bin/sweep or bin/fit_dynamics not built: skipped"); return; }
+    std::string out = vt_test::temp_dir() + "/sweep";
+    // what a fit of other data and flags, stopped before its end, leaves behind
+    fs::create_directories(out + "/runs/ff/.unfinished");
+    FitRun other;
+    other.flags = {{"--iters", "7"}};
+    json_write(out + "/runs/ff/.unfinished/run.json", fit_run_json(other));
+    Run r = run_sweep(tiny_sweep_args(out, "ff --motif none --feedback none\n", "--iters 2 --val-every 2"));
+    CAPTURE(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, out + "/runs/ff: the fit left unfinished there was started otherwise (data: it fitted"));
+    CHECK(has(r.out, "--iters: 7 in the run, 2 here"));
+    CHECK(has(r.out, "starting it over"));
+    CHECK(has(line_with(r.out, "] ff:"), ", ran"));
+    CHECK(!has(slurp(out + "/runs/ff/log.txt"), "--resume"));
+    CHECK(!fs::exists(out + "/runs/ff/.unfinished"));
     fs::remove_all(fs::path(out).parent_path());
 }
 

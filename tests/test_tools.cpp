@@ -281,6 +281,19 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
         CHECK(x == y);  // the resumed split's log too (its loss curve, validations, onset)
     }
 
+    // a run that fails inside the fit, before any split has finished, leaves nothing to resume
+    // (the next run into the folder is not refused), and a record without a finished split
+    // (killed in split 1) is replaced
+    const std::string failed = dir + "/failed";
+    refused("--steps 3 --out " + failed, "--steps");
+    CHECK(!fs::exists(failed + "/.unfinished"));
+    fs::create_directories(failed + "/.unfinished");
+    fs::copy_file(dir + "/badjson/.unfinished/split0.npz", failed + "/.unfinished/split0.npz");  // a checkpoint, no record
+    std::ofstream(failed + "/.unfinished/run.json") << "{}";
+    r = run_tool("fit_dynamics", flags + "--iters 2 --out " + failed);
+    CHECK(r.rc == 0);
+    CHECK(!fs::exists(failed + "/.unfinished"));
+
     // --resume where there is nothing to resume, or with --overwrite, or for the baseline
     refused("--iters 600 --out " + dir + "/none --resume", "holds no unfinished run to continue");
     refused("--out " + out + " --resume --overwrite", "--resume and --overwrite: pick one");

@@ -226,16 +226,24 @@ void plot_loss(const std::string& path, const FitResult& R) {
     plot_lines(path, loss);
 }
 
-// DIR/.unfinished (an interrupted run's finished splits): "splits 1, 2 of 4 finished".
-std::string unfinished_state(const std::string& dir) {
+// The splits DIR/.unfinished holds finished (their record and checkpoint, dynamics.h
+// split_finished), counted from 1.
+std::vector<int> unfinished_splits(const std::string& dir) {
     std::vector<int> done;
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-        int s = -1;
-        char tail[8] = {0};
-        if (std::sscanf(e.path().filename().string().c_str(), "split%d.done.np%1s", &s, tail) == 2 && s >= 0) done.push_back(s + 1);
+        const std::string name = e.path().filename().string();
+        int s = -1, end = 0;
+        if (std::sscanf(name.c_str(), "split%d.done.npz%n", &s, &end) == 1 && end == (int)name.size() && s >= 0 &&
+            split_finished(dir, s))
+            done.push_back(s + 1);
     }
     std::sort(done.begin(), done.end());
+    return done;
+}
+
+// "splits 1, 2 finished" (or "no split finished yet")
+std::string unfinished_state(const std::vector<int>& done) {
     if (done.empty()) return "no split finished yet";
     std::string s = done.size() == 1 ? "split " : "splits ";
     for (size_t k = 0; k < done.size(); k++) s += strfmt("%s%d", k ? ", " : "", done[k]);
@@ -292,11 +300,14 @@ int main(int argc, char** argv) {
         // the partial folder, so that a stopped or killed run leaves them for --resume.
         const std::string unfinished = final_out + "/.unfinished";
         if (fs::exists(unfinished)) {
-            if (flags.overwrite) fs::remove_all(unfinished);
-            else if (!flags.resume)
-                fail("--out '%s' holds an unfinished run (%s; stopped or killed before its end): pass --resume to "
-                     "continue it, --overwrite to start over, or another --out", final_out.c_str(),
-                     unfinished_state(unfinished).c_str());
+            const std::vector<int> done = unfinished_splits(unfinished);
+            if (flags.overwrite || (!flags.resume && done.empty())) {  // nothing finished: nothing to lose
+                fs::remove_all(unfinished);
+            } else if (!flags.resume) {
+                fail("--out '%s' holds an unfinished run (%s; stopped or killed before its end): %s, or another --out",
+                     final_out.c_str(), unfinished_state(done).c_str(),
+                     c.time_varied ? "pass --overwrite to replace it" : "pass --resume to continue it, --overwrite to start over");
+            }
         } else if (flags.resume) {
             fail("--resume: --out '%s' holds no unfinished run to continue (no %s/.unfinished/)", final_out.c_str(),
                  final_out.c_str());
@@ -318,7 +329,7 @@ int main(int argc, char** argv) {
                      "data, or pass --overwrite to start over", final_out.c_str(), why.c_str());
             unfinished_clean(unfinished);
             std::fprintf(stderr, "fit_dynamics: resuming the unfinished run in %s (%s)\n", final_out.c_str(),
-                         unfinished_state(unfinished).c_str());
+                         unfinished_state(unfinished_splits(unfinished)).c_str());
         } else if (!c.time_varied) {
             fs::create_directories(unfinished);
             json_write(unfinished + "/run.json", fit_run_json(run));
@@ -329,7 +340,14 @@ int main(int argc, char** argv) {
                      d.bin_end_ms.back(), (long long)d.R, c.backbone.c_str());
         std::fprintf(stderr, "%s", shrunk.c_str());  // once the inputs are known good (a bad one is one error line)
 
-        FitResult R = fit_dynamics(d, c, teacher, [](const std::string& s) { std::fprintf(stderr, "fit_dynamics: %s\n", s.c_str()); });
+        FitResult R;
+        try {
+            R = fit_dynamics(d, c, teacher, [](const std::string& s) { std::fprintf(stderr, "fit_dynamics: %s\n", s.c_str()); });
+        } catch (...) {  // a run that failed before any split finished leaves nothing to resume
+            std::error_code ec;
+            if (!c.time_varied && unfinished_splits(unfinished).empty()) fs::remove_all(unfinished, ec);
+            throw;
+        }
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());
         const Json js = fit_results_json(c, R, run);
         results_csv_write(out + "/results.csv", R);
@@ -340,16 +358,22 @@ int main(int argc, char** argv) {
             plot_loss(out + "/loss.png", R);
         }
 
-        if (!c.time_varied) {  // the splits' checkpoints join the run's files
+        if (!c.time_varied) {  // the splits' checkpoints join the run's files (linked: .unfinished stays whole until published)
             fs::create_directories(out + "/checkpoints");
-            for (int s = 0; s < c.score.folds; s++)
-                fs::rename(strfmt("%s/split%d.npz", unfinished.c_str(), s), strfmt("%s/checkpoints/split%d.npz", out.c_str(), s));
+            for (size_t s = 0; s < R.splits.size(); s++) {
+                const std::string src = split_checkpoint_path(unfinished, (int)s), dst = split_checkpoint_path(out + "/checkpoints", (int)s);
+                std::error_code ec;
+                fs::create_hard_link(src, dst, ec);
+                if (ec) fs::copy_file(src, dst, fs::copy_options::overwrite_existing);
+            }
         }
-        // results.json last: a run is finished (the sweep reuses it) iff this file exists
+        // results.json last: a run is finished (the sweep reuses it) iff this file exists; once
+        // published, and before the folder is unlocked, nothing is left to resume
         json_write(out + "/results.json", js);
-        rundir_publish(claim);  // every file into the folder, results.json last
-        std::error_code ec;
-        fs::remove_all(unfinished, ec);  // published: nothing left to resume
+        rundir_publish(claim, [&] {
+            std::error_code ec;
+            fs::remove_all(unfinished, ec);
+        });
         out = final_out;
 
         std::printf("%s", summary(c, R, data, virtual_primate).c_str());

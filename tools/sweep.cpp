@@ -42,6 +42,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -54,6 +55,7 @@
 #include "engine/io/rundir.h"
 #include "models/fit/features.h"  // find_default_backbone
 #include "models/fit/fit_flags.h"
+#include "models/fit/results.h"
 #include "models/datasets/npz_stream.h"
 #include "models/fit/sweep.h"
 #include "models/datasets/virtual_primate.h"
@@ -330,6 +332,21 @@ std::string reuse_mismatch(Sweep& w, size_t i, const SweepResult& R) {
     return s;
 }
 
+// Why the fit DIR/runs/NAME/.unfinished holds (stopped before its end) is not what configuration
+// i would run ("" if it is): fit_dynamics --resume's own check, made here so that the sweep can
+// start such a fit over instead of failing it.
+std::string resume_mismatch(Sweep& w, size_t i) {
+    FitRun now;
+    now.data = w.args.data, now.data_crc32 = w.data_crc, now.data_bytes = w.data_bytes;
+    now.flags = fit_flag_values(w.flags_of[i]);
+    now.backbone_crc32 = (uint32_t)std::strtoul(backbone_crc(w, now.flags).c_str(), nullptr, 16);
+    try {
+        return fit_run_mismatch(fit_run_read(run_dir(w, i) + "/.unfinished/run.json"), now);
+    } catch (const Error& e) {
+        return e.what();
+    }
+}
+
 // Reads DIR/runs/NAME/results.json into run i if it is there: true when it is. A run made with
 // other data or flags fails the sweep, naming the differences.
 bool result_take(Sweep& w, size_t i) {
@@ -455,12 +472,19 @@ void sweep_announce(Sweep& w) {
 
 // Starts the fit of configuration i (its claim held) in an emptied DIR/runs/NAME, its output in
 // log.txt, on the least busy GPU when there are GPUs. A fit an earlier sweep left unfinished
-// (stopped or killed: DIR/runs/NAME/.unfinished) is resumed: its finished splits are kept
-// (fit_dynamics --resume, which refuses it if its flags or data differ from this sweep's).
+// (stopped or killed: DIR/runs/NAME/.unfinished) is resumed, its finished splits kept
+// (fit_dynamics --resume), if it was started with what this sweep would run; else started over.
 Job job_start(Sweep& w, size_t i, SharedClaim claim) {
     SweepRun& run = w.rep.runs[i];
     const std::string dir = run_dir(w, i);
-    const bool resume = fs::exists(dir + "/.unfinished/run.json");
+    bool resume = fs::exists(dir + "/.unfinished/run.json");
+    if (resume) {
+        const std::string why = resume_mismatch(w, i);
+        if (!why.empty())
+            std::fprintf(stderr, "sweep: %s: the fit left unfinished there was started otherwise (%s): starting it over\n",
+                         dir.c_str(), why.c_str());
+        resume = why.empty();
+    }
     if (resume) {
         for (const auto& e : fs::directory_iterator(dir))
             if (e.path().filename() != ".unfinished") fs::remove_all(e.path());

@@ -215,7 +215,7 @@ RunDir rundir_claim(const std::string& dir, const RunDirOptions& opt) {
     return rd;
 }
 
-void rundir_publish(RunDir& rd) {
+void rundir_publish(RunDir& rd, const std::function<void()>& then) {
     CHECK(!rd.published && !rd.partial.empty(), "rundir_publish: '%s' is not claimed or already published", rd.dir.c_str());
     std::error_code ec;
     std::vector<std::string> names;
@@ -245,6 +245,7 @@ void rundir_publish(RunDir& rd) {
     file_write_atomic(rd.dir + "/" + kManifest, manifest.data(), manifest.size());
     fs::remove(rd.partial, ec);
     rd.published = true;
+    if (then) then();
     lock_release(rd.lock_fd, rd.lock_path);
 }
 

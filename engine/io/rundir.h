@@ -20,6 +20,7 @@
 // A tool whose output is one file that grows over the run (pretrain's checkpoint) claims the
 // file instead: file_claim locks PATH.lock beside it and cleans PATH.tmp.<pid> leftovers.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,8 +57,10 @@ struct RunDir {
 RunDir rundir_claim(const std::string& dir,        // the tool's --out folder
                     const RunDirOptions& opt);     // tool name, overwrite, finished marker
 // Moves every entry of rd.partial into rd.dir (the finished marker last), writes
-// dir/.run-complete listing them, removes the partial folder and releases the lock.
-void rundir_publish(RunDir& rd);
+// dir/.run-complete listing them, removes the partial folder, calls `then` (if given: what is
+// to be done while the folder is still locked, e.g. removing what a resumable run kept for
+// --resume) and releases the lock.
+void rundir_publish(RunDir& rd, const std::function<void()>& then = nullptr);
 
 struct FileClaim {
     std::string path;      // the output file

@@ -1182,7 +1182,7 @@ void split_checkpoint_save(const SplitBptt& b, const ModelConfig& mc, int iter) 
         download(v.data(), e.view, e.view.numel());
         meta.set(e.name, NpyArray::from_f32(e.shape, v.data()));
     }
-    checkpoint_save(cfg.checkpoint_dir + strfmt("/split%d.npz", b.s), m.params, meta);
+    checkpoint_save(split_checkpoint_path(cfg.checkpoint_dir, b.s), m.params, meta);
 }
 
 // Iterations 1 .. cfg.iters of Adam on shuffled minibatches of the training images, validating
@@ -1327,8 +1327,6 @@ void keep_split(const Plan& P, int s, const SplitImages& si, const Standardised&
 // what they are of (test images, units), so that a resumed run (cfg.resume) takes the split
 // from it instead of fitting it again, with the same scores as if it had run through.
 
-std::string split_done_path(const FitConfig& cfg, int s) { return cfg.checkpoint_dir + strfmt("/split%d.done.npz", s); }
-
 void split_done_save(const FitConfig& cfg, const Plan& P, int s, const SplitImages& si, const SplitLog& L,
                      int64_t trainable_params, const SplitPredictions& pr) {
     if (cfg.checkpoint_dir.empty()) return;
@@ -1358,38 +1356,47 @@ void split_done_save(const FitConfig& cfg, const Plan& P, int s, const SplitImag
         z.set("pred.fit." + ap.area, NpyArray::from_f32({rows, (int64_t)ap.fit.units.size()}, pr.fit[a].data()));
         z.set("pred.heldout." + ap.area, NpyArray::from_f32({rows, (int64_t)ap.heldout.units.size()}, pr.heldout[a].data()));
     }
-    npz_write(split_done_path(cfg, s), z);
+    npz_write(split_done_path(cfg.checkpoint_dir, s), z);
 }
 
 // Split s as written by split_done_save, checked to be of this split (its test images, the
 // areas' units and shapes): a file of another run fails naming it.
 SplitPredictions split_done_load(const FitConfig& cfg, const Plan& P, int s, const SplitImages& si, SplitLog& L,
                                  int64_t& trainable_params) {
-    const std::string path = split_done_path(cfg, s);
+    const std::string path = split_done_path(cfg.checkpoint_dir, s);
     const Npz z = npz_read(path);
-    auto ints = [&](const std::string& k) { return z.get(k).to_i64(); };
-    auto floats = [&](const std::string& k) { return z.get(k).to_f32(); };
-    auto other = [&](const char* what) {
-        fail("--resume: '%s' is not this run's split %d (%s differ): start over with --overwrite", path.c_str(), s + 1, what);
+    auto other = [&](const std::string& what) {
+        fail("--resume: '%s' does not hold this run's split %d (%s; damaged, or written by another run): start over "
+             "with --overwrite", path.c_str(), s + 1, what.c_str());
     };
-    if (ints("split") != std::vector<int64_t>{s}) other("the split numbers");
-    if (ints("test") != si.test) other("its test images");
+    auto array = [&](const std::string& k, auto convert) {
+        if (!z.has(k)) other("no '" + k + "'");
+        try {
+            return convert(z.get(k));
+        } catch (const Error& e) {
+            other("'" + k + "': " + e.what());
+        }
+        return decltype(convert(z.get(k))){};
+    };
+    auto ints = [&](const std::string& k) { return array(k, [](const NpyArray& a) { return a.to_i64(); }); };
+    auto floats = [&](const std::string& k) { return array(k, [](const NpyArray& a) { return a.to_f32(); }); };
+    if (ints("split") != std::vector<int64_t>{s}) other("another split number");
+    if (ints("test") != si.test) other("other test images");
     const std::vector<int64_t> counts = ints("log.counts"), tp = ints("trainable_params");
-    const std::vector<float> sc = floats("log.scalars");
-    if (counts.size() != 4 || sc.size() != 4 || tp.size() != 1) other("the shapes of its log");
+    const std::vector<double> sc = array("log.scalars", [](const NpyArray& a) { return a.to_f64(); });
+    if (counts.size() != 4 || sc.size() != 4 || tp.size() != 1) other("a log of another shape");
     SplitPredictions pr;
     for (size_t a = 0; a < P.areas.size(); a++) {
         const AreaPlan& ap = P.areas[a];
         const std::string k = ap.area;
-        if (!z.has("pred.fit." + k)) other("the areas");
         if (ints("units.fit." + k) != std::vector<int64_t>(ap.fit.units.begin(), ap.fit.units.end()) ||
             ints("units.heldout." + k) != std::vector<int64_t>(ap.heldout.units.begin(), ap.heldout.units.end()))
-            other("the units");
+            other("other units of " + k);
         const int64_t rows = (int64_t)si.test.size() * P.B;
-        const NpyArray &f = z.get("pred.fit." + k), &h = z.get("pred.heldout." + k);
-        if (f.shape != Shape{rows, (int64_t)ap.fit.units.size()} || h.shape != Shape{rows, (int64_t)ap.heldout.units.size()})
-            other("the predictions' shapes");
-        pr.fit.push_back(f.to_f32()), pr.heldout.push_back(h.to_f32());
+        pr.fit.push_back(floats("pred.fit." + k)), pr.heldout.push_back(floats("pred.heldout." + k));
+        if (z.get("pred.fit." + k).shape != Shape{rows, (int64_t)ap.fit.units.size()} ||
+            z.get("pred.heldout." + k).shape != Shape{rows, (int64_t)ap.heldout.units.size()})
+            other("predictions of another shape");
         const std::vector<int64_t> rc = ints("log.readout_components." + k);
         L.readout_components.emplace_back(rc.begin(), rc.end());
     }
@@ -1398,7 +1405,7 @@ SplitPredictions split_done_load(const FitConfig& cfg, const Plan& P, int s, con
     const std::vector<int64_t> vi = ints("log.val_iter");
     L.val_iter.assign(vi.begin(), vi.end());
     L.best_iter = (int)counts[0], L.iters_done = (int)counts[1], L.refits = (int)counts[2], L.steps = (int)counts[3];
-    L.init_val_loss = sc[0], L.init_val_score = sc[1], L.onset_ms = sc[2], L.seconds = sc[3];
+    L.init_val_loss = (float)sc[0], L.init_val_score = (float)sc[1], L.onset_ms = (float)sc[2], L.seconds = sc[3];
     trainable_params = tp[0];
     return pr;
 }
@@ -1417,6 +1424,12 @@ double split_ev(const AreaScore& a, int s, int64_t B) {
 }  // namespace
 
 // ---- the protocol ----------------------------------------------------------------------------
+
+std::string split_checkpoint_path(const std::string& dir, int s) { return dir + strfmt("/split%d.npz", s); }
+std::string split_done_path(const std::string& dir, int s) { return dir + strfmt("/split%d.done.npz", s); }
+bool split_finished(const std::string& dir, int s) {
+    return !dir.empty() && std::filesystem::exists(split_done_path(dir, s)) && std::filesystem::exists(split_checkpoint_path(dir, s));
+}
 
 FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vector<float>& teacher,
                        const std::function<void(const std::string&)>& log_fn) {
@@ -1453,8 +1466,6 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         log("time-varied baseline: feedforward " + mc.arch + " features, an independent readout per bin");
         fit_time_varied(d, cfg, P, *backbone, R);
     } else {
-        // the fresh student's features, for each split's onset and closed-form readout start
-        std::unique_ptr<Model> fresh = student_fresh(mc, *backbone, cfg);
         const int image_steps = cfg.image_steps >= 0 ? cfg.image_steps : (int)std::lround(d.presentation_ms / cfg.ms_per_step);
         std::vector<int64_t> all((size_t)d.N);
         std::iota(all.begin(), all.end(), 0);
@@ -1465,19 +1476,20 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         // checkpoint): read back as they were, their onset with them
         R.splits.resize(S);
         std::vector<SplitPredictions> resumed((size_t)S);
-        std::vector<char> done((size_t)S, 0);
+        std::vector<char> from_file((size_t)S, 0);
         std::vector<int64_t> done_params((size_t)S, 0);
         std::vector<int> todo;
         for (int s = 0; s < S; s++) {
-            done[s] = cfg.resume && !cfg.checkpoint_dir.empty() && std::filesystem::exists(split_done_path(cfg, s)) &&
-                      std::filesystem::exists(cfg.checkpoint_dir + strfmt("/split%d.npz", s));
-            if (!done[s]) {
+            from_file[s] = cfg.resume && split_finished(cfg.checkpoint_dir, s);
+            if (!from_file[s]) {
                 todo.push_back(s);
                 continue;
             }
             resumed[s] = split_done_load(cfg, P, s, split_images(tg, s, cfg), R.splits[s], done_params[s]);
             onsets[s] = R.splits[s].onset_ms;
         }
+        // the fresh student's features, for each split's onset and closed-form readout start
+        std::unique_ptr<Model> fresh = todo.empty() ? nullptr : student_fresh(mc, *backbone, cfg);
         std::map<float, std::vector<std::vector<float>>> F0_at;  // the start's binned features per onset
         if (std::isnan(cfg.onset_ms) && !todo.empty()) {
             const int T0 = std::max(cfg.steps, steps_needed(d.bin_start_ms, d.bin_end_ms, cfg.ms_per_step, 0.f));
@@ -1522,7 +1534,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
             if (s == 0) R.T = P.T, R.image_steps = P.image_steps, R.steps_of_bin = P.steps, R.onset_ms = onset;
             const SplitImages si = split_images(tg, s, cfg);
             const Standardised st = standardise(tg, si.train);
-            if (done[s]) {
+            if (from_file[s]) {
                 keep_split(P, s, si, st, resumed[s], R);
                 resumed[s] = {};
                 R.trainable_params = done_params[s];

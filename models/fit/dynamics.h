@@ -242,6 +242,13 @@ struct FitResult {
 // and validation images, seeded; never one of its test fold's.
 std::vector<int64_t> onset_images(const Targets& tg, const FitConfig& cfg, int split);
 
+// A fit's files in its checkpoint_dir: split s's checkpoint, and the record of split s once it
+// has ended (its log and held-out predictions; cfg.resume reads it). Split s is finished when
+// both are there.
+std::string split_checkpoint_path(const std::string& checkpoint_dir, int s);  // dir/split<s>.npz
+std::string split_done_path(const std::string& checkpoint_dir, int s);        // dir/split<s>.done.npz
+bool split_finished(const std::string& checkpoint_dir, int s);
+
 // Runs the whole protocol. `teacher` (optional, (N, U, B)) are noiseless responses scored
 // like a model's predictions. `log` (optional) receives progress lines.
 FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vector<float>& teacher = {},
