@@ -1421,6 +1421,16 @@ double split_ev(const AreaScore& a, int s, int64_t B) {
     return c ? sum / c : NAN;
 }
 
+// " V4 EV 0.363 (held-out units 0.439) IT EV ...": split s's, for the log.
+std::string split_evs(const FitResult& R, int s, int64_t B) {
+    std::string line;
+    for (const AreaFit& af : R.areas) {
+        line += strfmt(" %s EV %.3f", af.area.c_str(), split_ev(af.fit, s, B));
+        if (!af.heldout_units.empty()) line += strfmt(" (held-out units %.3f)", split_ev(af.heldout, s, B));
+    }
+    return line;
+}
+
 }  // namespace
 
 // ---- the protocol ----------------------------------------------------------------------------
@@ -1538,10 +1548,8 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                 keep_split(P, s, si, st, resumed[s], R);
                 resumed[s] = {};
                 R.trainable_params = done_params[s];
-                std::string line = strfmt("split %d/%d: resumed (fitted by an earlier run: %d iterations, best %d, %s);", s + 1,
-                                          S, L.iters_done, L.best_iter, format_duration(L.seconds).c_str());
-                for (const AreaFit& af : R.areas) line += strfmt(" %s EV %.3f", af.area.c_str(), split_ev(af.fit, s, d.B));
-                log(line);
+                log(strfmt("split %d/%d: resumed (fitted by an earlier run: %d iterations, best %d, %s);", s + 1, S,
+                           L.iters_done, L.best_iter, format_duration(L.seconds).c_str()) + split_evs(R, s, d.B));
                 continue;
             }
             L.onset_ms = onset, L.steps = P.T;
@@ -1569,13 +1577,8 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
             keep_split(P, s, si, st, pr, R);
             L.seconds = now_s() - t_split;
             split_done_save(cfg, P, s, si, L, R.trainable_params, pr);
-            std::string line = strfmt("split %d/%d: %d iterations (best %d), %s;", s + 1, S, L.iters_done, L.best_iter,
-                                      format_duration(L.seconds).c_str());
-            for (const AreaFit& af : R.areas) {
-                line += strfmt(" %s EV %.3f", af.area.c_str(), split_ev(af.fit, s, d.B));
-                if (!af.heldout_units.empty()) line += strfmt(" (held-out units %.3f)", split_ev(af.heldout, s, d.B));
-            }
-            log(line);
+            log(strfmt("split %d/%d: %d iterations (best %d), %s;", s + 1, S, L.iters_done, L.best_iter,
+                       format_duration(L.seconds).c_str()) + split_evs(R, s, d.B));
         }
         if (!one_onset) {
             std::string each;
