@@ -41,10 +41,20 @@ log() { echo "gpu_acceptance: $(date +%T) $*" | tee -a "$OUT/log.txt" >&2; }
 fit() {  # fit NAME LIMIT_S FLAGS...: one fit_dynamics run; its table appended to OUT/fits.txt
     local name=$1 limit=$2
     shift 2
-    log "fit $name: $*"
-    timeout "$limit" ./bin/fit_dynamics --preset gpu --device "$DEVICE" --out "runs/gpu_$name" --overwrite "$@" \
-        "${EXTRA[@]}" > "/tmp/gpu_fit_$name.log" 2>&1
-    log "fit $name: rc $?"
+    # a fit an earlier call's timeout cut keeps its finished splits: resumed if it was started with
+    # these flags (fit_dynamics checks), else started over
+    local again=--overwrite
+    [ -f "runs/gpu_$name/.unfinished/run.json" ] && [ ! -f "runs/gpu_$name/results.json" ] && again=--resume
+    log "fit $name: $* ($again)"
+    local rc=0
+    timeout "$limit" ./bin/fit_dynamics --preset gpu --device "$DEVICE" --out "runs/gpu_$name" "$again" "$@" \
+        "${EXTRA[@]}" > "/tmp/gpu_fit_$name.log" 2>&1 || rc=$?
+    if [ "$again" = --resume ] && grep -q "was started otherwise" "/tmp/gpu_fit_$name.log"; then
+        rc=0
+        timeout "$limit" ./bin/fit_dynamics --preset gpu --device "$DEVICE" --out "runs/gpu_$name" --overwrite "$@" \
+            "${EXTRA[@]}" > "/tmp/gpu_fit_$name.log" 2>&1 || rc=$?
+    fi
+    log "fit $name: rc $rc"
     { echo "== $name: $*"; tail -n 4 "/tmp/gpu_fit_$name.log"; } >> "$OUT/fits.txt"
     [ -f "runs/gpu_$name/results.json" ] && python3 - "$name" "runs/gpu_$name/results.json" "$OUT/fits.json" <<'PY'
 import json, os, sys
