@@ -33,6 +33,14 @@ using vt_test::have_tool;
 using vt_test::run_tool;
 int lines(const std::string& s) { return vt_test::count_lines(s); }
 
+// DIR/vp.npz, a tiny3 virtual primate of 24 images (8 V4 sites on conv2, 8 IT on conv3,
+// feedback conv3:conv2), and its teacher's backbone DIR/bb.npz: the fits of the tool tests.
+Run tiny_primate_24(const std::string& dir) {
+    return run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 24 --teacher-arch tiny3 --v4-layer conv2 "
+                    "--it-layer conv3 --teacher-feedback conv3:conv2 --size 32 --v4 8 --it 8 --reps 6 "
+                    "--write-teacher-backbone " + dir + "/bb.npz");
+}
+
 }  // namespace
 
 TEST_CASE("tools: one list parser: items in order, empty ones kept for the caller to refuse") {
@@ -133,9 +141,7 @@ TEST_CASE("tools: bad flags name the flag and exit non-zero") {
 TEST_CASE("tools: fit_dynamics writes strictly valid results.json and a predictions.npz numpy reads") {
     if (!have_tool("fit_dynamics") || !have_tool("make_virtual_primate")) { MESSAGE("tools not built: skipped"); return; }
     const std::string dir = vt_test::temp_dir();
-    Run r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 24 --teacher-arch tiny3 --v4-layer conv2 "
-                     "--it-layer conv3 --teacher-feedback conv3:conv2 --size 32 --v4 8 --it 8 --reps 6 "
-                     "--write-teacher-backbone " + dir + "/bb.npz");
+    Run r = tiny_primate_24(dir);
     REQUIRE(r.rc == 0);
     r = run_tool("fit_dynamics", "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --arch tiny3 --readout "
                  "V4=conv2,IT=conv3 --feedback conv3:conv2 --iters 2 --splits 2 --batch 2 --threads 1 --out " + dir + "/fit");
@@ -143,15 +149,12 @@ TEST_CASE("tools: fit_dynamics writes strictly valid results.json and a predicti
     REQUIRE(r.rc == 0);
     // Python's json with hooks that refuse a repeated key and NaN/Infinity; numpy reads the npz
     r = vt_test::shell_run(
-        "cd " + vt_test::shell_quote(dir + "/fit") + " && python3 -c 'import json, numpy as np\n"
-        "def pairs(kv):\n"
-        "    keys = [k for k, _ in kv]\n"
-        "    assert len(keys) == len(set(keys)), keys\n"
-        "    return dict(kv)\n"
-        "def bad(c): raise ValueError(c)\n"
-        "j = json.load(open(\"results.json\"), object_pairs_hook=pairs, parse_constant=bad)\n"
-        "z = np.load(\"predictions.npz\")\n"
-        "print(j[\"format\"], z[\"predictions\"].shape, z[\"unit_ev\"].shape, \",\".join(sorted(set(map(str, z[\"unit_role\"])))))' 2>&1");
+        "cd " + vt_test::shell_quote(dir + "/fit") + " && " +
+        vt_test::python_strict_json("import numpy as np\n"
+                                    "j = json.load(open(\"results.json\"), object_pairs_hook=pairs, parse_constant=bad)\n"
+                                    "z = np.load(\"predictions.npz\")\n"
+                                    "print(j[\"format\"], z[\"predictions\"].shape, z[\"unit_ev\"].shape, "
+                                    "\",\".join(sorted(set(map(str, z[\"unit_role\"])))))") + " 2>&1");
     INFO(r.out);
     CHECK(r.rc == 0);
     CHECK(has(r.out, "ventral-fit-dynamics-2 (24, 16, 13) (2, 16, 13) fit,heldout"));
@@ -183,9 +186,7 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     if (!have_tool("fit_dynamics") || !have_tool("make_virtual_primate")) { MESSAGE("tools not built: skipped"); return; }
     namespace fs = std::filesystem;
     const std::string dir = vt_test::temp_dir();
-    Run r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 24 --teacher-arch tiny3 --v4-layer conv2 "
-                     "--it-layer conv3 --teacher-feedback conv3:conv2 --size 32 --v4 8 --it 8 --reps 6 "
-                     "--write-teacher-backbone " + dir + "/bb.npz");
+    Run r = tiny_primate_24(dir);
     REQUIRE(r.rc == 0);
     // 3 splits of 600 iterations: a second or more each, time enough to kill the run in split 2
     const std::string flags = "--data " + dir + "/vp.npz --backbone " + dir + "/bb.npz --arch tiny3 --readout "

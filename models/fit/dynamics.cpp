@@ -1017,15 +1017,18 @@ void bptt_keep_batch(SplitBptt& b, std::vector<std::vector<float>>& dst, const s
     }
 }
 
-// Area a's readout as it stands in the graph, on the host.
-Readout bptt_readout(const SplitBptt& b, size_t a) {
-    const int64_t D = b.P.areas[a].D, Ua = (int64_t)b.P.areas[a].fit.units.size();
+// Area ap's readout in `ro` (readouts_make's names), on the host.
+Readout readout_download(const ParamArena& ro, const AreaPlan& ap) {
+    const int64_t D = ap.D, Ua = (int64_t)ap.fit.units.size();
     Readout r;
     r.W.resize((size_t)(Ua * D)), r.bias.resize((size_t)Ua);
-    download(r.W.data(), b.ro[ro_name(b.P.areas[a].area, "weight")], Ua * D);
-    download(r.bias.data(), b.ro[ro_name(b.P.areas[a].area, "bias")], Ua);
+    download(r.W.data(), ro[ro_name(ap.area, "weight")], Ua * D);
+    download(r.bias.data(), ro[ro_name(ap.area, "bias")], Ua);
     return r;
 }
+
+// Area a's readout as it stands in the graph, on the host.
+Readout bptt_readout(const SplitBptt& b, size_t a) { return readout_download(b.ro, b.P.areas[a]); }
 
 // The validation images' score: per area, the mean over fitted bins of the median over fit
 // units of max(r, 0)^2 across the validation images (r: Pearson, prediction vs target; the
@@ -1295,10 +1298,7 @@ SplitPredictions evaluate_split(const FitConfig& cfg, const Plan& P, const Targe
         const AreaPlan& ap = P.areas[a];
         const int64_t D = ap.D, Ua = (int64_t)ap.fit.units.size(), Uh = (int64_t)ap.heldout.units.size();
         const std::vector<float> Xt = gather_rows(F[a], te_pos, B, D);
-        Readout r;
-        r.W.resize((size_t)(Ua * D)), r.bias.resize((size_t)Ua);
-        download(r.W.data(), (*tr.readouts)[ro_name(ap.area, "weight")], Ua * D);
-        download(r.bias.data(), (*tr.readouts)[ro_name(ap.area, "bias")], Ua);
+        const Readout r = readout_download(*tr.readouts, ap);
         out.fit.emplace_back((size_t)(nte * B * Ua));
         readout_apply(out.fit.back().data(), r, Xt.data(), nte * B, D, Ua);
         out.heldout.emplace_back();
