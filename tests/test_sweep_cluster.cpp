@@ -351,7 +351,8 @@ TEST_CASE("sweep: --device cuda spreads the fits over CUDA_VISIBLE_DEVICES, at m
     // GPUs 3 and 5 do not exist here (nor, as these numbers, on a one-GPU machine): each fit fails
     // at its start, after the sweep has placed it; the logs say where
     vt_test::ShellRun r = vt_test::shell_run("CUDA_VISIBLE_DEVICES=3,5 " + vt_test::tool_path("sweep") + " " +
-                                             sweep_args(out, kGrid) + " --device cuda --jobs 4 -- " + fit_flags() + " 2>&1");
+                                             sweep_args(out, kGrid) + " --device cuda --precision tf32 --jobs 4 -- " +
+                                             fit_flags() + " 2>&1");
     CAPTURE(r.out);
     CHECK(r.rc == 1);
     CHECK(has(r.out, "--jobs 4: 2 GPUs x --fits-per-gpu 1 allow 2 fits at a time; running 2"));
@@ -361,7 +362,7 @@ TEST_CASE("sweep: --device cuda spreads the fits over CUDA_VISIBLE_DEVICES, at m
         std::string first = slurp(out + "/runs/" + n + "/log.txt");
         first = first.substr(0, first.find('\n'));
         CAPTURE(first);
-        CHECK(has(first, " --device cuda"));
+        CHECK(has(first, " --device cuda --precision tf32"));
         for (const char* g : {"3", "5"})
             if (first.rfind(std::string("sweep: CUDA_VISIBLE_DEVICES=") + g + " ", 0) == 0) used[g]++;
     }
@@ -392,6 +393,10 @@ TEST_CASE("sweep: cluster flags and tools/sweep_slurm.sh refuse bad input in one
                           Case{"--grid paper --out " + out + " --index -2", "--index: expected an integer from -1 to"},
                           Case{"--grid paper --out " + out + " --fits-per-gpu 0", "--fits-per-gpu: expected an integer from 1 to 64"},
                           Case{"--grid paper --out " + out + " --device tpu", "--device: expected cpu or cuda, got 'tpu'"},
+                          Case{"--grid paper --out " + out + " --precision fp16", "--precision: expected fp32, tf32 or bf16, got 'fp16'"},
+                          Case{"--grid paper --out " + out + " --precision bf16", "--precision bf16: the CPU computes in fp32 only"},
+                          Case{"--grid paper --out " + out + " --device cuda --precision bf16 -- --precision tf32",
+                               "--precision is given twice, as the sweep's flag and after `--`"},
                           Case{"--grid paper --out " + out + " --collect --data " + dir + "/gone.npz", "gone.npz' does not exist"}}) {
         CAPTURE(c.args);
         vt_test::ShellRun r = sweep(c.args);

@@ -194,6 +194,7 @@ struct SweepArgs {
     bool quick = false, list = false, collect = false;
     std::string device = "cpu";      // passed on: the fits look for the GPU, not the sweep (--list, --collect
                                      // and the planning run on a machine without one)
+    std::string precision = "fp32";  // passed on as well
     std::vector<std::string> extra;  // after "--"
 };
 
@@ -229,6 +230,8 @@ SweepArgs args_parse(int argc, char** argv) {
              "reduced size for CI: " + std::string(kQuickData) + " (128 images to 200 ms, 32 V4 + 64 IT sites) and " +
                  join(kQuickFlags) + " for every fit");
     cli.flag("--device", &a.device, "cpu or cuda: where every fit runs (passed to fit_dynamics)").choices({"cpu", "cuda"});
+    cli.flag("--precision", &a.precision, std::string(kPrecisionHelp) + " (passed to fit_dynamics)")
+        .choices({"fp32", "tf32", "bf16"});
     cli.flag("--fits-per-gpu", &a.fits_per_gpu,
              "with --device cuda: fits sharing one GPU; the GPUs are CUDA_VISIBLE_DEVICES's, else all visible").range(1, 64);
     cli.flag("--list", &a.list, "print one line per configuration (index, name, fit_dynamics command) and exit");
@@ -240,8 +243,11 @@ SweepArgs args_parse(int argc, char** argv) {
     if (a.grid_arg.empty() || a.out.empty()) fail("sweep: --grid and --out are required (see --help)");
     if (a.jobs < 1) fail("--jobs: need at least 1, got %d", a.jobs);
     if ((int)a.list + (int)a.collect + (int)(a.index >= 0) > 1) fail("sweep: --list, --index and --collect exclude each other");
+    if (a.device == "cpu") precision_check(Device::CPU, precision_parse(a.precision));  // (no GPU needed to plan)
     for (const std::string& e : a.extra) {
         std::string name = e.substr(0, e.find('='));
+        if ((name == "--device" && a.device != "cpu") || (name == "--precision" && a.precision != "fp32"))
+            fail("sweep: %s is given twice, as the sweep's flag and after `--` (give it once)", name.c_str());
         if (name == "--data" || name == "--out" || name == "--threads" || name == "--resume")
             fail("sweep: %s after `--` is the sweep's to set (%s)", name.c_str(),
                  name == "--data"  ? "use the sweep's --data"
@@ -678,6 +684,7 @@ int main(int argc, char** argv) {
         w.threads = std::max(1, cores() / a.jobs);
         w.shared = {"--data", a.data};
         if (a.device != "cpu") w.shared.insert(w.shared.end(), {"--device", a.device});
+        if (a.precision != "fp32") w.shared.insert(w.shared.end(), {"--precision", a.precision});
         w.after = a.quick ? kQuickFlags : std::vector<std::string>{};
         w.after.insert(w.after.end(), a.extra.begin(), a.extra.end());
 

@@ -108,7 +108,7 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--feedback", &c.feedback, "feedback edges src:dst, comma-separated, or none").tag(C);
     cli.flag("--readout", &c.readout, "area=layer pairs: the layer each area is read from").tag(C);
     cli.flag("--time-varied", &c.time_varied,
-             "the paper's baseline instead of BPTT: feedforward features, an independent PLS per bin").tag(C);
+             "the paper's baseline instead of BPTT: feedforward features, an independent readout per bin (--readout-solver)").tag(C);
     cli.flag("--ms-per-step", &c.ms_per_step, "milliseconds per model step").positive().range(0, 1000).tag(C);
     cli.flag("--onset-ms", &v.onset, "time of model step 0 after image onset (ms), or auto: chosen among 0-6 steps "
              "on training images with the fresh network").validate(onset_check).tag(C);
