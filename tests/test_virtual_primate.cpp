@@ -438,6 +438,33 @@ TEST_CASE("virtual_primate: the teacher's backbone, written as a checkpoint, is 
         CHECK(meta_string(tm, "meta.motif") == "lstm");
         CHECK(meta_floats(tm, "meta.residual") == std::vector<float>{0.f});
         CHECK(tm.get("conv1.weight").to_f32() == npz_read(dir + "/tb.npz").get("conv1.weight").to_f32());
+        // an existing --out is replaced only by the same settings' file, or with --overwrite
+        const std::string same = "--images 8 --reps 3 --size 32 --teacher-arch tiny3 --teacher-feedback conv3:conv1 "
+                                 "--v4-layer conv2 --it-layer conv3 --v4 4 --it 4 --out " + dir + "/vp8.npz";
+        const std::string before = vt_test::slurp(dir + "/vp8.npz");
+        REQUIRE(!before.empty());
+        r = vt_test::run_tool("make_virtual_primate", same);
+        CHECK(r.rc == 0);
+        CHECK(vt_test::slurp(dir + "/vp8.npz") == before);
+        r = vt_test::run_tool("make_virtual_primate", same + " --images 9 --it 5");
+        CAPTURE(r.out);
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "error: --out: '" + dir + "/vp8.npz' exists and holds other data (images: 8 there, 9 "
+                                  "here; it_sites: 4 there, 5 here); --overwrite replaces it"));
+        CHECK(!vt_test::has(r.out, "teacher ["));  // refused before the work
+        r = vt_test::run_tool("make_virtual_primate", same + " --teacher-feedback none");  // known after the work
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "holds other data (feedback: conv3:conv1 there, none here; feedback_gain: 0.5 there, 0 here)"));
+        CHECK(vt_test::slurp(dir + "/vp8.npz") == before);
+        std::ofstream(dir + "/other.npz") << "not an npz";
+        r = vt_test::run_tool("make_virtual_primate", same + " --out " + dir + "/other.npz");
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "'" + dir + "/other.npz' exists and holds other data (it is not a readable virtual primate"));
+        CHECK(vt_test::slurp(dir + "/other.npz") == "not an npz");
+        r = vt_test::run_tool("make_virtual_primate", same + " --images 9 --overwrite");
+        CHECK(r.rc == 0);
+        CHECK(npz_read(dir + "/vp8.npz").get("responses").shape[1] == 9);
+
         r = vt_test::run_tool("make_virtual_primate", "--images 8 --out " + dir + "/vp9.npz --write-teacher-backbone " +
                               dir + "/tb.txt");
         CHECK(r.rc == 1);

@@ -18,13 +18,14 @@ int main(int argc, char** argv) {
         VirtualPrimateConfig c;
         std::string out = "data/virtual_primate.npz", examples, teacher_backbone, teacher_model;
         int threads = 0;
+        bool overwrite = false;
         Cli cli("make_virtual_primate", "",
                 "Write a SIMULATED neural dataset: HvM-like images (8 categories x 8 objects, variation V0/V3/V6)\n"
                 "and the trial-by-trial V4 and IT responses of a known ground-truth ConvRNN teacher (default: lstm\n"
                 "at every layer, feedback conv5:conv2, on a randomly initialised hcnn5-s that is not the student's\n"
                 "pretrained backbone). Per-site latencies, Poisson-like trial noise, NaN for missing trials.\n"
                 "The same settings give a byte-identical file.");
-        cli.flag("--out", &out, "output .npz");
+        cli.flag("--out", &out, "output .npz (an existing one is replaced only by the same settings' file, or with --overwrite)");
         cli.flag("--images", &c.images, "number of images").range(1, 1 << 20);
         cli.flag("--size", &c.size, "image side in pixels (the teacher sees them resized to its input)").range(8, 1024);
         cli.flag("--teacher-arch", &c.teacher_arch, "teacher backbone: " + list_join(backbone_archs()));
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
                  "sites answer 50-70 ms (V4) / 70-100 ms (IT) after onset; =false: with their layer (a control)");
         cli.flag("--batch", &c.batch, "images per teacher forward pass").range(1, 1 << 16);
         cli.flag("--threads", &threads, "compute threads (0 = all cores)").range(0, 1 << 16);
+        cli.flag("--overwrite", &overwrite, "replace an existing --out made with other settings (or not a virtual primate)");
         cli.flag("--examples", &examples, "also write a contact sheet of the first 64 images to this PNG");
         cli.flag("--write-teacher-backbone", &teacher_backbone,
                  "also write the teacher's backbone (as calibrated) as a checkpoint for fit_dynamics --backbone");
@@ -68,8 +70,20 @@ int main(int argc, char** argv) {
             fail("--write-teacher-backbone: expected a .npz path, got '%s'", teacher_backbone.c_str());
         if (!teacher_model.empty() && std::filesystem::path(teacher_model).extension() != ".npz")
             fail("--write-teacher: expected a .npz path, got '%s'", teacher_model.c_str());
+        // An existing --out is data someone may rely on (the fits' default data is one): it is
+        // replaced only by the same file, so the settings are compared before the work and,
+        // with what only the teacher decides, after it.
+        auto keep_other = [&](const Npz* made) {
+            if (overwrite || !std::filesystem::exists(out)) return;
+            const std::vector<std::string> d = virtual_primate_differences(out, c, made);
+            if (!d.empty())
+                fail("--out: '%s' exists and holds other data (%s); --overwrite replaces it, or choose another --out",
+                     out.c_str(), list_join(d, "; ").c_str());
+        };
+        keep_other(nullptr);
         Model teacher{ModelConfig{}, 0};
         Npz z = virtual_primate_generate(c, /*progress=*/true, &teacher);
+        keep_other(&z);
         std::filesystem::path dir = std::filesystem::path(out).parent_path();
         if (!dir.empty()) std::filesystem::create_directories(dir);
         npz_write(out, z);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "engine/backend.h"
@@ -11,6 +12,7 @@
 #include "engine/io/image.h"
 #include "engine/ops.h"
 #include "engine/progress.h"
+#include "models/datasets/npz_stream.h"
 
 namespace vt {
 
@@ -686,29 +688,26 @@ void drive_check_finite(const std::vector<std::vector<double>>& drive, const Vir
                     c.teacher_motif.c_str(), c.teacher_feedback.c_str());
 }
 
-// The file's "teacher_config": how the data was made, one "key=value" each.
-std::vector<std::string> teacher_config(const VirtualPrimateConfig& c, const Model& m, float fb_gain, int T) {
-    return {strfmt("generator=%s", GENERATOR),
-            "arch=" + c.teacher_arch,
-            "backbone=" + (c.teacher_backbone.empty() ? "he-init" : c.teacher_backbone),
-            "motif=" + c.teacher_motif,
-            "feedback=" + feedback_str(m.cfg.feedback, m.spec),
-            strfmt("teacher_seed=%llu", (unsigned long long)c.teacher_seed),
-            "v4_layer=" + c.v4_layer,
-            "it_layer=" + c.it_layer,
-            strfmt("feedback_gain=%g", fb_gain),
-            strfmt("seed=%llu", (unsigned long long)c.seed),
-            strfmt("images=%d", c.images),
-            strfmt("size=%d", c.size),
-            strfmt("reps=%d", c.reps),
-            strfmt("fano=%g", c.fano),
-            strfmt("missing=%g", c.missing),
-            strfmt("ms_per_step=%d", c.ms_per_step),
-            strfmt("presentation_ms=%d", c.presentation_ms),
-            strfmt("bin_ms=%d", c.bin_ms),
-            strfmt("t_max_ms=%d", c.t_max_ms),
-            strfmt("latencies=%d", (int)c.latencies),
-            strfmt("steps=%d", T)};
+// The file's "teacher_config": how the data was made, one "key=value" each. Without the
+// teacher (m null) the keys its making decides (feedback as parsed, feedback_gain, steps) are
+// left out: what the settings alone say, for virtual_primate_differences.
+std::vector<std::string> teacher_config(const VirtualPrimateConfig& c, const Model* m, float fb_gain, int T) {
+    std::vector<std::string> kv = {strfmt("generator=%s", GENERATOR), "arch=" + c.teacher_arch,
+                                   "backbone=" + (c.teacher_backbone.empty() ? "he-init" : c.teacher_backbone),
+                                   "motif=" + c.teacher_motif};
+    if (m) kv.push_back("feedback=" + feedback_str(m->cfg.feedback, m->spec));
+    for (const std::string& e : {strfmt("teacher_seed=%llu", (unsigned long long)c.teacher_seed),
+                                 "v4_layer=" + c.v4_layer, "it_layer=" + c.it_layer})
+        kv.push_back(e);
+    if (m) kv.push_back(strfmt("feedback_gain=%g", fb_gain));
+    for (const std::string& e :
+         {strfmt("seed=%llu", (unsigned long long)c.seed), strfmt("images=%d", c.images), strfmt("size=%d", c.size),
+          strfmt("reps=%d", c.reps), strfmt("fano=%g", c.fano), strfmt("missing=%g", c.missing),
+          strfmt("ms_per_step=%d", c.ms_per_step), strfmt("presentation_ms=%d", c.presentation_ms),
+          strfmt("bin_ms=%d", c.bin_ms), strfmt("t_max_ms=%d", c.t_max_ms), strfmt("latencies=%d", (int)c.latencies)})
+        kv.push_back(e);
+    if (m) kv.push_back(strfmt("steps=%d", T));
+    return kv;
 }
 
 // The dataset's file (neural_data.h): the images, the trials `resp` (R, N, U, B), the units,
@@ -745,13 +744,47 @@ Npz dataset_npz(const VirtualPrimateConfig& c, const std::vector<Stimulus>& stim
     z.set("image_variation", NpyArray::from_i32({N}, var.data()));
     z.set("presentation_ms", NpyArray::scalar_f32((float)c.presentation_ms));
     z.set("teacher_responses", NpyArray::from_f32({N, U_, B}, teacher.data()));
-    z.set("teacher_config", NpyArray::from_strings(teacher_config(c, m, fb_gain, T)));
+    z.set("teacher_config", NpyArray::from_strings(teacher_config(c, &m, fb_gain, T)));
     z.set("teacher_unit_layer", NpyArray::from_strings(unit_layer));
     z.set("teacher_unit_latency_ms", NpyArray::from_f32({U_}, latency.data()));
     return z;
 }
 
 }  // namespace
+
+std::vector<std::string> virtual_primate_differences(const std::string& path, const VirtualPrimateConfig& c,
+                                                     const Npz* made) {
+    std::vector<std::string> there, areas;
+    try {
+        const NpzIndex z = npz_index(path);
+        if (!z.has("teacher_config") || !z.has("unit_area")) return {"it holds no teacher_config: not a virtual primate"};
+        there = npz_array(z, "teacher_config").to_strings();
+        areas = npz_array(z, "unit_area").to_strings();
+    } catch (const Error& e) {
+        return {std::string("it is not a readable virtual primate (") + e.what() + ")"};
+    }
+    auto split = [](const std::vector<std::string>& kvs) {
+        std::map<std::string, std::string> m;
+        for (const std::string& kv : kvs) {
+            const size_t eq = kv.find('=');
+            m[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
+        }
+        return m;
+    };
+    const std::map<std::string, std::string> was = split(there);
+    std::vector<std::string> here = made ? made->get("teacher_config").to_strings() : teacher_config(c, nullptr, 0, 0);
+    here.push_back(strfmt("v4_sites=%d", c.v4_units)), here.push_back(strfmt("it_sites=%d", c.it_units));
+    std::map<std::string, std::string> now = split(here), had = was;
+    had["v4_sites"] = std::to_string(std::count(areas.begin(), areas.end(), "V4"));
+    had["it_sites"] = std::to_string(std::count(areas.begin(), areas.end(), "IT"));
+    std::vector<std::string> diffs;
+    for (const auto& [key, value] : now) {
+        auto it = had.find(key);
+        const std::string old = it == had.end() ? "(none)" : it->second;
+        if (old != value) diffs.push_back(key + ": " + old + " there, " + value + " here");
+    }
+    return diffs;
+}
 
 Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress, Model* teacher_out) {
     virtual_primate_check(c);

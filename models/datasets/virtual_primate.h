@@ -114,6 +114,15 @@ Model virtual_primate_teacher(const VirtualPrimateConfig& c, const std::vector<S
 // receives the teacher network the data were recorded from.
 Npz virtual_primate_generate(const VirtualPrimateConfig& c, bool progress = false, Model* teacher = nullptr);
 
+// What the virtual primate file at `path` holds that `c` would make otherwise: one line per
+// difference ("images: 320 there, 1920 here"), empty when none. Without `made` only what the
+// settings alone decide is compared (every teacher_config key but the parsed feedback, its
+// gain and the steps, which come from the teacher; and the site counts), so a caller can ask
+// before generating; with `made` (the generated arrays) every key. A file that is not a
+// readable virtual primate gives one line saying what it is.
+std::vector<std::string> virtual_primate_differences(const std::string& path, const VirtualPrimateConfig& c,
+                                                     const Npz* made = nullptr);
+
 // Writes the teacher's backbone, its convs as calibrated (rescaled per channel), as a
 // backbone checkpoint (meta.arch, meta.mean, meta.std; no cells, no feedback): a student
 // given it (fit_dynamics --backbone) differs from the teacher only in its dynamics, which
