@@ -182,6 +182,32 @@ TEST_CASE("tools: fit_dynamics writes strictly valid results.json and a predicti
     CHECK(has(r.out, "rows 78 fit,heldout,teacher differ True"));
 }
 
+TEST_CASE("tools: fit_dynamics' default folder names the run's preset, data and backbone, so runs of others do not meet") {
+    if (!have_tool("fit_dynamics") || !have_tool("make_virtual_primate")) { MESSAGE("tools not built: skipped"); return; }
+    namespace fs = std::filesystem;
+    const std::string dir = vt_test::temp_dir();
+    REQUIRE(tiny_primate_24(dir).rc == 0);
+    const std::string fit = "cd " + vt_test::shell_quote(dir) + " && " + vt_test::tool_path("fit_dynamics") +
+                            " --data vp.npz --arch tiny3 --readout V4=conv2,IT=conv3 --splits 2 --threads 1 ";
+    struct Case {
+        std::string flags, folder;
+    };
+    for (const Case& c : {Case{"--backbone bb.npz --feedback conv3:conv2 --iters 0", "lstm_conv3-conv2_vp_on_bb"},
+                          Case{"--backbone bb.npz --feedback conv3:conv2 --iters 0 --preset gpu", "lstm_conv3-conv2_gpu_vp_on_bb"},
+                          Case{"--backbone bb.npz --motif none --feedback none --iters 0", "none_none_vp_on_bb"},
+                          Case{"--backbone bb.npz --time-varied", "time_varied_vp_on_bb"}}) {
+        CAPTURE(c.flags);
+        Run r = vt_test::shell_run(fit + c.flags + " 2>&1");
+        CAPTURE(r.out);
+        CHECK(r.rc == 0);
+        CHECK(fs::exists(dir + "/runs/fit_dynamics/" + c.folder + "/results.json"));
+    }
+    int folders = 0;
+    for (const auto& e : fs::directory_iterator(dir + "/runs/fit_dynamics")) folders += e.is_directory();
+    CHECK(folders == 4);
+    fs::remove_all(dir);
+}
+
 TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of an uninterrupted one") {
     if (!have_tool("fit_dynamics") || !have_tool("make_virtual_primate")) { MESSAGE("tools not built: skipped"); return; }
     namespace fs = std::filesystem;

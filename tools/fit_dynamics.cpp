@@ -36,15 +36,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// runs/fit_dynamics/<motif>_<feedback> (feedback edges as conv5-conv2+conv4-conv3);
-// init_<checkpoint name> with --init.
-std::string default_out(const FitConfig& c) {
-    if (c.time_varied) return "runs/fit_dynamics/time_varied";
-    if (!c.init.empty()) return "runs/fit_dynamics/init_" + fs::path(c.init).stem().string();
-    std::string fb = c.feedback;
-    std::replace(fb.begin(), fb.end(), ':', '-');
-    std::replace(fb.begin(), fb.end(), ',', '+');
-    return "runs/fit_dynamics/" + c.motif + "_" + fb;
+// runs/fit_dynamics/<motif>_<feedback> (feedback edges as conv5-conv2+conv4-conv3), or
+// time_varied, or init_<checkpoint name> with --init; then what else the run is of, so that
+// fits of other data or presets do not meet in one folder (where the second would be refused):
+// _gpu at the gpu preset, _<data name> with --data, _on_<backbone name> with --backbone.
+std::string default_out(const FitConfig& c, const std::string& preset, const std::string& data, bool own_backbone) {
+    std::string name;
+    if (c.time_varied) name = "time_varied";
+    else if (!c.init.empty()) name = "init_" + fs::path(c.init).stem().string();
+    else {
+        std::string fb = c.feedback;
+        std::replace(fb.begin(), fb.end(), ':', '-');
+        std::replace(fb.begin(), fb.end(), ',', '+');
+        name = c.motif + "_" + fb;
+    }
+    if (preset != "cpu") name += "_" + preset;
+    if (!data.empty()) name += "_" + fs::path(data).stem().string();
+    if (own_backbone) name += "_on_" + fs::path(c.backbone).stem().string();
+    return "runs/fit_dynamics/" + name;
 }
 
 // The ev table printed at the end.
@@ -282,7 +291,7 @@ int main(int argc, char** argv) {
                          data.empty() ? strfmt("; without --data, on %d images", fit_default_primate("gpu").config.images).c_str()
                                       : "")
                 : "";
-        if (out.empty()) out = default_out(c);
+        if (out.empty()) out = default_out(c, preset, data, cli.was_given("--backbone"));
         // The run claims its folder (a second run into it is refused while this one runs; a
         // finished run in it is refused unless --overwrite), writes into a private partial
         // folder and publishes everything together at the end (engine/io/rundir.h).

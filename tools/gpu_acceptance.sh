@@ -3,10 +3,12 @@
 # for, as one prepared run on a lent GPU, in priority order, each stage under its own time limit
 # so that what finished is kept when the device time runs out.
 #
-#   ../shared/gpu/bundle.sh .gpu                                     (here: build and pack)
-#   bash .gpu/run.sh bash ../../tools/gpu_acceptance.sh OUT [STAGE...]   (on the GPU machine)
+#   make -j CUDA=1 CUDNN=1 && bash tools/gpu_acceptance.sh OUT [STAGE...]   (from the repository root)
+# or, for a GPU machine without a compiler, a bundle built elsewhere (a packing script outside this
+# repository, bundle.sh, which also packs the libraries; its run.sh runs a command in the bundle):
+#   bash .gpu/run.sh bash ../../tools/gpu_acceptance.sh OUT [STAGE...]
 #
-# OUT gets at most 6 files (the device tool brings back 8): tests.txt, bench.jsonl, torch.jsonl,
+# OUT gets at most 6 files: tests.txt, bench.jsonl, torch.jsonl,
 # fits.txt (each fit's summary table), fits.json (each fit's EV per area and bin, settings and
 # time) and log.txt (what ran when, each step's exit code). Stages (default: all, in this
 # order; estimated from the earlier runs' speed on an H200, about 30 minutes in all, more

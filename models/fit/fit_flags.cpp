@@ -98,7 +98,8 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
             "units.png, loss.png, checkpoints/.");
     const int C = kSweepConfig, S = kSweepShared;
     cli.flag("--data", &v.data, "neural dataset .npz (default: the virtual primate, " + fit_default_primate(preset).path + ")").tag(S);
-    cli.flag("--out", &v.out, "output folder (default runs/fit_dynamics/<motif>_<feedback>, or init_<checkpoint name> with --init)").tag(S);
+    cli.flag("--out", &v.out, "output folder (default runs/fit_dynamics/<motif>_<feedback>, time_varied or init_<checkpoint name>, "
+             "then _gpu at that preset, _<data name> with --data, _on_<backbone name> with --backbone)").tag(S);
     cli.flag("--backbone", &c.backbone, strfmt("backbone checkpoint (default %s)", kDefaultBackbone)).tag(C);
     cli.flag("--init", &c.init, "start the student from this model checkpoint (e.g. make_virtual_primate --write-teacher; "
              "not a fit's split checkpoint): its backbone, cells and feedback; --motif and --feedback default to "
