@@ -771,10 +771,9 @@ std::vector<std::string> virtual_primate_differences(const std::string& path, co
         }
         return m;
     };
-    const std::map<std::string, std::string> was = split(there);
     std::vector<std::string> here = made ? made->get("teacher_config").to_strings() : teacher_config(c, nullptr, 0, 0);
     here.push_back(strfmt("v4_sites=%d", c.v4_units)), here.push_back(strfmt("it_sites=%d", c.it_units));
-    std::map<std::string, std::string> now = split(here), had = was;
+    std::map<std::string, std::string> now = split(here), had = split(there);
     had["v4_sites"] = std::to_string(std::count(areas.begin(), areas.end(), "V4"));
     had["it_sites"] = std::to_string(std::count(areas.begin(), areas.end(), "IT"));
     std::vector<std::string> diffs;
