@@ -41,17 +41,18 @@ TEST_CASE("python: the PyTorch twin reproduces ./bin/features for every cell, wi
     for (const std::string& m : motif_names()) {
         CAPTURE(m);
         // a random tiny3 teacher of this cell (two feedback edges into conv1), its images at the input size
-        ShellRun r = run_tool("make_virtual_primate", "--out " + dir + "/vp.npz --images 6 --teacher-arch tiny3 --v4-layer "
+        const std::string vp = dir + "/vp_" + m + ".npz";  // one dataset per cell (another cell's is other data)
+        ShellRun r = run_tool("make_virtual_primate", "--out " + vp + " --images 6 --teacher-arch tiny3 --v4-layer "
                               "conv2 --it-layer conv3 --teacher-feedback conv3:conv1,conv2:conv1 --teacher-motif " + m +
                               " --size 8 --v4 4 --it 4 --reps 4 --write-teacher " + dir + "/t.npz");
         INFO(r.out);
         REQUIRE(r.rc == 0);
-        r = run_tool("features", "--checkpoint " + dir + "/t.npz --images " + dir + "/vp.npz --layers conv1,conv2,conv3 "
+        r = run_tool("features", "--checkpoint " + dir + "/t.npz --images " + vp + " --layers conv1,conv2,conv3 "
                      "--steps 7 --image-steps 3 --threads 1 --overwrite --out " + dir + "/f.npz");
         INFO(r.out);
         REQUIRE(r.rc == 0);
-        r = vt_test::shell_run(py() + " python/tests/check_against_features.py " + dir + "/t.npz " + dir + "/f.npz " + dir +
-                               "/vp.npz --steps 7 --image-steps 3 --tol 1e-5 2>&1");
+        r = vt_test::shell_run(py() + " python/tests/check_against_features.py " + dir + "/t.npz " + dir + "/f.npz " + vp +
+                               " --steps 7 --image-steps 3 --tol 1e-5 2>&1");
         INFO(r.out);
         CHECK(r.rc == 0);
         CHECK(has(r.out, "compared 15 arrays"));  // 3 layers x 5 active steps (the others silent in both)
