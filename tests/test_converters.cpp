@@ -149,6 +149,12 @@ TEST_CASE("converters: Cowley et al. 2023 sessions become R = 1, one 0-100 ms bi
     CHECK(d.image_id[3] == "image0004.jpg");
     CHECK(d.at(0, 3, 2, 0) == 23.f);  // neuron 2, image 4
     CHECK(std::abs((int)d.images[(2 * 36) * 3] - 100) <= 2);  // JPEG of a flat 100
+    // a session published without its images: skipped by default, and said; an error when asked for
+    CHECK(has(r.out, "note: skipped 1 session without images/images_<session>.zip: 654321"));
+    CHECK(!std::filesystem::exists(dir + "/out/cowley_654321.npz"));
+    r = sh(cowley_cmd(dir, dir + "/out") + " --sessions 654321");
+    CHECK(r.rc != 0);
+    CHECK(has(r.out, "session 654321: missing"));
     r = sh(cowley_cmd(dir, dir + "/out") + " --sessions 999999");
     CHECK(r.rc != 0);
     CHECK(has(r.out, "session 999999 is not in"));
@@ -167,6 +173,7 @@ TEST_CASE("converters: broken inputs fail with a message naming the problem") {
         {"hvm_no_v4", "neural_meta has no V4_NEURONS"},
         {"hvm_level_mismatch", "with 3 images (those of level V3)"},
         {"cowley_count", "holds 3 images but"},
+        {"cowley_no_images", "no session has both responses_repeat_averaged/responses_<session>.npy and images/"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.first);

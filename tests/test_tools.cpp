@@ -648,3 +648,67 @@ TEST_CASE("tools: bench's and pretrain's JSON lines are strict JSON for Python t
     CHECK(has(r.out, "epochs 2 workloads 2"));  // two epochs; W3 and the same-run sgemm it is measured against
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("tools: make_cifar_folder.sh unpacks CIFAR-10 into train/ + val/, and refuses what it cannot use") {
+    const std::string dir = vt_test::temp_dir(), script = std::string(VT_ROOT) + "/tools/make_cifar_folder.sh";
+    auto sh = [&](const std::string& src, const std::string& out) {
+        return vt_test::shell_run("CIFAR_SRC=" + vt_test::shell_quote(src) + " sh " + vt_test::shell_quote(script) + " " +
+                                  vt_test::shell_quote(out) + " 2>&1");
+    };
+    // a source without the archive or the two folders: refused before OUT is made
+    Run r = sh(dir + "/nothing", dir + "/out0");
+    INFO(r.out);
+    CHECK(r.rc == 1);
+    CHECK(has(r.out, "holds neither cifar10_jpg.tar.gz nor train/ and test/ folders"));
+    CHECK(!std::filesystem::exists(dir + "/out0"));
+    // an archive whose checksum is not its SOURCE.md's: refused, nothing unpacked
+    std::filesystem::create_directories(dir + "/bad/train/cat");
+    std::filesystem::create_directories(dir + "/bad/test/cat");
+    std::ofstream(dir + "/bad/train/cat/1.jpg") << "x";
+    REQUIRE(vt_test::shell_run("cd " + dir + "/bad && tar -czf cifar10_jpg.tar.gz train test").rc == 0);
+    std::ofstream(dir + "/bad/SOURCE.md") << "sha256 " << std::string(64, '0') << "\n";
+    r = sh(dir + "/bad", dir + "/out1");
+    INFO(r.out);
+    CHECK(r.rc == 1);
+    CHECK(has(r.out, "has sha256"));
+    CHECK(has(r.out, "a damaged or different copy"));
+    CHECK(!std::filesystem::exists(dir + "/out1/train"));
+    // unpacked folders of the wrong size: refused naming the counts
+    std::filesystem::remove(dir + "/bad/cifar10_jpg.tar.gz");  // the folders alone
+    r = sh(dir + "/bad", dir + "/out3");
+    INFO(r.out);
+    CHECK(r.rc == 1);
+    CHECK(has(r.out, "got 1 train and 0 val images (expected 50000 and 10000)"));
+    // an OUT with a partial train/ or val/: refused, untouched
+    std::filesystem::create_directories(dir + "/out4/val");
+    r = sh(dir + "/bad", dir + "/out4");
+    INFO(r.out);
+    CHECK(r.rc == 1);
+    CHECK(has(r.out, "already has a train/ or val/ folder that is not a complete CIFAR-10 copy"));
+    CHECK(std::filesystem::is_empty(dir + "/out4/val"));
+    // the real thing, where this project's shared copy is (the product does not need it)
+    const std::string shared = vt_test::shared_data("cifar10_jpg");
+    if (!std::filesystem::exists(shared + "/cifar10_jpg.tar.gz")) {
+        MESSAGE("no " << shared << ": the unpacking of the real archive is not tested here");
+    } else {
+        r = sh(shared, dir + "/cifar");
+        INFO(r.out);
+        REQUIRE(r.rc == 0);
+        CHECK(has(r.out, "50000 train and 10000 val images in 10 classes"));
+        CHECK(std::filesystem::is_regular_file(dir + "/cifar/val/airplane/0000.jpg"));
+        CHECK(!std::filesystem::exists(dir + "/cifar/test"));
+        r = sh(shared, dir + "/cifar");  // a complete copy: nothing to do
+        INFO(r.out);
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "nothing to do"));
+        // an unpacked copy (train/ and test/) as the source: OUT gets links to its files
+        std::filesystem::rename(dir + "/cifar", dir + "/unpacked");
+        std::filesystem::rename(dir + "/unpacked/val", dir + "/unpacked/test");
+        r = sh(dir + "/unpacked", dir + "/linked");
+        INFO(r.out);
+        REQUIRE(r.rc == 0);
+        CHECK(has(r.out, "symlinked to"));
+        CHECK(std::filesystem::is_symlink(dir + "/linked/val/airplane/0000.jpg"));
+    }
+    std::filesystem::remove_all(dir);
+}

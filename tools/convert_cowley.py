@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """convert_cowley.py: Cowley et al. (2023) V4 sessions -> ventral neural datasets (.npz).
 
-  python3 tools/convert_cowley.py --src ../shared/data/cowley2023_v4 --out-dir data/cowley
+  python3 tools/convert_cowley.py --src V4_compact_models/data_V4_responses --out-dir data/cowley
   python3 tools/convert_cowley.py --src DIR --out-dir OUT --sessions 190925,210224
+
+--src: the data_V4_responses/ folder of the authors' repository (github.com/cowleygroup/
+V4_compact_models). Without --sessions, every session with both its responses and its images
+(the repository has responses of more sessions than images; those are skipped, and named).
 
 Input (the layout of the authors' data_V4_responses/ folder; see SOURCE.md there):
   images/images_<session>.zip               images_<session>/imageNNNN.jpg, 1-based, RGB
@@ -71,7 +75,16 @@ def main():
     have = sessions_in(a.src)
     if not have:
         raise FormatError(f"--src {a.src}: no responses_repeat_averaged/responses_<session>.npy found")
-    want = [s for s in a.sessions.split(",") if s] or have
+    want = [s for s in a.sessions.split(",") if s]
+    if not want:  # every session whose images are there too (the authors' repository has responses without them)
+        want = [s for s in have if os.path.isfile(os.path.join(a.src, "images", f"images_{s}.zip"))]
+        if not want:
+            raise FormatError(f"--src {a.src}: no session has both responses_repeat_averaged/responses_<session>.npy "
+                              f"and images/images_<session>.zip (responses of {', '.join(have)})")
+        if len(want) < len(have):
+            n = len(have) - len(want)
+            print(f"note: skipped {n} session{'s' if n > 1 else ''} without images/images_<session>.zip: "
+                  f"{', '.join(s for s in have if s not in want)}", file=sys.stderr)
     for s in want:
         if s not in have:
             raise FormatError(f"session {s} is not in {a.src} (it has: {', '.join(have)})")

@@ -32,6 +32,11 @@ if [ -d "$OUT/train" ] || [ -d "$OUT/val" ]; then
          "(expected a new or empty OUT_DIR; remove '$OUT/train' and '$OUT/val' first)" >&2
     exit 1
 fi
+if [ ! -f "$SRC/cifar10_jpg.tar.gz" ] && { [ ! -d "$SRC/train" ] || [ ! -d "$SRC/test" ]; }; then
+    echo "error: '$SRC' holds neither cifar10_jpg.tar.gz nor train/ and test/ folders" \
+         "(expected ../shared/data/cifar10_jpg beside the checkout, or set CIFAR_SRC)" >&2
+    exit 1
+fi
 mkdir -p "$OUT"
 
 if [ -f "$SRC/cifar10_jpg.tar.gz" ]; then
@@ -50,14 +55,10 @@ if [ -f "$SRC/cifar10_jpg.tar.gz" ]; then
     tar -xzf "$TAR" -C "$TMP" --transform 's,^test/,val/,;s,^test$,val,' train test
     mv "$TMP/train" "$TMP/val" "$OUT/"
     how="extracted from $TAR"
-elif [ -d "$SRC/train" ] && [ -d "$SRC/test" ]; then
+else
     cp -rs "$SRC/train" "$OUT/train"
     cp -rs "$SRC/test" "$OUT/val"
     how="symlinked to $SRC"
-else
-    echo "error: '$SRC' holds neither cifar10_jpg.tar.gz nor train/ and test/ folders" \
-         "(expected ../shared/data/cifar10_jpg beside the checkout, or set CIFAR_SRC)" >&2
-    exit 1
 fi
 
 ntrain=$(count "$OUT/train")
