@@ -1,8 +1,10 @@
 // test_converters.cpp: the Python converters (tools/convert_*.py) on tiny inputs in the
 // published layouts, built by tests/fixtures/make_converter_inputs.py; their outputs are
 // loaded by the C++ loader and checked value by value, and each converter's validation is
-// checked on a broken input. Skipped when python3 with numpy, h5py, netCDF4 and Pillow is
-// not available (third_party/install-deps.sh does not install them yet).
+// checked on broken inputs (wrong layouts, and files that are not what they should be: a Git
+// LFS pointer, text, a truncated file, a pickle, an image that is not one). Skipped when
+// python3 with numpy, h5py, netCDF4 and Pillow is not available (third_party/install-deps.sh
+// installs them).
 #include <sys/wait.h>
 
 #include <cmath>
@@ -170,10 +172,23 @@ TEST_CASE("converters: broken inputs fail with a message naming the problem") {
         {"bs_no_region", "no coordinate 'region' along 'neuroid'"},
         {"bs_missing_stimulus", "1 stimuli of the assembly are not in"},
         {"bs_missing_file", "file 'img_0.png' is not in"},
+        {"bs_not_netcdf", "bs/assembly.nc: expected a netCDF assembly, found something else"},
+        {"bs_csv_not_utf8", "bs/stimuli.csv: expected a UTF-8 CSV, found"},
+        {"bs_bad_window", "--window: expected START,END in ms, got '70-170'"},
         {"hvm_no_v4", "neural_meta has no V4_NEURONS"},
         {"hvm_level_mismatch", "with 3 images (those of level V3)"},
+        {"hvm_not_hdf5", "hvm.hdf5: expected an HDF5 file, found something else"},
+        {"hvm_images_group", "hvm.hdf5: images is an HDF5 group, expected a dataset"},
+        {"hvm_negative_index", "neural_meta/IT_NEURONS: expected neuron indices (integers >= 0), found -1"},
+        {"hvm_out_under_file", "hvm.hdf5 is a file, expected a folder"},
         {"cowley_count", "holds 3 images but"},
         {"cowley_no_images", "no session has both responses_repeat_averaged/responses_<session>.npy and images/"},
+        {"cowley_lfs_zip", "images_123456.zip: expected a zip archive, found a Git LFS pointer"},
+        {"cowley_truncated_zip", "images_123456.zip: expected a zip archive, found something else"},
+        {"cowley_not_image", "images_123456.zip:images_123456/image0005.jpg: expected an image (PNG/JPEG), found 22 bytes"},
+        {"cowley_not_npy", "responses_123456.npy: expected a .npy array, found a file starting b'0.5"},
+        {"cowley_pickle_npy", "responses_123456.npy: expected a .npy array of numbers, found a damaged or object array"},
+        {"cowley_truncated_npy", "responses_123456.npy: expected a .npy array of numbers, found a damaged"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.first);
@@ -183,6 +198,7 @@ TEST_CASE("converters: broken inputs fail with a message naming the problem") {
         CHECK_MESSAGE(has(line, c.second), line);
     }
     CHECK(!has(r.out, "Traceback"));
+    CHECK_MESSAGE(!has(r.out, "LEFT "), r.out);  // a failed conversion leaves no output, not even a temporary file
     Run missing = sh(hvm_cmd(dir, dir + "/o.npz"));
     CHECK(missing.rc == 1);
     CHECK(has(missing.out, "hvm.hdf5 does not exist"));

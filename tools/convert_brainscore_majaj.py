@@ -30,12 +30,12 @@ import argparse
 import csv
 import os
 import sys
-import zipfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ventral_format import FormatError, decode_image, write_dataset  # noqa: E402
+from ventral_format import (FormatError, check_output, need_file, not_a, open_zip, reading,  # noqa: E402
+                            window_ms, write_dataset, zip_image)
 
 DIMS = ("neuroid", "presentation", "time_bin")
 
@@ -43,20 +43,31 @@ DIMS = ("neuroid", "presentation", "time_bin")
 def as_strings(var):
     """A netCDF variable of strings (vlen or char array) -> numpy str array."""
     import netCDF4
-    v = np.asarray(var[...])
-    if v.dtype.kind == "S" and v.ndim == 2:  # a char array (presentation, string_length)
-        v = netCDF4.chartostring(v)
-    return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in v.ravel()])
+    try:
+        v = np.asarray(var[...])
+        if v.dtype.kind == "S" and v.ndim == 2:  # a char array (presentation, string_length)
+            v = netCDF4.chartostring(v)
+        return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in v.ravel()])
+    except UnicodeDecodeError as e:
+        raise FormatError(f"assembly: variable '{var.name}': expected UTF-8 strings, found {e.object[:40]!r}")
 
 
 def coord(ds, name, dim, required=True, aliases=()):
     for n in (name,) + tuple(aliases):
-        if n in ds.variables and ds.variables[n].dimensions[:1] == (dim,):
-            return ds.variables[n]
+        v = ds.variables.get(n)
+        if v is not None and (v.dimensions == (dim,) or v.dimensions[:1] == (dim,) and v.dtype == "S1" and v.ndim == 2):
+            return v  # 1-d, or a char array (dim, string_length)
     if required:
         raise FormatError(f"assembly: no coordinate '{name}' along '{dim}' (expected a 1-d variable {name}({dim}); "
                           f"variables present: {', '.join(sorted(ds.variables))})")
     return None
+
+
+def numbers(var):
+    x = np.asarray(var[...])
+    if x.dtype.kind not in "iuf":
+        raise FormatError(f"assembly: variable '{var.name}' holds {x.dtype}, expected numbers")
+    return x.astype(np.float32)
 
 
 def variation_int(v):
@@ -77,15 +88,23 @@ def main():
     ap.add_argument("--window", default="70,170", help="bin edges START,END (ms) for an assembly without time bins")
     ap.add_argument("--chunk", type=int, default=4096, help="presentations read at a time")
     a = ap.parse_args()
+    np.seterr(over="ignore")  # a value beyond float32 becomes inf, which write_dataset reports
     try:
         import netCDF4
     except ImportError:
         raise FormatError("reading the assembly needs netCDF4: python3 -m pip install netCDF4")
-    for p in (a.assembly, a.stimuli_csv, a.stimuli_zip):
-        if not os.path.isfile(p):
-            raise FormatError(f"{p} does not exist")
+    for flag, p in (("--assembly", a.assembly), ("--stimuli-csv", a.stimuli_csv), ("--stimuli-zip", a.stimuli_zip)):
+        need_file(p, flag)
+    if a.chunk < 1:
+        raise FormatError(f"--chunk: expected a positive number of presentations, got {a.chunk}")
+    window = window_ms("--window", a.window)
+    check_output(a.out)
 
-    with netCDF4.Dataset(a.assembly) as ds:
+    try:
+        ds = netCDF4.Dataset(a.assembly)
+    except (OSError, RuntimeError) as e:
+        raise not_a(a.assembly, "a netCDF assembly", e)
+    with reading(a.assembly, "a netCDF assembly", OSError, RuntimeError), ds:
         ds.set_auto_mask(False)
         data = [v for v in ds.variables.values() if "neuroid" in v.dimensions and "presentation" in v.dimensions]
         if len(data) != 1:
@@ -94,7 +113,11 @@ def main():
         var = data[0]
         if set(var.dimensions) - set(DIMS):
             raise FormatError(f"assembly: data variable '{var.name}' has dims {var.dimensions}, expected {DIMS}")
+        if getattr(var.dtype, "kind", "str") not in "iuf":
+            raise FormatError(f"assembly: data variable '{var.name}' holds {var.dtype}, expected numbers")
         U, P = len(ds.dimensions["neuroid"]), len(ds.dimensions["presentation"])
+        if P == 0:
+            raise FormatError(f"assembly {a.assembly} has no presentations")
         region = as_strings(coord(ds, "region", "neuroid"))
         nid = coord(ds, "neuroid_id", "neuroid", required=False)
         unit_id = as_strings(nid) if nid is not None else np.array([f"neuroid{k}" for k in range(U)])
@@ -107,14 +130,13 @@ def main():
             if v is not None:
                 labels[key] = as_strings(v)
         if "time_bin" in var.dimensions:
-            bs = np.asarray(coord(ds, "time_bin_start", "time_bin")[...], dtype=np.float32)
-            be = np.asarray(coord(ds, "time_bin_end", "time_bin")[...], dtype=np.float32)
+            bs = numbers(coord(ds, "time_bin_start", "time_bin"))
+            be = numbers(coord(ds, "time_bin_end", "time_bin"))
         elif "time_bin_start" in ds.variables and "time_bin_end" in ds.variables:
-            bs = np.asarray(ds.variables["time_bin_start"][...], dtype=np.float32).reshape(1)
-            be = np.asarray(ds.variables["time_bin_end"][...], dtype=np.float32).reshape(1)
+            bs = numbers(ds.variables["time_bin_start"]).reshape(-1)
+            be = numbers(ds.variables["time_bin_end"]).reshape(-1)
         else:
-            w = [float(x) for x in a.window.split(",")]
-            bs, be = np.array([w[0]], np.float32), np.array([w[1]], np.float32)
+            bs, be = window
         B = len(bs)
 
         # Images in order of first appearance; trials of an image ordered by repetition.
@@ -142,8 +164,11 @@ def main():
             responses[slot[p0:p1], img_of[p0:p1]] = x.transpose(1, 0, 2)
 
     # Stimulus set: labels fallback and the images.
-    with open(a.stimuli_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(a.stimuli_csv, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise not_a(a.stimuli_csv, "a UTF-8 CSV", e)
     if not rows:
         raise FormatError(f"{a.stimuli_csv} has no rows")
     cols = rows[0].keys()
@@ -159,14 +184,16 @@ def main():
     for key in ("object_name", "category_name", "variation"):
         if key not in labels and key in cols:
             labels[key] = None  # from the CSV, per image below
-    with zipfile.ZipFile(a.stimuli_zip) as z:
+    with open_zip(a.stimuli_zip) as z:
         by_base = {os.path.basename(n): n for n in z.namelist() if not n.endswith("/")}
         imgs = []
         for s in order:
-            fn = os.path.basename(meta[s][file_col])
+            fn = os.path.basename(meta[s][file_col] or "")  # None: a short row
+            if not fn:
+                raise FormatError(f"{a.stimuli_csv}: stimulus '{s}' has no {file_col}")
             if fn not in by_base:
                 raise FormatError(f"stimulus '{s}': file '{fn}' is not in {a.stimuli_zip}")
-            imgs.append(decode_image(z.read(by_base[fn]), f"{a.stimuli_zip}:{fn}"))
+            imgs.append(zip_image(z, a.stimuli_zip, by_base[fn]))
     sizes = {im.shape for im in imgs}
     if len(sizes) != 1:
         raise FormatError(f"stimulus images have different sizes {sorted(sizes)}; resize them to one size first")

@@ -23,12 +23,11 @@ import glob
 import os
 import re
 import sys
-import zipfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ventral_format import FormatError, decode_image, write_dataset  # noqa: E402
+from ventral_format import FormatError, check_output, load_npy, open_zip, write_dataset, zip_image  # noqa: E402
 
 
 def sessions_in(src):
@@ -44,15 +43,15 @@ def convert(src, session, out_path):
     for p in (rpath, zpath):
         if not os.path.isfile(p):
             raise FormatError(f"session {session}: missing {p}")
-    resp = np.load(rpath, allow_pickle=False)
+    resp = load_npy(rpath)
     if resp.ndim != 2 or resp.dtype.kind != "f":
         raise FormatError(f"{rpath}: expected a float array (neurons, images), found {resp.dtype} {resp.shape}")
     U, N = resp.shape
-    with zipfile.ZipFile(zpath) as z:
+    with open_zip(zpath) as z:
         names = sorted(n for n in z.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png")))
         if len(names) != N:
             raise FormatError(f"{zpath} holds {len(names)} images but {rpath} has {N} image columns")
-        imgs = [decode_image(z.read(n), f"{zpath}:{n}") for n in names]
+        imgs = [zip_image(z, zpath, n) for n in names]
     shapes = {im.shape for im in imgs}
     if len(shapes) != 1:
         raise FormatError(f"{zpath}: images of different sizes {sorted(shapes)}")
@@ -70,6 +69,7 @@ def main():
     ap.add_argument("--out-dir", required=True, help="where cowley_<session>.npz files go")
     ap.add_argument("--sessions", default="", help="comma-separated session ids (default: every session in --src)")
     a = ap.parse_args()
+    np.seterr(over="ignore")  # a value beyond float32 becomes inf, which write_dataset reports
     if not os.path.isdir(a.src):
         raise FormatError(f"--src {a.src} is not a folder")
     have = sessions_in(a.src)
@@ -88,6 +88,8 @@ def main():
     for s in want:
         if s not in have:
             raise FormatError(f"session {s} is not in {a.src} (it has: {', '.join(have)})")
+        check_output(os.path.join(a.out_dir, f"cowley_{s}.npz"))  # before any conversion
+    for s in want:
         out = os.path.join(a.out_dir, f"cowley_{s}.npz")
         N, U, hw = convert(a.src, s, out)
         print(f"{out}: {N} images {hw[0]}x{hw[1]}, {U} V4 units, 1 bin (0-100 ms), R = 1")

@@ -30,25 +30,48 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ventral_format import FormatError, write_dataset  # noqa: E402
+from ventral_format import FormatError, check_output, need_file, not_a, reading, window_ms, write_dataset  # noqa: E402
+
+
+def node(g, key, kind):
+    """g[key], which must be an h5py.Dataset or h5py.Group (kind); a FormatError naming it otherwise."""
+    x = g[key] if key in g else None  # g[key] of a damaged object raises KeyError (see reading())
+    where = "the top level" if g.name == "/" else g.name.lstrip("/")
+    if x is None:
+        raise FormatError(f"{g.file.filename}: {where} has no {key} (it has: {', '.join(map(str, g.keys()))})")
+    if not isinstance(x, kind):
+        raise FormatError(f"{g.file.filename}: {x.name.lstrip('/')} is an HDF5 {type(x).__name__.lower()}, "
+                          f"expected a {kind.__name__.lower()}")
+    return x
+
+
+def numbers(ds):
+    """The values of dataset ds, which must be numbers."""
+    x = np.asarray(ds[()])
+    if x.dtype.kind not in "iuf":
+        raise FormatError(f"{ds.file.filename}: {ds.name.lstrip('/')} holds {x.dtype}, expected numbers")
+    return x
 
 
 def strings(ds):
     v = np.asarray(ds[()])
-    return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in v.ravel()])
+    try:
+        return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in v.ravel()])
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{ds.file.filename}: {ds.name.lstrip('/')}: expected UTF-8 strings, found {e.object[:40]!r}")
 
 
-def level_of(v):
+def level_of(v, what="image_meta/variation_level value"):
     s = str(v).strip()
     s = s[1:] if s[:1] in "Vv" else s
     try:
         return int(float(s))
     except ValueError:
-        raise FormatError(f"image_meta/variation_level value '{v}' is not a level like 'V3' or 3")
+        raise FormatError(f"{what} '{v}' is not a level like 'V3' or 3")
 
 
 def images_rgb(ds):
-    x = np.asarray(ds[()])
+    x = numbers(ds)
     if x.ndim == 3:
         x = np.repeat(x[..., None], 3, axis=3)
     if x.ndim != 4 or x.shape[3] not in (1, 3):
@@ -58,16 +81,20 @@ def images_rgb(ds):
     if x.dtype == np.uint8:
         return x
     if x.dtype.kind == "f":
-        hi = float(np.nanmax(x)) if x.size else 0.0
+        if not np.isfinite(x).all():
+            raise FormatError("images: float pixels must be finite, found NaN or infinity")
+        hi = float(x.max()) if x.size else 0.0
         x = x * 255.0 if hi <= 1.0 + 1e-6 else x
         return np.clip(np.rint(x), 0, 255).astype(np.uint8)
     raise FormatError(f"images: expected uint8 or float pixels, found {x.dtype}")
 
 
 def find_bins(f, B, a):
-    for g in (f, f.get("neural_meta")):
-        if g is not None and "bin_start_ms" in g and "bin_end_ms" in g:
-            return np.asarray(g["bin_start_ms"][()], np.float32), np.asarray(g["bin_end_ms"][()], np.float32)
+    import h5py
+    for g in (f, f["neural_meta"]):
+        if "bin_start_ms" in g and "bin_end_ms" in g:
+            return (numbers(node(g, "bin_start_ms", h5py.Dataset)).astype(np.float32),
+                    numbers(node(g, "bin_end_ms", h5py.Dataset)).astype(np.float32))
     if not a.bins:
         raise FormatError(f"the file stores {B} time bins but no bin times; pass --bins START:WIDTH:STEP in ms "
                           f"(e.g. --bins=-100:20:10 for 20 ms windows every 10 ms from -100 ms)")
@@ -88,20 +115,24 @@ def main():
     ap.add_argument("--window", default="70,170", help="bin edges START,END (ms) of time_averaged")
     ap.add_argument("--bins", default="", help="time_binned bin times START:WIDTH:STEP (ms)")
     a = ap.parse_args()
+    np.seterr(over="ignore")  # a value beyond float32 becomes inf, which write_dataset reports
     try:
         import h5py
     except ImportError:
         raise FormatError("reading HDF5 needs h5py: python3 -m pip install h5py")
-    if not os.path.isfile(a.hdf5):
-        raise FormatError(f"{a.hdf5} does not exist")
-    with h5py.File(a.hdf5, "r") as f:
-        for key in ("images", "image_meta", "neural_meta"):
-            if key not in f:
-                raise FormatError(f"{a.hdf5}: no '{key}' (top level has: {', '.join(f.keys())})")
-        images = images_rgb(f["images"])
+    need_file(a.hdf5, "--hdf5")
+    window = window_ms("--window", a.window)
+    check_output(a.out)
+    try:
+        f = h5py.File(a.hdf5, "r")
+    except OSError as e:
+        raise not_a(a.hdf5, "an HDF5 file", e)
+    with reading(a.hdf5, "an HDF5 file", OSError, RuntimeError, KeyError), f:  # KeyError: a damaged object
+        images = images_rgb(node(f, "images", h5py.Dataset))
         N = images.shape[0]
-        meta = f["image_meta"]
-        fields = {k: strings(meta[k]) for k in meta.keys() if isinstance(meta[k], h5py.Dataset)}
+        meta = node(f, "image_meta", h5py.Group)
+        neural_meta = node(f, "neural_meta", h5py.Group)
+        fields = {k: strings(meta[k]) for k in map(str, meta.keys()) if isinstance(meta[k], h5py.Dataset)}
         for k, v in fields.items():
             if len(v) != N:
                 raise FormatError(f"image_meta/{k} has {len(v)} entries for {N} images")
@@ -110,28 +141,38 @@ def main():
         level = np.array([level_of(v) for v in fields["variation_level"]])
         units, areas = [], []
         for area in ("V4", "IT"):
-            key = f"{area}_NEURONS"
-            if key not in f["neural_meta"]:
-                raise FormatError(f"neural_meta has no {key} (it has: {', '.join(f['neural_meta'].keys())})")
-            idx = np.asarray(f["neural_meta"][key][()]).astype(np.int64).ravel()
-            units += list(idx)
+            idx = numbers(node(neural_meta, f"{area}_NEURONS", h5py.Dataset)).ravel()
+            bad = ~np.isfinite(idx) | (idx < 0) | (idx != np.floor(idx))
+            if bad.any():
+                raise FormatError(f"neural_meta/{area}_NEURONS: expected neuron indices (integers >= 0), "
+                                  f"found {idx[bad][0]}")
+            units += list(idx.astype(np.int64))
             areas += [area] * len(idx)
-        units = np.array(units)
+        units = np.array(units, dtype=np.int64)
+        if not len(units):
+            raise FormatError("neural_meta: V4_NEURONS and IT_NEURONS are both empty")
         name = a.responses
         avg_name = name + "_trial_averaged"
         binned = name == "time_binned"
         per_trial = not a.trial_averaged and name in f and isinstance(f[name], h5py.Group)
         if per_trial:
             g = f[name]
-            groups = sorted(g.keys())
-            blocks, R = [], 0
+            groups = sorted(map(str, g.keys()))  # str(): h5py gives bytes for a name it cannot decode
+            if not groups:
+                raise FormatError(f"{a.hdf5}: {name} is an empty group, expected variation_level_<v> datasets")
+            blocks, R, seen = [], 0, set()
             for k in groups:
                 if not k.startswith("variation_level_"):
-                    raise FormatError(f"{name}/{k}: expected groups named variation_level_<v>")
-                v = level_of(k[len("variation_level_"):])
+                    raise FormatError(f"{name}/{k}: expected datasets named variation_level_<v>")
+                v = level_of(k[len("variation_level_"):], f"{name}/{k}: level")
+                if v in seen:
+                    raise FormatError(f"{name}/{k}: a second dataset for level V{v}")
+                seen.add(v)
                 imgs = np.nonzero(level == v)[0]
-                x = g[k]
+                x = node(g, k, h5py.Dataset)
                 want = 4 if binned else 3
+                if x.dtype.kind not in "iuf":
+                    raise FormatError(f"{name}/{k} holds {x.dtype}, expected numbers")
                 if x.ndim != want or x.shape[1] != len(imgs):
                     raise FormatError(f"{name}/{k} has shape {x.shape}; expected {want} dims (trials, images, neurons"
                                       f"{', bins' if binned else ''}) with {len(imgs)} images (those of level V{v})")
@@ -154,7 +195,7 @@ def main():
             src = avg_name if avg_name in f else name
             if src not in f or not isinstance(f[src], h5py.Dataset):
                 raise FormatError(f"{a.hdf5}: neither per-trial '{name}' groups nor a '{avg_name}' dataset")
-            x = np.asarray(f[src][()], dtype=np.float32)
+            x = numbers(f[src]).astype(np.float32)
             want = 3 if binned else 2
             if x.ndim != want or x.shape[0] != N:
                 raise FormatError(f"{src} has shape {x.shape}; expected (images={N}, neurons{', bins' if binned else ''})")
@@ -166,8 +207,7 @@ def main():
         if binned:
             bs, be = find_bins(f, B, a)
         else:
-            w = [float(t) for t in a.window.split(",")]
-            bs, be = np.array([w[0]], np.float32), np.array([w[1]], np.float32)
+            bs, be = window
     ids = fields.get("id", fields.get("_id"))
     write_dataset(a.out, images, responses, areas, bs, be, unit_id=[f"n{k}" for k in units],
                   image_id=ids, image_object=fields.get("object_name"),
