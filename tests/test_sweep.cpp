@@ -203,7 +203,7 @@ TEST_CASE("sweep: its flags are fit_dynamics' flags, each either per configurati
         sweep.insert(f);
         CHECK(fit.count(f) == 1);
     }
-    sweep.insert("--overwrite"), sweep.insert("--resume"), sweep.insert("--help");  // the sweep's own business
+    sweep.insert("--overwrite"), sweep.insert("--resume"), sweep.insert("--split"), sweep.insert("--help");  // the sweep's own business
     for (const auto& kv : fit) {
         CAPTURE(kv.first);
         CHECK(sweep.count(kv.first) == 1);  // a new fit_dynamics flag must be placed in the sweep
@@ -284,7 +284,7 @@ TEST_CASE("sweep: the flags a grid line may set are fit_dynamics' own, and every
     // the sweep's own (equal for every configuration) and the tool's housekeeping
     const std::vector<std::string> not_grid = {"--data", "--out", "--threads", "--splits", "--seed", "--ceiling-splits",
                                                "--min-reliability", "--preset", "--help", "--overwrite",
-                                               "--resume"};
+                                               "--resume", "--split"};
     std::vector<std::string> grid = sweep_grid_flags();
     for (const std::string& f : tool) {
         CAPTURE(f);
@@ -471,6 +471,8 @@ TEST_CASE("sweep: a bad grid file or command line fails before any fit, in one l
                           Case{"--grid motifs --out " + dir + "/o -- --threads 3", "--threads after `--` is the sweep's"},
                           Case{"--grid motifs --out " + dir + "/o -- --resume", "--resume after `--` is the sweep's to set "
                                "(rerunning the sweep resumes each fit it was stopped in)"},
+                          Case{"--grid motifs --out " + dir + "/o -- --split 2", "--split after `--` is the sweep's to set "
+                               "(it fits whole runs: one task per configuration with --index)"},
                           Case{"--grid motifs --out " + dir + "/o --jobs 0", "--jobs: expected an integer from 1 to 1024, got '0'"},
                           Case{"--grid motifs --out " + dir + "/o --data " + dir + "/none.npz", "none.npz' does not exist"},
                           Case{"--grid motifz --out " + dir + "/o", "'motifz' is neither a built-in grid"},

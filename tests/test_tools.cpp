@@ -289,24 +289,68 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     CHECK(!fs::exists(out + "/.unfinished"));
     for (int s = 0; s < 3; s++) CHECK(fs::exists(out + "/checkpoints/split" + std::to_string(s) + ".npz"));
     // every held-out prediction and score is the uninterrupted run's, bit for bit
-    const Npz a = npz_read(dir + "/whole/predictions.npz"), b = npz_read(out + "/predictions.npz");
-    for (const char* k : {"predictions", "unit_r", "unit_ev"}) {
-        CAPTURE(k);
-        const std::vector<float> x = a.get(k).to_f32(), y = b.get(k).to_f32();
-        REQUIRE(x.size() == y.size());
-        size_t same = 0;
-        for (size_t i = 0; i < x.size(); i++) same += (x[i] == y[i]) || (std::isnan(x[i]) && std::isnan(y[i]));
-        CHECK(same == x.size());
-    }
-    const Json ja = json_read(dir + "/whole/results.json"), jb = json_read(out + "/results.json");
-    CHECK(ja["areas"] == jb["areas"]);
-    CHECK(ja["notes"] == jb["notes"]);
-    CHECK(ja["splits"].size() == jb["splits"].size());
-    for (size_t s = 0; s < ja["splits"].size(); s++) {
-        Json x = ja["splits"][s], y = jb["splits"][s];
-        x.erase("seconds"), y.erase("seconds");
-        CHECK(x == y);  // the resumed split's log too (its loss curve, validations, onset)
-    }
+    auto same_as_whole = [&](const std::string& run) {
+        CAPTURE(run);
+        const Npz a = npz_read(dir + "/whole/predictions.npz"), b = npz_read(run + "/predictions.npz");
+        for (const char* k : {"predictions", "unit_r", "unit_ev"}) {
+            CAPTURE(k);
+            const std::vector<float> x = a.get(k).to_f32(), y = b.get(k).to_f32();
+            REQUIRE(x.size() == y.size());
+            size_t same = 0;
+            for (size_t i = 0; i < x.size(); i++) same += (x[i] == y[i]) || (std::isnan(x[i]) && std::isnan(y[i]));
+            CHECK(same == x.size());
+        }
+        const Json ja = json_read(dir + "/whole/results.json"), jb = json_read(run + "/results.json");
+        CHECK(ja["areas"] == jb["areas"]);
+        CHECK(ja["notes"] == jb["notes"]);
+        CHECK(ja["splits"].size() == jb["splits"].size());
+        for (size_t s = 0; s < ja["splits"].size(); s++) {
+            Json x = ja["splits"][s], y = jb["splits"][s];
+            x.erase("seconds"), y.erase("seconds");
+            CHECK(x == y);  // the resumed split's log too (its loss curve, validations, onset)
+        }
+    };
+    same_as_whole(out);
+
+    // --split: the splits fitted by separate calls, in any order, into one folder; the last
+    // call publishes the uninterrupted run's results
+    const std::string parts = dir + "/parts";
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + parts + " --split 2");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "split 2 of 3 finished; the run in " + parts + " stays unfinished (split 2 finished)"));
+    CHECK(!has(r.out, "split 1/3 ["));
+    CHECK(!fs::exists(parts + "/results.json"));
+    CHECK(fs::exists(parts + "/.unfinished/split1.done.npz"));
+    CHECK(!fs::exists(parts + "/.unfinished/split0.npz"));
+    refused("--iters 600 --out " + parts + " --split 4", "--split: split 4 of a run of 3 splits (--splits): expected 1 to 3");
+    refused("--iters 500 --out " + parts + " --split 1",
+            "--split: the unfinished run in '" + parts + "' was started otherwise (--iters: 600 in the run, 500 here)");
+    refused("--time-varied --out " + dir + "/tv --split 1", "--split: the time-varied baseline has no BPTT to split");
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + parts + " --split 3");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "stays unfinished (splits 2, 3 finished)"));
+    CHECK(!fs::exists(parts + "/results.json"));
+    // the same splits fitted in separate folders (several machines at once) and gathered
+    // into one, then --resume: it reads them all
+    const std::string gathered = dir + "/gathered", one = dir + "/one";
+    fs::copy(parts, gathered, fs::copy_options::recursive);
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + one + " --split 1");
+    REQUIRE(r.rc == 0);
+    for (const char* f : {"split0.npz", "split0.done.npz"})
+        fs::copy_file(one + "/.unfinished/" + f, gathered + "/.unfinished/" + f);
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + gathered + " --resume");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "(splits 1, 2, 3 finished)"));
+    same_as_whole(gathered);
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + parts + " --split 1");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "split 2/3: resumed"));
+    CHECK(!fs::exists(parts + "/.unfinished"));
+    same_as_whole(parts);
 
     // a run that fails inside the fit, before any split has finished, leaves nothing to resume
     // (the next run into the folder is not refused), and a record without a finished split

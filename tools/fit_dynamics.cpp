@@ -10,6 +10,9 @@
 // a table per area at the end. While it runs, each split's checkpoint, and when it ends its
 // results, are kept in DIR/.unfinished/ (with run.json, what the run is), which a run stopped
 // or killed leaves behind: --resume continues it from there (the same flags and data only).
+// --split K fits split K alone into that folder (starting the run, or joining it), so that
+// separate calls (one job each, one after another on one folder) fit the splits; the call that
+// leaves every split finished publishes the results.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -302,6 +305,12 @@ int main(int argc, char** argv) {
             fail("--resume and --overwrite: pick one (continue the unfinished run in --out, or start it over)");
         if (flags.resume && c.time_varied)
             fail("--resume: the time-varied baseline has nothing to resume (no BPTT; it takes seconds): drop --resume");
+        if (flags.split > 0 && c.time_varied)
+            fail("--split: the time-varied baseline has no BPTT to split (it takes seconds): drop --split");
+        if (flags.split > c.score.folds)
+            fail("--split: split %d of a run of %d splits (--splits): expected 1 to %d", flags.split, c.score.folds,
+                 c.score.folds);
+        c.only_split = flags.split - 1;
         RunDir claim = rundir_claim(out, claim_opt);
         const std::string final_out = out;
         out = claim.partial;
@@ -312,7 +321,7 @@ int main(int argc, char** argv) {
             const std::vector<int> done = unfinished_splits(unfinished);
             if (flags.overwrite || (!flags.resume && done.empty())) {  // nothing finished: nothing to lose
                 fs::remove_all(unfinished);
-            } else if (!flags.resume) {
+            } else if (!flags.resume && flags.split == 0) {  // (--split joins it)
                 fail("--out '%s' holds an unfinished run (%s; stopped or killed before its end): %s, or another --out",
                      final_out.c_str(), unfinished_state(done).c_str(),
                      c.time_varied ? "pass --overwrite to replace it" : "pass --resume to continue it, --overwrite to start over");
@@ -331,11 +340,13 @@ int main(int argc, char** argv) {
         run.data_crc32 = file_crc32(data, &run.data_bytes);
         run.backbone_crc32 = file_crc32(c.backbone, nullptr);
         fs::create_directories(out);
-        if (flags.resume) {  // only the run that was started, on the same data and checkpoint
+        const bool join = !c.time_varied && fs::exists(unfinished);  // --resume, or --split's later calls
+        if (join) {  // only the run that was started, on the same data and checkpoint
             const std::string why = fit_run_mismatch(fit_run_read(unfinished + "/run.json"), run);
             if (!why.empty())
-                fail("--resume: the unfinished run in '%s' was started otherwise (%s): resume it with its own flags and "
-                     "data, or pass --overwrite to start over", final_out.c_str(), why.c_str());
+                fail("%s: the unfinished run in '%s' was started otherwise (%s): %s it with its own flags and "
+                     "data, or pass --overwrite to start over", flags.resume ? "--resume" : "--split", final_out.c_str(),
+                     why.c_str(), flags.resume ? "resume" : "continue");
             unfinished_clean(unfinished);
             std::fprintf(stderr, "fit_dynamics: resuming the unfinished run in %s (%s)\n", final_out.c_str(),
                          unfinished_state(unfinished_splits(unfinished)).c_str());
@@ -343,7 +354,7 @@ int main(int argc, char** argv) {
             fs::create_directories(unfinished);
             json_write(unfinished + "/run.json", fit_run_json(run));
         }
-        if (!c.time_varied) c.checkpoint_dir = unfinished, c.resume = flags.resume;
+        if (!c.time_varied) c.checkpoint_dir = unfinished, c.resume = join;
         std::fprintf(stderr, "fit_dynamics: %s: %lld images %dx%d, %lld units, %lld bins [%g, %g) ms, R = %lld; backbone %s\n",
                      data.c_str(), (long long)d.N, d.H, d.W, (long long)d.U, (long long)d.B, d.bin_start_ms.front(),
                      d.bin_end_ms.back(), (long long)d.R, c.backbone.c_str());
@@ -356,6 +367,13 @@ int main(int argc, char** argv) {
             std::error_code ec;
             if (!c.time_varied && unfinished_splits(unfinished).empty()) fs::remove_all(unfinished, ec);
             throw;
+        }
+        if (R.partial) {  // --split: the other splits are other calls'; nothing is published yet
+            std::fprintf(stderr, "fit_dynamics: split %d of %d finished; the run in %s stays unfinished (%s): fit the "
+                         "others with --split N (or all that are left with --resume), the same flags and data; the "
+                         "call that finishes the last one writes the results\n", flags.split, c.score.folds,
+                         final_out.c_str(), unfinished_state(unfinished_splits(unfinished)).c_str());
+            return 0;
         }
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());
         const Json js = fit_results_json(c, R, run);

@@ -248,11 +248,12 @@ SweepArgs args_parse(int argc, char** argv) {
         std::string name = e.substr(0, e.find('='));
         if ((name == "--device" && a.device != "cpu") || (name == "--precision" && a.precision != "fp32"))
             fail("sweep: %s is given twice, as the sweep's flag and after `--` (give it once)", name.c_str());
-        if (name == "--data" || name == "--out" || name == "--threads" || name == "--resume")
+        if (name == "--data" || name == "--out" || name == "--threads" || name == "--resume" || name == "--split")
             fail("sweep: %s after `--` is the sweep's to set (%s)", name.c_str(),
-                 name == "--data"  ? "use the sweep's --data"
-                 : name == "--out" ? "DIR/runs/NAME"
+                 name == "--data"      ? "use the sweep's --data"
+                 : name == "--out"     ? "DIR/runs/NAME"
                  : name == "--threads" ? "cores / --jobs"
+                 : name == "--split"   ? "it fits whole runs: one task per configuration with --index"
                                        : "rerunning the sweep resumes each fit it was stopped in");
     }
     return a;

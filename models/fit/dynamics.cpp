@@ -1489,10 +1489,13 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         std::vector<char> from_file((size_t)S, 0);
         std::vector<int64_t> done_params((size_t)S, 0);
         std::vector<int> todo;
+        if (cfg.only_split >= S)
+            fail("--split: split %d of %d: expected 1 to %d (--splits)", cfg.only_split + 1, S, S);
         for (int s = 0; s < S; s++) {
             from_file[s] = cfg.resume && split_finished(cfg.checkpoint_dir, s);
             if (!from_file[s]) {
-                todo.push_back(s);
+                if (cfg.only_split < 0 || s == cfg.only_split) todo.push_back(s);
+                else R.partial = true;  // another call's split
                 continue;
             }
             resumed[s] = split_done_load(cfg, P, s, split_images(tg, s, cfg), R.splits[s], done_params[s]);
@@ -1537,6 +1540,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         std::vector<std::vector<float>> F0;  // the fresh student's binned features of every image at onset F0_onset
         float F0_onset = NAN;
         for (int s = 0; s < S; s++) {
+            if (!from_file[s] && std::find(todo.begin(), todo.end(), s) == todo.end()) continue;  // only_split
             SplitLog& L = R.splits[s];
             const double t_split = now_s();
             const float onset = onsets[s];
@@ -1587,6 +1591,8 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
                               " ms (results.json splits[].onset_ms; settings.onset_ms, steps and steps_per_bin are split 1's)");
         }
     }
+    R.seconds = now_s() - t_start;
+    if (R.partial) return R;  // the other splits are other calls' (only_split)
     for (AreaFit& af : R.areas) {
         area_score_summarise(af.fit, S, d.B);
         area_score_summarise(af.heldout, S, d.B);

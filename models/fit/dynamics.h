@@ -79,6 +79,9 @@
 //     resumed run reads a split that has one instead of fitting it. Every split is seeded on
 //     its own (its images, minibatches, readout choices), so a resumed run's results equal
 //     an uninterrupted one's (tested); a file of another split or run fails naming it.
+//     `only_split` fits one split and leaves the others as they are: the splits of one run
+//     can then be fitted by separate calls (one task each), and the call that leaves every
+//     split finished gets the whole result; the others return FitResult::partial.
 // time_varied: no BPTT: the feedforward backbone's features with an independent readout per
 // bin (the paper's "time-varied" baseline; closed form as in step 3), for the fit and the
 // held-out units alike.
@@ -161,6 +164,8 @@ struct FitConfig {
                                            // held-out predictions)
     bool resume = false;                   // a split with both files in checkpoint_dir is taken from
                                            // them instead of fitted (fit_dynamics --resume)
+    int only_split = -1;                   // >= 0: fit this split alone (0-based; fit_dynamics --split),
+                                           // the finished ones read (resume), the rest left unfitted
     Device device = Device::CPU;
     Precision precision = Precision::FP32;  // of the GPU's GEMMs and convolutions (backend.h); the CPU: fp32
 };
@@ -236,6 +241,8 @@ struct FitResult {
     std::vector<float> predictions;              // (N, U, B) held-out prediction of every
                                                  // image (NaN for units not in an area fitted)
     double seconds = 0;
+    bool partial = false;                        // cfg.only_split: some split neither fitted nor read
+                                                 // (nothing summarised: the run is not finished)
 };
 
 // The images split `split`'s onset is chosen on (--onset-ms auto): up to 256 of its training

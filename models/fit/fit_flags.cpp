@@ -179,6 +179,9 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--overwrite", &v.overwrite, "replace the finished (or unfinished) run in --out (refused otherwise)").tag(kSweepOwn);
     cli.flag("--resume", &v.resume, "continue the unfinished run in --out (one stopped or killed before its end): its "
              "finished splits are kept, the rest fitted; the same flags and data only").tag(kSweepOwn);
+    cli.flag("--split", &v.split, "fit this split alone (1 to --splits; 0 = all), e.g. one job each: it starts the "
+             "run in --out, or continues the unfinished one started there with the same flags and data; the call "
+             "that leaves every split finished writes the results").range(0, 1000).tag(kSweepOwn);
     cli.flag("--preset", &v.preset, "cpu (a 10-minute CPU fit) or gpu (400 iterations of 32 images: the paper-scale "
              "fit; with --device cuda); other flags win wherever they are given").choices({"cpu", "gpu"}).tag(S);  // it sets the splits
     return cli;
@@ -239,7 +242,8 @@ FlagValues fit_flag_values(const std::vector<std::string>& args) {
     FitFlags v;
     const Cli cli = fit_cli(v, fit_preset_of(args));
     auto kept = [](const std::string& n) {
-        return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite" && n != "--resume" && n != "--device";
+        return n != "--data" && n != "--out" && n != "--threads" && n != "--overwrite" && n != "--resume" &&
+               n != "--split" && n != "--device";
     };
     FlagValues out;
     std::vector<std::string> given;

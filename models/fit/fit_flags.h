@@ -44,7 +44,7 @@ struct FitFlags {
     FitConfig c;
     std::string data, out, preset = "cpu", onset = "auto", cells = "plain", stop_on = "score";
     bool no_memory_init = false, overwrite = false, resume = false, no_refit = false;
-    int threads = 0;
+    int threads = 0, split = 0;  // --split: 1-based, 0 = every split
     ScoringFlags scoring;
 };
 
@@ -68,7 +68,8 @@ void fit_flags_finish(const Cli& cli, FitFlags& v);
 // flags are skipped: the caller has checked them). results.json records it (settings.flags)
 // and the sweep compares it before reusing a run, so a default that changed between the run
 // and the sweep shows up as a difference. Left out: --data (compared by its checksum), --out,
-// --threads, --overwrite, --resume and --device (where it runs: round-off, not what is fitted).
+// --threads, --overwrite, --resume, --split (which call fits which split) and --device (where
+// it runs: round-off, not what is fitted).
 using FlagValues = std::vector<std::pair<std::string, std::string>>;
 FlagValues fit_flag_values(const std::vector<std::string>& args);
 // What differs between the flag values a run was made with (`was`) and those of another
