@@ -175,6 +175,8 @@ TEST_CASE("converters: broken inputs fail with a message naming the problem") {
         {"bs_not_netcdf", "bs/assembly.nc: expected a netCDF assembly, found something else"},
         {"bs_csv_not_utf8", "bs/stimuli.csv: expected a UTF-8 CSV, found"},
         {"bs_bad_window", "--window: expected START,END in ms, got '70-170'"},
+        {"bs_time_average_bins", "the data variable has no time_bin dimension, but time_bin_start and time_bin_end "
+                                 "hold 2 and 2 values (expected 1 each)"},
         {"hvm_no_v4", "neural_meta has no V4_NEURONS"},
         {"hvm_level_mismatch", "with 3 images (those of level V3)"},
         {"hvm_not_hdf5", "hvm.hdf5: expected an HDF5 file, found something else"},
@@ -182,6 +184,7 @@ TEST_CASE("converters: broken inputs fail with a message naming the problem") {
         {"hvm_negative_index", "neural_meta/IT_NEURONS: expected neuron indices (integers >= 0), found -1"},
         {"hvm_out_under_file", "hvm.hdf5 is a file, expected a folder"},
         {"cowley_count", "holds 3 images but"},
+        {"cowley_huge_value", "responses contain infinities or values beyond float32"},
         {"cowley_no_images", "no session has both responses_repeat_averaged/responses_<session>.npy and images/"},
         {"cowley_lfs_zip", "images_123456.zip: expected a zip archive, found a Git LFS pointer"},
         {"cowley_truncated_zip", "images_123456.zip: expected a zip archive, found something else"},

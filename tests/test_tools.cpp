@@ -258,7 +258,7 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     };
     // without --resume the unfinished run is neither clobbered nor silently restarted
     const std::string again = refused("--iters 600 --out " + out, "holds an unfinished run (split 1 finished");
-    CHECK(has(again, "pass --resume to continue it, --overwrite to start over"));
+    CHECK(has(again, "pass --resume (or --split N) to continue it, --overwrite to start over"));
     CHECK(lines(again) == 1);
     // with other flags (or data) --resume refuses, naming what differs
     refused("--iters 500 --out " + out + " --resume", "--iters: 600 in the run, 500 here");
@@ -319,7 +319,8 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     INFO(r.out);
     REQUIRE(r.rc == 0);
     CHECK(has(r.out, "split 2 of 3 finished; the run in " + parts + " stays unfinished (split 2 finished)"));
-    CHECK(!has(r.out, "split 1/3 ["));
+    CHECK(has(r.out, "split 2/3: 600 iterations"));
+    CHECK(!has(r.out, "split 1/3"));
     CHECK(!fs::exists(parts + "/results.json"));
     CHECK(fs::exists(parts + "/.unfinished/split1.done.npz"));
     CHECK(!fs::exists(parts + "/.unfinished/split0.npz"));
@@ -340,6 +341,15 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     REQUIRE(r.rc == 0);
     for (const char* f : {"split0.npz", "split0.done.npz"})
         fs::copy_file(one + "/.unfinished/" + f, gathered + "/.unfinished/" + f);
+    // (a split of another run, here other --iters, is refused by its fingerprint)
+    const std::string alien = dir + "/alien", mixed = dir + "/mixed";
+    fs::copy(parts, mixed, fs::copy_options::recursive);
+    r = run_tool("fit_dynamics", flags + "--iters 500 --out " + alien + " --split 1");
+    REQUIRE(r.rc == 0);
+    for (const char* f : {"split0.npz", "split0.done.npz"})
+        fs::copy_file(alien + "/.unfinished/" + f, mixed + "/.unfinished/" + f);
+    refused("--iters 600 --out " + mixed + " --resume",
+            "split0.done.npz' does not hold this run's split 1 (a run with other flags, data or backbone");
     r = run_tool("fit_dynamics", flags + "--iters 600 --out " + gathered + " --resume");
     INFO(r.out);
     REQUIRE(r.rc == 0);
@@ -351,6 +361,32 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     CHECK(has(r.out, "split 2/3: resumed"));
     CHECK(!fs::exists(parts + "/.unfinished"));
     same_as_whole(parts);
+    refused("--iters 600 --out " + parts + " --split 1", "holds a finished run");  // published: nothing to continue
+
+    // over a finished run: the first call's --overwrite starts a new one, which later calls
+    // continue (a plain run is refused, an --overwrite would lose splits), and the last call
+    // replaces the finished run
+    const std::string refit = dir + "/refit";
+    fs::copy(dir + "/whole", refit, fs::copy_options::recursive);
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + refit + " --split 1 --overwrite");
+    REQUIRE(r.rc == 0);
+    CHECK(fs::exists(refit + "/results.json"));  // the finished run stays until the new one is
+    refused("--iters 600 --out " + refit, "pass --resume (or --split N) to continue it");
+    refused("--iters 600 --out " + refit + " --split 3 --overwrite",
+            "--split 3 --overwrite: '" + refit + "' holds an unfinished run (split 1 finished) that --overwrite would discard");
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + refit + " --split 2");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "split 2 of 3 finished; the run in " + refit + " stays unfinished (splits 1, 2 finished)"));
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + refit + " --split 2");
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "split 2 of 3 was already finished (nothing fitted)"));
+    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + refit + " --split 3");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "split 3/3 ["));
+    CHECK(!fs::exists(refit + "/.unfinished"));
+    same_as_whole(refit);
 
     // a run that fails inside the fit, before any split has finished, leaves nothing to resume
     // (the next run into the folder is not refused), and a record without a finished split
@@ -716,13 +752,14 @@ TEST_CASE("tools: make_cifar_folder.sh unpacks CIFAR-10 into train/ + val/, and 
     CHECK(r.rc == 1);
     CHECK(has(r.out, "has sha256"));
     CHECK(has(r.out, "a damaged or different copy"));
-    CHECK(!std::filesystem::exists(dir + "/out1/train"));
+    CHECK(!std::filesystem::exists(dir + "/out1"));
     // unpacked folders of the wrong size: refused naming the counts
     std::filesystem::remove(dir + "/bad/cifar10_jpg.tar.gz");  // the folders alone
     r = sh(dir + "/bad", dir + "/out3");
     INFO(r.out);
     CHECK(r.rc == 1);
-    CHECK(has(r.out, "got 1 train and 0 val images (expected 50000 and 10000)"));
+    CHECK(has(r.out, "gave 1 train and 0 val images (expected 50000 and 10000; nothing kept in"));
+    CHECK(!std::filesystem::exists(dir + "/out3"));
     // an OUT with a partial train/ or val/: refused, untouched
     std::filesystem::create_directories(dir + "/out4/val");
     r = sh(dir + "/bad", dir + "/out4");

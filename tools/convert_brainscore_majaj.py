@@ -34,7 +34,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ventral_format import (FormatError, check_output, need_file, not_a, open_zip, reading,  # noqa: E402
+from ventral_format import (FormatError, check_output, level_of, need_file, not_a, open_zip, reading,  # noqa: E402
                             window_ms, write_dataset, zip_image)
 
 DIMS = ("neuroid", "presentation", "time_bin")
@@ -68,15 +68,6 @@ def numbers(var):
     if x.dtype.kind not in "iuf":
         raise FormatError(f"assembly: variable '{var.name}' holds {x.dtype}, expected numbers")
     return x.astype(np.float32)
-
-
-def variation_int(v):
-    s = str(v).strip()
-    s = s[1:] if s[:1] in "Vv" else s
-    try:
-        return int(float(s))
-    except ValueError:
-        raise FormatError(f"variation '{v}' is not a level like 3 or 'V3'")
 
 
 def main():
@@ -123,7 +114,7 @@ def main():
         unit_id = as_strings(nid) if nid is not None else np.array([f"neuroid{k}" for k in range(U)])
         stim = as_strings(coord(ds, "stimulus_id", "presentation", aliases=("image_id",)))
         rep_var = coord(ds, "repetition", "presentation", required=False)
-        rep = np.asarray(rep_var[...]) if rep_var is not None else np.zeros(P)
+        rep = numbers(rep_var) if rep_var is not None else np.zeros(P)
         labels = {}
         for key in ("object_name", "category_name", "variation"):
             v = coord(ds, key, "presentation", required=False)
@@ -135,6 +126,9 @@ def main():
         elif "time_bin_start" in ds.variables and "time_bin_end" in ds.variables:
             bs = numbers(ds.variables["time_bin_start"]).reshape(-1)
             be = numbers(ds.variables["time_bin_end"]).reshape(-1)
+            if bs.size != 1 or be.size != 1:  # one time-averaged response is one bin
+                raise FormatError(f"assembly: the data variable has no time_bin dimension, but time_bin_start and "
+                                  f"time_bin_end hold {bs.size} and {be.size} values (expected 1 each)")
         else:
             bs, be = window
         B = len(bs)
@@ -167,7 +161,7 @@ def main():
     try:
         with open(a.stimuli_csv, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
+    except (UnicodeDecodeError, csv.Error, OSError) as e:
         raise not_a(a.stimuli_csv, "a UTF-8 CSV", e)
     if not rows:
         raise FormatError(f"{a.stimuli_csv} has no rows")
@@ -211,7 +205,7 @@ def main():
     var_lab = per_image("variation")
     write_dataset(a.out, np.stack(imgs), responses, region, bs, be, unit_id=unit_id, image_id=order,
                   image_object=per_image("object_name"), image_category=per_image("category_name"),
-                  image_variation=None if var_lab is None else np.array([variation_int(v) for v in var_lab]),
+                  image_variation=None if var_lab is None else np.array([level_of(v, "variation") for v in var_lab]),
                   presentation_ms=100.0)
     print(f"{a.out}: {N} images {imgs[0].shape[0]}x{imgs[0].shape[1]}, {U} units "
           f"({', '.join(f'{r} {int((region == r).sum())}' for r in dict.fromkeys(region))}), {B} bins, "

@@ -30,7 +30,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ventral_format import FormatError, check_output, need_file, not_a, reading, window_ms, write_dataset  # noqa: E402
+from ventral_format import (FormatError, check_output, level_of, need_file, not_a, reading, window_ms,  # noqa: E402
+                            write_dataset)
 
 
 def node(g, key, kind):
@@ -61,15 +62,6 @@ def strings(ds):
         raise FormatError(f"{ds.file.filename}: {ds.name.lstrip('/')}: expected UTF-8 strings, found {e.object[:40]!r}")
 
 
-def level_of(v, what="image_meta/variation_level value"):
-    s = str(v).strip()
-    s = s[1:] if s[:1] in "Vv" else s
-    try:
-        return int(float(s))
-    except ValueError:
-        raise FormatError(f"{what} '{v}' is not a level like 'V3' or 3")
-
-
 def images_rgb(ds):
     x = numbers(ds)
     if x.ndim == 3:
@@ -89,19 +81,27 @@ def images_rgb(ds):
     raise FormatError(f"images: expected uint8 or float pixels, found {x.dtype}")
 
 
-def find_bins(f, B, a):
+def bins_arg(text):
+    """--bins START:WIDTH:STEP (ms) -> (start, width, step), or None when not given."""
+    if not text:
+        return None
+    try:
+        start, width, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise FormatError(f"--bins: expected START:WIDTH:STEP in ms, got '{text}'")
+    return start, width, step
+
+
+def find_bins(f, B, bins):
     import h5py
     for g in (f, f["neural_meta"]):
         if "bin_start_ms" in g and "bin_end_ms" in g:
             return (numbers(node(g, "bin_start_ms", h5py.Dataset)).astype(np.float32),
                     numbers(node(g, "bin_end_ms", h5py.Dataset)).astype(np.float32))
-    if not a.bins:
+    if bins is None:
         raise FormatError(f"the file stores {B} time bins but no bin times; pass --bins START:WIDTH:STEP in ms "
                           f"(e.g. --bins=-100:20:10 for 20 ms windows every 10 ms from -100 ms)")
-    try:
-        start, width, step = (float(x) for x in a.bins.split(":"))
-    except ValueError:
-        raise FormatError(f"--bins: expected START:WIDTH:STEP in ms, got '{a.bins}'")
+    start, width, step = bins
     bs = start + step * np.arange(B)
     return bs.astype(np.float32), (bs + width).astype(np.float32)
 
@@ -122,6 +122,7 @@ def main():
         raise FormatError("reading HDF5 needs h5py: python3 -m pip install h5py")
     need_file(a.hdf5, "--hdf5")
     window = window_ms("--window", a.window)
+    bins = bins_arg(a.bins)
     check_output(a.out)
     try:
         f = h5py.File(a.hdf5, "r")
@@ -138,7 +139,7 @@ def main():
                 raise FormatError(f"image_meta/{k} has {len(v)} entries for {N} images")
         if "variation_level" not in fields:
             raise FormatError(f"image_meta has no variation_level (fields: {', '.join(fields)})")
-        level = np.array([level_of(v) for v in fields["variation_level"]])
+        level = np.array([level_of(v, "image_meta/variation_level value") for v in fields["variation_level"]])
         units, areas = [], []
         for area in ("V4", "IT"):
             idx = numbers(node(neural_meta, f"{area}_NEURONS", h5py.Dataset)).ravel()
@@ -205,7 +206,7 @@ def main():
             responses = (y if binned else y[..., None])[None]
             B = responses.shape[3]
         if binned:
-            bs, be = find_bins(f, B, a)
+            bs, be = find_bins(f, B, bins)
         else:
             bs, be = window
     ids = fields.get("id", fields.get("_id"))

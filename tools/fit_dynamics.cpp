@@ -311,6 +311,12 @@ int main(int argc, char** argv) {
             fail("--split: split %d of a run of %d splits (--splits): expected 1 to %d", flags.split, c.score.folds,
                  c.score.folds);
         c.only_split = flags.split - 1;
+        // An unfinished run beside a finished one (an --overwrite started it): continuing it (--resume,
+        // --split; run.json says whether it is this run) replaces the finished one when it publishes,
+        // and a new run is refused below, naming the unfinished run, rather than by the claim
+        if (fs::exists(out + "/.unfinished/run.json") &&
+            (flags.resume || flags.split > 0 || !unfinished_splits(out + "/.unfinished").empty()))
+            claim_opt.overwrite = true;
         RunDir claim = rundir_claim(out, claim_opt);
         const std::string final_out = out;
         out = claim.partial;
@@ -319,12 +325,17 @@ int main(int argc, char** argv) {
         const std::string unfinished = final_out + "/.unfinished";
         if (fs::exists(unfinished)) {
             const std::vector<int> done = unfinished_splits(unfinished);
+            if (flags.split > 0 && flags.overwrite && !done.empty())  // a job script's flags on every call: refused
+                fail("--split %d --overwrite: '%s' holds an unfinished run (%s) that --overwrite would discard: drop "
+                     "--overwrite to continue it, or remove %s to start over", flags.split, final_out.c_str(),
+                     unfinished_state(done).c_str(), unfinished.c_str());
             if (flags.overwrite || (!flags.resume && done.empty())) {  // nothing finished: nothing to lose
                 fs::remove_all(unfinished);
             } else if (!flags.resume && flags.split == 0) {  // (--split joins it)
-                fail("--out '%s' holds an unfinished run (%s; stopped or killed before its end): %s, or another --out",
-                     final_out.c_str(), unfinished_state(done).c_str(),
-                     c.time_varied ? "pass --overwrite to replace it" : "pass --resume to continue it, --overwrite to start over");
+                fail("--out '%s' holds an unfinished run (%s; stopped, killed, or fitted in part with --split): %s, or "
+                     "another --out", final_out.c_str(), unfinished_state(done).c_str(),
+                     c.time_varied ? "pass --overwrite to replace it"
+                                   : "pass --resume (or --split N) to continue it, --overwrite to start over");
             }
         } else if (flags.resume) {
             fail("--resume: --out '%s' holds no unfinished run to continue (no %s/.unfinished/)", final_out.c_str(),
@@ -354,7 +365,8 @@ int main(int argc, char** argv) {
             fs::create_directories(unfinished);
             json_write(unfinished + "/run.json", fit_run_json(run));
         }
-        if (!c.time_varied) c.checkpoint_dir = unfinished, c.resume = join;
+        if (!c.time_varied) c.checkpoint_dir = unfinished, c.resume = join, c.run_id = fit_run_id(run);
+        const bool split_was_done = flags.split > 0 && join && split_finished(unfinished, flags.split - 1);
         std::fprintf(stderr, "fit_dynamics: %s: %lld images %dx%d, %lld units, %lld bins [%g, %g) ms, R = %lld; backbone %s\n",
                      data.c_str(), (long long)d.N, d.H, d.W, (long long)d.U, (long long)d.B, d.bin_start_ms.front(),
                      d.bin_end_ms.back(), (long long)d.R, c.backbone.c_str());
@@ -369,10 +381,11 @@ int main(int argc, char** argv) {
             throw;
         }
         if (R.partial) {  // --split: the other splits are other calls'; nothing is published yet
-            std::fprintf(stderr, "fit_dynamics: split %d of %d finished; the run in %s stays unfinished (%s): fit the "
+            std::fprintf(stderr, "fit_dynamics: split %d of %d %s; the run in %s stays unfinished (%s): fit the "
                          "others with --split N (or all that are left with --resume), the same flags and data; the "
                          "call that finishes the last one writes the results\n", flags.split, c.score.folds,
-                         final_out.c_str(), unfinished_state(unfinished_splits(unfinished)).c_str());
+                         split_was_done ? "was already finished (nothing fitted)" : "finished", final_out.c_str(),
+                         unfinished_state(unfinished_splits(unfinished)).c_str());
             return 0;
         }
         for (const std::string& n : R.notes) std::fprintf(stderr, "fit_dynamics: note: %s\n", n.c_str());

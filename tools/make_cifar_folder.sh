@@ -37,10 +37,8 @@ if [ ! -f "$SRC/cifar10_jpg.tar.gz" ] && { [ ! -d "$SRC/train" ] || [ ! -d "$SRC
          "(expected ../shared/data/cifar10_jpg beside the checkout, or set CIFAR_SRC)" >&2
     exit 1
 fi
-mkdir -p "$OUT"
-
-if [ -f "$SRC/cifar10_jpg.tar.gz" ]; then
-    TAR=$SRC/cifar10_jpg.tar.gz
+TAR=$SRC/cifar10_jpg.tar.gz
+if [ -f "$TAR" ]; then
     want=$(sed -n 's/^sha256 \([0-9a-f]\{64\}\).*/\1/p' "$SRC/SOURCE.md" 2>/dev/null || true)
     if [ -n "$want" ] && command -v sha256sum >/dev/null; then
         got=$(sha256sum "$TAR" | cut -d' ' -f1)
@@ -49,8 +47,23 @@ if [ -f "$SRC/cifar10_jpg.tar.gz" ]; then
             exit 1
         fi
     fi
+fi
+# from here on a failure removes what this run made (OUT itself if it made it)
+made_out=0; [ -d "$OUT" ] || made_out=1
+mkdir -p "$OUT"
+done_ok=0
+cleanup() {
+    rm -rf "$OUT/.unpack.$$"
+    if [ "$done_ok" = 0 ]; then
+        rm -rf "$OUT/train" "$OUT/val"
+        [ "$made_out" = 1 ] && rmdir "$OUT" 2>/dev/null
+    fi
+    return 0
+}
+trap cleanup EXIT
+
+if [ -f "$TAR" ]; then
     TMP=$OUT/.unpack.$$
-    trap 'rm -rf "$TMP"' EXIT
     mkdir -p "$TMP"
     tar -xzf "$TAR" -C "$TMP" --transform 's,^test/,val/,;s,^test$,val,' train test
     mv "$TMP/train" "$TMP/val" "$OUT/"
@@ -64,9 +77,10 @@ fi
 ntrain=$(count "$OUT/train")
 nval=$(count "$OUT/val")
 if [ "$ntrain" != 50000 ] || [ "$nval" != 10000 ]; then
-    echo "error: '$OUT' got $ntrain train and $nval val images (expected 50000 and 10000)" >&2
+    echo "error: '$SRC' gave $ntrain train and $nval val images (expected 50000 and 10000; nothing kept in '$OUT')" >&2
     exit 1
 fi
+done_ok=1
 secs=$(echo "$(date +%s.%N) $start" | awk '{printf "%.1f", $1 - $2}')
 echo "make_cifar_folder: '$OUT': $ntrain train and $nval val images in $(ls "$OUT/train" | wc -l) classes," \
      "$how, in ${secs}s"

@@ -87,7 +87,7 @@ def write_dataset(path, images, responses, unit_area, bin_start_ms, bin_end_ms, 
     except OSError as e:
         raise FormatError(f"cannot write {path}: {e.strerror or e}")
     finally:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.remove(tmp)
     return out
 
@@ -101,6 +101,19 @@ def check_output(path):
         up = os.path.dirname(up)
     if not os.path.isdir(up):
         raise FormatError(f"cannot write {path}: {up} is a file, expected a folder")
+
+
+def level_of(v, what):
+    """A variation level, 3 or 'V3' (a whole number), -> int; WHAT names the value in the error."""
+    s = str(v).strip()
+    s = s[1:] if s[:1] in "Vv" else s
+    try:
+        x = float(s)
+        if x == int(x):
+            return int(x)
+    except (ValueError, OverflowError):  # not a number; inf
+        pass
+    raise FormatError(f"{what} '{v}' is not a level like 'V3' or 3")
 
 
 def window_ms(flag, text):
@@ -150,8 +163,11 @@ def reading(path, expected, *errors):
 def load_npy(path):
     """A .npy file of numbers -> array. Memory-mapped, so a header claiming more data than the file holds
     fails instead of allocating it."""
-    with open(path, "rb") as f:
-        magic = f.read(6)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise FormatError(f"{path}: cannot read it ({e.strerror})")
     if magic != b"\x93NUMPY":
         raise not_a(path, "a .npy array")
     try:

@@ -1338,6 +1338,7 @@ void split_done_save(const FitConfig& cfg, const Plan& P, int s, const SplitImag
         z.set(k, NpyArray::from_f32({(int64_t)v.size()}, v.data()));
     };
     ints("split", {s});
+    ints("run_id", {(int64_t)cfg.run_id});
     ints("test", si.test);
     ints("trainable_params", {trainable_params});
     floats("log.train_loss", L.train_loss), floats("log.lr", L.lr), floats("log.val_loss", L.val_loss);
@@ -1359,14 +1360,15 @@ void split_done_save(const FitConfig& cfg, const Plan& P, int s, const SplitImag
     npz_write(split_done_path(cfg.checkpoint_dir, s), z);
 }
 
-// Split s as written by split_done_save, checked to be of this split (its test images, the
-// areas' units and shapes): a file of another run fails naming it.
+// Split s as written by split_done_save, checked to be of this run (cfg.run_id, where both
+// have one) and of this split (its test images, the areas' units and shapes): a file of another
+// run fails naming it.
 SplitPredictions split_done_load(const FitConfig& cfg, const Plan& P, int s, const SplitImages& si, SplitLog& L,
                                  int64_t& trainable_params) {
     const std::string path = split_done_path(cfg.checkpoint_dir, s);
     const Npz z = npz_read(path);
     auto other = [&](const std::string& what) {
-        fail("--resume: '%s' does not hold this run's split %d (%s; damaged, or written by another run): start over "
+        fail("'%s' does not hold this run's split %d (%s; damaged, or written by another run): start over "
              "with --overwrite", path.c_str(), s + 1, what.c_str());
     };
     auto array = [&](const std::string& k, auto convert) {
@@ -1381,6 +1383,8 @@ SplitPredictions split_done_load(const FitConfig& cfg, const Plan& P, int s, con
     auto ints = [&](const std::string& k) { return array(k, [](const NpyArray& a) { return a.to_i64(); }); };
     auto floats = [&](const std::string& k) { return array(k, [](const NpyArray& a) { return a.to_f32(); }); };
     if (ints("split") != std::vector<int64_t>{s}) other("another split number");
+    if (cfg.run_id != 0 && z.has("run_id") && ints("run_id") != std::vector<int64_t>{(int64_t)cfg.run_id})
+        other("a run with other flags, data or backbone: compare the run.json files");  // (older records have none)
     if (ints("test") != si.test) other("other test images");
     const std::vector<int64_t> counts = ints("log.counts"), tp = ints("trainable_params");
     const std::vector<double> sc = array("log.scalars", [](const NpyArray& a) { return a.to_f64(); });
@@ -1491,6 +1495,7 @@ FitResult fit_dynamics(const NeuralData& d, const FitConfig& cfg, const std::vec
         std::vector<int> todo;
         if (cfg.only_split >= S)
             fail("--split: split %d of %d: expected 1 to %d (--splits)", cfg.only_split + 1, S, S);
+        VT_CHECK(cfg.only_split < 0 || !cfg.checkpoint_dir.empty(), "fit_dynamics: only_split needs a checkpoint_dir");
         for (int s = 0; s < S; s++) {
             from_file[s] = cfg.resume && split_finished(cfg.checkpoint_dir, s);
             if (!from_file[s]) {

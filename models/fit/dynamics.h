@@ -166,6 +166,9 @@ struct FitConfig {
                                            // them instead of fitted (fit_dynamics --resume)
     int only_split = -1;                   // >= 0: fit this split alone (0-based; fit_dynamics --split),
                                            // the finished ones read (resume), the rest left unfitted
+    uint32_t run_id = 0;                   // the run's fingerprint (results.h fit_run_id), kept in each
+                                           // finished split's record: a record of another run (other
+                                           // flags, data or backbone) is refused; 0 = not checked
     Device device = Device::CPU;
     Precision precision = Precision::FP32;  // of the GPU's GEMMs and convolutions (backend.h); the CPU: fp32
 };

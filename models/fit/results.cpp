@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdlib>
 
+#include "engine/io/npy.h"
 #include "kernels/error.h"
 #include "models/fit/fit_flags.h"
 
@@ -271,6 +272,13 @@ Json fit_run_json(const FitRun& run) {
               {"flags", Json::object()}};
     for (const auto& kv : run.flags) j["flags"][kv.first] = kv.second;
     return j;
+}
+
+uint32_t fit_run_id(const FitRun& run) {
+    std::string t = strfmt("%s\n%08x %llu %08x\n", run.preset.c_str(), run.data_crc32, (unsigned long long)run.data_bytes,
+                           run.backbone_crc32);
+    for (const auto& kv : run.flags) t += kv.first + "=" + kv.second + "\n";
+    return std::max<uint32_t>(1, crc32_bytes(0, (const uint8_t*)t.data(), t.size()));  // 0 means "not checked"
 }
 
 FitRun fit_run_read(const std::string& path) {

@@ -40,6 +40,10 @@ FitRun fit_run_read(const std::string& path);  // fails naming the file and the 
 // What differs between the run that was started (`was`) and this one ("; "-joined; "" when
 // nothing does): the data's checksum and size, the checkpoint's checksum, every flag value.
 std::string fit_run_mismatch(const FitRun& was, const FitRun& now);
+// A fingerprint of what the run fits (CRC-32 over the preset, the data's and the checkpoint's
+// checksums and sizes and every flag value; not the data's path), kept in each finished
+// split's record (FitConfig::run_id), so that a record gathered from another run is refused.
+uint32_t fit_run_id(const FitRun& run);
 
 // ---- reading it back ---------------------------------------------------------------------------
 
