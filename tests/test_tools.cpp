@@ -335,19 +335,18 @@ TEST_CASE("tools: fit_dynamics --resume continues a killed run to the results of
     CHECK(!fs::exists(parts + "/results.json"));
     // the same splits fitted in separate folders (several machines at once) and gathered
     // into one, then --resume: it reads them all
-    const std::string gathered = dir + "/gathered", one = dir + "/one";
-    fs::copy(parts, gathered, fs::copy_options::recursive);
-    r = run_tool("fit_dynamics", flags + "--iters 600 --out " + one + " --split 1");
-    REQUIRE(r.rc == 0);
-    for (const char* f : {"split0.npz", "split0.done.npz"})
-        fs::copy_file(one + "/.unfinished/" + f, gathered + "/.unfinished/" + f);
+    auto gather_split1 = [&](const std::string& iters, const std::string& name) {  // parts + split 1 fitted alone
+        const std::string to = dir + "/" + name, alone = to + "_alone";
+        fs::copy(parts, to, fs::copy_options::recursive);
+        Run x = run_tool("fit_dynamics", flags + "--iters " + iters + " --out " + alone + " --split 1");
+        REQUIRE(x.rc == 0);
+        for (const char* f : {"split0.npz", "split0.done.npz"})
+            fs::copy_file(alone + "/.unfinished/" + f, to + "/.unfinished/" + f);
+        return to;
+    };
+    const std::string gathered = gather_split1("600", "gathered");
     // (a split of another run, here other --iters, is refused by its fingerprint)
-    const std::string alien = dir + "/alien", mixed = dir + "/mixed";
-    fs::copy(parts, mixed, fs::copy_options::recursive);
-    r = run_tool("fit_dynamics", flags + "--iters 500 --out " + alien + " --split 1");
-    REQUIRE(r.rc == 0);
-    for (const char* f : {"split0.npz", "split0.done.npz"})
-        fs::copy_file(alien + "/.unfinished/" + f, mixed + "/.unfinished/" + f);
+    const std::string mixed = gather_split1("500", "mixed");
     refused("--iters 600 --out " + mixed + " --resume",
             "split0.done.npz' does not hold this run's split 1 (a run with other flags, data or backbone");
     r = run_tool("fit_dynamics", flags + "--iters 600 --out " + gathered + " --resume");
