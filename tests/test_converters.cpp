@@ -166,7 +166,9 @@ TEST_CASE("converters: broken inputs fail with a message naming the problem") {
     NEED_PYTHON();
     // Every variant is built and converted in one Python process (start-up dominates).
     std::string dir = vt_test::temp_dir();
-    Run r = sh("python3 " + root() + "/tests/fixtures/make_converter_inputs.py " + dir + " --errors");
+    // (under a time limit: a converter that hangs fails the test instead of stalling it)
+    Run r = sh("VT_NETCDF_OPEN_SECONDS=10 timeout 600 python3 " + root() + "/tests/fixtures/make_converter_inputs.py " +
+               dir + " --errors");
     REQUIRE_MESSAGE(r.rc == 0, r.out);
     const std::pair<const char*, const char*> cases[] = {
         {"bs_no_region", "no coordinate 'region' along 'neuroid'"},
@@ -175,6 +177,7 @@ TEST_CASE("converters: broken inputs fail with a message naming the problem") {
         {"bs_not_netcdf", "bs/assembly.nc: expected a netCDF assembly, found something else"},
         {"bs_csv_not_utf8", "bs/stimuli.csv: expected a UTF-8 CSV, found"},
         {"bs_bad_window", "--window: expected START,END in ms, got '70-170'"},
+        {"bs_netcdf_hangs", "bs/assembly.nc: expected a netCDF assembly, found"},  // here: "did not finish in 10 s"
         {"bs_time_average_bins", "the data variable has no time_bin dimension, but time_bin_start and time_bin_end "
                                  "hold 2 and 2 values (expected 1 each)"},
         {"hvm_no_v4", "neural_meta has no V4_NEURONS"},

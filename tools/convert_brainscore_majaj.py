@@ -29,6 +29,7 @@ one chunk of presentations at a time from the assembly.
 import argparse
 import csv
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -38,6 +39,19 @@ from ventral_format import (FormatError, check_output, level_of, need_file, not_
                             window_ms, write_dataset, zip_image)
 
 DIMS = ("neuroid", "presentation", "time_bin")
+
+
+def netcdf_opens(path):
+    """netCDF-C never returns from opening some damaged files (netCDF 4.10 on HDF5 2.2): the file is
+    opened first in a child process with a time limit (VT_NETCDF_OPEN_SECONDS, default 60; the open
+    reads only the header, well under a second for an intact file)."""
+    seconds = float(os.environ.get("VT_NETCDF_OPEN_SECONDS", "60"))
+    try:
+        subprocess.run([sys.executable, "-c", "import sys, netCDF4; netCDF4.Dataset(sys.argv[1]).close()", path],
+                       capture_output=True, timeout=seconds)  # an error there is met again, and named, below
+    except subprocess.TimeoutExpired:
+        raise FormatError(f"{path}: expected a netCDF assembly, found a damaged file (opening it did not finish in "
+                          f"{seconds:g} s)")
 
 
 def as_strings(var):
@@ -91,6 +105,7 @@ def main():
     window = window_ms("--window", a.window)
     check_output(a.out)
 
+    netcdf_opens(a.assembly)
     try:
         ds = netCDF4.Dataset(a.assembly)
     except (OSError, RuntimeError) as e:
