@@ -35,8 +35,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ventral_format import (FormatError, check_output, level_of, need_file, not_a, open_zip, reading,  # noqa: E402
-                            window_ms, write_dataset, zip_image)
+from ventral_format import (FormatError, check_output, level_of, need_file, not_a, numeric, open_zip,  # noqa: E402
+                            reading, window_ms, write_dataset, zip_image)
 
 DIMS = ("neuroid", "presentation", "time_bin")
 
@@ -78,10 +78,7 @@ def coord(ds, name, dim, required=True, aliases=()):
 
 
 def numbers(var):
-    x = np.asarray(var[...])
-    if x.dtype.kind not in "iuf":
-        raise FormatError(f"assembly: variable '{var.name}' holds {x.dtype}, expected numbers")
-    return x.astype(np.float32)
+    return numeric(var[...], f"assembly: variable '{var.name}'").astype(np.float32)
 
 
 def main():

@@ -30,8 +30,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ventral_format import (FormatError, check_output, level_of, need_file, not_a, reading, window_ms,  # noqa: E402
-                            write_dataset)
+from ventral_format import (FormatError, check_output, level_of, need_file, not_a, numeric, reading,  # noqa: E402
+                            window_ms, write_dataset)
 
 
 def node(g, key, kind):
@@ -48,10 +48,7 @@ def node(g, key, kind):
 
 def numbers(ds):
     """The values of dataset ds, which must be numbers."""
-    x = np.asarray(ds[()])
-    if x.dtype.kind not in "iuf":
-        raise FormatError(f"{ds.file.filename}: {ds.name.lstrip('/')} holds {x.dtype}, expected numbers")
-    return x
+    return numeric(ds[()], f"{ds.file.filename}: {ds.name.lstrip('/')}")
 
 
 def strings(ds):

@@ -103,6 +103,14 @@ def check_output(path):
         raise FormatError(f"cannot write {path}: {up} is a file, expected a folder")
 
 
+def numeric(x, what):
+    """x as a numpy array of numbers; a FormatError naming WHAT when it holds anything else (strings, objects)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iuf":
+        raise FormatError(f"{what} holds {x.dtype}, expected numbers")
+    return x
+
+
 def level_of(v, what):
     """A variation level, 3 or 'V3' (a whole number), -> int; WHAT names the value in the error."""
     s = str(v).strip()
