@@ -690,6 +690,37 @@ TEST_CASE("dynamics: --init starts from a model checkpoint; the teacher itself b
             CHECK(p.heldout.ev_mean > 0.5 * o.heldout.ev_mean);
         }
     }
+    SUBCASE("linear sites without latencies: within the readouts, the teacher's features come nearer its ceiling") {
+        // make_virtual_primate --linear-sites --latencies=false: every site's rate is linear in
+        // its layer's output at the step, which the time-shared linear readout can express; the
+        // same sites with the softplus rate (also without latencies) it cannot. What is left
+        // of the ceiling with linear sites is the readout's few training images.
+        auto bound = [&](bool linear) {
+            VirtualPrimateConfig vc = recovery_config();
+            vc.linear_sites = linear, vc.latencies = false;
+            Model t{ModelConfig{}, 0};
+            const std::string tag = linear ? "linear" : "softplus";
+            const std::string dpath = vt_test::temp_dir() + "/vp_recovery_" + tag + ".npz";
+            const std::string tpath = vt_test::temp_dir() + "/teacher_model_" + tag + ".npz";
+            Npz z = virtual_primate_generate(vc, false, &t);
+            npz_write(dpath, z);
+            const std::vector<std::string> kv = z.get("teacher_config").to_strings();
+            CHECK((std::find(kv.begin(), kv.end(), "sites=linear") != kv.end()) == linear);
+            virtual_primate_save_teacher(t, tpath);
+            FitConfig bc = c;
+            bc.init = tpath;
+            return fit_dynamics(neural_data_load(dpath, true), bc, z.get("teacher_responses").to_f32());
+        };
+        const FitResult lin = bound(true), soft = bound(false);
+        for (const char* a : {"V4", "IT"}) {
+            const AreaFit &l = area(lin, a), &s = area(soft, a);
+            const double fl = l.fit.ev_mean / l.teacher.ev_mean, fs = s.fit.ev_mean / s.teacher.ev_mean;
+            MESSAGE(std::string(a) << ": the teacher's own features, linear sites " << l.fit.ev_mean << " of ceiling "
+                      << l.teacher.ev_mean << " (" << fl << "), softplus sites " << s.fit.ev_mean << " of "
+                      << s.teacher.ev_mean << " (" << fs << ")");
+            CHECK(fl > fs + 0.05);
+        }
+    }
     SUBCASE("plain cells (the CPU default's start): no residual scale, and so recorded in the checkpoint") {
         FitConfig f = small_fit("lstm", "conv3:conv1");
         f.residual = false, f.memory_init = true, f.onset_ms = NAN;

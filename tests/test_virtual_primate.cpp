@@ -219,6 +219,57 @@ TEST_CASE("virtual_primate: without latencies every site answers with its layer,
     CHECK(onset_bin(area_time_course(without, t1, "V4")) < onset_bin(area_time_course(with, t0, "V4")));
 }
 
+TEST_CASE("virtual_primate: linear sites are the same sites, never below 0, and recorded as such") {
+    // (that they are within the fit's linear readout: test_dynamics.cpp, the --init case)
+    VirtualPrimateConfig c = small_config();
+    c.images = 8, c.reps = 3;
+    Npz soft = virtual_primate_generate(c);
+    VirtualPrimateConfig lc = c;
+    lc.linear_sites = true;
+    Npz lin = virtual_primate_generate(lc);
+    CHECK(lin.get("teacher_unit_layer").to_strings() == soft.get("teacher_unit_layer").to_strings());
+    CHECK(lin.get("teacher_unit_latency_ms").to_f32() == soft.get("teacher_unit_latency_ms").to_f32());
+    std::vector<float> t = lin.get("teacher_responses").to_f32();
+    CHECK(t != soft.get("teacher_responses").to_f32());
+    CHECK(std::all_of(t.begin(), t.end(), [](float v) { return std::isfinite(v) && v >= 0; }));
+    // driven: the image-averaged peak of every site above its baseline (bin 0, before any latency)
+    Dims d = dims(lin);
+    for (int64_t u = 0; u < d.U; u++) {
+        std::vector<double> tc(d.B, 0.0);
+        for (int64_t i = 0; i < d.N; i++)
+            for (int64_t b = 0; b < d.B; b++) tc[b] += t[(i * d.U + u) * d.B + b] / d.N;
+        CHECK(*std::max_element(tc.begin(), tc.end()) > tc[0] + 5);
+    }
+    std::vector<std::string> kv = lin.get("teacher_config").to_strings(), skv = soft.get("teacher_config").to_strings();
+    CHECK(std::find(kv.begin(), kv.end(), "sites=linear") != kv.end());
+    CHECK(std::none_of(skv.begin(), skv.end(), [](const std::string& s) { return s.rfind("sites=", 0) == 0; }));
+    // a file of the one kind is told apart from the other's settings, both ways
+    const std::string dir = vt_test::temp_dir(), sp = dir + "/vp_soft.npz", lp = dir + "/vp_linear.npz";
+    npz_write(sp, soft), npz_write(lp, lin);
+    CHECK(virtual_primate_differences(sp, lc) == std::vector<std::string>{"sites: softplus there, linear here"});
+    CHECK(virtual_primate_differences(lp, c) == std::vector<std::string>{"sites: linear there, softplus here"});
+    CHECK(virtual_primate_differences(lp, lc, &lin).empty());
+    CHECK(virtual_primate_differences(sp, c, &soft).empty());
+    if (vt_test::have_tool("make_virtual_primate")) {  // the flag, and a file of the other kind refused
+        const std::string args = "--images 8 --reps 3 --size 32 --teacher-arch tiny3 --teacher-feedback conv3:conv1 "
+                                 "--v4-layer conv2 --it-layer conv3 --v4 4 --it 4 --out " + dir + "/vp_tool.npz";
+        auto r = vt_test::run_tool("make_virtual_primate", args + " --linear-sites --latencies=false");
+        CHECK(r.rc == 0);
+        kv = npz_read(dir + "/vp_tool.npz").get("teacher_config").to_strings();
+        CHECK(std::find(kv.begin(), kv.end(), "sites=linear") != kv.end());
+        CHECK(std::find(kv.begin(), kv.end(), "latencies=0") != kv.end());
+        const std::string before = vt_test::slurp(dir + "/vp_tool.npz");
+        r = vt_test::run_tool("make_virtual_primate", args + " --latencies=false");
+        CAPTURE(r.out);
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "holds other data (sites: linear there, softplus here)"));
+        CHECK(vt_test::slurp(dir + "/vp_tool.npz") == before);
+        r = vt_test::run_tool("make_virtual_primate", args + " --linear-sites=maybe");
+        CHECK(r.rc == 1);
+        CHECK(vt_test::has(r.out, "--linear-sites"));
+    }
+}
+
 TEST_CASE("virtual_primate: responses vary across images within the image-driven bins") {
     const Npz& z = small_data();
     Dims d = dims(z);

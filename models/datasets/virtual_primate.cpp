@@ -298,16 +298,26 @@ struct Site {
     std::vector<float> rf;           // per entry: the receptive field's Gaussian weight
     std::vector<float> weight;       // per entry: channel weight x rf (site_set_weights)
     float latency_ms, delay_ms;
-    // output nonlinearity: rate = A softplus(b + a d), d = sign * drive / rms
+    // output nonlinearity: rate = A softplus(b + a d), d = sign * drive / rms, saturating;
+    // linear sites: rate = A + a d (A the baseline), no nonlinearity at all
+    bool linear = false;
     double sign = 1, rms = 1, a = 1, b = 0, A = 1;
 };
 
+// A site's rate (sp/s) at drive `drive` relative to grey.
+double site_rate(const Site& s, double drive) {
+    if (s.linear) return s.A + s.a * s.sign * drive / s.rms;
+    return RATE_MAX * std::tanh(s.A * softplus(s.b + s.a * s.sign * drive / s.rms) / RATE_MAX);  // firing saturates
+}
+
 // A site's place: channels, receptive field, latency (its channel weights come later).
-Site site_sample(const BackboneSpec& spec, int area, int layer, int ms_per_step, bool latencies, Rng& r) {
+Site site_sample(const BackboneSpec& spec, int area, int layer, int ms_per_step, bool latencies, bool linear,
+                 Rng& r) {
     const LayerSpec& l = spec.layers[layer];
     const int M = l.out_size, C = l.out_ch;
     const int win = area == 0 ? std::max(1, (M + 1) / 2) : M;
     Site s;
+    s.linear = linear;
     s.area = area, s.layer = layer, s.channels = std::min(area == 0 ? 10 : 20, C);
     std::vector<int> ch(C);
     std::iota(ch.begin(), ch.end(), 0);
@@ -364,6 +374,20 @@ void site_fit_rates(Site& s, const std::vector<double>& drive, int N, int T, int
     s.rms = std::sqrt(ss / std::max(n, 1)) + 1e-12;
     const double base = U(r, 5, 20), peak = U(r, 30, 100);
     s.a = U(r, 1.f, 2.f);
+    if (s.linear) {  // the image-averaged peak this far above the baseline, no rate below 0
+        double best = 0, lowest = 0;
+        for (int t = first; t < T; t++) {
+            double m = 0;
+            for (int i = 0; i < N; i++) {
+                const double d = s.sign * drive[i * T + t] / s.rms;
+                m += d, lowest = std::min(lowest, d);
+            }
+            best = std::max(best, m / N);
+        }
+        s.a = best > 0 ? (peak - base) / best : 0;  // an undriven site stays at its baseline
+        s.A = std::max(base, s.a * -lowest);         // raised where an image would go below 0
+        return;
+    }
     auto ratio = [&](double b) {  // peak of the image-averaged rate over the baseline
         double best = 0;
         for (int t = first; t < T; t++) {
@@ -408,8 +432,7 @@ void site_bin_rates(float* out, int64_t stride, const Site& st, const std::vecto
     std::vector<double> rate(T);
     for (int i = 0; i < N; i++) {
         for (int t = 0; t < T; t++) {
-            double r = st.A * softplus(st.b + st.a * st.sign * drive[(size_t)i * T + t] / st.rms);
-            rate[t] = RATE_MAX * std::tanh(r / RATE_MAX);  // firing saturates
+            rate[t] = std::max(site_rate(st, drive[(size_t)i * T + t]), 0.0);
         }
         for (int b = 0; b < B; b++) {  // the mean over 1 ms samples of the bin
             double acc = 0;
@@ -610,7 +633,7 @@ std::vector<Site> sites_sample(const VirtualPrimateConfig& c, const BackboneSpec
     std::vector<Site> sites;
     for (int k = 0; k < c.v4_units + c.it_units; k++) {
         int area = k < c.v4_units ? 0 : 1;
-        sites.push_back(site_sample(spec, area, layer[area], c.ms_per_step, c.latencies, site_rng));
+        sites.push_back(site_sample(spec, area, layer[area], c.ms_per_step, c.latencies, c.linear_sites, site_rng));
     }
     return sites;
 }
@@ -706,6 +729,7 @@ std::vector<std::string> teacher_config(const VirtualPrimateConfig& c, const Mod
           strfmt("ms_per_step=%d", c.ms_per_step), strfmt("presentation_ms=%d", c.presentation_ms),
           strfmt("bin_ms=%d", c.bin_ms), strfmt("t_max_ms=%d", c.t_max_ms), strfmt("latencies=%d", (int)c.latencies)})
         kv.push_back(e);
+    if (c.linear_sites) kv.push_back("sites=linear");  // absent: softplus (files made before the choice)
     if (m) kv.push_back(strfmt("steps=%d", T));
     return kv;
 }
@@ -776,6 +800,7 @@ std::vector<std::string> virtual_primate_differences(const std::string& path, co
     std::map<std::string, std::string> now = split(here), had = split(there);
     had["v4_sites"] = std::to_string(std::count(areas.begin(), areas.end(), "V4"));
     had["it_sites"] = std::to_string(std::count(areas.begin(), areas.end(), "IT"));
+    for (auto* kv : {&now, &had}) kv->emplace("sites", "softplus");  // written only when linear
     std::vector<std::string> diffs;
     for (const auto& [key, value] : now) {
         auto it = had.find(key);

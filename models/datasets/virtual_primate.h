@@ -36,6 +36,12 @@
 //     500 tanh(rate / 500). Per site, the baseline (grey) U(5, 20) sp/s and the peak over
 //     time of the image-averaged rate U(30, 100) sp/s are met by solving for A and b;
 //     a ~ U(1, 2) sets the selectivity. These gains are fitted to the N images' responses.
+//     `linear_sites`: rate = baseline + a d instead, a met so that the image-averaged peak is
+//     as far above the baseline as drawn, the baseline raised where some image's rate would
+//     go below 0 (so their baselines are higher: 45-66 sp/s on average in the default data): with
+//     `latencies` false too, the sites are linear in the read layer's output at the step,
+//     within what the fit's time-shared linear readout can express (the identifiability
+//     test's in-class control; teacher_config gains "sites=linear").
 //  4. time: model step t is time t * ms_per_step (docs/science.md section 5); a site's rate at
 //     time tau is the step time course, linearly interpolated, at (tau - delay) /
 //     ms_per_step. The delay places the site's onset (the time its rate leaves baseline,
@@ -96,6 +102,7 @@ struct VirtualPrimateConfig {
     int bin_ms = 20;            // bin width
     int t_max_ms = 260;         // end of the last bin
     bool latencies = true;      // false: every site answers with its layer (delay 0), a control
+    bool linear_sites = false;  // true: rate = baseline + gain x drive (no softplus, no saturation)
     uint64_t seed = 1;          // stimuli, sites, trial noise
     int batch = 8;              // images per teacher forward
 };
@@ -134,7 +141,7 @@ void virtual_primate_save_backbone(const Model& teacher, const std::string& path
 // meta.residual = 0, meta.mean, meta.std). fit_dynamics --init F --iters 0 scores the
 // teacher's own features through the fit's time-shared linear readouts: the most any
 // student of that structure can reach with them (the sites' latencies and rate
-// nonlinearity are not linear in the features).
+// nonlinearity are not linear in the features; with linear sites and no latencies they are).
 void virtual_primate_save_teacher(const Model& teacher, const std::string& path);
 
 // Summary of a dataset's arrays (the generator's, or any file in the interchange format).
