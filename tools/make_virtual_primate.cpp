@@ -51,8 +51,9 @@ int main(int argc, char** argv) {
         cli.flag("--latencies", &c.latencies,
                  "sites answer 50-70 ms (V4) / 70-100 ms (IT) after onset; =false: with their layer (a control)");
         cli.flag("--linear-sites", &c.linear_sites,
-                 "each site's rate is its baseline plus a gain times its drive (no softplus, no saturation); with "
-                 "--latencies=false the sites are within the fit's linear readout (the identifiability test's control)");
+                 "each site's rate is its baseline plus a gain times its drive, held for each step (no softplus, no "
+                 "saturation); with --latencies=false the fit's linear readout expresses the sites exactly (the "
+                 "identifiability test's control)");
         cli.flag("--batch", &c.batch, "images per teacher forward pass").range(1, 1 << 16);
         cli.flag("--threads", &threads, "compute threads (0 = all cores)").range(0, 1 << 16);
         cli.flag("--overwrite", &overwrite, "replace an existing --out made with other settings (or not a virtual primate)");

@@ -21,6 +21,7 @@ namespace {
 constexpr int CALIBRATION_IMAGES = 8;  // images the teacher's recipe is calibrated on
 constexpr int CALIBRATION_STEPS = 10;  // over a layer's first image-driven steps
 constexpr double RATE_MAX = 500;       // sp/s: rates saturate as RATE_MAX tanh(rate / RATE_MAX)
+constexpr double LINEAR_BASE_MAX = 100;  // sp/s: the most a linear site's baseline is raised to
 const char* GENERATOR = "make_virtual_primate 1";
 
 double softplus(double x) {
@@ -375,6 +376,7 @@ void site_fit_rates(Site& s, const std::vector<double>& drive, int N, int T, int
     const double base = U(r, 5, 20), peak = U(r, 30, 100);
     s.a = U(r, 1.f, 2.f);
     if (s.linear) {  // the image-averaged peak this far above the baseline, no rate below 0
+                     // (a weakly selective site, whose baseline would pass the cap, peaks lower)
         double best = 0, lowest = 0;
         for (int t = first; t < T; t++) {
             double m = 0;
@@ -385,7 +387,8 @@ void site_fit_rates(Site& s, const std::vector<double>& drive, int N, int T, int
             best = std::max(best, m / N);
         }
         s.a = best > 0 ? (peak - base) / best : 0;  // an undriven site stays at its baseline
-        s.A = std::max(base, s.a * -lowest);         // raised where an image would go below 0
+        s.A = std::max(base, s.a * -lowest);         // raised where an image would go below 0,
+        if (s.A > LINEAR_BASE_MAX) s.A = LINEAR_BASE_MAX, s.a = LINEAR_BASE_MAX / -lowest;  // up to a cap
         return;
     }
     auto ratio = [&](double b) {  // peak of the image-averaged rate over the baseline
@@ -432,7 +435,9 @@ void site_bin_rates(float* out, int64_t stride, const Site& st, const std::vecto
     std::vector<double> rate(T);
     for (int i = 0; i < N; i++) {
         for (int t = 0; t < T; t++) {
-            rate[t] = std::max(site_rate(st, drive[(size_t)i * T + t]), 0.0);
+            rate[t] = site_rate(st, drive[(size_t)i * T + t]);
+            CHECK(!st.linear || rate[t] >= -1e-9 * (st.A + 1), "linear site rate %g < 0", rate[t]);
+            rate[t] = std::max(rate[t], 0.0);  // (rounding)
         }
         for (int b = 0; b < B; b++) {  // the mean over 1 ms samples of the bin
             double acc = 0;
@@ -443,7 +448,7 @@ void site_bin_rates(float* out, int64_t stride, const Site& st, const std::vecto
                     continue;
                 }
                 int t0 = std::min((int)mt, T - 1), t1 = std::min(t0 + 1, T - 1);
-                double f = std::min(mt - t0, 1.0);
+                double f = st.linear ? 0.0 : std::min(mt - t0, 1.0);  // linear sites: held
                 acc += rate[t0] + (rate[t1] - rate[t0]) * f;
             }
             out[i * stride + b] = (float)(acc / c.bin_ms);

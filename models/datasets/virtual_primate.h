@@ -36,15 +36,16 @@
 //     500 tanh(rate / 500). Per site, the baseline (grey) U(5, 20) sp/s and the peak over
 //     time of the image-averaged rate U(30, 100) sp/s are met by solving for A and b;
 //     a ~ U(1, 2) sets the selectivity. These gains are fitted to the N images' responses.
-//     `linear_sites`: rate = baseline + a d instead, a met so that the image-averaged peak is
-//     as far above the baseline as drawn, the baseline raised where some image's rate would
-//     go below 0 (so their baselines are higher: 45-66 sp/s on average in the default data): with
-//     `latencies` false too, the sites are linear in the read layer's output at the step,
-//     within what the fit's time-shared linear readout can express (the identifiability
-//     test's in-class control; teacher_config gains "sites=linear").
+//     `linear_sites`: rate = baseline + a d instead, no saturation, a met so that the
+//     image-averaged peak is as far above the baseline as drawn, the baseline raised where
+//     some image's rate would go below 0, up to 100 sp/s (beyond, a is lowered: the site
+//     peaks lower), and each step's rate held for the step (below). With `latencies` false
+//     too, each bin is then the mean of its steps' rates, linear in the read layer's outputs
+//     at those steps: exactly what the fit's time-shared linear readout expresses (at onset
+//     0), the identifiability test's in-class control. teacher_config gains "sites=linear".
 //  4. time: model step t is time t * ms_per_step (docs/science.md section 5); a site's rate at
-//     time tau is the step time course, linearly interpolated, at (tau - delay) /
-//     ms_per_step. The delay places the site's onset (the time its rate leaves baseline,
+//     time tau is the step time course, linearly interpolated (linear sites: held), at
+//     (tau - delay) / ms_per_step. The delay places the site's onset (the time its rate leaves baseline,
 //     one step before the layer's first output) at a latency drawn from U(50, 70) ms for V4
 //     and U(70, 100) ms for IT (delay >= 0; `latencies` false: delay 0, the site's onset is
 //     its layer's). Bins [b*bin_ms, (b+1)*bin_ms) up to t_max_ms
