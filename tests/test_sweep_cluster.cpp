@@ -395,6 +395,8 @@ TEST_CASE("sweep: cluster flags and tools/sweep_slurm.sh refuse bad input in one
                           Case{"--grid paper --out " + out + " --device tpu", "--device: expected cpu or cuda, got 'tpu'"},
                           Case{"--grid paper --out " + out + " --precision fp16", "--precision: expected fp32, tf32 or bf16, got 'fp16'"},
                           Case{"--grid paper --out " + out + " --precision bf16", "--precision bf16: the CPU computes in fp32 only"},
+                          Case{"--grid paper --out " + out + " --jobs 2 -- --preset gpu --device cuda",
+                               "--device after `--` is the sweep's to set (give it before `--`"},
                           Case{"--grid paper --out " + out + " --device cuda --precision bf16 -- --precision tf32",
                                "--precision is given twice, as the sweep's flag and after `--`"},
                           Case{"--grid paper --out " + out + " --collect --data " + dir + "/gone.npz", "gone.npz' does not exist"}}) {

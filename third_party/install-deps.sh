@@ -11,7 +11,7 @@
 set -euo pipefail
 
 need=()
-for pkg in build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libstb-dev zlib1g-dev doctest-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin python3 python3-pip python3-numpy python3-torch python3-pandas python3-xarray python3-boto3 python3-tqdm python3-netcdf4 python3-packaging python3-pil; do
+for pkg in build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libstb-dev zlib1g-dev doctest-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin python3 python3-pip python3-numpy python3-torch python3-pandas python3-xarray python3-boto3 python3-tqdm python3-netcdf4 python3-packaging python3-pil python3-h5py; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -22,7 +22,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Python packages for the test fixtures' checks and the data converters (never linked into ventral).
+# Python packages for the test fixtures' checks and the data converters (never linked into ventral):
+# Debian's above serve Debian's python3; pip only where python3 is another one (pyenv, a venv).
 if ! python3 -c "import numpy, h5py, netCDF4, PIL" 2>/dev/null; then
     echo "install-deps: installing numpy h5py netCDF4 Pillow (pip)"
     python3 -m pip install -q numpy h5py netCDF4 Pillow 2>/dev/null ||

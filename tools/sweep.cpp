@@ -246,11 +246,13 @@ SweepArgs args_parse(int argc, char** argv) {
     if (a.device == "cpu") precision_check(Device::CPU, precision_parse(a.precision));  // (no GPU needed to plan)
     for (const std::string& e : a.extra) {
         std::string name = e.substr(0, e.find('='));
-        if ((name == "--device" && a.device != "cpu") || (name == "--precision" && a.precision != "fp32"))
+        if (name == "--precision" && a.precision != "fp32")
             fail("sweep: %s is given twice, as the sweep's flag and after `--` (give it once)", name.c_str());
-        if (name == "--data" || name == "--out" || name == "--threads" || name == "--resume" || name == "--split")
+        if (name == "--data" || name == "--out" || name == "--threads" || name == "--resume" || name == "--split" ||
+            name == "--device")
             fail("sweep: %s after `--` is the sweep's to set (%s)", name.c_str(),
                  name == "--data"      ? "use the sweep's --data"
+                 : name == "--device"  ? "give it before `--`: the sweep spreads the fits over the GPUs"
                  : name == "--out"     ? "DIR/runs/NAME"
                  : name == "--threads" ? "cores / --jobs"
                  : name == "--split"   ? "it fits whole runs: one task per configuration with --index"
