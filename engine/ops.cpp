@@ -174,6 +174,7 @@ static Tensor affine(const char* name, const Tensor& a, float scale, float shift
 }
 
 Tensor add_scalar(const Tensor& a, float s) { return affine("add_scalar", a, 1.f, s); }
+
 Tensor mul_scalar(const Tensor& a, float s) { return affine("mul_scalar", a, s, 0.f); }
 
 // ---- channels ----------------------------------------------------------------------------------
@@ -378,6 +379,20 @@ Tensor dropout(const Tensor& x, float p, uint64_t seed, bool training) {
         if (x.requires_grad()) K.mul_backward(x.grad(), nullptr, out.grad(), x.data(), mask.data(), n);
     };
     return op_record("dropout", out, fwd, bwd);
+}
+
+// ---- gradient flow -------------------------------------------------------------------------------
+
+Tensor grad_gate(const Tensor& x, std::shared_ptr<const bool> cut) {
+    CHECK(cut != nullptr, "grad_gate without its switch");
+    Tensor out = op_output(x.shape, {&x});
+    const KernelTable& K = kernels_for(x.device());
+    int64_t n = x.numel();
+    auto fwd = [=, &K] { K.affine(out.data(), x.data(), n, 1.f, 0.f); };
+    auto bwd = [=, &K] {  // *cut read here, at every backward
+        if (!*cut && x.requires_grad()) K.axpy(x.grad(), out.grad(), n, 1.f);
+    };
+    return op_record("grad_gate", out, fwd, bwd);
 }
 
 }  // namespace vt

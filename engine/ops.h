@@ -2,6 +2,7 @@
 // device's kernel and (under a Tape) records its forward/backward pair; ops.cpp keeps each
 // pair together. Shapes: x (N, C, H, W) for images, (N, D) for vectors.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -59,6 +60,13 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
 // Inverted dropout: zero with probability p, scale the rest by 1/(1-p). A new mask is drawn
 // from `seed`'s stream at every forward (replays included). Identity when !training or p = 0.
 Tensor dropout(const Tensor& x, float p, uint64_t seed, bool training = true);
+
+// ---- gradient flow -----------------------------------------------------------------------------
+// The identity, whose backward passes the gradient on unless *cut (read at every backward, so
+// one recorded graph can switch between cut and not): truncated BPTT's cut through a
+// recurrent state. On a captured CUDA graph the value is baked in at capture: invalidate the
+// TapeGraph after changing it (autograd.h).
+Tensor grad_gate(const Tensor& x, std::shared_ptr<const bool> cut);
 
 // ---- helpers -----------------------------------------------------------------------------------
 // Grow-only per-device scratch memory for kernels' temporaries (never kept across ops).

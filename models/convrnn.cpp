@@ -144,8 +144,21 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
 
     std::vector<CellState> state(L);
     std::vector<Tensor> frame_in(L), frame_x(L);  // a frame-fed layer's last input and its pre-memory conv
+    CHECK(cfg.truncate >= 0, "unroll: bad truncate %d", cfg.truncate);
+    std::vector<char> is_src(L, 0);
+    for (const FeedbackEdge& e : m.cfg.feedback) is_src[e.src] = 1;
+    std::vector<Tensor> fb_src(L);  // each layer's output of the step before, as fed back
     for (int t = 1; t < cfg.steps; t++) {
         const Tensor& frame = (t - 1) < cfg.image_steps ? u.image : grey;
+        // truncated BPTT: between steps k*truncate and k*truncate + 1 the memory and the
+        // feedback cross through a gate (grad_gate), the feedforward path does not
+        const bool cut = cfg.truncate > 0 && t > 1 && (t - 1) % cfg.truncate == 0;
+        for (int l = 0; l < L; l++) {
+            if (cut && state[l].c.defined()) state[l].c = grad_gate(state[l].c, u.cut);
+            if (cut && state[l].h.defined()) state[l].h = grad_gate(state[l].h, u.cut);
+            const Tensor& prev = u.out[t - 1][l];
+            fb_src[l] = cut && is_src[l] && prev.defined() ? grad_gate(prev, u.cut) : prev;
+        }
         for (int l = 0; l < L; l++) {
             const LayerSpec& ls = b.layers[l];
             Tensor ff = l == 0 ? frame : u.out[t - 1][l - 1];
@@ -157,7 +170,7 @@ void unroll_build(Unrolled& u, const Model& m, const UnrollConfig& cfg, bool rec
             std::vector<std::pair<Tensor, Tensor>> small;  // (source, feedback weight): conv2d_upsampled
             unsigned mask = 0;
             for (size_t k = 0; k < fb_edges.size(); k++) {
-                const Tensor& src = u.out[t - 1][m.cfg.feedback[fb_edges[k]].src];
+                const Tensor& src = fb_src[m.cfg.feedback[fb_edges[k]].src];
                 if (!src.defined()) continue;  // a silent source contributes zero
                 bool same = src.dim(2) == ff.dim(2) && src.dim(3) == ff.dim(3);
                 // On the CPU a small source (conv5's 1x1 or 2x2 map into conv2) is convolved

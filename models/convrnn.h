@@ -17,6 +17,7 @@
 // silent: its output and state are exactly zero and it is not computed (a convention: a
 // computed layer would show a constant, image-independent bias response instead).
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,10 @@ struct UnrollConfig {
     // equations are written (tests compare the two). A zero state's half of a cell conv is
     // skipped either way (cell_step).
     bool shortcuts = true;
+    // Truncated BPTT: > 0 cuts the gradient through the cells' state and the feedback edges
+    // between steps k*truncate and k*truncate + 1 (k >= 1) while *Unrolled::cut holds; the
+    // feedforward path (one step per layer) is never cut. 0: no cuts recorded.
+    int truncate = 0;
 };
 
 // A recorded unrolled graph: copy a batch into `image`, then tape.forward() (and
@@ -87,6 +92,7 @@ struct Unrolled {
     Tape tape;
     Tensor image;                         // (N, 3, S, S), normalised
     std::vector<std::vector<Tensor>> out; // [t][layer] outputs; undefined = exactly zero (silent)
+    std::shared_ptr<bool> cut = std::make_shared<bool>(true);  // with cfg.truncate: whether the cuts hold
 };
 
 // Records the unroll of `m` into u.tape. With record = false the ops go to whatever tape is

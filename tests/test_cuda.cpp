@@ -979,7 +979,7 @@ float host_scalar(const Tensor& t) {
     return v;
 }
 
-void build_model_run(ModelRun& r, Device dev, uint64_t seed = 7) {
+void build_model_run(ModelRun& r, Device dev, uint64_t seed = 7, int truncate = 0) {
     ModelConfig cfg;
     cfg.arch = "tiny3";
     BackboneSpec b = backbone_spec("tiny3");
@@ -998,6 +998,7 @@ void build_model_run(ModelRun& r, Device dev, uint64_t seed = 7) {
     uc.steps = 6;
     uc.image_steps = 3;
     uc.batch = N;
+    uc.truncate = truncate;
     unroll_build(r.u, *r.m, uc, /*record=*/true, r.image);
     TapeScope scope(r.u.tape);
     ArenaScope arena(r.u.arena);
@@ -1194,6 +1195,30 @@ TEST_CASE("cuda: TapeGraph replay on the GPU equals plain forward + backward, on
     }
     CHECK(g.captured());
     expect_grads(r, grads_of(r), fresh, REDUCTION, "graph after invalidate()");
+}
+
+TEST_CASE("cuda: truncated BPTT on the GPU, captured, equals the CPU's; invalidate() after switching the cuts") {
+    if (!vt::cuda_available()) { MESSAGE("no CUDA device: skipped"); return; }
+    ModelRun cpu, gpu;  // 6 steps cut every 2: between steps 2|3 and 4|5
+    build_model_run(cpu, Device::CPU, 7, 2);
+    build_model_run(gpu, Device::CUDA, 7, 2);
+    TapeGraph g(gpu.u.tape, gpu.loss);
+    REQUIRE(g.device() == Device::CUDA);
+    for (bool cut : {true, false, true}) {
+        *cpu.u.cut = *gpu.u.cut = cut;
+        g.invalidate();  // the graph bakes the switch in at capture
+        zero_grads(cpu);
+        cpu.u.tape.forward();
+        cpu.u.tape.backward(cpu.loss);
+        const Grads ref = grads_of(cpu);
+        for (int it = 0; it < 3; it++) {  // warm-up, capture + launch, launch
+            zero_grads(gpu);
+            g.run();
+            expect_grads(gpu, grads_of(gpu), ref, MODEL, std::string(cut ? "cut" : "open") + ", graph run " +
+                                                              std::to_string(it + 1));
+        }
+        CHECK(g.captured());
+    }
 }
 
 TEST_CASE("cuda: TapeGraph falls back to plain runs when an op cannot be captured (dropout's host mask)") {

@@ -228,6 +228,45 @@ TEST_CASE("dynamics: --clip-grad: a clip below the gradient's norm changes the f
     }
 }
 
+TEST_CASE("dynamics: --truncate-bptt cuts the fit's gradients; --truncate-until switches to full BPTT after it") {
+    const Dataset& ds = recovery_data();
+    FitConfig c = small_fit("lstm", "conv3:conv1");
+    c.iters = 5, c.val_every = 5, c.score.folds = 2;
+    c.residual = false, c.memory_init = true;  // plain cells with memory: their state matters from the start
+    REQUIRE(c.truncate_bptt == 0);  // the default: full BPTT
+    const FitResult full = fit_dynamics(ds.d, c);
+    c.truncate_bptt = 1000;  // longer than the unroll: nothing cut
+    const FitResult none_cut = fit_dynamics(ds.d, c);
+    c.truncate_bptt = 2;
+    const FitResult cut = fit_dynamics(ds.d, c);
+    c.truncate_until = 2;  // truncated for iterations 1-2, then full
+    const FitResult then_full = fit_dynamics(ds.d, c);
+    const std::vector<float>&f = full.splits[0].train_loss, &n = none_cut.splits[0].train_loss,
+                           &t = cut.splits[0].train_loss, &tf = then_full.splits[0].train_loss;
+    REQUIRE(f.size() == 5);
+    REQUIRE(t.size() == 5);
+    REQUIRE(tf.size() == 5);
+    CHECK(n == f);
+    CHECK(t[0] == f[0]);  // the first loss comes before any step
+    CHECK(t[1] != f[1]);
+    for (int i = 0; i < 3; i++) CHECK(tf[i] == t[i]);  // the losses before the first full step
+    CHECK(tf[3] != t[3]);
+    // the flags reach the config and results.json; bad values name them
+    FitFlags v;
+    parse_fit_flags(v, {"--truncate-bptt", "4", "--truncate-until", "100"});
+    CHECK(v.c.truncate_bptt == 4);
+    CHECK(v.c.truncate_until == 100);
+    const Json j = fit_results_json(c, then_full, FitRun{});
+    CHECK(j["settings"]["truncate_bptt"].get<int>() == 2);
+    CHECK(j["settings"]["truncate_until"].get<int>() == 2);
+    for (const char* bad : {"-1", "x", "2.5"}) {
+        FitFlags w;
+        CHECK(has(error_of([&] { parse_fit_flags(w, {"--truncate-bptt", bad}); }), "--truncate-bptt"));
+    }
+    FitFlags w;
+    CHECK(has(error_of([&] { parse_fit_flags(w, {"--truncate-until", "10"}); }), "needs --truncate-bptt"));
+}
+
 TEST_CASE("dynamics: --patience stops after that many validations without a better one; 0 never stops early") {
     const Dataset& ds = recovery_data();
     FitConfig c = small_fit("lstm", "conv3:conv1");

@@ -451,6 +451,75 @@ TEST_CASE("models: a recorded unroll replayed on a new image equals one built on
     }
 }
 
+TEST_CASE("models: truncated BPTT cuts the state and feedback between blocks of steps, and nothing else") {
+    // tiny3, lstm, conv3:conv1, 9 steps cut every 3 (between steps 3|4 and 6|7): the outputs are
+    // full BPTT's; with the cuts open every gradient is full BPTT's; held, a loss on the first
+    // block's steps (1-3) keeps full BPTT's gradients and a loss on later steps loses some;
+    // `none` cells without feedback have nothing to cut.
+    struct Case {
+        const char *motif, *fb;
+    };
+    for (Case c : {Case{"lstm", "conv3:conv1"}, Case{"none", "none"}}) {
+        INFO(c.motif << " " << c.fb);
+        Model m = make_model("tiny3", c.motif, c.fb);
+        randomise(m, 9);
+        Tensor img = randn({2, 3, 8, 8}, 10, 1.f, true);
+        UnrollConfig uc;
+        uc.steps = 9, uc.image_steps = 5, uc.batch = 2;
+        // run: outputs of all steps, and the gradients (image, then every parameter) of a
+        // random projection of the outputs of steps [t0, t1)
+        auto run = [&](int truncate, bool cut, int t0, int t1, std::vector<float>& outs, int& gates) {
+            uc.truncate = truncate;
+            m.params.zero_grad();
+            std::fill(img.grad(), img.grad() + img.numel(), 0.f);
+            Unrolled u;
+            unroll_build(u, m, uc, /*record=*/true, img);
+            *u.cut = cut;
+            gates = 0;
+            for (const Node& n : u.tape.nodes) gates += std::string(n.op) == "grad_gate";
+            {
+                TapeScope scope(u.tape);
+                Tensor all = all_outputs(u);
+                outs.assign(all.data(), all.data() + all.numel());
+                std::vector<Tensor> parts;
+                for (int t = t0; t < t1; t++)
+                    for (const Tensor& o : u.out[t])
+                        if (o.defined()) parts.push_back(o.flatten());
+                Tensor sel = concat_channels(parts);
+                u.tape.backward(sum(mul(sel, randn(sel.shape, 11 + t0))));
+            }
+            std::vector<float> g(img.grad(), img.grad() + img.numel());
+            for (auto& e : m.params.entries) g.insert(g.end(), e.view.grad(), e.view.grad() + e.view.numel());
+            return g;
+        };
+        auto maxdiff = [](const std::vector<float>& a, const std::vector<float>& b) {
+            REQUIRE(a.size() == b.size());
+            double d = 0;
+            for (size_t i = 0; i < a.size(); i++) d = std::max(d, (double)std::fabs(a[i] - b[i]));
+            return d;
+        };
+        std::vector<float> o_full, o_cut;
+        int g_full = 0, g_cut = 0;
+        const bool stateful = std::string(c.motif) != "none";
+        for (auto [t0, t1] : {std::pair<int, int>{1, 4}, std::pair<int, int>{4, 9}}) {
+            INFO("loss on steps " << t0 << ".." << t1 - 1);
+            const std::vector<float> full = run(0, true, t0, t1, o_full, g_full);
+            const std::vector<float> open = run(3, false, t0, t1, o_cut, g_cut);
+            CHECK(g_full == 0);
+            CHECK(g_cut == (stateful ? 2 * 2 * 3 + 2 : 0));  // per cut: c and h of 3 layers, conv3's feedback
+            CHECK(maxdiff(o_full, o_cut) == 0);
+            CHECK(maxdiff(full, open) == 0);
+            const std::vector<float> held = run(3, true, t0, t1, o_cut, g_cut);
+            CHECK(maxdiff(o_full, o_cut) == 0);
+            double scale = 0;
+            for (float v : full) scale = std::max(scale, (double)std::fabs(v));
+            REQUIRE(scale > 0);
+            if (t0 == 1 || !stateful) CHECK(maxdiff(full, held) == 0);
+            else CHECK(maxdiff(full, held) > 1e-3 * scale);
+        }
+    }
+}
+
 TEST_CASE("models: whole-model gradient check for every cell with a feedback edge, 5 steps") {
     for (const char* name : {"none", "timedecay", "rnn", "rnn-large", "gru", "lstm", "ugrnn", "rgc"}) {
         INFO("cell " << std::string(name));

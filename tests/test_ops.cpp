@@ -496,6 +496,27 @@ TEST_CASE("ops: gradient checks of elementwise, channel and reduction ops") {
     expect_ok(grad_check([&] { return mse_loss(center_rows(r), randn({5, 3}, 32)); }, {r}));
 }
 
+TEST_CASE("ops: grad_gate is the identity that passes its gradient on, or none while cut") {
+    Tensor a = randn({2, 3, 4, 2}, 16), w = randn({2, 3, 4, 2}, 17);
+    auto cut = std::make_shared<bool>(false);
+    expect_ok(grad_check([&] { return mul(grad_gate(a, cut), a); }, {a}));  // open: d(a^2) = 2a
+    Tape tape;
+    Tensor x = tensor_empty(a.shape, Device::CPU, true), y;
+    tensor_copy(x, a);
+    {
+        TapeScope scope(tape);
+        y = grad_gate(x, cut);
+    }
+    for (int64_t i = 0; i < a.numel(); i++) REQUIRE(y.data()[i] == a.data()[i]);
+    for (bool c : {false, true, false}) {  // switched between backwards of one recorded graph
+        *cut = c;
+        std::fill(x.grad(), x.grad() + x.numel(), 0.f);
+        tape.backward(y, w);
+        for (int64_t i = 0; i < a.numel(); i++) REQUIRE(x.grad()[i] == (c ? 0.f : w.data()[i]));
+    }
+    CHECK(vt_test::has(vt_test::error_of([&] { grad_gate(a, nullptr); }), "grad_gate"));
+}
+
 TEST_CASE("ops: center_rows removes each column's mean over the rows") {
     Tensor x = tensor_from({3, 2}, {1, 10, 2, 20, 6, 60});
     std::vector<float> y = center_rows(x).to_vector();

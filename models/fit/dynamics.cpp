@@ -122,9 +122,12 @@ struct FitGraph {
 
 std::string ro_name(const std::string& area, const char* what) { return "readout." + area + "." + what; }
 
-void graph_build(FitGraph& g, const Model& m, const Plan& P, int n, const ParamArena* ro, float mean_weight) {
+void graph_build(FitGraph& g, const Model& m, const Plan& P, int n, const ParamArena* ro, float mean_weight,
+                 int truncate = 0) {
     g.n = n;
-    unroll_build(g.u, m, UnrollConfig{P.T, P.image_steps, n}, true);
+    UnrollConfig uc{P.T, P.image_steps, n};
+    uc.truncate = truncate;
+    unroll_build(g.u, m, uc, true);
     TapeScope rec(g.u.tape);
     ArenaScope arena(g.u.arena);
     const Device dev = m.params.device;
@@ -979,7 +982,7 @@ void bptt_start(SplitBptt& b, const std::vector<std::vector<float>>& F0) {
     const FitConfig& cfg = b.cfg;
     const Plan& P = b.P;
     const int64_t B = P.B, U = b.tg.U;
-    graph_build(b.g, b.m, P, cfg.batch, &b.ro, cfg.mean_weight);
+    graph_build(b.g, b.m, P, cfg.batch, &b.ro, cfg.mean_weight, cfg.truncate_bptt);
     b.opt_m.lr = cfg.lr, b.opt_r.lr = cfg.readout_lr;
     for (const auto& e : b.m.params.entries) b.opt_m.lr_scale.push_back(param_lr_scale(e.name, e.shape, cfg));
     b.opt_m.weight_decay = b.opt_r.weight_decay = cfg.weight_decay;
@@ -1208,6 +1211,8 @@ void bptt_iterate(SplitBptt& b, const ModelConfig& mc, SplitLog& L) {
         graph_load(g, b.P, order, cursor, &b.st.Y, b.tg.U);
         cursor += (size_t)g.n;
         b.m.params.zero_grad(), b.ro.zero_grad();
+        const bool cut = cfg.truncate_until == 0 || it <= cfg.truncate_until;  // truncated, then full BPTT
+        if (cfg.truncate_bptt > 0 && *g.u.cut != cut) *g.u.cut = cut, step.invalidate();  // a captured graph bakes it in
         step.run();  // forward + BPTT: on a GPU one captured CUDA graph after the first runs
         float lv = loss_value(g);
         if (!std::isfinite(lv)) {  // before the update: the parameters are still the last finite ones

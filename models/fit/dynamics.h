@@ -141,6 +141,9 @@ struct FitConfig {
     float weight_decay = 1e-4f;
     float clip_grad = 0.f;                 // > 0: the cells' and feedback's gradient is scaled to at most
                                            // this global norm before each step (0: never)
+    int truncate_bptt = 0;                 // > 0: truncated BPTT, the gradient through the cells' state and
+                                           // the feedback cut every this many steps (UnrollConfig::truncate)
+    int truncate_until = 0;                // with truncate_bptt: full BPTT after this iteration (0: never)
     float mean_weight = 0.1f;              // weight of the mean time course in the loss
     bool residual = false;                 // residual cells h = x + a * cell (ModelConfig::residual), else plain
     bool memory_init = true;               // cells start as leaky integrators (cells.h cell_init_memory)

@@ -146,6 +146,11 @@ Cli fit_cli(FitFlags& v, const std::string& preset) {
     cli.flag("--weight-decay", &c.weight_decay, "decoupled weight decay (AdamW)").range(0, 1).tag(C);
     cli.flag("--clip-grad", &c.clip_grad, "scale the cells' and feedback's gradient down to at most this global norm "
              "before each step (0: never)").range(0, 1e6).tag(C);
+    cli.flag("--truncate-bptt", &c.truncate_bptt, "truncated BPTT: cut the gradient through the cells' state and the "
+             "feedback every this many steps (the feedforward path is never cut; 0: full BPTT)")
+        .range(0, 100000).tag(C);
+    cli.flag("--truncate-until", &c.truncate_until, "with --truncate-bptt: full BPTT after this iteration (truncated, "
+             "then full; 0: truncated throughout)").range(0, 10000000).tag(C);
     cli.flag("--stop-on", &v.stop_on, "what early stopping and the readout re-solves watch on the validation images: "
              "score (a median r^2 per bin, as scored) or loss").choices({"score", "loss"}).tag(C);
     cli.flag("--no-readout-refit", &v.no_refit,
@@ -200,6 +205,9 @@ void fit_flags_finish(const Cli& cli, FitFlags& v) {
     if (c.warmup > 0 && c.warmup >= c.iters)
         fail("--warmup: %d iterations of warm-up leave none of the %d of --iters at the full lr; give fewer",
              c.warmup, c.iters);
+    if (c.truncate_until > 0 && c.truncate_bptt == 0)
+        fail("--truncate-until %d: full BPTT after iteration %d needs --truncate-bptt K (steps between cuts) before it",
+             c.truncate_until, c.truncate_until);
     if (v.onset != "auto") {
         char* end = nullptr;
         c.onset_ms = std::strtof(v.onset.c_str(), &end);

@@ -84,6 +84,8 @@ Json fit_results_json(const FitConfig& c, const FitResult& R, const FitRun& run)
         {"warmup", c.warmup},
         {"weight_decay", json_num(c.weight_decay)},
         {"clip_grad", json_num(c.clip_grad)},
+        {"truncate_bptt", c.truncate_bptt},
+        {"truncate_until", c.truncate_until},
         {"mean_weight", json_num(c.mean_weight)},
         {"heldout_fraction", json_num(c.heldout_fraction)},
         {"heldout_fit_images", c.heldout_fit_images},
