@@ -206,7 +206,7 @@ void fit_flags_finish(const Cli& cli, FitFlags& v) {
         fail("--warmup: %d iterations of warm-up leave none of the %d of --iters at the full lr; give fewer",
              c.warmup, c.iters);
     if (c.truncate_until > 0 && c.truncate_bptt == 0)
-        fail("--truncate-until %d: full BPTT after iteration %d needs --truncate-bptt K (steps between cuts) before it",
+        fail("--truncate-until %d: full BPTT after iteration %d needs --truncate-bptt K (the steps between cuts) as well",
              c.truncate_until, c.truncate_until);
     if (v.onset != "auto") {
         char* end = nullptr;
