@@ -174,7 +174,6 @@ static Tensor affine(const char* name, const Tensor& a, float scale, float shift
 }
 
 Tensor add_scalar(const Tensor& a, float s) { return affine("add_scalar", a, 1.f, s); }
-
 Tensor mul_scalar(const Tensor& a, float s) { return affine("mul_scalar", a, s, 0.f); }
 
 // ---- channels ----------------------------------------------------------------------------------
